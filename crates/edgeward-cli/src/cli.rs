@@ -1,0 +1,182 @@
+//! The command-line grammar.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Edgeward: defense in depth for fleets of edge AI devices.
+#[derive(Parser, Debug)]
+#[command(name = "edgeward", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The key hierarchy: offline root, 90-day signing certificates, device CA, CRL.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Sign a file or a model directory (OpenSSF model-signing bundle, or --raw).
+    Sign(SignArgs),
+    /// Verify a file or a model directory against a signature.
+    Verify(VerifyArgs),
+    /// Run the whole story in a temporary directory: ceremony, signing, verification, attacks.
+    Demo(DemoArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PkiCommand {
+    /// Create the hierarchy: root CA (encrypted key), signing certificate, device CA, empty CRL.
+    Init(PkiInitArgs),
+    /// Issue the next signing certificate; the current one is kept in previous/ until it expires.
+    Rotate(PkiRotateArgs),
+    /// Add a certificate to the root-signed CRL.
+    Revoke(PkiRevokeArgs),
+    /// Print the hierarchy with validity and days left; warn about a signing certificate near expiry.
+    Show(PkiShowArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    /// ECDSA P-256 (verifies with openssl and model_signing).
+    P256,
+    /// Ed25519 (Edgeward and openssl; model_signing 1.1 only verifies EC keys).
+    Ed25519,
+}
+
+#[derive(Args, Debug)]
+pub struct PkiDir {
+    /// The hierarchy directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PassphraseArg {
+    /// Environment variable holding the root key's passphrase (prompted on a TTY if unset).
+    #[arg(long, default_value = "EDGEWARD_ROOT_PASSPHRASE")]
+    pub passphrase_env: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PkiInitArgs {
+    #[command(flatten)]
+    pub dir: PkiDir,
+    #[command(flatten)]
+    pub passphrase: PassphraseArg,
+    /// Organisation name put in every certificate's subject.
+    #[arg(long, default_value = "Edgeward")]
+    pub org: String,
+    /// Validity of the first signing certificate in days (at most 90).
+    #[arg(long, default_value_t = 90)]
+    pub days: i64,
+    /// Key type of the signing certificate.
+    #[arg(long, value_enum, default_value_t = KeyType::P256)]
+    pub key_type: KeyType,
+}
+
+#[derive(Args, Debug)]
+pub struct PkiRotateArgs {
+    #[command(flatten)]
+    pub dir: PkiDir,
+    #[command(flatten)]
+    pub passphrase: PassphraseArg,
+    /// Validity of the new signing certificate in days (at most 90).
+    #[arg(long, default_value_t = 90)]
+    pub days: i64,
+    /// Key type of the new signing certificate.
+    #[arg(long, value_enum, default_value_t = KeyType::P256)]
+    pub key_type: KeyType,
+}
+
+#[derive(Args, Debug)]
+pub struct PkiRevokeArgs {
+    #[command(flatten)]
+    pub dir: PkiDir,
+    #[command(flatten)]
+    pub passphrase: PassphraseArg,
+    /// Serial number of the certificate to revoke, hex (as `pki show` or `openssl x509 -serial` print it).
+    #[arg(long)]
+    pub serial: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PkiShowArgs {
+    #[command(flatten)]
+    pub dir: PkiDir,
+}
+
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// The file or model directory to sign.
+    pub path: PathBuf,
+    /// The private key (PEM: PKCS#8, SEC1 or encrypted PKCS#8).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Certificate chain (PEM, signing certificate first): certificate mode.
+    #[arg(long)]
+    pub cert_chain: Option<PathBuf>,
+    /// Where to write the signature.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// Write a raw detached signature over the file (as `openssl dgst -sha256 -sign`).
+    #[arg(long)]
+    pub raw: bool,
+    /// Shard size in bytes for the digests (0: one digest per file, model-signing's default).
+    #[arg(long, default_value_t = edgeward_model::hashing::DEFAULT_SHARD_SIZE)]
+    pub shard_size: u64,
+    /// Paths inside the model to leave out of the signature (repeatable).
+    #[arg(long = "ignore-paths")]
+    pub ignore_paths: Vec<PathBuf>,
+    /// Sign git metadata (.git, .gitattributes, .github, .gitignore) too.
+    #[arg(long)]
+    pub no_ignore_git_paths: bool,
+    /// Environment variable holding the key's passphrase, if the key is encrypted.
+    #[arg(long, default_value = "EDGEWARD_KEY_PASSPHRASE")]
+    pub passphrase_env: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The file or model directory to verify.
+    pub path: PathBuf,
+    /// The signature (bundle, or raw with --raw).
+    #[arg(long)]
+    pub signature: PathBuf,
+    /// Trust exactly this public key (PEM public key or certificate).
+    #[arg(
+        long,
+        conflicts_with = "trust_root",
+        required_unless_present = "trust_root"
+    )]
+    pub pubkey: Option<PathBuf>,
+    /// Trust signing certificates endorsed by this root (PEM; may hold several roots).
+    #[arg(long)]
+    pub trust_root: Option<PathBuf>,
+    /// A root-signed CRL (PEM or DER) to check revocation against (repeatable).
+    #[arg(long, requires = "trust_root")]
+    pub crl: Vec<PathBuf>,
+    /// The signature is raw (as `openssl dgst -sha256 -sign` makes it).
+    #[arg(long, requires = "pubkey")]
+    pub raw: bool,
+    /// Print a JSON verdict on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Print one JSON object with a `steps` array instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the demo's files in this directory instead of a temporary one.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+}

@@ -1,0 +1,32 @@
+//! `edgeward`: the operator's command line. It parses arguments and calls the libraries;
+//! the logic a test would want lives in `edgeward-core`, `edgeward-model` and `edgeward-pki`.
+
+mod cli;
+mod demo;
+mod outcome;
+mod pki_cmd;
+mod progress;
+mod secrets;
+mod sign_cmd;
+mod verify_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let result = match args.command {
+        cli::Command::Pki(cmd) => pki_cmd::run(cmd),
+        cli::Command::Sign(cmd) => sign_cmd::run(cmd),
+        cli::Command::Verify(cmd) => verify_cmd::run(cmd),
+        cli::Command::Demo(cmd) => demo::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("edgeward: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `edgeward sign`: a bundle (key or certificate mode) or a raw detached signature.
+
+use std::path::Path;
+
+use edgeward_core::{keys::SigningKey, pem};
+use edgeward_model::{artifact, raw};
+use serde_json::json;
+
+use crate::{
+    cli::SignArgs,
+    outcome::{print_json, read_operator_file, Failure, Outcome},
+    progress::Bar,
+    secrets::passphrase,
+};
+
+pub fn run(a: SignArgs) -> Outcome {
+    let key = load_signing_key(&a.key, &a.passphrase_env)?;
+    let bar = Bar::new("hashing");
+    let signature = if a.raw {
+        if a.cert_chain.is_some() {
+            return Err(Failure::operator(
+                "--raw signatures carry no certificate chain",
+            ));
+        }
+        raw::sign_file(&a.path, &key, &bar)?
+    } else {
+        let chain = match &a.cert_chain {
+            Some(p) => Some(
+                pem::parse_labelled(&read_operator_file(p)?, "CERTIFICATE")
+                    .map_err(|e| Failure::operator(format!("{}: {e}", p.display())))?,
+            ),
+            None => None,
+        };
+        let mut ignore_paths = relative_ignores(&a.path, &a.ignore_paths)?;
+        if let Some(inside) = relative_to(&a.path, &a.output) {
+            ignore_paths.push(inside);
+        }
+        let options = artifact::SignOptions {
+            shard_size: (a.shard_size > 0).then_some(a.shard_size),
+            ignore_paths,
+            ignore_git_paths: !a.no_ignore_git_paths,
+            signed_at: unix_now(),
+        };
+        artifact::sign_path(&a.path, &key, chain, &options, &bar)?
+            .to_json()
+            .into_bytes()
+    };
+    std::fs::write(&a.output, &signature)
+        .map_err(|e| Failure::operator(format!("{}: {e}", a.output.display())))?;
+    let public = key.public_key();
+    if a.json {
+        print_json(&json!({
+            "signed": a.path,
+            "signature": a.output,
+            "format": if a.raw { "raw" } else { "bundle" },
+            "mode": if a.raw { "raw" } else if a.cert_chain.is_some() { "certificate" } else { "key" },
+            "key": public.fingerprint(),
+            "algorithm": public.algorithm(),
+        }));
+    } else {
+        println!(
+            "signed {} with {} key {} → {}",
+            a.path.display(),
+            public.algorithm(),
+            public.fingerprint(),
+            a.output.display()
+        );
+    }
+    Ok(())
+}
+
+/// Loads a private key, asking for a passphrase only if the PEM is encrypted.
+pub fn load_signing_key(path: &Path, passphrase_env: &str) -> Result<SigningKey, Failure> {
+    let pem_bytes = zeroize::Zeroizing::new(read_operator_file(path)?);
+    let encrypted = pem_bytes.windows(21).any(|w| w == b"ENCRYPTED PRIVATE KEY");
+    let pass = if encrypted {
+        Some(passphrase(passphrase_env, "Key passphrase: ", false)?)
+    } else {
+        None
+    };
+    SigningKey::from_pem(&pem_bytes, pass.as_ref().map(|p| p.as_slice()))
+        .map_err(|e| Failure::operator(format!("{}: {e}", path.display())))
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `path` relative to the artifact `root`, as a POSIX string, when it lies inside it.
+fn relative_to(root: &Path, path: &Path) -> Option<String> {
+    let root = root.canonicalize().ok()?;
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let full = parent.canonicalize().ok()?.join(path.file_name()?);
+    let rel = full.strip_prefix(&root).ok()?;
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    let joined = parts?.join("/");
+    (!joined.is_empty()).then_some(joined)
+}
+
+fn relative_ignores(root: &Path, paths: &[std::path::PathBuf]) -> Result<Vec<String>, Failure> {
+    paths
+        .iter()
+        .map(|p| {
+            let candidate = if p.is_absolute() || p.exists() {
+                p.clone()
+            } else {
+                root.join(p)
+            };
+            relative_to(root, &candidate).ok_or_else(|| {
+                Failure::operator(format!(
+                    "--ignore-paths {}: not inside {}",
+                    p.display(),
+                    root.display()
+                ))
+            })
+        })
+        .collect()
+}

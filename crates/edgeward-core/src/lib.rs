@@ -1,0 +1,44 @@
+//! Edgeward's formats and verification policy.
+//!
+//! This crate is the part of Edgeward that a bootloader, a device agent and the cloud all
+//! share, so it is pure logic: no I/O, no clock, no printing, and it builds as `no_std` +
+//! `alloc` (disable the default `std` feature). Every parser here takes untrusted bytes and
+//! returns a typed [`Error`] instead of panicking.
+//!
+//! - [`keys`]: public and private keys (ECDSA P-256, Ed25519, RSA for verification), PEM/DER.
+//! - [`rawsig`]: detached raw signatures as `openssl dgst -sha256 -sign` and Python
+//!   `cryptography` make them.
+//! - [`dsse`], [`statement`], [`manifest`], [`bundle`]: the OpenSSF model-signing format
+//!   (Sigstore bundle v0.3 carrying a DSSE envelope with an in-toto statement).
+//! - [`chain`]: the X.509 trust policy for signing certificates.
+//! - [`verify`] and [`sign`]: the whole bundle check and bundle creation.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod bundle;
+pub mod chain;
+pub mod civil;
+pub mod dsse;
+pub mod error;
+pub mod keys;
+pub mod limits;
+pub mod manifest;
+pub mod pem;
+pub mod rawsig;
+pub mod sign;
+pub mod statement;
+pub mod verify;
+
+pub use error::Error;
+
+/// A SHA-256 digest.
+pub type Sha256Digest = [u8; 32];
+
+/// SHA-256 of `data` (uses SHA-NI where the CPU has it).
+pub fn sha256(data: &[u8]) -> Sha256Digest {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}

@@ -1,0 +1,287 @@
+//! The in-toto statement of OpenSSF model-signing v1.0: one subject (the artifact's name
+//! and root digest) and a predicate listing the serialization and every resource digest.
+//!
+//! Edgeward adds one optional predicate field, `edgeward.signed_at` (Unix seconds), so a
+//! verifier can judge the signing certificate at signing time. model-signing v1.0 verifiers
+//! ignore predicate fields they do not know, as its specification requires.
+
+use alloc::{
+    collections::{BTreeMap, BTreeSet},
+    format,
+    string::String,
+    vec,
+    vec::Vec,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    limits::{MAX_IGNORE_PATHS, MAX_RESOURCES},
+    manifest::{ItemKey, Manifest, Method, Serialization},
+    Error, Sha256Digest,
+};
+
+/// The in-toto statement type.
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+/// The model-signing predicate type this crate reads and writes.
+pub const PREDICATE_TYPE: &str = "https://model_signing/signature/v1.0";
+
+/// A parsed and self-consistent statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The artifact's manifest.
+    pub manifest: Manifest,
+    /// When the signer says it signed (Unix seconds), if the signer recorded it. Edgeward
+    /// always records it; with it the statement also carries the manifest's empty files.
+    pub signed_at: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StatementJson {
+    #[serde(rename = "_type")]
+    type_: String,
+    subject: Vec<SubjectJson>,
+    #[serde(rename = "predicateType")]
+    predicate_type: String,
+    predicate: PredicateJson,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SubjectJson {
+    name: String,
+    digest: DigestSetJson,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DigestSetJson {
+    sha256: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PredicateJson {
+    serialization: SerializationJson,
+    resources: Vec<ResourceJson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    edgeward: Option<EdgewardJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SerializationJson {
+    method: String,
+    hash_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shard_size: Option<u64>,
+    allow_symlinks: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ignore_paths: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ResourceJson {
+    name: String,
+    algorithm: String,
+    digest: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EdgewardJson {
+    signed_at: u64,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    empty_files: BTreeSet<String>,
+}
+
+/// Decodes 64 hex digits into a digest.
+pub fn parse_digest(what: &'static str, hex_str: &str) -> Result<Sha256Digest, Error> {
+    let mut out = [0u8; 32];
+    if hex_str.len() != 64 {
+        return Err(Error::malformed(
+            what,
+            format!("{} hex digits (expected 64)", hex_str.len()),
+        ));
+    }
+    hex::decode_to_slice(hex_str, &mut out).map_err(|e| Error::malformed(what, e))?;
+    Ok(out)
+}
+
+impl Statement {
+    /// Parses statement JSON and checks it: statement and predicate types, one subject,
+    /// SHA-256 only, every resource's algorithm matching the serialization, no duplicate
+    /// resources, and the subject digest equal to the digest over the resources.
+    pub fn parse(json: &[u8]) -> Result<Self, Error> {
+        let raw: StatementJson =
+            serde_json::from_slice(json).map_err(|e| Error::malformed("statement JSON", e))?;
+        if raw.type_ != STATEMENT_TYPE {
+            return Err(Error::unsupported(
+                "statement type",
+                format!("{:?}", raw.type_),
+            ));
+        }
+        if raw.predicate_type != PREDICATE_TYPE {
+            return Err(Error::unsupported(
+                "predicate type",
+                format!("{:?} (expected {PREDICATE_TYPE})", raw.predicate_type),
+            ));
+        }
+        let [subject] = raw.subject.as_slice() else {
+            return Err(Error::malformed(
+                "statement",
+                format!("{} subjects (expected exactly one)", raw.subject.len()),
+            ));
+        };
+        let subject_digest = parse_digest("subject digest", &subject.digest.sha256)?;
+        let serialization = parse_serialization(&raw.predicate.serialization)?;
+        let algorithm = serialization.item_algorithm();
+        let resources = &raw.predicate.resources;
+        if resources.len() > MAX_RESOURCES {
+            return Err(Error::malformed(
+                "statement",
+                format!(
+                    "{} resources exceeds the limit of {MAX_RESOURCES}",
+                    resources.len()
+                ),
+            ));
+        }
+        let mut items = BTreeMap::new();
+        let mut listed_root = sha2_stream();
+        for r in resources {
+            if r.algorithm != algorithm {
+                return Err(Error::unsupported(
+                    "resource digest algorithm",
+                    format!(
+                        "{:?} for {:?} (the serialization requires {algorithm:?})",
+                        r.algorithm, r.name
+                    ),
+                ));
+            }
+            let key = ItemKey::parse(&r.name, serialization.method)?;
+            let digest = parse_digest("resource digest", &r.digest)?;
+            sha2::Digest::update(&mut listed_root, digest);
+            if items.insert(key, digest).is_some() {
+                return Err(Error::malformed(
+                    "statement",
+                    format!("resource {:?} is listed twice", r.name),
+                ));
+            }
+        }
+        let listed: Sha256Digest = sha2::Digest::finalize(listed_root).into();
+        if listed != subject_digest {
+            return Err(Error::malformed(
+                "statement",
+                "the subject digest does not match the listed resource digests",
+            ));
+        }
+        let (signed_at, empty_files) = match raw.predicate.edgeward {
+            Some(e) => (Some(e.signed_at), e.empty_files),
+            None => (None, BTreeSet::new()),
+        };
+        if empty_files.len() > MAX_RESOURCES {
+            return Err(Error::malformed("statement", "too many empty files listed"));
+        }
+        for path in &empty_files {
+            crate::manifest::validate_path(path)?;
+        }
+        Ok(Statement {
+            manifest: Manifest {
+                model_name: subject.name.clone(),
+                serialization,
+                items,
+                empty_files,
+            },
+            signed_at,
+        })
+    }
+
+    /// Serializes the statement as model-signing does (resources in canonical order).
+    pub fn to_json(&self) -> Vec<u8> {
+        let m = &self.manifest;
+        let algorithm = m.serialization.item_algorithm();
+        let json = StatementJson {
+            type_: String::from(STATEMENT_TYPE),
+            subject: vec![SubjectJson {
+                name: m.model_name.clone(),
+                digest: DigestSetJson {
+                    sha256: hex::encode(m.root_digest()),
+                },
+            }],
+            predicate_type: String::from(PREDICATE_TYPE),
+            predicate: PredicateJson {
+                serialization: SerializationJson {
+                    method: String::from(match m.serialization.method {
+                        Method::Files => "files",
+                        Method::Shards { .. } => "shards",
+                    }),
+                    hash_type: String::from("sha256"),
+                    shard_size: match m.serialization.method {
+                        Method::Files => None,
+                        Method::Shards { shard_size } => Some(shard_size),
+                    },
+                    allow_symlinks: m.serialization.allow_symlinks,
+                    ignore_paths: m.serialization.ignore_paths.clone(),
+                },
+                resources: m
+                    .items
+                    .iter()
+                    .map(|(k, d)| ResourceJson {
+                        name: k.name(),
+                        algorithm: algorithm.clone(),
+                        digest: hex::encode(d),
+                    })
+                    .collect(),
+                edgeward: self.signed_at.map(|signed_at| EdgewardJson {
+                    signed_at,
+                    empty_files: m.empty_files.clone(),
+                }),
+            },
+        };
+        serde_json::to_vec_pretty(&json).unwrap_or_default()
+    }
+}
+
+fn sha2_stream() -> sha2::Sha256 {
+    <sha2::Sha256 as sha2::Digest>::new()
+}
+
+fn parse_serialization(s: &SerializationJson) -> Result<Serialization, Error> {
+    if s.hash_type != "sha256" {
+        return Err(Error::unsupported(
+            "hash type",
+            format!("{:?} (Edgeward accepts sha256)", s.hash_type),
+        ));
+    }
+    let method = match (s.method.as_str(), s.shard_size) {
+        ("files", None) => Method::Files,
+        ("shards", Some(size)) if size > 0 => Method::Shards { shard_size: size },
+        ("shards", _) => {
+            return Err(Error::malformed(
+                "serialization",
+                "shards without a positive shard_size",
+            ))
+        }
+        ("files", Some(_)) => {
+            return Err(Error::malformed("serialization", "files with a shard_size"))
+        }
+        (other, _) => {
+            return Err(Error::unsupported(
+                "serialization method",
+                format!("{other:?}"),
+            ))
+        }
+    };
+    if s.ignore_paths.len() > MAX_IGNORE_PATHS {
+        return Err(Error::malformed("serialization", "too many ignore_paths"));
+    }
+    for p in &s.ignore_paths {
+        if p == "." {
+            return Err(Error::malformed(
+                "serialization",
+                "ignore path \".\" would ignore everything",
+            ));
+        }
+        crate::manifest::validate_path(p)?;
+    }
+    Ok(Serialization {
+        method,
+        allow_symlinks: s.allow_symlinks,
+        ignore_paths: s.ignore_paths.clone(),
+    })
+}

@@ -1,0 +1,57 @@
+//! Raw detached signatures over one file, interchangeable with
+//! `openssl dgst -sha256 -sign/-verify` (ECDSA P-256 DER, RSA PKCS#1 v1.5) and with Python
+//! `cryptography`'s Ed25519 `sign`/`verify` over the file's bytes.
+
+use std::{fs, path::Path};
+
+use edgeward_core::{keys::PublicKey, keys::SigningKey, rawsig};
+
+use crate::{hashing, ModelError, Progress};
+
+/// Largest file an Ed25519 raw signature is made or checked over: PureEdDSA needs the whole
+/// message in memory.
+pub const MAX_ED25519_MESSAGE: u64 = 4 * 1024 * 1024 * 1024;
+
+/// Signs the file at `path`.
+pub fn sign_file(
+    path: &Path,
+    key: &SigningKey,
+    progress: &dyn Progress,
+) -> Result<Vec<u8>, ModelError> {
+    match key {
+        SigningKey::P256(_) => {
+            let digest = hashing::sha256_file(path, progress)?;
+            Ok(key.sign_sha256_digest(&digest)?)
+        }
+        SigningKey::Ed25519(_) => Ok(key.sign(&read_whole(path)?)),
+    }
+}
+
+/// Verifies `signature` over the file at `path`.
+pub fn verify_file(
+    path: &Path,
+    key: &PublicKey,
+    signature: &[u8],
+    progress: &dyn Progress,
+) -> Result<(), ModelError> {
+    match key {
+        PublicKey::Ed25519(_) => Ok(rawsig::verify_message(key, &read_whole(path)?, signature)?),
+        _ => {
+            let digest = hashing::sha256_file(path, progress)?;
+            Ok(rawsig::verify_digest(key, &digest, signature)?)
+        }
+    }
+}
+
+fn read_whole(path: &Path) -> Result<Vec<u8>, ModelError> {
+    let len = fs::metadata(path)
+        .map_err(|e| ModelError::io(path, e))?
+        .len();
+    if len > MAX_ED25519_MESSAGE {
+        return Err(ModelError::Artifact(format!(
+            "{} is {len} bytes; Ed25519 raw signatures are limited to {MAX_ED25519_MESSAGE}",
+            path.display()
+        )));
+    }
+    fs::read(path).map_err(|e| ModelError::io(path, e))
+}

@@ -1,0 +1,59 @@
+//! Private key files: PKCS#8 PEM, and for the root key PKCS#8 encrypted with PBES2
+//! (PBKDF2-HMAC-SHA256, 600,000 iterations, AES-256-CBC) — a form `openssl pkey` and Python
+//! `cryptography` read with the same passphrase.
+
+use pkcs8::pkcs5::pbes2;
+use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
+
+/// PBKDF2 iterations for the root key (OWASP's 2023 figure for PBKDF2-HMAC-SHA256).
+pub const PBKDF2_ITERATIONS: u32 = 600_000;
+
+/// Shortest root passphrase accepted.
+pub const MIN_PASSPHRASE_LEN: usize = 8;
+
+/// Encrypts a PKCS#8 DER private key and returns `ENCRYPTED PRIVATE KEY` PEM.
+pub fn encrypt_pkcs8(der: &[u8], passphrase: &[u8]) -> Result<String, String> {
+    if passphrase.len() < MIN_PASSPHRASE_LEN {
+        return Err(format!(
+            "the root passphrase must have at least {MIN_PASSPHRASE_LEN} characters"
+        ));
+    }
+    let mut salt = [0u8; 16];
+    let mut iv = [0u8; 16];
+    OsRng.fill_bytes(&mut salt);
+    OsRng.fill_bytes(&mut iv);
+    let params = pbes2::Parameters::pbkdf2_sha256_aes256cbc(PBKDF2_ITERATIONS, &salt, &iv)
+        .map_err(|e| format!("PBES2 parameters: {e}"))?;
+    let info = pkcs8::PrivateKeyInfo::try_from(der).map_err(|e| format!("PKCS#8 key: {e}"))?;
+    let doc = info
+        .encrypt_with_params(params, passphrase)
+        .map_err(|e| format!("encrypting the key: {e}"))?;
+    doc.to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF)
+        .map(|p| p.to_string())
+        .map_err(|e| format!("PEM: {e}"))
+}
+
+/// Decrypts an `ENCRYPTED PRIVATE KEY` PEM to PKCS#8 DER (zeroized on drop).
+pub fn decrypt_pkcs8(pem: &str, passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+    let blocks = edgeward_core::pem::parse_labelled(pem.as_bytes(), "ENCRYPTED PRIVATE KEY")
+        .map_err(|e| e.to_string())?;
+    let info = pkcs8::EncryptedPrivateKeyInfo::try_from(blocks[0].as_slice())
+        .map_err(|e| format!("malformed encrypted key: {e}"))?;
+    let doc = info
+        .decrypt(passphrase)
+        .map_err(|_| "wrong passphrase for the root key".to_string())?;
+    Ok(Zeroizing::new(doc.as_bytes().to_vec()))
+}
+
+/// Reads an unencrypted `PRIVATE KEY` PEM to PKCS#8 DER (zeroized on drop).
+pub fn read_pkcs8(pem: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    let mut blocks = edgeward_core::pem::parse_labelled(pem.as_bytes(), "PRIVATE KEY")
+        .map_err(|e| e.to_string())?;
+    Ok(Zeroizing::new(blocks.swap_remove(0)))
+}
+
+/// PEM of an unencrypted PKCS#8 DER key (zeroized on drop).
+pub fn pkcs8_pem(der: &[u8]) -> Zeroizing<String> {
+    Zeroizing::new(edgeward_core::pem::encode("PRIVATE KEY", der))
+}
