@@ -126,8 +126,10 @@ pub struct SignArgs {
     /// Write a raw detached signature over the file (as `openssl dgst -sha256 -sign`).
     #[arg(long)]
     pub raw: bool,
-    /// Shard size in bytes for the digests (0: one digest per file, model-signing's default).
-    #[arg(long, default_value_t = edgeward_model::hashing::DEFAULT_SHARD_SIZE)]
+    /// Digest every SIZE bytes of each file separately (e.g. 64MiB) so one large file is
+    /// hashed on all cores. Default 0: one digest per file, model-signing's default, which
+    /// its CLI verifies (its CLI verifies files mode only; its Python API verifies both).
+    #[arg(long, default_value = "0", value_name = "SIZE", value_parser = parse_size)]
     pub shard_size: u64,
     /// Paths inside the model to leave out of the signature (repeatable).
     #[arg(long = "ignore-paths")]
@@ -179,4 +181,23 @@ pub struct DemoArgs {
     /// Keep the demo's files in this directory instead of a temporary one.
     #[arg(long)]
     pub keep: Option<PathBuf>,
+}
+
+/// Parses a byte count: plain digits, or with a KiB/MiB/GiB (or K/M/G) suffix.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 67108864 or 64MiB)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }

@@ -1,6 +1,9 @@
 //! The Sigstore bundle v0.3 JSON as OpenSSF model-signing writes it for its key and
 //! certificate modes: verification material (a public-key hint, or an X.509 chain with the
 //! signing certificate first) and a DSSE envelope.
+//!
+//! Unknown fields are refused: nothing outside the signed payload may change what a bundle
+//! means, so a bundle that carries anything this parser would ignore is not accepted.
 
 use alloc::{format, string::String, vec, vec::Vec};
 
@@ -39,7 +42,7 @@ pub enum Material {
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct BundleJson {
     media_type: String,
     verification_material: MaterialJson,
@@ -47,7 +50,7 @@ struct BundleJson {
 }
 
 #[derive(Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct MaterialJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     public_key: Option<PublicKeyJson>,
@@ -60,24 +63,26 @@ struct MaterialJson {
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PublicKeyJson {
     #[serde(default)]
     hint: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ChainJson {
     certificates: Vec<CertJson>,
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CertJson {
     raw_bytes: String,
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct EnvelopeJson {
     payload: String,
     payload_type: String,
@@ -85,6 +90,7 @@ struct EnvelopeJson {
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SignatureJson {
     sig: String,
     #[serde(default)]

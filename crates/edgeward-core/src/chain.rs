@@ -192,6 +192,21 @@ pub fn verify_signing_chain(
     );
     let path = verified.map_err(|e| refuse(explain(&e, &leaf, at)))?;
 
+    // Every certificate the bundle carries must be one the decision rests on: an
+    // intermediate of the verified path or a byte-exact copy of a trust root. Anything else
+    // (a corrupted or planted extra certificate) is refused rather than ignored.
+    for (i, extra) in chain.iter().enumerate().skip(1) {
+        let on_path = path
+            .intermediate_certificates()
+            .any(|c| c.der().as_ref() == extra.as_slice());
+        if !on_path && !roots.iter().any(|r| r == extra) {
+            return Err(refuse(format!(
+                "certificate #{} of the bundle's chain is neither on the path to the trust root nor a trust root",
+                i + 1
+            )));
+        }
+    }
+
     // webpki trusts an anchor's key without looking at the anchor's own validity; the
     // root certificate must also have been valid at the judged time.
     let anchor_spki = path.anchor().subject_public_key_info.as_ref();
@@ -295,11 +310,12 @@ fn explain(e: &webpki::Error, leaf: &CertInfo, at: u64) -> String {
         webpki::Error::CaUsedAsEndEntity => {
             String::from("a CA certificate cannot sign artifacts directly")
         }
-        webpki::Error::InvalidSignatureForPublicKey => {
-            String::from("a certificate's signature does not verify under its issuer's key")
-        }
+        webpki::Error::InvalidSignatureForPublicKey => format!(
+            "certificate names {} as its issuer but was not signed by that key (an impostor CA with the same name?)",
+            leaf.issuer
+        ),
         webpki::Error::InvalidCrlSignatureForPublicKey => {
-            String::from("the CRL's signature does not verify under its issuer's key")
+            String::from("the CRL names the root as its issuer but was not signed by the root's key")
         }
         other => format!("{other:?}"),
     }

@@ -57,7 +57,7 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust<'_>, now: u64) -> Result<Ver
         (Material::KeyHint(hint), Trust::PublicKey(trusted)) => {
             if let Some(hint) = hint {
                 let ours = trusted.hint();
-                if !hint.eq_ignore_ascii_case(&ours) {
+                if *hint != ours {
                     return Err(Error::KeyMismatch(format!(
                         "the bundle was signed by the key with hint {}…, not by the trusted key {} (hint {}…)",
                         &hint[..16],

@@ -1,0 +1,257 @@
+//! The CLI contract: exit statuses (0 verified, 1 rejected, 2 operator error), one line on
+//! stderr naming what failed, `--json` verdicts, the key-hierarchy commands and the demo.
+
+mod common;
+use common::*;
+use std::fs;
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+#[test]
+fn verify_exit_statuses_and_json_verdicts() {
+    let t = tempfile::tempdir().expect("tmp");
+    let d = t.path();
+    let p = d.join("pki");
+    pki(&p);
+    let model = d.join("model");
+    make_model(&model);
+    let sig = d.join("model.sig");
+    let signed = json(&ok(edgeward()
+        .arg("sign")
+        .arg(&model)
+        .arg("--key")
+        .arg(p.join("signing.key"))
+        .arg("--cert-chain")
+        .arg(p.join("signing-chain.pem"))
+        .args(["--shard-size", "1MiB", "--json", "-o"])
+        .arg(&sig)));
+    assert_eq!(signed["mode"], "certificate");
+    let verify = |extra: &[&str]| {
+        let mut c = edgeward();
+        c.arg("verify")
+            .arg(&model)
+            .arg("--signature")
+            .arg(&sig)
+            .arg("--trust-root")
+            .arg(p.join("root.pem"));
+        c.arg("--crl").arg(p.join("crl.pem")).args(extra);
+        c
+    };
+    let v = json(&ok(&mut verify(&["--json"])));
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["details"]["items"], 8, "{v}");
+    assert!(v["details"]["certificate"]["subject"]
+        .as_str()
+        .expect("subject")
+        .contains("Signing"));
+
+    // Rejected: exit 1, exactly one line on stderr that names the file.
+    let weights = model.join("model.safetensors");
+    let mut w = fs::read(&weights).expect("read");
+    w[2_500_000] ^= 0x10;
+    fs::write(&weights, &w).expect("write");
+    let err = fails(&mut verify(&[]), 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("\"model.safetensors\" bytes 2097152..3145728 was modified"),
+        "{err}"
+    );
+    let out = run(&mut verify(&["--json"]));
+    let v = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        (v["verified"].clone(), v["kind"].clone()),
+        (false.into(), "rejected".into()),
+        "{v}"
+    );
+
+    // Operator errors: exit 2.
+    fails(
+        edgeward()
+            .arg("verify")
+            .arg(&model)
+            .arg("--signature")
+            .arg(d.join("missing.sig"))
+            .arg("--pubkey")
+            .arg(p.join("signing.pem")),
+        2,
+    );
+    fails(
+        edgeward()
+            .arg("verify")
+            .arg(&model)
+            .arg("--signature")
+            .arg(&sig),
+        2,
+    );
+    fails(edgeward().args(["sign", "--bogus-flag"]), 2);
+    fs::write(d.join("garbage.pem"), "not a key").expect("write");
+    let err = fails(
+        edgeward()
+            .arg("verify")
+            .arg(&model)
+            .arg("--signature")
+            .arg(&sig)
+            .arg("--pubkey")
+            .arg(d.join("garbage.pem")),
+        2,
+    );
+    assert!(err.contains("no PEM block"), "{err}");
+    // A malformed signature file is a rejection.
+    fs::write(d.join("broken.sig"), "{\"mediaType\":").expect("write");
+    let err = fails(
+        edgeward()
+            .arg("verify")
+            .arg(&model)
+            .arg("--signature")
+            .arg(d.join("broken.sig"))
+            .arg("--pubkey")
+            .arg(p.join("signing.pem")),
+        1,
+    );
+    assert!(err.contains("malformed bundle JSON"), "{err}");
+}
+
+#[test]
+fn pki_rotate_revoke_show_and_policy() {
+    let t = tempfile::tempdir().expect("tmp");
+    let p = t.path().join("pki");
+    // More than 90 days is refused; a second init does not overwrite the root.
+    let err = fails(
+        edgeward()
+            .args(["pki", "init", "--days", "91", "--dir"])
+            .arg(&p),
+        2,
+    );
+    assert!(err.contains("1 to 90 days"), "{err}");
+    ok(edgeward()
+        .args(["pki", "init", "--days", "10", "--dir"])
+        .arg(&p));
+    let err = fails(edgeward().args(["pki", "init", "--dir"]).arg(&p), 2);
+    assert!(err.contains("refusing to overwrite"), "{err}");
+
+    // Within 14 days of expiry `show` warns.
+    let out = run(edgeward().args(["pki", "show", "--dir"]).arg(&p));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("warning: the signing certificate expires in"),
+        "{out:?}"
+    );
+    let shown = json(&ok(edgeward()
+        .args(["pki", "show", "--json", "--dir"])
+        .arg(&p)));
+    let old_serial = shown["certificates"][1]["serial"]
+        .as_str()
+        .expect("serial")
+        .to_string();
+    assert_eq!(shown["certificates"][1]["role"], "signing");
+    assert!(shown["warnings"][0]
+        .as_str()
+        .expect("warning")
+        .contains("expires in"));
+
+    // Rotation: new key and certificate; the old one is kept in previous/.
+    let old_key = fs::read(p.join("signing.key")).expect("key");
+    let err = fails(
+        edgeward()
+            .args(["pki", "rotate", "--dir"])
+            .arg(&p)
+            .env("EDGEWARD_ROOT_PASSPHRASE", "wrong passphrase"),
+        2,
+    );
+    assert!(err.contains("wrong passphrase"), "{err}");
+    let rotated = json(&ok(edgeward()
+        .args(["pki", "rotate", "--json", "--dir"])
+        .arg(&p)));
+    assert_ne!(fs::read(p.join("signing.key")).expect("key"), old_key);
+    assert!(p
+        .join(format!("previous/signing-{old_serial}.pem"))
+        .exists());
+    let roles: Vec<&str> = rotated["certificates"]
+        .as_array()
+        .expect("certs")
+        .iter()
+        .map(|c| c["role"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(roles, ["root", "signing", "device-ca", "previous-signing"]);
+    assert_eq!(
+        rotated["warnings"].as_array().map(Vec::len),
+        Some(0),
+        "{rotated}"
+    );
+
+    // Artifacts signed with the previous key still verify (overlap) until it is revoked.
+    let fw = t.path().join("fw.bin");
+    fs::write(&fw, bytes(10_000, 1)).expect("write");
+    let sig = t.path().join("fw.sig");
+    let chain = t.path().join("old-chain.pem");
+    let old_chain = format!(
+        "{}{}",
+        fs::read_to_string(p.join(format!("previous/signing-{old_serial}.pem"))).expect("old"),
+        fs::read_to_string(p.join("root.pem")).expect("root")
+    );
+    fs::write(&chain, old_chain).expect("write");
+    ok(edgeward()
+        .arg("sign")
+        .arg(&fw)
+        .arg("--key")
+        .arg(p.join(format!("previous/signing-{old_serial}.key")))
+        .arg("--cert-chain")
+        .arg(&chain)
+        .arg("-o")
+        .arg(&sig));
+    let verify = || {
+        let mut c = edgeward();
+        c.arg("verify")
+            .arg(&fw)
+            .arg("--signature")
+            .arg(&sig)
+            .arg("--trust-root")
+            .arg(p.join("root.pem"))
+            .arg("--crl")
+            .arg(p.join("crl.pem"));
+        c
+    };
+    ok(&mut verify());
+    ok(edgeward()
+        .args(["pki", "revoke", "--serial", &old_serial, "--dir"])
+        .arg(&p));
+    let err = fails(&mut verify(), 1);
+    assert!(
+        err.contains(&format!(
+            "certificate serial {old_serial} (or its issuer) is revoked"
+        )),
+        "{err}"
+    );
+    let err = fails(
+        edgeward()
+            .args(["pki", "revoke", "--serial", &old_serial, "--dir"])
+            .arg(&p),
+        2,
+    );
+    assert!(err.contains("already revoked"), "{err}");
+    fails(
+        edgeward()
+            .args(["pki", "revoke", "--serial", "xyz", "--dir"])
+            .arg(&p),
+        2,
+    );
+}
+
+#[test]
+fn demo_runs_and_reports_steps() {
+    let v = json(&ok(edgeward().args(["demo", "--json"])));
+    assert_eq!(v["ok"], true, "{v}");
+    let steps = v["steps"].as_array().expect("steps");
+    assert!(steps.len() >= 8);
+    for s in steps {
+        assert_eq!(s["ok"], true, "{s}");
+        assert!(s["name"].is_string());
+    }
+    let names: Vec<&str> = steps.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert!(names.iter().any(|n| n.contains("flipped byte")));
+    assert!(names.iter().any(|n| n.contains("never endorsed")));
+    let text = ok(edgeward().arg("demo"));
+    assert!(text.contains("summary:"), "{text}");
+}

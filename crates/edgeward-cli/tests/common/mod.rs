@@ -1,0 +1,109 @@
+//! Helpers for the CLI's integration tests: run `edgeward` and the real peer tools.
+//! A missing peer tool fails the test with a message; nothing is skipped.
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+pub const PASS: &str = "integration-test-passphrase";
+
+pub fn edgeward() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_edgeward"));
+    c.env("EDGEWARD_ROOT_PASSPHRASE", PASS);
+    c
+}
+
+/// The Python with `cryptography` and `model_signing` that scripts/test.sh installs.
+pub fn python() -> PathBuf {
+    tool("EDGEWARD_PYTHON", "/var/cache/edgeward/venv/bin/python")
+}
+
+/// The `model_signing` CLI that scripts/test.sh installs.
+pub fn model_signing() -> PathBuf {
+    tool(
+        "EDGEWARD_MODEL_SIGNING",
+        "/var/cache/edgeward/venv/bin/model_signing",
+    )
+}
+
+fn tool(var: &str, default: &str) -> PathBuf {
+    let p = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default));
+    assert!(
+        p.exists(),
+        "{} not found (set {var} or run scripts/test.sh, which installs it)",
+        p.display()
+    );
+    p
+}
+
+/// Runs a command, returning its output (never panics on a non-zero exit).
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed; returns stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command that must exit with `code`; returns stderr.
+pub fn fails(cmd: &mut Command, code: i32) -> String {
+    let out = run(cmd);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{cmd:?}:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn openssl() -> Command {
+    Command::new("openssl")
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A small model directory: a config, weights over several shards, a nested file, git junk.
+pub fn make_model(dir: &Path) {
+    std::fs::create_dir_all(dir.join("tokenizer")).expect("mkdir");
+    std::fs::create_dir_all(dir.join(".git")).expect("mkdir");
+    std::fs::write(dir.join("config.json"), br#"{"hidden": 64}"#).expect("write");
+    std::fs::write(
+        dir.join("model.safetensors"),
+        bytes(5 * 1024 * 1024 + 17, 3),
+    )
+    .expect("write");
+    std::fs::write(dir.join("tokenizer/vocab.txt"), b"a\nb\n").expect("write");
+    std::fs::write(dir.join(".git/HEAD"), b"ref: refs/heads/main\n").expect("write");
+}
+
+/// Runs `edgeward pki init` in `dir`.
+pub fn pki(dir: &Path) {
+    ok(edgeward().args(["pki", "init", "--dir"]).arg(dir));
+}
