@@ -17,6 +17,9 @@ use crate::{
     sign_cmd::unix_now,
 };
 
+/// DER certificates or CRLs.
+type DerList = Vec<Vec<u8>>;
+
 /// One step of the demo: `ok` means the step had the expected outcome (for an attack: it
 /// was refused).
 #[derive(Serialize)]
@@ -143,7 +146,7 @@ fn story(demo: &mut Demo, dir: &Path) {
             .map_err(|e| e.to_string())?;
         Ok((key, chain))
     };
-    let roots = || -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), String> {
+    let roots = || -> Result<(DerList, DerList), String> {
         let roots = pem::parse_labelled(&read(&pki_dir.join("root.pem"))?, "CERTIFICATE")
             .map_err(|e| e.to_string())?;
         let crls = pem::parse_labelled(&read(&pki_dir.join("crl.pem"))?, "X509 CRL")

@@ -44,7 +44,7 @@ pub fn parse_all(input: &[u8]) -> Result<Vec<Block>, Error> {
             .find(&end_marker)
             .ok_or_else(|| Error::malformed("PEM", alloc::format!("no END line for {label}")))?;
         let block_end = start + end_at + end_marker.len();
-        let (decoded_label, der) = pem_rfc7468::decode_vec(rest[start..block_end].as_bytes())
+        let (decoded_label, der) = pem_rfc7468::decode_vec(&rest.as_bytes()[start..block_end])
             .map_err(|e| Error::malformed("PEM", alloc::format!("{label} block: {e}")))?;
         blocks.push(Block {
             label: String::from(decoded_label),

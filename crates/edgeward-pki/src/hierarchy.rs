@@ -67,6 +67,9 @@ fn crypto(e: impl std::fmt::Display) -> PkiError {
     PkiError::Crypto(e.to_string())
 }
 
+/// A CRL entry: the revoked serial (DER integer bytes) and when it was revoked.
+type Revoked = (Vec<u8>, OffsetDateTime);
+
 /// One certificate of the hierarchy, as `show` reports it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CertSummary {
@@ -324,7 +327,7 @@ impl Hierarchy {
         issue::issuer_from_pem(&self.read("root.pem")?, key).map_err(crypto)
     }
 
-    fn crl_state(&self) -> Result<(Vec<(Vec<u8>, OffsetDateTime)>, u64), PkiError> {
+    fn crl_state(&self) -> Result<(Vec<Revoked>, u64), PkiError> {
         let pem = self.read("crl.pem")?;
         let der = edgeward_core::pem::parse_labelled(pem.as_bytes(), "X509 CRL").map_err(crypto)?;
         let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der[0])
@@ -347,7 +350,7 @@ impl Hierarchy {
     fn write_crl(
         &self,
         issuer: &rcgen::Issuer<'_, KeyPair>,
-        revoked: &[(Vec<u8>, OffsetDateTime)],
+        revoked: &[Revoked],
         number: u64,
         now: OffsetDateTime,
     ) -> Result<(), PkiError> {
