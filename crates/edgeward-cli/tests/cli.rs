@@ -260,7 +260,9 @@ fn demo_runs_and_reports_steps() {
 fn ed25519_signing_certificates_sign_bundles() {
     let t = tempfile::tempdir().expect("tmp");
     let p = t.path().join("pki");
-    ok(edgeward().args(["pki", "init", "--key-type", "ed25519", "--dir"]).arg(&p));
+    ok(edgeward()
+        .args(["pki", "init", "--key-type", "ed25519", "--dir"])
+        .arg(&p));
     let model = t.path().join("model");
     make_model(&model);
     let sig = t.path().join("m.sig");
@@ -274,9 +276,25 @@ fn ed25519_signing_certificates_sign_bundles() {
         .args(["--json", "-o"])
         .arg(&sig)));
     assert_eq!(signed["algorithm"], "ed25519");
-    let v = json(&ok(edgeward().arg("verify").arg(&model).arg("--signature").arg(&sig).arg("--trust-root").arg(p.join("root.pem")).arg("--json")));
+    let v = json(&ok(edgeward()
+        .arg("verify")
+        .arg(&model)
+        .arg("--signature")
+        .arg(&sig)
+        .arg("--trust-root")
+        .arg(p.join("root.pem"))
+        .arg("--json")));
     assert_eq!(v["details"]["algorithm"], "ed25519", "{v}");
     fs::write(model.join("config.json"), b"{\"hidden\": 65}").expect("write");
-    let err = fails(edgeward().arg("verify").arg(&model).arg("--signature").arg(&sig).arg("--trust-root").arg(p.join("root.pem")), 1);
+    let err = fails(
+        edgeward()
+            .arg("verify")
+            .arg(&model)
+            .arg("--signature")
+            .arg(&sig)
+            .arg("--trust-root")
+            .arg(p.join("root.pem")),
+        1,
+    );
     assert!(err.contains("\"config.json\" was modified"), "{err}");
 }
