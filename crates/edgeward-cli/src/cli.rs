@@ -25,6 +25,24 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
+impl Command {
+    /// Whether the command was asked for JSON output (errors are then JSON too).
+    pub fn wants_json(&self) -> bool {
+        match self {
+            Command::Pki(p) => match p {
+                PkiCommand::Init(a) => a.dir.json,
+                PkiCommand::Rotate(a) => a.dir.json,
+                PkiCommand::Revoke(a) => a.dir.json,
+                PkiCommand::Show(a) => a.dir.json,
+                PkiCommand::Crl(a) => a.dir.json,
+            },
+            Command::Sign(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Demo(a) => a.json,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum PkiCommand {
     /// Create the hierarchy: root CA (encrypted key), signing certificate, device CA, empty CRL.
@@ -35,6 +53,18 @@ pub enum PkiCommand {
     Revoke(PkiRevokeArgs),
     /// Print the hierarchy with validity and days left; warn about a signing certificate near expiry.
     Show(PkiShowArgs),
+    /// Re-sign the CRL with fresh dates (same entries), e.g. before its next-update date.
+    Crl(PkiCrlArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PkiCrlArgs {
+    #[command(flatten)]
+    pub dir: PkiDir,
+    #[command(flatten)]
+    pub passphrase: PassphraseArg,
+    #[command(flatten)]
+    pub root_key: RootKeyArg,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +93,14 @@ pub struct PassphraseArg {
 }
 
 #[derive(Args, Debug)]
+pub struct RootKeyArg {
+    /// The encrypted root key, if it is kept offline rather than in --dir (e.g. on a
+    /// removable drive plugged in for the ceremony). Default: DIR/root.key.
+    #[arg(long)]
+    pub root_key: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 pub struct PkiInitArgs {
     #[command(flatten)]
     pub dir: PkiDir,
@@ -85,6 +123,8 @@ pub struct PkiRotateArgs {
     pub dir: PkiDir,
     #[command(flatten)]
     pub passphrase: PassphraseArg,
+    #[command(flatten)]
+    pub root_key: RootKeyArg,
     /// Validity of the new signing certificate in days (at most 90).
     #[arg(long, default_value_t = 90)]
     pub days: i64,
@@ -99,6 +139,8 @@ pub struct PkiRevokeArgs {
     pub dir: PkiDir,
     #[command(flatten)]
     pub passphrase: PassphraseArg,
+    #[command(flatten)]
+    pub root_key: RootKeyArg,
     /// Serial number of the certificate to revoke, hex (as `pki show` or `openssl x509 -serial` print it).
     #[arg(long)]
     pub serial: String,
@@ -162,11 +204,15 @@ pub struct VerifyArgs {
     /// Trust signing certificates endorsed by this root (PEM; may hold several roots).
     #[arg(long)]
     pub trust_root: Option<PathBuf>,
-    /// A root-signed CRL (PEM or DER) to check revocation against (repeatable).
-    #[arg(long, requires = "trust_root")]
+    /// A root-signed CRL (PEM or DER) to check revocation against (repeatable). Without
+    /// one, revocation is not checked and a warning says so.
+    #[arg(long, conflicts_with = "pubkey")]
     pub crl: Vec<PathBuf>,
-    /// The signature is raw (as `openssl dgst -sha256 -sign` makes it).
-    #[arg(long, requires = "pubkey")]
+    /// Longest validity, in days, accepted for the signing certificate (policy; at most 90).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=90), conflicts_with = "pubkey")]
+    pub max_signing_days: u64,
+    /// The signature is raw (as `openssl dgst -sha256 -sign` makes it); needs --pubkey.
+    #[arg(long, conflicts_with = "trust_root")]
     pub raw: bool,
     /// Print a JSON verdict on stdout.
     #[arg(long)]

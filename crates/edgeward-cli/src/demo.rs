@@ -58,6 +58,12 @@ pub fn run(a: DemoArgs) -> Outcome {
     let tmp;
     let dir = match &a.keep {
         Some(d) => {
+            if d.join("pki").exists() {
+                return Err(Failure::operator(format!(
+                    "{} already holds a demo; give --keep an empty or new directory",
+                    d.display()
+                )));
+            }
             fs::create_dir_all(d)
                 .map_err(|e| Failure::operator(format!("{}: {e}", d.display())))?;
             d.clone()
@@ -111,6 +117,9 @@ fn story(demo: &mut Demo, dir: &Path) {
 
     demo.step("key ceremony", || {
         Hierarchy::init(&pki_dir, "Edgeward Demo", &pass, 90, issue::KeyAlg::P256, now)
+            .map_err(|e| e.to_string())?;
+        // The demo's throwaway root passphrase, so a kept demo (--keep) can be rotated.
+        edgeward_pki::store::write_atomic(&dir.join("DEMO-ROOT-PASSPHRASE"), &pass, true)
             .map_err(|e| e.to_string())?;
         Ok(format!(
             "offline root (encrypted key), 90-day code-signing certificate, device CA and empty CRL in {}",
@@ -166,11 +175,12 @@ fn story(demo: &mut Demo, dir: &Path) {
             crls: &crls,
             policy: Policy::default(),
         };
-        artifact::verify_path(path, bundle, &trust, unix_now(), &NoProgress)
+        artifact::verify_path(path, bundle, &trust, unix_now(), &[], &NoProgress)
             .map(|v| {
+                let n = v.statement.manifest.items.len();
                 format!(
-                    "{} items verified; signer {} endorsed by the root",
-                    v.statement.manifest.items.len(),
+                    "{n} digest{} verified; signer {} endorsed by the root",
+                    if n == 1 { "" } else { "s" },
                     v.certificate.map(|c| c.subject).unwrap_or_default()
                 )
             })
@@ -194,7 +204,10 @@ fn story(demo: &mut Demo, dir: &Path) {
         let sig = raw::sign_file(&firmware, &key, &NoProgress).map_err(|e| e.to_string())?;
         raw::verify_file(&firmware, &key.public_key(), &sig, &NoProgress).map_err(|e| e.to_string())?;
         fs::write(dir.join("firmware.bin.rawsig"), &sig).map_err(|e| e.to_string())?;
-        Ok(format!("{}-byte DER ECDSA signature verifies (openssl dgst -sha256 -verify accepts it too)", sig.len()))
+        Ok(format!(
+            "{}-byte DER ECDSA-Sig-Value, the format `openssl dgst -sha256 -verify` reads (tests/interop_openssl.rs runs openssl on it)",
+            sig.len()
+        ))
     });
 
     let mut model_bundle = None;

@@ -16,6 +16,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    let json = args.command.wants_json();
     let result = match args.command {
         cli::Command::Pki(cmd) => pki_cmd::run(cmd),
         cli::Command::Sign(cmd) => sign_cmd::run(cmd),
@@ -26,6 +27,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("edgeward: {}", failure.message);
+            if json && !failure.reported {
+                outcome::print_json(&serde_json::json!({
+                    "ok": false,
+                    "error": failure.message,
+                    "exit_code": failure.code,
+                }));
+            }
             ExitCode::from(failure.code)
         }
     }

@@ -15,6 +15,8 @@ pub struct Failure {
     pub code: u8,
     /// One line saying what failed and why.
     pub message: String,
+    /// The command already printed its own JSON verdict for this failure.
+    pub reported: bool,
 }
 
 impl Failure {
@@ -23,6 +25,7 @@ impl Failure {
         Failure {
             code: OPERATOR,
             message: message.to_string(),
+            reported: false,
         }
     }
 
@@ -31,6 +34,7 @@ impl Failure {
         Failure {
             code: REJECTED,
             message: message.to_string(),
+            reported: false,
         }
     }
 }

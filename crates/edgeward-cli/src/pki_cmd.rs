@@ -1,6 +1,6 @@
 //! `edgeward pki …`: the key ceremony.
 
-use edgeward_pki::{issue::KeyAlg, Hierarchy};
+use edgeward_pki::{issue::KeyAlg, Hierarchy, RootKey};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -28,14 +28,38 @@ pub fn run(cmd: PkiCommand) -> Outcome {
         PkiCommand::Rotate(a) => {
             let h = Hierarchy::open(&a.dir.dir)?;
             let pass = passphrase(&a.passphrase.passphrase_env, "Root key passphrase: ", false)?;
-            h.rotate(&pass, a.days, key_alg(a.key_type), now)?;
+            let root = RootKey {
+                path: a.root_key.root_key.as_deref(),
+                passphrase: &pass,
+            };
+            h.rotate(&root, a.days, key_alg(a.key_type), now)?;
             report(&h, now, a.dir.json, "rotated")
         }
         PkiCommand::Revoke(a) => {
             let h = Hierarchy::open(&a.dir.dir)?;
             let pass = passphrase(&a.passphrase.passphrase_env, "Root key passphrase: ", false)?;
-            h.revoke(&pass, &a.serial, now)?;
+            let root = RootKey {
+                path: a.root_key.root_key.as_deref(),
+                passphrase: &pass,
+            };
+            if !h.revoke(&root, &a.serial, now)? {
+                eprintln!(
+                    "warning: serial {} is not a certificate in {}; it was added to the CRL anyway",
+                    a.serial,
+                    a.dir.dir.display()
+                );
+            }
             report(&h, now, a.dir.json, "revoked")
+        }
+        PkiCommand::Crl(a) => {
+            let h = Hierarchy::open(&a.dir.dir)?;
+            let pass = passphrase(&a.passphrase.passphrase_env, "Root key passphrase: ", false)?;
+            let root = RootKey {
+                path: a.root_key.root_key.as_deref(),
+                passphrase: &pass,
+            };
+            h.refresh_crl(&root, now)?;
+            report(&h, now, a.dir.json, "crl-refreshed")
         }
         PkiCommand::Show(a) => {
             let h = Hierarchy::open(&a.dir.dir)?;

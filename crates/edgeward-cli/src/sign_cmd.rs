@@ -31,6 +31,9 @@ pub fn run(a: SignArgs) -> Outcome {
             ),
             None => None,
         };
+        if let Some(chain) = &chain {
+            preflight_chain(chain)?;
+        }
         let mut ignore_paths = relative_ignores(&a.path, &a.ignore_paths)?;
         if let Some(inside) = relative_to(&a.path, &a.output) {
             ignore_paths.push(inside);
@@ -69,6 +72,29 @@ pub fn run(a: SignArgs) -> Outcome {
     Ok(())
 }
 
+/// Refuses to sign with a certificate chain that no verifier would accept now (expired,
+/// not yet valid, longer than 90 days, without the code-signing EKU, broken), judged
+/// against the chain's own root when the chain ends in one.
+fn preflight_chain(chain: &[Vec<u8>]) -> Result<(), Failure> {
+    use edgeward_core::chain::{cert_info, verify_signing_chain, Policy};
+    let Some(last) = chain.last() else {
+        return Err(Failure::operator("the certificate chain is empty"));
+    };
+    let info = cert_info(last).map_err(|e| Failure::operator(format!("certificate chain: {e}")))?;
+    if info.subject != info.issuer || chain.len() < 2 {
+        return Ok(());
+    }
+    verify_signing_chain(
+        chain,
+        std::slice::from_ref(last),
+        &[],
+        unix_now(),
+        &Policy::default(),
+    )
+    .map(|_| ())
+    .map_err(|e| Failure::operator(format!("refusing to sign: {e}")))
+}
+
 /// Loads a private key, asking for a passphrase only if the PEM is encrypted.
 pub fn load_signing_key(path: &Path, passphrase_env: &str) -> Result<SigningKey, Failure> {
     let pem_bytes = zeroize::Zeroizing::new(read_operator_file(path)?);
@@ -90,7 +116,7 @@ pub fn unix_now() -> u64 {
 }
 
 /// `path` relative to the artifact `root`, as a POSIX string, when it lies inside it.
-fn relative_to(root: &Path, path: &Path) -> Option<String> {
+pub fn relative_to(root: &Path, path: &Path) -> Option<String> {
     let root = root.canonicalize().ok()?;
     let parent = path
         .parent()

@@ -1,10 +1,14 @@
 //! `edgeward verify`: exit 0 verified, 1 rejected, 2 operator error; `--json` verdict.
 
+use std::path::Path;
+
 use edgeward_core::{
     bundle::Bundle,
     chain::Policy,
     keys::PublicKey,
+    limits::MAX_BUNDLE_BYTES,
     pem,
+    rawsig::MAX_RAW_SIGNATURE_BYTES,
     verify::{Trust, Verified},
 };
 use edgeward_model::{artifact, raw};
@@ -14,7 +18,7 @@ use crate::{
     cli::VerifyArgs,
     outcome::{print_json, read_operator_file, Failure, Outcome},
     progress::Bar,
-    sign_cmd::unix_now,
+    sign_cmd::{relative_to, unix_now},
 };
 
 pub fn run(a: VerifyArgs) -> Outcome {
@@ -36,10 +40,28 @@ pub fn run(a: VerifyArgs) -> Outcome {
     } else if result.is_ok() {
         println!("verified {}", a.path.display());
     }
-    result.map(|_| ())
+    result.map(|_| ()).map_err(|mut f| {
+        f.reported = true;
+        f
+    })
 }
 
 fn verify(a: &VerifyArgs) -> Result<Value, Failure> {
+    let limit = if a.raw {
+        MAX_RAW_SIGNATURE_BYTES
+    } else {
+        MAX_BUNDLE_BYTES
+    };
+    let size = std::fs::metadata(&a.signature)
+        .map_err(|e| Failure::operator(format!("{}: {e}", a.signature.display())))?
+        .len();
+    if size > limit as u64 {
+        return Err(Failure::rejected(format!(
+            "{}: {size} bytes is larger than any {} signature ({limit} bytes at most)",
+            a.signature.display(),
+            if a.raw { "raw" } else { "bundle" }
+        )));
+    }
     let signature = read_operator_file(&a.signature)?;
     let bar = Bar::new("verifying");
     if a.raw {
@@ -49,8 +71,14 @@ fn verify(a: &VerifyArgs) -> Result<Value, Failure> {
             json!({ "format": "raw", "key": key.fingerprint(), "algorithm": key.algorithm() }),
         );
     }
-    let bundle = Bundle::parse(&signature)
-        .map_err(|e| Failure::rejected(format!("{}: {e}", a.signature.display())))?;
+    let bundle = Bundle::parse(&signature).map_err(|e| {
+        let hint = if signature.first() == Some(&b'{') {
+            ""
+        } else {
+            " (not JSON: if this is a raw signature, verify it with --raw)"
+        };
+        Failure::rejected(format!("{}: {e}{hint}", a.signature.display()))
+    })?;
     let (roots, crls);
     let pubkey;
     let trust = match &a.trust_root {
@@ -62,10 +90,17 @@ fn verify(a: &VerifyArgs) -> Result<Value, Failure> {
                 .iter()
                 .map(|p| load_crl(p))
                 .collect::<Result<Vec<_>, _>>()?;
+            if crls.is_empty() {
+                eprintln!(
+                    "warning: no --crl given: revocation of the signing certificate is not checked"
+                );
+            }
             Trust::Roots {
                 roots: &roots,
                 crls: &crls,
-                policy: Policy::default(),
+                policy: Policy {
+                    max_signing_validity_secs: a.max_signing_days * 86_400,
+                },
             }
         }
         None => {
@@ -73,19 +108,32 @@ fn verify(a: &VerifyArgs) -> Result<Value, Failure> {
             Trust::PublicKey(&pubkey)
         }
     };
-    let verified = artifact::verify_path(&a.path, &bundle, &trust, unix_now(), &bar)?;
-    Ok(describe(&verified))
+    let signature_inside: Vec<String> = relative_to(&a.path, &a.signature).into_iter().collect();
+    let verified = artifact::verify_path(
+        &a.path,
+        &bundle,
+        &trust,
+        unix_now(),
+        &signature_inside,
+        &bar,
+    )?;
+    let mut details = describe(&verified);
+    if a.trust_root.is_some() {
+        details["revocation_checked"] = json!(!a.crl.is_empty());
+    }
+    Ok(details)
 }
 
 fn describe(v: &Verified) -> Value {
     let m = &v.statement.manifest;
+    let files: std::collections::BTreeSet<&str> = m.items.keys().map(|k| k.path.as_str()).collect();
     json!({
         "format": "bundle",
         "key": v.key.fingerprint(),
         "algorithm": v.key.algorithm(),
         "model_name": m.model_name,
+        "files": files.len() + m.empty_files.len(),
         "items": m.items.len(),
-        "bytes": m.covered_bytes(),
         "signed_at": v.statement.signed_at.map(|t| edgeward_core::civil::format_unix(t as i64)),
         "certificate": v.certificate.as_ref().map(|c| json!({
             "subject": c.subject,
@@ -96,21 +144,23 @@ fn describe(v: &Verified) -> Value {
 }
 
 fn load_pubkey(a: &VerifyArgs) -> Result<PublicKey, Failure> {
-    let path = a
-        .pubkey
-        .as_ref()
-        .ok_or_else(|| Failure::operator("--pubkey is required"))?;
+    let path = a.pubkey.as_ref().ok_or_else(|| {
+        Failure::operator("--raw needs --pubkey (a raw signature carries no certificate)")
+    })?;
     PublicKey::from_pem(&read_operator_file(path)?)
         .map_err(|e| Failure::operator(format!("{}: {e}", path.display())))
 }
 
-fn load_crl(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+fn load_crl(path: &Path) -> Result<Vec<u8>, Failure> {
     let bytes = read_operator_file(path)?;
-    if bytes.starts_with(b"-----") || bytes.windows(8).any(|w| w == b"X509 CRL") {
-        let mut blocks = pem::parse_labelled(&bytes, "X509 CRL")
-            .map_err(|e| Failure::operator(format!("{}: {e}", path.display())))?;
-        Ok(blocks.swap_remove(0))
+    let der = if bytes.starts_with(b"-----") || bytes.windows(8).any(|w| w == b"X509 CRL") {
+        pem::parse_labelled(&bytes, "X509 CRL")
+            .map_err(|e| Failure::operator(format!("{}: {e}", path.display())))?
+            .swap_remove(0)
     } else {
-        Ok(bytes)
-    }
+        bytes
+    };
+    edgeward_core::chain::check_crl_der(&der)
+        .map_err(|e| Failure::operator(format!("{}: {e}", path.display())))?;
+    Ok(der)
 }

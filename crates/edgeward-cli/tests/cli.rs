@@ -285,6 +285,10 @@ fn ed25519_signing_certificates_sign_bundles() {
         .arg(p.join("root.pem"))
         .arg("--json")));
     assert_eq!(v["details"]["algorithm"], "ed25519", "{v}");
+    // The key file is one OpenSSL reads (PKCS#8 v1, RFC 8410).
+    ok(openssl()
+        .args(["pkey", "-noout", "-in"])
+        .arg(p.join("signing.key")));
     fs::write(model.join("config.json"), b"{\"hidden\": 65}").expect("write");
     let err = fails(
         edgeward()
@@ -297,4 +301,217 @@ fn ed25519_signing_certificates_sign_bundles() {
         1,
     );
     assert!(err.contains("\"config.json\" was modified"), "{err}");
+}
+
+#[test]
+fn flag_conflicts_preflight_and_json_errors() {
+    let t = tempfile::tempdir().expect("tmp");
+    let d = t.path();
+    let p = d.join("pki");
+    pki(&p);
+    let fw = d.join("fw.bin");
+    fs::write(&fw, bytes(50_000, 3)).expect("write");
+    let sig = d.join("fw.sig");
+    ok(edgeward()
+        .arg("sign")
+        .arg(&fw)
+        .arg("--key")
+        .arg(p.join("signing.key"))
+        .arg("--cert-chain")
+        .arg(p.join("signing-chain.pem"))
+        .arg("-o")
+        .arg(&sig));
+    // A CRL with a bare public key, or --raw with a trust root, is a usage error.
+    fails(
+        edgeward()
+            .arg("verify")
+            .arg(&fw)
+            .arg("--signature")
+            .arg(&sig)
+            .arg("--pubkey")
+            .arg(p.join("signing.pem"))
+            .arg("--crl")
+            .arg(p.join("crl.pem")),
+        2,
+    );
+    fails(
+        edgeward()
+            .arg("verify")
+            .arg(&fw)
+            .arg("--signature")
+            .arg(&sig)
+            .arg("--raw")
+            .arg("--trust-root")
+            .arg(p.join("root.pem")),
+        2,
+    );
+    // Without a CRL, revocation is not checked, and that is said.
+    let out = run(edgeward()
+        .arg("verify")
+        .arg(&fw)
+        .arg("--signature")
+        .arg(&sig)
+        .arg("--trust-root")
+        .arg(p.join("root.pem"))
+        .arg("--json"));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("revocation of the signing certificate is not checked"));
+    assert_eq!(
+        json(&String::from_utf8_lossy(&out.stdout))["details"]["revocation_checked"],
+        false
+    );
+    // A raw signature given without --raw gets a hint.
+    let raw_sig = d.join("fw.rawsig");
+    ok(edgeward()
+        .args(["sign", "--raw"])
+        .arg(&fw)
+        .arg("--key")
+        .arg(p.join("signing.key"))
+        .arg("-o")
+        .arg(&raw_sig));
+    let err = fails(
+        edgeward()
+            .arg("verify")
+            .arg(&fw)
+            .arg("--signature")
+            .arg(&raw_sig)
+            .arg("--pubkey")
+            .arg(p.join("signing.pem")),
+        1,
+    );
+    assert!(err.contains("verify it with --raw"), "{err}");
+    // Signing with a CA certificate is refused before anything is written.
+    let ca_chain = d.join("ca-chain.pem");
+    fs::write(
+        &ca_chain,
+        format!(
+            "{}{}",
+            fs::read_to_string(p.join("device-ca.pem")).expect("ca"),
+            fs::read_to_string(p.join("root.pem")).expect("root")
+        ),
+    )
+    .expect("write");
+    let out = run(edgeward()
+        .arg("sign")
+        .arg(&fw)
+        .arg("--key")
+        .arg(p.join("device-ca.key"))
+        .arg("--cert-chain")
+        .arg(&ca_chain)
+        .arg("--json")
+        .arg("-o")
+        .arg(d.join("ca.sig")));
+    assert_eq!(out.status.code(), Some(2));
+    let v = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"]
+            .as_str()
+            .expect("error")
+            .contains("refusing to sign"),
+        "{v}"
+    );
+    assert!(!d.join("ca.sig").exists());
+}
+
+#[test]
+fn a_signature_stored_inside_the_model_is_not_an_unsigned_file() {
+    let t = tempfile::tempdir().expect("tmp");
+    let p = t.path().join("pki");
+    pki(&p);
+    let model = t.path().join("model");
+    make_model(&model);
+    let outside = t.path().join("model.sig");
+    ok(edgeward()
+        .arg("sign")
+        .arg(&model)
+        .arg("--key")
+        .arg(p.join("signing.key"))
+        .arg("-o")
+        .arg(&outside));
+    let inside = model.join("model.sig");
+    fs::copy(&outside, &inside).expect("copy");
+    ok(edgeward()
+        .arg("verify")
+        .arg(&model)
+        .arg("--signature")
+        .arg(&inside)
+        .arg("--pubkey")
+        .arg(p.join("signing.pem")));
+    // Any other added file is still refused.
+    fs::copy(&outside, model.join("other.sig")).expect("copy");
+    let err = fails(
+        edgeward()
+            .arg("verify")
+            .arg(&model)
+            .arg("--signature")
+            .arg(&inside)
+            .arg("--pubkey")
+            .arg(p.join("signing.pem")),
+        1,
+    );
+    assert!(err.contains("\"other.sig\" is not covered"), "{err}");
+}
+
+#[test]
+fn offline_root_key_and_crl_refresh() {
+    let t = tempfile::tempdir().expect("tmp");
+    let p = t.path().join("pki");
+    pki(&p);
+    // The root key leaves the directory (kept offline); ceremonies name it explicitly.
+    let offline = t.path().join("usb-root.key");
+    fs::rename(p.join("root.key"), &offline).expect("move");
+    let err = fails(edgeward().args(["pki", "rotate", "--dir"]).arg(&p), 2);
+    assert!(err.contains("root.key"), "{err}");
+    ok(edgeward()
+        .args(["pki", "rotate", "--dir"])
+        .arg(&p)
+        .arg("--root-key")
+        .arg(&offline));
+    // A key that is not the root's is refused.
+    let err = fails(
+        edgeward()
+            .args(["pki", "crl", "--dir"])
+            .arg(&p)
+            .arg("--root-key")
+            .arg(p.join("signing.key")),
+        2,
+    );
+    assert!(err.contains("ENCRYPTED PRIVATE KEY"), "{err}");
+    let before = ok(openssl()
+        .args(["crl", "-noout", "-crlnumber", "-in"])
+        .arg(p.join("crl.pem")));
+    ok(edgeward()
+        .args(["pki", "crl", "--dir"])
+        .arg(&p)
+        .arg("--root-key")
+        .arg(&offline));
+    let after = ok(openssl()
+        .args(["crl", "-noout", "-crlnumber", "-in"])
+        .arg(p.join("crl.pem")));
+    assert_ne!(before, after);
+    ok(openssl()
+        .args(["crl", "-noout", "-CAfile"])
+        .arg(p.join("root.pem"))
+        .arg("-in")
+        .arg(p.join("crl.pem")));
+    // Unknown serials are revoked with a warning (a lost certificate must stay revocable).
+    let out = run(edgeward()
+        .args(["pki", "revoke", "--serial", "0a0b0c", "--dir"])
+        .arg(&p)
+        .arg("--root-key")
+        .arg(&offline));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a certificate in"));
+    // Too short a passphrase leaves nothing behind.
+    let fresh = t.path().join("fresh");
+    fails(
+        edgeward()
+            .args(["pki", "init", "--dir"])
+            .arg(&fresh)
+            .env("EDGEWARD_ROOT_PASSPHRASE", "short"),
+        2,
+    );
+    assert!(!fresh.exists());
 }

@@ -337,6 +337,31 @@ fn edgeward_verifies_what_model_signing_signed() {
     let verdict: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(verdict["verified"], true, "{verdict}");
 
+    // model_signing's Python API signs shards, writing the shard size as a float.
+    let api_sig = d.join("ms-api-shards.sig");
+    ok(std::process::Command::new(python())
+        .arg("-c")
+        .arg(
+            "import sys, model_signing\n\
+             h = model_signing.hashing.Config().use_shard_serialization(shard_size=1048576)\n\
+             model_signing.signing.Config().use_elliptic_key_signer(private_key=sys.argv[3])\
+             .set_hashing_config(h).sign(sys.argv[1], sys.argv[2])\n",
+        )
+        .arg(&model)
+        .arg(&api_sig)
+        .arg(p.join("signing.key")));
+    assert!(String::from_utf8_lossy(&fs::read(&api_sig).expect("sig")).contains("dsseEnvelope"));
+    let v = serde_json::from_str::<serde_json::Value>(&ok(edgeward()
+        .arg("verify")
+        .arg(&model)
+        .arg("--signature")
+        .arg(&api_sig)
+        .arg("--pubkey")
+        .arg(&pubkey)
+        .arg("--json")))
+    .expect("json");
+    assert_eq!(v["details"]["items"], 8, "{v}");
+
     // An added file is caught in a model_signing-signed model too.
     fs::write(model.join("backdoor.py"), b"import os").expect("write");
     let err = fails(

@@ -258,6 +258,17 @@ fn spki_of(cert_der: &[u8]) -> Option<Vec<u8>> {
     Some(spki[header_len..].to_vec())
 }
 
+/// Checks that `der` parses as a CRL (so an operator learns of a broken file before any
+/// artifact is judged).
+pub fn check_crl_der(der: &[u8]) -> Result<(), Error> {
+    if der.len() > MAX_CRL_BYTES {
+        return Err(Error::malformed("CRL", "larger than the size limit"));
+    }
+    x509_cert::crl::CertificateList::from_der(der)
+        .map(|_| ())
+        .map_err(|e| Error::malformed("CRL DER", e))
+}
+
 fn parse_crl<'a>(
     der: &'a [u8],
     allowed_issuers: &[Vec<u8>],

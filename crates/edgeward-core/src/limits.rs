@@ -15,7 +15,7 @@ pub const MAX_CHAIN_CERTS: usize = 8;
 pub const MAX_CERT_BYTES: usize = 16 * 1024;
 /// Largest CRL.
 pub const MAX_CRL_BYTES: usize = 16 * 1024 * 1024;
-/// Largest key or certificate PEM file.
-pub const MAX_PEM_BYTES: usize = 1024 * 1024;
+/// Largest PEM file (keys, certificates, and CRLs up to [`MAX_CRL_BYTES`] of DER).
+pub const MAX_PEM_BYTES: usize = 24 * 1024 * 1024;
 /// Most ignore paths a statement may list.
 pub const MAX_IGNORE_PATHS: usize = 1024;

@@ -69,7 +69,11 @@ struct PredicateJson {
 struct SerializationJson {
     method: String,
     hash_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral_number"
+    )]
     shard_size: Option<u64>,
     allow_symlinks: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -234,6 +238,23 @@ impl Statement {
             },
         };
         serde_json::to_vec_pretty(&json).unwrap_or_default()
+    }
+}
+
+/// A whole non-negative number written as an integer or, as model-signing's Python API
+/// writes it (protobuf `Struct` numbers are doubles), as a float with no fraction.
+fn integral_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(u) = n.as_u64() {
+        return Ok(Some(u));
+    }
+    match n.as_f64() {
+        Some(f) if f >= 1.0 && f <= 9_007_199_254_740_992.0 && f.fract() == 0.0 => {
+            Ok(Some(f as u64))
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "{n} is not a whole number of bytes"
+        ))),
     }
 }
 

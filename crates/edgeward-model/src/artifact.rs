@@ -69,16 +69,50 @@ pub fn sign_path(
 
 /// Verifies the artifact at `root` against `bundle`: the signature under `trust` at time
 /// `now`, then every file and shard digest, with no file missing and none unsigned.
+/// `extra_ignores` (relative paths) are left out on disk besides the signed ignore paths:
+/// the signature file itself when it is stored inside the model, as model-signing does.
 pub fn verify_path(
     root: &Path,
     bundle: &Bundle,
     trust: &Trust<'_>,
     now: u64,
+    extra_ignores: &[String],
     progress: &dyn Progress,
 ) -> Result<Verified, ModelError> {
     let verified = verify_bundle(bundle, trust, now)?;
     let signed = &verified.statement.manifest;
-    let actual = hashing::manifest_of(root, &signed.serialization, progress)?;
+    let mut serialization = signed.serialization.clone();
+    for extra in extra_ignores {
+        if !signed.items.keys().any(|k| &k.path == extra) {
+            serialization.ignore_paths.push(extra.clone());
+        }
+    }
+    if let Some(shape) = shape_mismatch(signed, root) {
+        return Err(ModelError::Core(edgeward_core::Error::Integrity(shape)));
+    }
+    let actual = hashing::manifest_of(root, &serialization, progress)?;
     signed.check_matches(&actual)?;
     Ok(verified)
+}
+
+/// A clearer message than a list of differences when a file's signature is checked
+/// against a directory or the other way round.
+fn shape_mismatch(signed: &edgeward_core::manifest::Manifest, root: &Path) -> Option<String> {
+    let signed_file = !signed.items.is_empty() && signed.items.keys().all(|k| k.path == ".");
+    let signed_dir = signed.items.keys().any(|k| k.path != ".");
+    if signed_file && root.is_dir() {
+        return Some(format!(
+            "the signature covers a single file ({}), but {} is a directory",
+            signed.model_name,
+            root.display()
+        ));
+    }
+    if signed_dir && !root.is_dir() {
+        return Some(format!(
+            "the signature covers a directory ({}), but {} is not one",
+            signed.model_name,
+            root.display()
+        ));
+    }
+    None
 }

@@ -129,7 +129,7 @@ impl Fixture {
             crls: &crls,
             policy: Policy::default(),
         };
-        verify_path(path, bundle, &trust, self.now, &NoProgress).map(|_| ())
+        verify_path(path, bundle, &trust, self.now, &[], &NoProgress).map(|_| ())
     }
     /// An issuer holding the real root key, to mint certificates the policy must refuse.
     fn root_issuer(&self) -> rcgen::Issuer<'static, KeyPair> {
@@ -264,7 +264,7 @@ fn a_bundle_for_another_artifact_is_refused() {
     let firmware_bundle = f.sign(&f.firmware);
     rejected(
         f.verify(&f.model, &firmware_bundle),
-        "\".\" is signed but missing",
+        "covers a single file (firmware.bin), but",
     );
     let other = f.firmware.with_file_name("other.bin");
     fs::write(&other, pseudo_random(1000, 9)).expect("write");
@@ -366,6 +366,7 @@ fn unendorsed_keys_and_foreign_roots_are_refused() {
         &bare,
         &Trust::PublicKey(&wrong),
         f.now,
+        &[],
         &NoProgress,
     );
     rejected(result.map(|_| ()), "key mismatch");
@@ -448,7 +449,14 @@ fn a_revoked_signing_certificate_is_refused() {
         .expect("info")
         .serial;
     f.pki
-        .revoke(PASS, &serial, OffsetDateTime::now_utc())
+        .revoke(
+            &edgeward_pki::RootKey {
+                path: None,
+                passphrase: PASS,
+            },
+            &serial,
+            OffsetDateTime::now_utc(),
+        )
         .expect("revoke");
     rejected(f.verify(&f.firmware, &bundle), "is revoked by the CRL");
     // A CRL from an impostor root with the same name is refused.
@@ -459,8 +467,8 @@ fn a_revoked_signing_certificate_is_refused() {
         crls: &crls,
         policy: Policy::default(),
     };
-    let err =
-        verify_path(&f.firmware, &bundle, &trust, f.now, &NoProgress).expect_err("impostor CRL");
+    let err = verify_path(&f.firmware, &bundle, &trust, f.now, &[], &NoProgress)
+        .expect_err("impostor CRL");
     assert!(
         err.to_string().contains("not signed by the root's key"),
         "{err}"
@@ -473,8 +481,8 @@ fn a_revoked_signing_certificate_is_refused() {
         crls: &crls,
         policy: Policy::default(),
     };
-    let err =
-        verify_path(&f.firmware, &bundle, &trust, f.now, &NoProgress).expect_err("foreign CRL");
+    let err = verify_path(&f.firmware, &bundle, &trust, f.now, &[], &NoProgress)
+        .expect_err("foreign CRL");
     assert!(
         !err.is_rejection() && err.to_string().contains("not the trust root"),
         "{err}"

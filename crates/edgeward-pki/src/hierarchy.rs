@@ -11,7 +11,8 @@ use std::{
 };
 
 use rcgen::{
-    CertificateRevocationListParams, KeyIdMethod, KeyPair, RevokedCertParams, SerialNumber,
+    CertificateRevocationListParams, KeyIdMethod, KeyPair, PublicKeyData, RevokedCertParams,
+    SerialNumber,
 };
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
@@ -65,6 +66,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
 
 fn crypto(e: impl std::fmt::Display) -> PkiError {
     PkiError::Crypto(e.to_string())
+}
+
+/// The root key for a ceremony: where it is (default: `root.key` in the directory; it may
+/// live offline, e.g. on removable media) and its passphrase.
+pub struct RootKey<'a> {
+    /// The encrypted key file, if not `DIR/root.key`.
+    pub path: Option<&'a Path>,
+    /// Its passphrase.
+    pub passphrase: &'a [u8],
 }
 
 /// A CRL entry: the revoked serial (DER integer bytes) and when it was revoked.
@@ -129,6 +139,12 @@ impl Hierarchy {
         now: OffsetDateTime,
     ) -> Result<Self, PkiError> {
         check_signing_days(signing_days)?;
+        if passphrase.len() < keyfile::MIN_PASSPHRASE_LEN {
+            return Err(PkiError::Refused(format!(
+                "the root passphrase must have at least {} characters",
+                keyfile::MIN_PASSPHRASE_LEN
+            )));
+        }
         fs::create_dir_all(dir).map_err(io(dir))?;
         let h = Hierarchy {
             dir: dir.to_path_buf(),
@@ -171,13 +187,13 @@ impl Hierarchy {
     /// one moves to `previous/` and stays usable until it expires.
     pub fn rotate(
         &self,
-        passphrase: &[u8],
+        root: &RootKey<'_>,
         days: i64,
         alg: KeyAlg,
         now: OffsetDateTime,
     ) -> Result<CertSummary, PkiError> {
         check_signing_days(days)?;
-        let issuer = self.root_issuer(passphrase)?;
+        let issuer = self.root_issuer(root)?;
         let current = self.read("signing.pem")?;
         let serial = edgeward_core::chain::cert_info(&pem_der(&current)?)
             .map_err(crypto)?
@@ -206,13 +222,15 @@ impl Hierarchy {
             .ok_or_else(|| PkiError::Crypto("the new signing certificate is missing".into()))
     }
 
-    /// Adds the certificate with serial `serial_hex` to the root-signed CRL.
+    /// Adds the certificate with serial `serial_hex` to the root-signed CRL. Returns whether
+    /// the serial belongs to a certificate of this directory (a lost certificate can still be
+    /// revoked by its serial; the caller should warn when it is unknown).
     pub fn revoke(
         &self,
-        passphrase: &[u8],
+        root: &RootKey<'_>,
         serial_hex: &str,
         now: OffsetDateTime,
-    ) -> Result<(), PkiError> {
+    ) -> Result<bool, PkiError> {
         let serial_hex = serial_hex
             .trim()
             .trim_start_matches("0x")
@@ -221,14 +239,23 @@ impl Hierarchy {
         let serial = hex_bytes(&serial_hex).ok_or_else(|| {
             PkiError::Refused(format!("{serial_hex:?} is not a hex serial number"))
         })?;
-        let issuer = self.root_issuer(passphrase)?;
+        let issuer = self.root_issuer(root)?;
         let (mut revoked, number) = self.crl_state()?;
         if revoked.iter().any(|(s, _)| s == &serial) {
             return Err(PkiError::Refused(format!(
                 "serial {serial_hex} is already revoked"
             )));
         }
+        let known = self.show(now)?.iter().any(|c| c.serial == serial_hex);
         revoked.push((serial, now));
+        self.write_crl(&issuer, &revoked, number + 1, now)?;
+        Ok(known)
+    }
+
+    /// Re-signs the CRL with the same entries, a higher number and fresh dates.
+    pub fn refresh_crl(&self, root: &RootKey<'_>, now: OffsetDateTime) -> Result<(), PkiError> {
+        let issuer = self.root_issuer(root)?;
+        let (revoked, number) = self.crl_state()?;
         self.write_crl(&issuer, &revoked, number + 1, now)
     }
 
@@ -307,11 +334,8 @@ impl Hierarchy {
             .signed_by(&key, issuer)
             .map_err(crypto)?;
         let root_pem = self.read("root.pem")?;
-        self.write(
-            "signing.key",
-            keyfile::pkcs8_pem(&key.serialize_der()).as_bytes(),
-            true,
-        )?;
+        let key_der = keyfile::portable_pkcs8(&key.serialize_der()).map_err(PkiError::Crypto)?;
+        self.write("signing.key", keyfile::pkcs8_pem(&key_der).as_bytes(), true)?;
         self.write("signing.pem", cert.pem().as_bytes(), false)?;
         self.write(
             "signing-chain.pem",
@@ -320,11 +344,26 @@ impl Hierarchy {
         )
     }
 
-    fn root_issuer(&self, passphrase: &[u8]) -> Result<rcgen::Issuer<'static, KeyPair>, PkiError> {
-        let key_pem = self.read("root.key")?;
-        let der = keyfile::decrypt_pkcs8(&key_pem, passphrase).map_err(PkiError::Refused)?;
+    fn root_issuer(&self, root: &RootKey<'_>) -> Result<rcgen::Issuer<'static, KeyPair>, PkiError> {
+        let path = root
+            .path
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.path("root.key"));
+        let key_pem = fs::read_to_string(&path).map_err(io(&path))?;
+        let der = keyfile::decrypt_pkcs8(&key_pem, root.passphrase).map_err(PkiError::Refused)?;
         let key = KeyPair::try_from(der.as_slice()).map_err(crypto)?;
-        issue::issuer_from_pem(&self.read("root.pem")?, key).map_err(crypto)
+        let issuer = issue::issuer_from_pem(&self.read("root.pem")?, key).map_err(crypto)?;
+        let root_cert = pem_der(&self.read("root.pem")?)?;
+        let cert_key =
+            edgeward_core::keys::PublicKey::from_certificate_der(&root_cert).map_err(crypto)?;
+        if cert_key.to_spki_der() != issuer.key().subject_public_key_info() {
+            return Err(PkiError::Refused(format!(
+                "{} is not the key of {}",
+                path.display(),
+                self.path("root.pem").display()
+            )));
+        }
+        Ok(issuer)
     }
 
     fn crl_state(&self) -> Result<(Vec<Revoked>, u64), PkiError> {

@@ -57,3 +57,20 @@ pub fn read_pkcs8(pem: &str) -> Result<Zeroizing<Vec<u8>>, String> {
 pub fn pkcs8_pem(der: &[u8]) -> Zeroizing<String> {
     Zeroizing::new(edgeward_core::pem::encode("PRIVATE KEY", der))
 }
+
+/// Re-encodes a PKCS#8 key in the form every tool reads: Ed25519 keys as PKCS#8 v1 (RFC
+/// 8410 without the optional public key, which OpenSSL 3.0 and Python `cryptography`
+/// refuse); other keys unchanged.
+pub fn portable_pkcs8(der: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+    use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
+    match ed25519_dalek::SigningKey::from_pkcs8_der(der) {
+        Ok(key) => KeypairBytes {
+            secret_key: key.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_der()
+        .map(|doc| Zeroizing::new(doc.as_bytes().to_vec()))
+        .map_err(|e| format!("encoding the Ed25519 key: {e}")),
+        Err(_) => Ok(Zeroizing::new(der.to_vec())),
+    }
+}

@@ -12,4 +12,4 @@ pub mod issue;
 pub mod keyfile;
 pub mod store;
 
-pub use hierarchy::{CertSummary, Hierarchy, PkiError};
+pub use hierarchy::{CertSummary, Hierarchy, PkiError, RootKey};
