@@ -1,0 +1,11 @@
+//! The contract between an Edgeward device and the cloud that both sides compile against:
+//! who a device is ([`device_id`]), how it authenticates each call ([`token`]), how the
+//! server derives every device's token secret from one master key ([`secret`]), and the rate
+//! rule the server applies to each device ([`gcra`]).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod device_id;
+pub mod gcra;
+pub mod secret;
+pub mod token;
