@@ -205,7 +205,7 @@ fn story(demo: &mut Demo, dir: &Path) {
         raw::verify_file(&firmware, &key.public_key(), &sig, &NoProgress).map_err(|e| e.to_string())?;
         fs::write(dir.join("firmware.bin.rawsig"), &sig).map_err(|e| e.to_string())?;
         Ok(format!(
-            "{}-byte DER ECDSA-Sig-Value, the format `openssl dgst -sha256 -verify` reads (tests/interop_openssl.rs runs openssl on it)",
+            "{}-byte DER ECDSA-Sig-Value, the format `openssl dgst -sha256 -verify` reads (crates/edgeward-cli/tests/interop_openssl.rs checks that openssl verifies signatures made this way)",
             sig.len()
         ))
     });

@@ -42,14 +42,15 @@ pub fn run(cmd: PkiCommand) -> Outcome {
                 path: a.root_key.root_key.as_deref(),
                 passphrase: &pass,
             };
+            let mut extra = Vec::new();
             if !h.revoke(&root, &a.serial, now)? {
-                eprintln!(
-                    "warning: serial {} is not a certificate in {}; it was added to the CRL anyway",
-                    a.serial,
+                extra.push(format!(
+                    "serial {} is not a certificate in {}; it was added to the CRL anyway",
+                    edgeward_pki::hierarchy::normalize_serial(&a.serial),
                     a.dir.dir.display()
-                );
+                ));
             }
-            report(&h, now, a.dir.json, "revoked")
+            report_with(&h, now, a.dir.json, "revoked", extra)
         }
         PkiCommand::Crl(a) => {
             let h = Hierarchy::open(&a.dir.dir)?;
@@ -69,8 +70,21 @@ pub fn run(cmd: PkiCommand) -> Outcome {
 }
 
 fn report(h: &Hierarchy, now: OffsetDateTime, as_json: bool, action: &str) -> Outcome {
+    report_with(h, now, as_json, action, Vec::new())
+}
+
+/// Prints the hierarchy (text or JSON) and every warning: `extra` ones from the command,
+/// then those about the certificates (text: on stderr; JSON: in `warnings`).
+fn report_with(
+    h: &Hierarchy,
+    now: OffsetDateTime,
+    as_json: bool,
+    action: &str,
+    extra: Vec<String>,
+) -> Outcome {
     let certs = h.show(now)?;
-    let warnings = Hierarchy::warnings(&certs);
+    let mut warnings = extra;
+    warnings.extend(Hierarchy::warnings(&certs));
     if as_json {
         print_json(&json!({ "action": action, "certificates": certs, "warnings": warnings }));
         return Ok(());

@@ -141,7 +141,7 @@ impl Hierarchy {
         check_signing_days(signing_days)?;
         if passphrase.len() < keyfile::MIN_PASSPHRASE_LEN {
             return Err(PkiError::Refused(format!(
-                "the root passphrase must have at least {} characters",
+                "the root passphrase must have at least {} bytes",
                 keyfile::MIN_PASSPHRASE_LEN
             )));
         }
@@ -231,11 +231,7 @@ impl Hierarchy {
         serial_hex: &str,
         now: OffsetDateTime,
     ) -> Result<bool, PkiError> {
-        let serial_hex = serial_hex
-            .trim()
-            .trim_start_matches("0x")
-            .to_ascii_lowercase()
-            .replace(':', "");
+        let serial_hex = normalize_serial(serial_hex);
         let serial = hex_bytes(&serial_hex).ok_or_else(|| {
             PkiError::Refused(format!("{serial_hex:?} is not a hex serial number"))
         })?;
@@ -350,7 +346,8 @@ impl Hierarchy {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.path("root.key"));
         let key_pem = fs::read_to_string(&path).map_err(io(&path))?;
-        let der = keyfile::decrypt_pkcs8(&key_pem, root.passphrase).map_err(PkiError::Refused)?;
+        let der = keyfile::decrypt_pkcs8(&key_pem, root.passphrase)
+            .map_err(|e| PkiError::Refused(format!("{}: {e}", path.display())))?;
         let key = KeyPair::try_from(der.as_slice()).map_err(crypto)?;
         let issuer = issue::issuer_from_pem(&self.read("root.pem")?, key).map_err(crypto)?;
         let root_cert = pem_der(&self.read("root.pem")?)?;
@@ -474,6 +471,16 @@ fn org_of(cert_pem: &str) -> String {
             Some(org)
         })
         .unwrap_or_else(|| "Edgeward".into())
+}
+
+/// A serial as `pki show` prints it: lowercase hex, no `0x` prefix, no colons.
+pub fn normalize_serial(serial: &str) -> String {
+    let s = serial.trim();
+    let s = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    s.to_ascii_lowercase().replace(':', "")
 }
 
 fn hex_bytes(s: &str) -> Option<Vec<u8>> {

@@ -16,7 +16,7 @@ pub const MIN_PASSPHRASE_LEN: usize = 8;
 pub fn encrypt_pkcs8(der: &[u8], passphrase: &[u8]) -> Result<String, String> {
     if passphrase.len() < MIN_PASSPHRASE_LEN {
         return Err(format!(
-            "the root passphrase must have at least {MIN_PASSPHRASE_LEN} characters"
+            "the root passphrase must have at least {MIN_PASSPHRASE_LEN} bytes"
         ));
     }
     let mut salt = [0u8; 16];
