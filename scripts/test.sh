@@ -16,6 +16,10 @@ missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v python3 >/dev/null || missing+=(python3 python3-venv)
 command -v cc >/dev/null || missing+=(build-essential)
+command -v curl >/dev/null || missing+=(curl)
+command -v unshare >/dev/null || missing+=(util-linux)
+command -v psql >/dev/null || missing+=(postgresql postgresql-client)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if ((${#missing[@]})); then
   if [ "$(id -u)" -eq 0 ]; then
     apt-get update -qq
@@ -26,6 +30,28 @@ if ((${#missing[@]})); then
   fi
 fi
 openssl version
+
+say "services: PostgreSQL and Redis on loopback"
+if ! psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'select 1' >/dev/null 2>&1; then
+  cluster=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+  if [ -n "$cluster" ]; then
+    hba="/etc/postgresql/$cluster/main/pg_hba.conf"
+    # The tests connect as postgres over TCP on loopback without a password.
+    grep -q '^host all all 127.0.0.1/32 trust' "$hba" || sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    pg_ctlcluster --skip-systemctl-redirect "$cluster" main start 2>/dev/null ||
+      pg_ctlcluster --skip-systemctl-redirect "$cluster" main reload
+  fi
+  for _ in $(seq 1 30); do
+    psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'select 1' >/dev/null 2>&1 && break
+    sleep 1
+  done
+fi
+psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'select version()'
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+redis-cli -h 127.0.0.1 -p 6379 ping
 
 say "python venv ($VENV)"
 if ! "$VENV/bin/python" -c 'import model_signing, cryptography, OpenSSL' 2>/dev/null; then

@@ -249,7 +249,7 @@ fn integral_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>
         return Ok(Some(u));
     }
     match n.as_f64() {
-        Some(f) if f >= 1.0 && f <= 9_007_199_254_740_992.0 && (f as u64) as f64 == f => {
+        Some(f) if (1.0..=9_007_199_254_740_992.0).contains(&f) && (f as u64) as f64 == f => {
             Ok(Some(f as u64))
         }
         _ => Err(serde::de::Error::custom(format!(

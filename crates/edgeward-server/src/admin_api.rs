@@ -1,0 +1,446 @@
+//! The admin API (`/v1/admin/…`, bearer API keys with roles viewer < operator < admin) and
+//! enrollment (`/v1/enroll`, a one-time token plus a CSR), both on the server-authenticated
+//! listener. Every admin action and every refused enrollment goes into the audit log.
+
+use axum::{
+    body::Bytes,
+    extract::{Path, Query, Request, State},
+    http::StatusCode,
+    middleware::Next,
+    response::Response,
+    routing::{get, post},
+    Extension, Json, Router,
+};
+use rand_core::{OsRng, RngCore};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{
+    app::{ApiError, Shared},
+    db::{DeviceStatus, Role, TokenRefusal},
+};
+
+/// An authenticated admin.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// The key's name.
+    pub name: String,
+    /// The key's role.
+    pub role: Role,
+}
+
+impl Admin {
+    fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "role",
+                format!(
+                    "this needs the {role} role; the key {} has {}",
+                    self.name, self.role
+                ),
+            ))
+        }
+    }
+    fn actor(&self) -> String {
+        format!("admin:{}", self.name)
+    }
+}
+
+/// SHA-256 hex of a secret, as stored.
+pub fn secret_hash(secret: &str) -> String {
+    hex::encode(edgeward_core::sha256(secret.as_bytes()))
+}
+
+/// A new random secret with a readable prefix, e.g. `ewk_…` for admin keys.
+pub fn new_secret(prefix: &str) -> String {
+    let mut b = [0u8; 32];
+    OsRng.fill_bytes(&mut b);
+    format!("{prefix}_{}", hex::encode(b))
+}
+
+/// The admin routes.
+pub fn routes(app: Shared) -> Router<Shared> {
+    Router::new()
+        .route("/v1/admin/devices", post(add_device).get(list_devices))
+        .route("/v1/admin/devices/{id}", get(show_device))
+        .route("/v1/admin/devices/{id}/quarantine", post(quarantine))
+        .route("/v1/admin/devices/{id}/release", post(release))
+        .route("/v1/admin/devices/{id}/revoke", post(revoke))
+        .route("/v1/admin/devices/{id}/commands", post(add_command))
+        .route("/v1/admin/audit", get(audit_log))
+        .route("/v1/admin/keys", post(add_key))
+        .layer(axum::middleware::from_fn_with_state(app, gate))
+}
+
+async fn gate(
+    State(app): State<Shared>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let key = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthenticated("missing `Authorization: Bearer <admin key>`"))?;
+    let (name, role) = app
+        .db
+        .admin_key(&secret_hash(key.trim()))
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("unknown admin key"))?;
+    req.extensions_mut().insert(Admin { name, role });
+    Ok(next.run(req).await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDevice {
+    id: String,
+    hardware_class: String,
+}
+
+async fn add_device(
+    State(app): State<Shared>,
+    Extension(admin): Extension<Admin>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    admin.require(Role::Operator)?;
+    let d: NewDevice = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("bad device: {e}")))?;
+    edgeward_proto::device_id::validate(&d.id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    edgeward_proto::device_id::validate(&d.hardware_class)
+        .map_err(|e| ApiError::bad_request(format!("hardware class: {e}")))?;
+    let now = app.now();
+    match app.db.add_device(&d.id, &d.hardware_class, now).await {
+        Ok(()) => {}
+        Err(crate::db::DbError::Exists(what)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "exists",
+                format!("{what} already exists"),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let token = new_secret("ewe");
+    let expires_at = now + i64::try_from(app.config.enrollment_ttl_secs).unwrap_or(i64::MAX / 2);
+    app.db
+        .add_enrollment_token(&secret_hash(&token), &d.id, expires_at)
+        .await?;
+    app.audit(
+        &admin.actor(),
+        "device.add",
+        Some(&d.id),
+        &format!("hardware class {}", d.hardware_class),
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({ "id": d.id, "hardware_class": d.hardware_class, "enrollment_token": token, "expires_at": expires_at }),
+        ),
+    ))
+}
+
+async fn list_devices(
+    State(app): State<Shared>,
+    Extension(admin): Extension<Admin>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require(Role::Viewer)?;
+    Ok(Json(json!({ "devices": app.db.devices().await? })))
+}
+
+async fn show_device(
+    State(app): State<Shared>,
+    Extension(admin): Extension<Admin>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require(Role::Viewer)?;
+    let d = app
+        .db
+        .device(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
+    let telemetry = app.db.telemetry_count(&id).await?;
+    Ok(Json(json!({ "device": d, "telemetry_batches": telemetry })))
+}
+
+async fn change_status(
+    app: &Shared,
+    admin: &Admin,
+    id: &str,
+    from: &[DeviceStatus],
+    to: DeviceStatus,
+    action: &str,
+) -> Result<Json<Value>, ApiError> {
+    let d = app
+        .db
+        .device(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
+    if !from.contains(&d.status) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "status",
+            format!("device {id} is {}; cannot {action} it", d.status),
+        ));
+    }
+    app.db.set_status(id, to, app.now()).await?;
+    app.audit(
+        &admin.actor(),
+        &format!("device.{action}"),
+        Some(id),
+        &format!("{} -> {to}", d.status),
+    )
+    .await;
+    Ok(Json(json!({ "id": id, "status": to })))
+}
+
+async fn quarantine(
+    State(app): State<Shared>,
+    Extension(admin): Extension<Admin>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require(Role::Operator)?;
+    change_status(
+        &app,
+        &admin,
+        &id,
+        &[DeviceStatus::Active],
+        DeviceStatus::Quarantined,
+        "quarantine",
+    )
+    .await
+}
+
+async fn release(
+    State(app): State<Shared>,
+    Extension(admin): Extension<Admin>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require(Role::Operator)?;
+    change_status(
+        &app,
+        &admin,
+        &id,
+        &[DeviceStatus::Quarantined],
+        DeviceStatus::Active,
+        "release",
+    )
+    .await
+}
+
+async fn revoke(
+    State(app): State<Shared>,
+    Extension(admin): Extension<Admin>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require(Role::Admin)?;
+    let d = app
+        .db
+        .device(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
+    if d.status == DeviceStatus::Revoked {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "status",
+            format!("device {id} is already revoked"),
+        ));
+    }
+    app.db
+        .set_status(&id, DeviceStatus::Revoked, app.now())
+        .await?;
+    if let Some(serial) = &d.cert_serial {
+        if let Ok(mut set) = app.revoked.write() {
+            set.insert(serial.clone());
+        }
+        crate::server::write_device_crl(&app)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    let closed = app.conns.close_all(&id);
+    app.metrics.add(
+        "edgeward_connections_closed_total",
+        "reason=\"revoked\"".into(),
+        closed as u64,
+    );
+    app.audit(
+        &admin.actor(),
+        "device.revoke",
+        Some(&id),
+        &format!(
+            "certificate {} revoked; {closed} connection(s) closed",
+            d.cert_serial.as_deref().unwrap_or("(none)")
+        ),
+    )
+    .await;
+    Ok(Json(
+        json!({ "id": id, "status": DeviceStatus::Revoked, "connections_closed": closed }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCommand {
+    kind: String,
+    #[serde(default)]
+    body: Value,
+}
+
+async fn add_command(
+    State(app): State<Shared>,
+    Extension(admin): Extension<Admin>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    admin.require(Role::Operator)?;
+    let c: NewCommand = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("bad command: {e}")))?;
+    edgeward_proto::device_id::validate(&c.kind)
+        .map_err(|e| ApiError::bad_request(format!("command kind: {e}")))?;
+    app.db
+        .device(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
+    let cid = app
+        .db
+        .add_command(&id, &c.kind, &c.body.to_string(), app.now())
+        .await?;
+    app.audit(
+        &admin.actor(),
+        "command.add",
+        Some(&id),
+        &format!("{} #{cid}", c.kind),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(json!({ "id": cid }))))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<i64>,
+}
+
+async fn audit_log(
+    State(app): State<Shared>,
+    Extension(admin): Extension<Admin>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require(Role::Viewer)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    Ok(Json(json!({ "entries": app.db.audit_log(limit).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    role: String,
+}
+
+async fn add_key(
+    State(app): State<Shared>,
+    Extension(admin): Extension<Admin>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    admin.require(Role::Admin)?;
+    let k: NewKey = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("bad key: {e}")))?;
+    edgeward_proto::device_id::validate(&k.name)
+        .map_err(|e| ApiError::bad_request(format!("key name: {e}")))?;
+    let role: Role = k.role.parse().map_err(ApiError::bad_request)?;
+    let key = new_secret("ewk");
+    app.db
+        .add_admin_key(&secret_hash(&key), &k.name, role, app.now())
+        .await?;
+    app.audit(
+        &admin.actor(),
+        "admin_key.add",
+        None,
+        &format!("{} ({role})", k.name),
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": k.name, "role": role, "key": key })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Enrollment {
+    token: String,
+    csr: String,
+}
+
+/// `POST /v1/enroll`: a one-time token and a CSR for a key the device generated; answers
+/// with the device certificate, the device CA, the server CA and the device token secret.
+pub async fn enroll(State(app): State<Shared>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let e: Enrollment = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("bad enrollment: {e}")))?;
+    let now = app.now();
+    let outcome = app
+        .db
+        .consume_enrollment_token(&secret_hash(e.token.trim()), now)
+        .await?;
+    let device_id = match outcome {
+        Ok(id) => id,
+        Err(refusal) => {
+            let reason = match refusal {
+                TokenRefusal::Unknown => "unknown enrollment token",
+                TokenRefusal::Reused => "enrollment token already used",
+                TokenRefusal::Expired => "enrollment token expired",
+            };
+            app.metrics
+                .inc("edgeward_enrollments_total", "outcome=\"refused\"".into());
+            app.audit("enrollment", "enroll.refused", None, reason)
+                .await;
+            return Err(ApiError::unauthenticated(reason));
+        }
+    };
+    let device = app
+        .db
+        .device(&device_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the token's device is gone"))?;
+    if device.status != DeviceStatus::Pending {
+        app.audit(
+            "enrollment",
+            "enroll.refused",
+            Some(&device_id),
+            &format!("device is {}", device.status),
+        )
+        .await;
+        return Err(ApiError::forbidden(
+            "status",
+            format!("device {device_id} is {}", device.status),
+        ));
+    }
+    let now_dt = time::OffsetDateTime::from_unix_timestamp(now).map_err(ApiError::internal)?;
+    let issued = app
+        .identity
+        .device_ca
+        .issue(&e.csr, &device_id, app.config.device_cert_days, now_dt)
+        .map_err(ApiError::bad_request)?;
+    app.db.activate(&device_id, &issued.serial, now).await?;
+    app.metrics
+        .inc("edgeward_enrollments_total", "outcome=\"enrolled\"".into());
+    app.audit(
+        "enrollment",
+        "device.enroll",
+        Some(&device_id),
+        &format!("certificate serial {}", issued.serial),
+    )
+    .await;
+    let secret = edgeward_proto::secret::derive(&app.identity.master_key, &device_id);
+    Ok(Json(json!({
+        "device_id": device_id,
+        "certificate": issued.cert_pem,
+        "device_ca": app.identity.device_ca.cert_pem,
+        "server_ca": app.identity.server_ca_pem,
+        "secret": secret.as_str(),
+    })))
+}

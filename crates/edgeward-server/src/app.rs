@@ -1,0 +1,151 @@
+//! The state every request handler shares, and the JSON error shape of every refusal.
+
+use std::sync::{atomic::AtomicU64, Arc};
+
+use axum::{
+    http::{HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+use crate::{
+    clock::Clock, config::Config, conns::Connections, db::Db, identity::Identity, limits::Store,
+    metrics::Metrics, tls::RevokedSerials,
+};
+
+/// Everything the handlers share.
+pub struct App {
+    /// The configuration in effect.
+    pub config: Config,
+    /// The registry.
+    pub db: Db,
+    /// Keys and certificates.
+    pub identity: Identity,
+    /// Rate-limit and nonce state.
+    pub store: Store,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
+    /// Open device connections.
+    pub conns: Connections,
+    /// Revoked device certificate serials (also enforced in the TLS handshake).
+    pub revoked: RevokedSerials,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// The device CRL's number.
+    pub crl_number: AtomicU64,
+}
+
+/// Shared handle to the state.
+pub type Shared = Arc<App>;
+
+impl App {
+    /// Now, in Unix seconds.
+    pub fn now(&self) -> i64 {
+        i64::try_from(self.clock.now_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// Appends to the audit log; a failure to audit is logged (the action already happened).
+    pub async fn audit(&self, actor: &str, action: &str, device: Option<&str>, detail: &str) {
+        if let Err(e) = self
+            .db
+            .audit(self.now(), actor, action, device, detail)
+            .await
+        {
+            tracing::error!(%e, action, "could not write the audit log");
+        }
+    }
+}
+
+/// A refusal or failure, answered as `{"error": code, "message": text}`.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code, e.g. `unauthenticated`, `quarantined`, `rate_limited`.
+    pub code: &'static str,
+    /// What was wrong.
+    pub message: String,
+    /// For 429: seconds to wait.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// A refusal with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    /// 401.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+    /// 403.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    /// 429 with `Retry-After`.
+    pub fn rate_limited(retry_after_ns: u64) -> Self {
+        let secs = retry_after_ns.div_ceil(1_000_000_000).max(1);
+        ApiError {
+            retry_after: Some(secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("rate limit exceeded; retry in {secs} s"),
+            )
+        }
+    }
+    /// 500 (details logged, not sent).
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(%e, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+    /// 503: a dependency (database, Redis) failed; refusing is the safe answer.
+    pub fn unavailable(e: impl std::fmt::Display) -> Self {
+        tracing::error!(%e, "dependency unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "a backing service is unavailable",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            Json(json!({ "error": self.code, "message": self.message })),
+        )
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                r.headers_mut().insert("retry-after", v);
+            }
+        }
+        r
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        ApiError::unavailable(e)
+    }
+}

@@ -1,0 +1,545 @@
+//! The registry database: SQLite (WAL) on the embedded default, PostgreSQL at scale, through
+//! one sqlx `Any` pool and portable SQL (`$n` placeholders, `BIGINT`/`TEXT` columns, which
+//! both accept). Each backend has its own migrations under `migrations/`.
+
+use std::{fmt, str::FromStr};
+
+use sqlx::{any::AnyPoolOptions, AnyPool, Row};
+
+/// A database failure (connection, query or migration); details are logged, not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// From sqlx.
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    /// From a migration.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A URL that names neither SQLite nor PostgreSQL.
+    #[error("unsupported database URL {0:?} (use sqlite://… or postgres://…)")]
+    Url(String),
+    /// The row to insert exists already.
+    #[error("{0} already exists")]
+    Exists(String),
+}
+
+/// Which SQL backend a pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (WAL).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A device's registry status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceStatus {
+    /// Registered, not enrolled yet.
+    Pending,
+    /// Enrolled and allowed to call the device API.
+    Active,
+    /// Cut off except for command poll and forensic upload.
+    Quarantined,
+    /// Cut off for good; its certificate is on the CRL.
+    Revoked,
+}
+
+impl fmt::Display for DeviceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeviceStatus::Pending => "pending",
+            DeviceStatus::Active => "active",
+            DeviceStatus::Quarantined => "quarantined",
+            DeviceStatus::Revoked => "revoked",
+        })
+    }
+}
+
+impl FromStr for DeviceStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "pending" => DeviceStatus::Pending,
+            "active" => DeviceStatus::Active,
+            "quarantined" => DeviceStatus::Quarantined,
+            "revoked" => DeviceStatus::Revoked,
+            other => return Err(format!("unknown device status {other:?}")),
+        })
+    }
+}
+
+/// A registered device.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Device {
+    /// Its identifier (the CN of its certificate).
+    pub id: String,
+    /// Its hardware class (selects its rate limit).
+    pub hardware_class: String,
+    /// Its status.
+    pub status: DeviceStatus,
+    /// Serial (hex) of its current certificate, once enrolled.
+    pub cert_serial: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// An admin credential's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads devices and the audit log.
+    Viewer,
+    /// Also registers devices, quarantines and releases them, queues commands.
+    Operator,
+    /// Also revokes devices and manages admin keys.
+    Admin,
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "viewer" => Role::Viewer,
+            "operator" => Role::Operator,
+            "admin" => Role::Admin,
+            other => return Err(format!("unknown role {other:?}")),
+        })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        })
+    }
+}
+
+/// Why an enrollment token was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// No such token (forged or mistyped).
+    Unknown,
+    /// Used before.
+    Reused,
+    /// Past its expiry.
+    Expired,
+}
+
+/// One audit-log entry.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditEntry {
+    /// Sequence number.
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// Who: `admin:<name>`, `device:<id>`, `enrollment`, `server`.
+    pub actor: String,
+    /// What, e.g. `device.add`, `auth.refused`.
+    pub action: String,
+    /// The device concerned, if any.
+    pub device_id: Option<String>,
+    /// Details (never secrets).
+    pub detail: String,
+}
+
+/// A command queued for a device.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Command {
+    /// Its id.
+    pub id: i64,
+    /// Its kind, e.g. `reboot`, `collect-forensics`.
+    pub kind: String,
+    /// Its JSON arguments.
+    pub body: serde_json::Value,
+    /// `pending`, `sent`, `done` or `failed`.
+    pub status: String,
+}
+
+/// The registry.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn device_from(row: &sqlx::any::AnyRow) -> Result<Device, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(Device {
+        id: row.try_get("id")?,
+        hardware_class: row.try_get("hardware_class")?,
+        status: status
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+        cert_serial: row.try_get("cert_serial")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Db {
+    /// Connects and runs the backend's migrations.
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(DbError::Url(url.to_string()));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        use sqlx::Executor;
+                        conn.execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+            sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        } else {
+            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        }
+        Ok(Db { pool, backend })
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Registers a pending device.
+    pub async fn add_device(&self, id: &str, class: &str, now: i64) -> Result<(), DbError> {
+        let r = sqlx::query(
+            "INSERT INTO devices (id, hardware_class, status, created_at, updated_at) VALUES ($1, $2, 'pending', $3, $3)",
+        )
+        .bind(id)
+        .bind(class)
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(DbError::Exists(format!("device {id}")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One device.
+    pub async fn device(&self, id: &str) -> Result<Option<Device>, DbError> {
+        let row = sqlx::query("SELECT * FROM devices WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(device_from).transpose()?)
+    }
+
+    /// Every device, by id.
+    pub async fn devices(&self) -> Result<Vec<Device>, DbError> {
+        let rows = sqlx::query("SELECT * FROM devices ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(device_from).collect::<Result<_, _>>()?)
+    }
+
+    /// Sets a device's status; false if there is no such device.
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: DeviceStatus,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let r = sqlx::query("UPDATE devices SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(status.to_string())
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records an issued certificate and activates the device.
+    pub async fn activate(&self, id: &str, serial: &str, now: i64) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE devices SET status = 'active', cert_serial = $1, updated_at = $2 WHERE id = $3",
+        )
+        .bind(serial)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores an enrollment token (by its SHA-256 only).
+    pub async fn add_enrollment_token(
+        &self,
+        token_sha256: &str,
+        device: &str,
+        expires_at: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query("INSERT INTO enrollment_tokens (token_sha256, device_id, expires_at) VALUES ($1, $2, $3)")
+            .bind(token_sha256)
+            .bind(device)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Consumes an enrollment token atomically (single use): the device it was made for, or
+    /// why it is refused.
+    pub async fn consume_enrollment_token(
+        &self,
+        token_sha256: &str,
+        now: i64,
+    ) -> Result<Result<String, TokenRefusal>, DbError> {
+        let row = sqlx::query(
+            "UPDATE enrollment_tokens SET used_at = $1 WHERE token_sha256 = $2 AND used_at IS NULL AND expires_at > $1 RETURNING device_id",
+        )
+        .bind(now)
+        .bind(token_sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            return Ok(Ok(row.try_get("device_id")?));
+        }
+        let row = sqlx::query(
+            "SELECT used_at, expires_at FROM enrollment_tokens WHERE token_sha256 = $1",
+        )
+        .bind(token_sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(Err(match row {
+            None => TokenRefusal::Unknown,
+            Some(r) if r.try_get::<Option<i64>, _>("used_at")?.is_some() => TokenRefusal::Reused,
+            Some(_) => TokenRefusal::Expired,
+        }))
+    }
+
+    /// Appends to the audit log.
+    pub async fn audit(
+        &self,
+        now: i64,
+        actor: &str,
+        action: &str,
+        device: Option<&str>,
+        detail: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO audit (at, actor, action, device_id, detail) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(now)
+        .bind(actor)
+        .bind(action)
+        .bind(device)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, device_id, detail FROM audit ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    device_id: r.try_get("device_id")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores an admin key (by its SHA-256 only).
+    pub async fn add_admin_key(
+        &self,
+        key_sha256: &str,
+        name: &str,
+        role: Role,
+        now: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO admin_keys (key_sha256, name, role, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(key_sha256)
+        .bind(name)
+        .bind(role.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The name and role of an admin key, by its SHA-256.
+    pub async fn admin_key(&self, key_sha256: &str) -> Result<Option<(String, Role)>, DbError> {
+        let row = sqlx::query("SELECT name, role FROM admin_keys WHERE key_sha256 = $1")
+            .bind(key_sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let role: String = r.try_get("role")?;
+            Ok((
+                r.try_get("name")?,
+                role.parse()
+                    .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Stores a telemetry batch.
+    pub async fn insert_telemetry(
+        &self,
+        device: &str,
+        now: i64,
+        body: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query("INSERT INTO telemetry (device_id, received_at, body) VALUES ($1, $2, $3)")
+            .bind(device)
+            .bind(now)
+            .bind(body)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// How many telemetry batches a device has sent.
+    pub async fn telemetry_count(&self, device: &str) -> Result<i64, DbError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM telemetry WHERE device_id = $1")
+            .bind(device)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Queues a command for a device.
+    pub async fn add_command(
+        &self,
+        device: &str,
+        kind: &str,
+        body: &str,
+        now: i64,
+    ) -> Result<i64, DbError> {
+        let row = sqlx::query(
+            "INSERT INTO commands (device_id, created_at, kind, body, status, updated_at) VALUES ($1, $2, $3, $4, 'pending', $2) RETURNING id",
+        )
+        .bind(device)
+        .bind(now)
+        .bind(kind)
+        .bind(body)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// The device's pending commands, marked as sent.
+    pub async fn take_commands(&self, device: &str, now: i64) -> Result<Vec<Command>, DbError> {
+        let rows = sqlx::query(
+            "UPDATE commands SET status = 'sent', updated_at = $1 WHERE device_id = $2 AND status = 'pending' RETURNING id, kind, body, status",
+        )
+        .bind(now)
+        .bind(device)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<Command> = rows
+            .iter()
+            .map(|r| {
+                let body: String = r.try_get("body")?;
+                Ok(Command {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+                    status: r.try_get("status")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        out.sort_by_key(|c| c.id);
+        Ok(out)
+    }
+
+    /// Records a command's result; false if the device has no such sent command.
+    pub async fn command_result(
+        &self,
+        device: &str,
+        id: i64,
+        ok: bool,
+        result: &str,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let r = sqlx::query(
+            "UPDATE commands SET status = $1, result = $2, updated_at = $3 WHERE id = $4 AND device_id = $5 AND status = 'sent'",
+        )
+        .bind(if ok { "done" } else { "failed" })
+        .bind(result)
+        .bind(now)
+        .bind(id)
+        .bind(device)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Stores an attestation or forensic upload.
+    pub async fn insert_upload(
+        &self,
+        device: &str,
+        kind: &str,
+        sha256: &str,
+        body: &str,
+        now: i64,
+    ) -> Result<i64, DbError> {
+        let row = sqlx::query(
+            "INSERT INTO uploads (device_id, kind, received_at, sha256, body) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(device)
+        .bind(kind)
+        .bind(now)
+        .bind(sha256)
+        .bind(body)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// Certificate serials of revoked devices (hex).
+    pub async fn revoked_serials(&self) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query(
+            "SELECT cert_serial FROM devices WHERE status = 'revoked' AND cert_serial IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>("cert_serial").ok())
+            .collect())
+    }
+}

@@ -1,0 +1,340 @@
+//! The device API (`/v1/device/…`), reachable only over mutual TLS. Every call passes the
+//! gate in order: source-address limit, certificate identity, device token (v1 or v2, the
+//! token's device id must be the certificate's; v2 binds the request and its nonce may be
+//! used once), registry status, per-device limit by hardware class.
+
+use std::net::SocketAddr;
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{Path, Request, State},
+    http::StatusCode,
+    middleware::Next,
+    response::Response,
+    routing::{get, post},
+    Extension, Json, Router,
+};
+use base64::Engine;
+use edgeward_proto::{
+    gcra::Decision,
+    token::{self, Token},
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{
+    app::{ApiError, Shared},
+    db::DeviceStatus,
+};
+
+/// Largest body of any device call but the forensic upload.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// Largest forensic bundle.
+pub const MAX_FORENSICS: usize = 16 * 1024 * 1024;
+/// Most records in one telemetry batch.
+pub const MAX_RECORDS: usize = 1000;
+
+/// Who is on the other end of a connection (set by the listener).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Source address.
+    pub addr: SocketAddr,
+    /// The device id of the client certificate (device listener only).
+    pub device_id: Option<String>,
+}
+
+/// A device that passed the gate.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    /// Its id.
+    pub id: String,
+}
+
+/// The device API routes.
+pub fn routes(app: Shared) -> Router<Shared> {
+    Router::new()
+        .route("/v1/device/telemetry", post(telemetry))
+        .route("/v1/device/commands", get(commands))
+        .route("/v1/device/commands/{id}/result", post(command_result))
+        .route("/v1/device/attestation", post(attestation))
+        .route("/v1/device/forensics", post(forensics))
+        .layer(axum::middleware::from_fn_with_state(app, gate))
+}
+
+fn refused(app: &Shared, reason: &'static str) {
+    app.metrics.inc(
+        "edgeward_auth_refusals_total",
+        format!("reason=\"{reason}\""),
+    );
+}
+
+/// The gate in front of every device endpoint.
+async fn gate(
+    State(app): State<Shared>,
+    Extension(peer): Extension<Peer>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let now_ns = app.clock.now_ns();
+    let ip_key = format!("ip:{}", peer.addr.ip());
+    if let Decision::Deny { retry_after_ns } = app
+        .store
+        .check(&ip_key, &app.config.ip_limit.quota(), now_ns)
+        .await
+        .map_err(ApiError::unavailable)?
+    {
+        refused(&app, "ip_rate");
+        return Err(ApiError::rate_limited(retry_after_ns));
+    }
+    let Some(cert_device) = peer.device_id.clone() else {
+        refused(&app, "no_certificate");
+        return Err(ApiError::unauthenticated(
+            "a device client certificate is required",
+        ));
+    };
+
+    let (parts, body) = req.into_parts();
+    let limit = if parts.uri.path() == "/v1/device/forensics" {
+        MAX_FORENSICS
+    } else {
+        MAX_BODY
+    };
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body exceeds {limit} bytes"),
+        )
+    })?;
+
+    let header = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Device "))
+        .ok_or_else(|| {
+            refused(&app, "no_token");
+            ApiError::unauthenticated("missing `Authorization: Device <token>`")
+        })?;
+    let parsed = Token::parse(header.trim()).map_err(|e| {
+        refused(&app, "malformed_token");
+        ApiError::unauthenticated(e.to_string())
+    })?;
+    if parsed.device_id != cert_device {
+        refused(&app, "token_device_mismatch");
+        app.audit(
+            &format!("device:{cert_device}"),
+            "auth.refused",
+            Some(&cert_device),
+            &format!("token names device {:?}", parsed.device_id),
+        )
+        .await;
+        return Err(ApiError::unauthenticated(
+            "the token's device id is not the certificate's",
+        ));
+    }
+    let secret = edgeward_proto::secret::derive(&app.identity.master_key, &cert_device);
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let binding = token::Request {
+        method: parts.method.as_str(),
+        target,
+        body_sha256: token::body_sha256(&body),
+    };
+    let window = app.config.token_window_secs;
+    if let Err(e) = parsed.verify(&secret, app.clock.now_secs(), window, Some(&binding)) {
+        refused(&app, "bad_token");
+        app.audit(
+            &format!("device:{cert_device}"),
+            "auth.refused",
+            Some(&cert_device),
+            &e.to_string(),
+        )
+        .await;
+        return Err(ApiError::unauthenticated(e.to_string()));
+    }
+    if let Some(nonce) = parsed.nonce {
+        let key = format!("{cert_device}:{}", hex::encode(nonce));
+        if !app
+            .store
+            .first_use(&key, 2 * window, now_ns)
+            .await
+            .map_err(ApiError::unavailable)?
+        {
+            refused(&app, "replay");
+            app.audit(
+                &format!("device:{cert_device}"),
+                "auth.refused",
+                Some(&cert_device),
+                "replayed v2 nonce",
+            )
+            .await;
+            return Err(ApiError::unauthenticated(
+                "this token's nonce was used before (replay)",
+            ));
+        }
+    }
+
+    let device = app.db.device(&cert_device).await?.ok_or_else(|| {
+        refused(&app, "unknown_device");
+        ApiError::forbidden("unknown_device", "the device is not registered")
+    })?;
+    let path = parts.uri.path();
+    let quarantine_allows = (parts.method == "GET" && path == "/v1/device/commands")
+        || (parts.method == "POST" && path == "/v1/device/forensics");
+    match device.status {
+        DeviceStatus::Active => {}
+        DeviceStatus::Quarantined if quarantine_allows => {}
+        status => {
+            refused(&app, "status");
+            return Err(ApiError::forbidden(
+                match status {
+                    DeviceStatus::Quarantined => "quarantined",
+                    DeviceStatus::Revoked => "revoked",
+                    _ => "not_active",
+                },
+                format!("device {cert_device} is {status}"),
+            ));
+        }
+    }
+    let quota = app.config.limit_for(&device.hardware_class).quota();
+    if let Decision::Deny { retry_after_ns } = app
+        .store
+        .check(&format!("dev:{cert_device}"), &quota, now_ns)
+        .await
+        .map_err(ApiError::unavailable)?
+    {
+        refused(&app, "device_rate");
+        return Err(ApiError::rate_limited(retry_after_ns));
+    }
+
+    let mut req = Request::from_parts(parts, Body::from(body));
+    req.extensions_mut().insert(Authed { id: cert_device });
+    Ok(next.run(req).await)
+}
+
+fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("body is not JSON: {e}")))
+}
+
+async fn telemetry(
+    State(app): State<Shared>,
+    Extension(dev): Extension<Authed>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let v = json_body(&body)?;
+    let records = v
+        .get("records")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::bad_request("expected {\"records\": [ … ]}"))?;
+    if records.is_empty() || records.len() > MAX_RECORDS {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {MAX_RECORDS} records, not {}",
+            records.len()
+        )));
+    }
+    if let Some(i) = records.iter().position(|r| !r.is_object()) {
+        return Err(ApiError::bad_request(format!(
+            "record {i} is not an object"
+        )));
+    }
+    app.db
+        .insert_telemetry(&dev.id, app.now(), &v.to_string())
+        .await?;
+    Ok(Json(json!({ "accepted": records.len() })))
+}
+
+async fn commands(
+    State(app): State<Shared>,
+    Extension(dev): Extension<Authed>,
+) -> Result<Json<Value>, ApiError> {
+    let commands = app.db.take_commands(&dev.id, app.now()).await?;
+    Ok(Json(json!({ "commands": commands })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandResult {
+    ok: bool,
+    #[serde(default)]
+    output: String,
+}
+
+async fn command_result(
+    State(app): State<Shared>,
+    Extension(dev): Extension<Authed>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let r: CommandResult = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("bad result: {e}")))?;
+    if r.output.len() > 64 * 1024 {
+        return Err(ApiError::bad_request("output is limited to 64 KiB"));
+    }
+    if !app
+        .db
+        .command_result(&dev.id, id, r.ok, &r.output, app.now())
+        .await?
+    {
+        return Err(ApiError::not_found(format!(
+            "no command {id} awaiting a result from this device"
+        )));
+    }
+    Ok(Json(json!({ "recorded": id })))
+}
+
+async fn attestation(
+    State(app): State<Shared>,
+    Extension(dev): Extension<Authed>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let v = json_body(&body)?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "attestation evidence is a JSON object",
+        ));
+    }
+    let sha = hex::encode(edgeward_core::sha256(&body));
+    let id = app
+        .db
+        .insert_upload(&dev.id, "attestation", &sha, &v.to_string(), app.now())
+        .await?;
+    app.audit(
+        &format!("device:{}", dev.id),
+        "attestation.received",
+        Some(&dev.id),
+        &sha,
+    )
+    .await;
+    Ok(Json(json!({ "id": id, "sha256": sha })))
+}
+
+async fn forensics(
+    State(app): State<Shared>,
+    Extension(dev): Extension<Authed>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("empty forensic bundle"));
+    }
+    let sha = hex::encode(edgeward_core::sha256(&body));
+    let stored = base64::engine::general_purpose::STANDARD.encode(&body);
+    let id = app
+        .db
+        .insert_upload(&dev.id, "forensics", &sha, &stored, app.now())
+        .await?;
+    app.audit(
+        &format!("device:{}", dev.id),
+        "forensics.received",
+        Some(&dev.id),
+        &format!("{} bytes, sha256 {sha}", body.len()),
+    )
+    .await;
+    Ok(Json(
+        json!({ "id": id, "sha256": sha, "bytes": body.len() }),
+    ))
+}

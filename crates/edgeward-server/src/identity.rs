@@ -1,0 +1,293 @@
+//! The server's keys and certificates: the device CA that signs device identities at
+//! enrollment (from the key hierarchy, or a development one created in the data directory),
+//! the server's own TLS certificate under a server CA (`server-ca.pem` is what clients
+//! trust), the master key that device token secrets derive from, and the first admin key.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use rand_core::{OsRng, RngCore};
+use rcgen::{
+    CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+
+/// A failure to create or load the server's identity.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct IdentityError(pub String);
+
+fn err(context: impl std::fmt::Display) -> impl FnOnce(String) -> IdentityError {
+    move |e| IdentityError(format!("{context}: {e}"))
+}
+
+fn read(path: &Path) -> Result<String, IdentityError> {
+    fs::read_to_string(path).map_err(|e| IdentityError(format!("{}: {e}", path.display())))
+}
+
+fn write(path: &Path, data: &[u8], secret: bool) -> Result<(), IdentityError> {
+    edgeward_pki::store::write_atomic(path, data, secret)
+        .map_err(|e| IdentityError(format!("{}: {e}", path.display())))
+}
+
+/// The device CA: issues device certificates and signs the device CRL.
+pub struct DeviceCa {
+    /// The CA certificate, PEM.
+    pub cert_pem: String,
+    /// The CA certificate, DER (the trust anchor of the device listener).
+    pub cert_der: Vec<u8>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A certificate issued to a device.
+pub struct IssuedDevice {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// Its serial, lowercase hex.
+    pub serial: String,
+}
+
+impl DeviceCa {
+    /// Loads a device CA from its certificate and (unencrypted PKCS#8) key.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, IdentityError> {
+        let cert_pem = read(cert)?;
+        let key_pem = Zeroizing::new(read(key)?);
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| err(key.display())(e.to_string()))?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
+            .map_err(|e| err(cert.display())(e.to_string()))?;
+        let cert_der = edgeward_core::pem::parse_labelled(cert_pem.as_bytes(), "CERTIFICATE")
+            .map_err(|e| err(cert.display())(e.to_string()))?
+            .swap_remove(0);
+        Ok(DeviceCa {
+            cert_pem,
+            cert_der,
+            issuer,
+        })
+    }
+
+    /// Issues a client certificate for `device_id` to the key of `csr_pem` (whose
+    /// self-signature must verify). Only P-256 and Ed25519 device keys are accepted.
+    pub fn issue(
+        &self,
+        csr_pem: &str,
+        device_id: &str,
+        days: i64,
+        now: OffsetDateTime,
+    ) -> Result<IssuedDevice, String> {
+        if csr_pem.len() > 16 * 1024 {
+            return Err("the CSR is larger than 16 KiB".into());
+        }
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            format!("the CSR does not parse or its signature does not verify ({e})")
+        })?;
+        let alg = csr.public_key.algorithm();
+        if alg != &rcgen::PKCS_ECDSA_P256_SHA256 && alg != &rcgen::PKCS_ED25519 {
+            return Err("the CSR's key must be ECDSA P-256 or Ed25519".into());
+        }
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, device_id);
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![SanType::DnsName(
+            device_id
+                .to_ascii_lowercase()
+                .try_into()
+                .map_err(|_| "the device id is not usable as a DNS name".to_string())?,
+        )];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(days);
+        let serial = edgeward_pki::issue::random_serial();
+        let serial_hex = hex::encode(serial.to_bytes());
+        params.serial_number = Some(serial);
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&csr.public_key, &self.issuer)
+            .map_err(|e| format!("issuing the certificate: {e}"))?;
+        Ok(IssuedDevice {
+            cert_pem: cert.pem(),
+            serial: serial_hex,
+        })
+    }
+
+    /// A CRL of the device CA listing `serials` (hex), as PEM.
+    pub fn crl(
+        &self,
+        serials: &[String],
+        number: u64,
+        now: OffsetDateTime,
+    ) -> Result<String, String> {
+        let revoked = serials
+            .iter()
+            .filter_map(|s| hex::decode(s).ok())
+            .map(|bytes| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(&bytes),
+                revocation_time: now,
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect();
+        rcgen::CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + Duration::days(7),
+            crl_number: rcgen::SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: revoked,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.issuer)
+        .and_then(|c| c.pem())
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Everything the server needs to speak TLS and mint identities.
+pub struct Identity {
+    /// The device CA.
+    pub device_ca: DeviceCa,
+    /// The server CA certificate (PEM), what clients trust.
+    pub server_ca_pem: String,
+    /// The server certificate chain (leaf, server CA) and key, DER.
+    pub server_chain: Vec<Vec<u8>>,
+    /// The server key, PKCS#8 DER.
+    pub server_key: Zeroizing<Vec<u8>>,
+    /// The master key device secrets are derived from.
+    pub master_key: Zeroizing<Vec<u8>>,
+}
+
+/// Paths of the files the server keeps in its data directory.
+pub struct DataFiles {
+    dir: PathBuf,
+}
+
+impl DataFiles {
+    /// The data directory.
+    pub fn new(dir: &Path) -> Self {
+        DataFiles {
+            dir: dir.to_path_buf(),
+        }
+    }
+    /// A file in it.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// Loads the identity, creating on the embedded default whatever is missing: a development
+/// key hierarchy (`pki/`), the server CA and certificate, and the master key.
+pub fn load_or_create(config: &Config, now: OffsetDateTime) -> Result<Identity, IdentityError> {
+    let files = DataFiles::new(&config.data_dir);
+    fs::create_dir_all(&config.data_dir)
+        .map_err(|e| IdentityError(format!("{}: {e}", config.data_dir.display())))?;
+    let device_ca = match (&config.device_ca_cert, &config.device_ca_key) {
+        (Some(cert), Some(key)) => DeviceCa::load(cert, key)?,
+        (None, None) => {
+            let pki = files.path("pki");
+            if !pki.join("device-ca.pem").exists() {
+                let mut pass = [0u8; 24];
+                OsRng.fill_bytes(&mut pass);
+                let pass = Zeroizing::new(hex::encode(pass));
+                edgeward_pki::Hierarchy::init(
+                    &pki,
+                    "Edgeward Development",
+                    pass.as_bytes(),
+                    90,
+                    edgeward_pki::issue::KeyAlg::P256,
+                    now,
+                )
+                .map_err(|e| IdentityError(format!("creating the development PKI: {e}")))?;
+                write(&files.path("pki-root-passphrase"), pass.as_bytes(), true)?;
+            }
+            DeviceCa::load(&pki.join("device-ca.pem"), &pki.join("device-ca.key"))?
+        }
+        _ => {
+            return Err(IdentityError(
+                "device_ca_cert and device_ca_key go together".into(),
+            ))
+        }
+    };
+
+    let (ca_cert_path, ca_key_path) = (files.path("server-ca.pem"), files.path("server-ca.key"));
+    if !ca_cert_path.exists() {
+        let key = KeyPair::generate().map_err(|e| IdentityError(e.to_string()))?;
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "Edgeward Server CA");
+        p.distinguished_name = dn;
+        p.is_ca = IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.not_before = now - Duration::minutes(5);
+        p.not_after = now + Duration::days(3650);
+        p.serial_number = Some(edgeward_pki::issue::random_serial());
+        let cert = p
+            .self_signed(&key)
+            .map_err(|e| IdentityError(e.to_string()))?;
+        write(&ca_key_path, key.serialize_pem().as_bytes(), true)?;
+        write(&ca_cert_path, cert.pem().as_bytes(), false)?;
+    }
+    let server_ca_pem = read(&ca_cert_path)?;
+    let server_ca_key = KeyPair::from_pem(&Zeroizing::new(read(&ca_key_path)?))
+        .map_err(|e| IdentityError(e.to_string()))?;
+    let server_ca = Issuer::from_ca_cert_pem(&server_ca_pem, server_ca_key)
+        .map_err(|e| IdentityError(e.to_string()))?;
+
+    // The server leaf is re-issued at every start (short-lived, names from the config).
+    let key = KeyPair::generate().map_err(|e| IdentityError(e.to_string()))?;
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    names.extend(config.server_names.iter().cloned());
+    let mut p = CertificateParams::new(names).map_err(|e| IdentityError(e.to_string()))?;
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name
+        .push(DnType::CommonName, "edgeward-server");
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.not_before = now - Duration::minutes(5);
+    p.not_after = now + Duration::days(30);
+    p.use_authority_key_identifier_extension = true;
+    let leaf = p
+        .signed_by(&key, &server_ca)
+        .map_err(|e| IdentityError(e.to_string()))?;
+    let ca_der = edgeward_core::pem::parse_labelled(server_ca_pem.as_bytes(), "CERTIFICATE")
+        .map_err(|e| IdentityError(e.to_string()))?
+        .swap_remove(0);
+
+    let master_path = config
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| files.path("master.key"));
+    if !master_path.exists() {
+        let mut k = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(k.as_mut());
+        write(&master_path, hex::encode(k.as_ref()).as_bytes(), true)?;
+    }
+    let master_hex = Zeroizing::new(read(&master_path)?);
+    let master_key = Zeroizing::new(
+        hex::decode(master_hex.trim())
+            .map_err(|e| IdentityError(format!("{}: not hex ({e})", master_path.display())))?,
+    );
+    if master_key.len() < edgeward_proto::secret::MIN_MASTER_KEY_LEN {
+        return Err(IdentityError(format!(
+            "{}: the master key must have at least {} bytes",
+            master_path.display(),
+            edgeward_proto::secret::MIN_MASTER_KEY_LEN
+        )));
+    }
+    Ok(Identity {
+        device_ca,
+        server_ca_pem,
+        server_chain: vec![leaf.der().to_vec(), ca_der],
+        server_key: Zeroizing::new(key.serialize_der()),
+        master_key,
+    })
+}

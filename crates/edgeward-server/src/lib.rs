@@ -1,0 +1,23 @@
+//! `edgeward-server`: the cloud control plane. Every device is known (registry and
+//! enrollment), every device call is mutually authenticated (mTLS to the device CA plus an
+//! HMAC device token) and limited (GCRA per source address and per device), and a
+//! quarantined or revoked device is cut off at once. SQLite on the embedded default;
+//! PostgreSQL and Redis at scale.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admin_api;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod conns;
+pub mod db;
+pub mod device_api;
+pub mod identity;
+pub mod limits;
+pub mod metrics;
+pub mod server;
+pub mod tls;
+
+pub use config::Config;
+pub use server::{start, start_with_clock, Running};

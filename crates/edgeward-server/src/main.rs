@@ -1,0 +1,87 @@
+//! The `edgeward-server` binary: configuration from a TOML file, `EDGEWARD_*` variables and
+//! flags, then the two HTTPS listeners until Ctrl-C or SIGTERM.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+use edgeward_server::Config;
+
+/// Edgeward's cloud control plane. With no configuration it starts on the embedded default:
+/// SQLite and a development PKI in ./edgeward-data.
+#[derive(Parser, Debug)]
+#[command(name = "edgeward-server", version)]
+struct Args {
+    /// TOML configuration file (see docs/server.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (database, keys, server-ca.pem, admin-token).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Device API address (mTLS).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Admin and enrollment API address.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+}
+
+fn load(args: &Args) -> Result<Config, String> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Config::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    config.apply_env(|k| std::env::var(k).ok())?;
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(a) = args.listen {
+        config.listen = a;
+    }
+    if let Some(a) = args.admin_listen {
+        config.admin_listen = a;
+    }
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = match load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("edgeward-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let running = match edgeward_server::start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("edgeward-server: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("edgeward-server: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    running.stop().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,334 @@
+//! Starting the server: identity, database, state, both listeners, and the accept loop that
+//! ties each TLS connection to its device so quarantine and revocation can act on it.
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    sync::{atomic::Ordering, Arc, RwLock},
+    time::Duration,
+};
+
+use axum::{response::IntoResponse, routing::get, Extension, Router};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_rustls::TlsAcceptor;
+
+use crate::{
+    admin_api,
+    app::{App, Shared},
+    clock::{Clock, SystemClock},
+    config::Config,
+    conns::Connections,
+    db::{Db, Role},
+    device_api::{self, Peer},
+    identity,
+    limits::Store,
+    metrics::Metrics,
+    tls,
+};
+
+/// The OpenAPI description of both listeners.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// A failure to start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+fn start_err(context: &str) -> impl FnOnce(String) -> StartError + '_ {
+    move |e| StartError(format!("{context}: {e}"))
+}
+
+/// A running server.
+pub struct Running {
+    /// Where the device API listens.
+    pub device_addr: SocketAddr,
+    /// Where the admin and enrollment API listens.
+    pub admin_addr: SocketAddr,
+    /// The shared state (tests inspect it).
+    pub app: Shared,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting and closes every connection.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Writes `device-crl.pem` into the data directory from the revoked set.
+pub async fn write_device_crl(app: &App) -> Result<(), String> {
+    let serials: Vec<String> = app
+        .revoked
+        .read()
+        .map(|s| s.iter().cloned().collect())
+        .map_err(|_| "lock poisoned".to_string())?;
+    let number = app.crl_number.fetch_add(1, Ordering::SeqCst) + 1;
+    let now = time::OffsetDateTime::from_unix_timestamp(app.now()).map_err(|e| e.to_string())?;
+    let pem = app.identity.device_ca.crl(&serials, number, now)?;
+    edgeward_pki::store::write_atomic(
+        &app.config.data_dir.join("device-crl.pem"),
+        pem.as_bytes(),
+        false,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Starts the server with the system clock.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// Starts the server with `clock` (tests pass a manual clock).
+pub async fn start_with_clock(
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Running, StartError> {
+    let now =
+        time::OffsetDateTime::from_unix_timestamp(i64::try_from(clock.now_secs()).unwrap_or(0))
+            .map_err(|e| StartError(e.to_string()))?;
+    let identity = identity::load_or_create(&config, now).map_err(|e| StartError(e.0))?;
+    let db = Db::connect(&config.database_url())
+        .await
+        .map_err(|e| StartError(e.to_string()))?;
+    let store = match &config.redis_url {
+        Some(url) => Store::redis(url)
+            .await
+            .map_err(|e| StartError(e.to_string()))?,
+        None => Store::memory(),
+    };
+    ensure_admin_key(&db, &config, clock.now_secs()).await?;
+    let revoked: HashSet<String> = db
+        .revoked_serials()
+        .await
+        .map_err(|e| StartError(e.to_string()))?
+        .into_iter()
+        .collect();
+    let app = Arc::new(App {
+        config: config.clone(),
+        db,
+        identity,
+        store,
+        clock,
+        conns: Connections::default(),
+        revoked: Arc::new(RwLock::new(revoked)),
+        metrics: Metrics::default(),
+        crl_number: Default::default(),
+    });
+    write_device_crl(&app)
+        .await
+        .map_err(start_err("device CRL"))?;
+    write_public_files(&app)?;
+
+    let device_tls = tls::device_config(&app.identity, None, app.revoked.clone())
+        .map_err(|e| StartError(e.to_string()))?;
+    let admin_tls = tls::admin_config(&app.identity).map_err(|e| StartError(e.to_string()))?;
+    let device_listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| StartError(format!("{}: {e}", config.listen)))?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|e| StartError(format!("{}: {e}", config.admin_listen)))?;
+    let device_addr = device_listener
+        .local_addr()
+        .map_err(|e| StartError(e.to_string()))?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|e| StartError(e.to_string()))?;
+    tracing::info!("device API (mTLS) listening on https://{device_addr}");
+    tracing::info!("admin and enrollment API listening on https://{admin_addr}");
+
+    let common = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { ([("content-type", "application/json")], OPENAPI) }),
+        );
+    let device_router = device_api::routes(app.clone())
+        .merge(common.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            (app.clone(), "device"),
+            count,
+        ))
+        .with_state(app.clone());
+    let admin_router = admin_api::routes(app.clone())
+        .route("/v1/enroll", axum::routing::post(admin_api::enroll))
+        .merge(common)
+        .layer(axum::middleware::from_fn_with_state(
+            (app.clone(), "admin"),
+            count,
+        ))
+        .with_state(app.clone());
+
+    let (shutdown, rx) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(accept_loop(
+            device_listener,
+            TlsAcceptor::from(device_tls),
+            device_router,
+            app.clone(),
+            "device",
+            rx.clone(),
+        )),
+        tokio::spawn(accept_loop(
+            admin_listener,
+            TlsAcceptor::from(admin_tls),
+            admin_router,
+            app.clone(),
+            "admin",
+            rx,
+        )),
+    ];
+    Ok(Running {
+        device_addr,
+        admin_addr,
+        app,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Counts every response by listener and status for `/metrics`.
+async fn count(
+    axum::extract::State((app, listener)): axum::extract::State<(Shared, &'static str)>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(req).await;
+    app.metrics.inc(
+        "edgeward_requests_total",
+        format!(
+            "listener=\"{listener}\",status=\"{}\"",
+            response.status().as_u16()
+        ),
+    );
+    response
+}
+
+/// On first start, creates an admin key and writes it to `admin-token` (0600).
+async fn ensure_admin_key(db: &Db, config: &Config, now: u64) -> Result<(), StartError> {
+    let path = config.data_dir.join("admin-token");
+    if path.exists() {
+        let key = std::fs::read_to_string(&path)
+            .map_err(|e| StartError(format!("{}: {e}", path.display())))?;
+        if db
+            .admin_key(&admin_api::secret_hash(key.trim()))
+            .await
+            .map_err(|e| StartError(e.to_string()))?
+            .is_some()
+        {
+            return Ok(());
+        }
+    }
+    let key = admin_api::new_secret("ewk");
+    db.add_admin_key(
+        &admin_api::secret_hash(&key),
+        "bootstrap",
+        Role::Admin,
+        i64::try_from(now).unwrap_or(0),
+    )
+    .await
+    .map_err(|e| StartError(e.to_string()))?;
+    edgeward_pki::store::write_atomic(&path, key.as_bytes(), true)
+        .map_err(|e| StartError(format!("{}: {e}", path.display())))
+}
+
+fn write_public_files(app: &App) -> Result<(), StartError> {
+    let dir = &app.config.data_dir;
+    for (name, content) in [
+        ("server-ca.pem", &app.identity.server_ca_pem),
+        ("device-ca.pem", &app.identity.device_ca.cert_pem),
+    ] {
+        edgeward_pki::store::write_atomic(&dir.join(name), content.as_bytes(), false)
+            .map_err(|e| StartError(format!("{}: {e}", dir.join(name).display())))?;
+    }
+    Ok(())
+}
+
+async fn metrics(axum::extract::State(app): axum::extract::State<Shared>) -> impl IntoResponse {
+    let devices = app.db.devices().await.map(|d| d.len() as u64).unwrap_or(0);
+    let body = app.metrics.render(&[
+        ("edgeward_devices", "registered devices", devices),
+        (
+            "edgeward_device_connections",
+            "open device connections",
+            app.conns.count() as u64,
+        ),
+    ]);
+    ([("content-type", "text/plain; version=0.0.4")], body)
+}
+
+/// Accepts TLS connections and serves HTTP/1.1 and HTTP/2 on each until shutdown.
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    app: Shared,
+    name: &'static str,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        let (tcp, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(%e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, router, app, mut shutdown) = (
+            acceptor.clone(),
+            router.clone(),
+            app.clone(),
+            shutdown.clone(),
+        );
+        conns.spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%addr, %e, "TLS handshake refused");
+                    app.metrics.inc("edgeward_handshake_failures_total", format!("listener=\"{name}\""));
+                    return;
+                }
+                Err(_) => return,
+            };
+            let device_id = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| tls::common_name_of(c));
+            let peer = Peer { addr, device_id: device_id.clone() };
+            let registration = device_id.as_deref().map(|d| app.conns.register(d));
+            let mut closed = registration.as_ref().map(|r| r.closed.clone());
+            let svc = router.layer(Extension(peer));
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = async { match closed.as_mut() { Some(c) => { let _ = c.changed().await; } None => std::future::pending::<()>().await } } => {}
+                _ = shutdown.changed() => {}
+            }
+            drop(registration);
+        });
+        while conns.try_join_next().is_some() {}
+    }
+    conns.abort_all();
+}

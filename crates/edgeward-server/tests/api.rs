@@ -1,0 +1,305 @@
+//! The device and admin APIs end to end, over real TLS, against SQLite and PostgreSQL.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+both_backends!(enroll_then_authenticated_calls, |backend| async move {
+    let s = start(backend).await;
+    let e = s.enroll(&device_id("cam"), "jetson").await;
+    let c = s.device_client(&e);
+    let r = c
+        .post(s.device_url("/v1/device/telemetry"))
+        .header("authorization", v1(&e, unix_now()))
+        .json(&json!({ "records": [{ "temp": 41.5 }, { "temp": 41.7 }] }))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json")["accepted"],
+        2
+    );
+    let (status, v) = s
+        .admin_post(
+            &format!("/v1/admin/devices/{}/commands", e.id),
+            json!({ "kind": "reboot" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let r = c
+        .get(s.device_url("/v1/device/commands"))
+        .header("authorization", v1(&e, unix_now()))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.expect("json");
+    let cmd = v["commands"][0]["id"].as_i64().expect("command id");
+    assert_eq!(v["commands"][0]["kind"], "reboot");
+    let r = c
+        .post(s.device_url(&format!("/v1/device/commands/{cmd}/result")))
+        .header("authorization", v1(&e, unix_now()))
+        .json(&json!({ "ok": true, "output": "rebooting" }))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.status(), 200);
+    for (path, body) in [
+        ("/v1/device/attestation", b"{\"nonce\":\"00\"}".to_vec()),
+        ("/v1/device/forensics", vec![7u8; 100_000]),
+    ] {
+        let r = c
+            .post(s.device_url(path))
+            .header("authorization", v1(&e, unix_now()))
+            .body(body)
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let (status, v) = s.admin_get(&format!("/v1/admin/devices/{}", e.id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            v["device"]["status"].as_str(),
+            v["telemetry_batches"].as_i64()
+        ),
+        (Some("active"), Some(1)),
+        "{v}"
+    );
+    // The health, metrics and OpenAPI endpoints.
+    let r = c
+        .get(s.device_url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(r.text().await.expect("text"), "ok");
+    let metrics = s
+        .admin
+        .get(s.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("edgeward_requests_total{listener=\"device\",status=\"200\"}"),
+        "{metrics}"
+    );
+    let api: serde_json::Value = s
+        .admin
+        .get(s.admin_url("/openapi.json"))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    assert!(api["paths"]["/v1/device/telemetry"].is_object());
+    s.running.stop().await;
+});
+
+both_backends!(
+    unauthenticated_forged_and_replayed_calls_are_refused,
+    |backend| async move {
+        let s = start(backend).await;
+        let e = s.enroll(&device_id("gw"), "gateway").await;
+        let other = s.enroll(&device_id("gw"), "gateway").await;
+        let c = s.device_client(&e);
+        let telemetry = |auth: Option<String>| {
+            let mut r = c
+                .post(s.device_url("/v1/device/telemetry"))
+                .json(&json!({ "records": [{ "x": 1 }] }));
+            if let Some(a) = auth {
+                r = r.header("authorization", a);
+            }
+            r.send()
+        };
+        let status = |r: reqwest::Response| r.status().as_u16();
+        assert_eq!(status(telemetry(None).await.expect("call")), 401);
+        let mut forged = v1(&e, unix_now());
+        let last = forged.pop().expect("char");
+        forged.push(if last == '0' { '1' } else { '0' });
+        assert_eq!(status(telemetry(Some(forged)).await.expect("call")), 401);
+        assert_eq!(
+            status(telemetry(Some(v1(&other, unix_now()))).await.expect("call")),
+            401,
+            "another device's token"
+        );
+        assert_eq!(
+            status(
+                telemetry(Some(v1(&e, unix_now() - 301)))
+                    .await
+                    .expect("call")
+            ),
+            401,
+            "stale token"
+        );
+        assert_eq!(
+            status(telemetry(Some(v1(&e, unix_now()))).await.expect("call")),
+            200
+        );
+
+        // v2: bound to the request; a replay of the same token is refused.
+        let body = br#"{"records":[{"x":2}]}"#;
+        let req = edgeward_proto::token::Request {
+            method: "POST",
+            target: "/v1/device/telemetry",
+            body_sha256: edgeward_proto::token::body_sha256(body),
+        };
+        let token = format!(
+            "Device {}",
+            edgeward_proto::token::create_v2(
+                &e.id,
+                &e.secret,
+                unix_now(),
+                rand_bytes::<16>(),
+                &req
+            )
+        );
+        let send = || {
+            c.post(s.device_url("/v1/device/telemetry"))
+                .header("authorization", token.clone())
+                .body(body.to_vec())
+                .send()
+        };
+        assert_eq!(status(send().await.expect("call")), 200);
+        let replay = send().await.expect("call");
+        assert_eq!(replay.status(), 401);
+        assert!(replay.text().await.expect("text").contains("replay"));
+        // The same v2 token on another request (different body) is refused.
+        let r = c
+            .post(s.device_url("/v1/device/telemetry"))
+            .header("authorization", token.clone())
+            .body(br#"{"records":[{"x":3}]}"#.to_vec())
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 401);
+
+        // Without a client certificate nothing on the device listener answers.
+        let anonymous = client(&s.server_ca(), None);
+        assert!(anonymous
+            .get(s.device_url("/v1/device/commands"))
+            .header("authorization", v1(&e, unix_now()))
+            .send()
+            .await
+            .is_err());
+
+        // Enrollment tokens: single use, and unknown ones are refused; all audited.
+        let token = s.register(&device_id("cam"), "x").await;
+        assert_eq!(enroll_with(&s, &token).await.0, 200);
+        assert_eq!(enroll_with(&s, &token).await.0, 401, "reused token");
+        assert_eq!(enroll_with(&s, "ewe_forged").await.0, 401, "forged token");
+        let (_, audit) = s.admin_get("/v1/admin/audit?limit=100").await;
+        let actions: Vec<&str> = audit["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter_map(|e| e["action"].as_str())
+            .collect();
+        assert!(
+            actions.iter().filter(|a| **a == "enroll.refused").count() >= 2,
+            "{actions:?}"
+        );
+        assert!(actions.contains(&"auth.refused"), "{actions:?}");
+        // Admin keys: unknown key refused; a viewer cannot register devices.
+        let r = s
+            .admin
+            .get(s.admin_url("/v1/admin/devices"))
+            .bearer_auth("ewk_nope")
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 401);
+        let (_, k) = s
+            .admin_post(
+                "/v1/admin/keys",
+                json!({ "name": "dash", "role": "viewer" }),
+            )
+            .await;
+        let viewer = k["key"].as_str().expect("key");
+        let r = s
+            .admin
+            .post(s.admin_url("/v1/admin/devices"))
+            .bearer_auth(viewer)
+            .json(&json!({ "id": "zz", "hardware_class": "x" }))
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 403);
+        let r = s
+            .admin
+            .get(s.admin_url("/v1/admin/devices"))
+            .bearer_auth(viewer)
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 200);
+        // Bad device ids are refused at registration.
+        for bad in ["dev:1", "dev\n1", "", &"x".repeat(200)] {
+            let (status, _) = s
+                .admin_post(
+                    "/v1/admin/devices",
+                    json!({ "id": bad, "hardware_class": "x" }),
+                )
+                .await;
+            assert_eq!(status, 400, "{bad:?}");
+        }
+        s.running.stop().await;
+    }
+);
+
+both_backends!(
+    quarantine_applies_on_the_next_request,
+    |backend| async move {
+        let s = start(backend).await;
+        let e = s.enroll(&device_id("robot"), "npu").await;
+        let c = s.device_client(&e);
+        let post = |path: &'static str| {
+            c.post(s.device_url(path))
+                .header("authorization", v1(&e, unix_now()))
+                .json(&json!({ "records": [{ "a": 1 }] }))
+                .send()
+        };
+        assert_eq!(
+            post("/v1/device/telemetry").await.expect("call").status(),
+            200
+        );
+        let (status, _) = s
+            .admin_post(&format!("/v1/admin/devices/{}/quarantine", e.id), json!({}))
+            .await;
+        assert_eq!(status, 200);
+        let r = post("/v1/device/telemetry").await.expect("call");
+        assert_eq!(r.status(), 403);
+        assert_eq!(
+            r.json::<serde_json::Value>().await.expect("json")["error"],
+            "quarantined"
+        );
+        // Command poll and forensic upload stay open to a quarantined device.
+        assert_eq!(
+            c.get(s.device_url("/v1/device/commands"))
+                .header("authorization", v1(&e, unix_now()))
+                .send()
+                .await
+                .expect("call")
+                .status(),
+            200
+        );
+        assert_eq!(
+            post("/v1/device/forensics").await.expect("call").status(),
+            200
+        );
+        let (status, _) = s
+            .admin_post(&format!("/v1/admin/devices/{}/release", e.id), json!({}))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            post("/v1/device/telemetry").await.expect("call").status(),
+            200
+        );
+        s.running.stop().await;
+    }
+);

@@ -1,0 +1,245 @@
+//! A real server on loopback for each test, against SQLite or a fresh PostgreSQL database,
+//! with helpers to register and enroll devices and to call the API as a device.
+#![allow(dead_code)]
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use edgeward_server::{clock::Clock, Config, Running};
+use serde_json::{json, Value};
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `$body` (an async block using `backend`) once per backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, |$backend:ident| $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $backend = common::Backend::Sqlite;
+                $body.await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let $backend = common::Backend::Postgres;
+                $body.await
+            }
+        }
+    };
+}
+
+/// A fresh PostgreSQL database on the local server (scripts/test.sh makes sure one runs).
+pub async fn fresh_postgres() -> String {
+    let admin = std::env::var("EDGEWARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {admin} is needed (scripts/test.sh starts it): {e}")
+    });
+    let name = format!("edgeward_test_{}", hex::encode(rand_bytes::<8>()));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .expect("create database");
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .expect("url");
+    format!("{base}/{name}")
+}
+
+pub fn rand_bytes<const N: usize>() -> [u8; N] {
+    use rand_core::RngCore;
+    let mut b = [0u8; N];
+    rand_core::OsRng.fill_bytes(&mut b);
+    b
+}
+
+/// A unique device id for a test.
+pub fn device_id(prefix: &str) -> String {
+    format!("{prefix}-{}", hex::encode(rand_bytes::<4>()))
+}
+
+pub struct Server {
+    pub running: Running,
+    pub dir: tempfile::TempDir,
+    pub admin_key: String,
+    pub admin: reqwest::Client,
+}
+
+pub async fn config(backend: Backend, dir: &std::path::Path) -> Config {
+    let mut c = Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_listen: "127.0.0.1:0".parse().expect("addr"),
+        ..Config::default()
+    };
+    if backend == Backend::Postgres {
+        c.database_url = Some(fresh_postgres().await);
+    }
+    c
+}
+
+pub async fn start(backend: Backend) -> Server {
+    start_with(backend, |_| {}, None).await
+}
+
+pub async fn start_with(
+    backend: Backend,
+    edit: impl FnOnce(&mut Config),
+    clock: Option<Arc<dyn Clock>>,
+) -> Server {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = config(backend, dir.path()).await;
+    edit(&mut c);
+    serve(c, dir, clock).await
+}
+
+pub async fn serve(c: Config, dir: tempfile::TempDir, clock: Option<Arc<dyn Clock>>) -> Server {
+    let running = match clock {
+        Some(clock) => edgeward_server::start_with_clock(c, clock).await,
+        None => edgeward_server::start(c).await,
+    }
+    .expect("server starts");
+    let admin_key = std::fs::read_to_string(dir.path().join("admin-token")).expect("admin-token");
+    let admin = client(&dir.path().join("server-ca.pem"), None);
+    Server {
+        running,
+        dir,
+        admin_key,
+        admin,
+    }
+}
+
+pub fn client(server_ca: &std::path::Path, identity: Option<&Enrolled>) -> reqwest::Client {
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(server_ca).expect("server ca")).expect("ca");
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(20));
+    if let Some(e) = identity {
+        let pem = format!("{}{}", e.cert_pem, e.key_pem);
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"));
+    }
+    b.build().expect("client")
+}
+
+impl Server {
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.running.admin_addr.port())
+    }
+    pub fn device_url(&self, path: &str) -> String {
+        format!(
+            "https://127.0.0.1:{}{path}",
+            self.running.device_addr.port()
+        )
+    }
+    pub fn server_ca(&self) -> PathBuf {
+        self.dir.path().join("server-ca.pem")
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .admin
+            .post(self.admin_url(path))
+            .bearer_auth(self.admin_key.trim())
+            .json(&body)
+            .send()
+            .await
+            .expect("admin call");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .admin
+            .get(self.admin_url(path))
+            .bearer_auth(self.admin_key.trim())
+            .send()
+            .await
+            .expect("admin call");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Registers `id` and returns its enrollment token.
+    pub async fn register(&self, id: &str, class: &str) -> String {
+        let (status, v) = self
+            .admin_post(
+                "/v1/admin/devices",
+                json!({ "id": id, "hardware_class": class }),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        v["enrollment_token"].as_str().expect("token").to_string()
+    }
+
+    /// Registers and enrolls a device with a fresh P-256 key.
+    pub async fn enroll(&self, id: &str, class: &str) -> Enrolled {
+        let token = self.register(id, class).await;
+        let (status, (v, enrolled)) = enroll_with(self, &token).await;
+        assert_eq!(status, 200, "{v}");
+        enrolled
+    }
+
+    /// A device client for `e`.
+    pub fn device_client(&self, e: &Enrolled) -> reqwest::Client {
+        client(&self.server_ca(), Some(e))
+    }
+}
+
+pub struct Enrolled {
+    pub id: String,
+    pub key_pem: String,
+    pub cert_pem: String,
+    pub secret: String,
+}
+
+/// Enrolls with `token` and a fresh key; (status, (response, enrolled)).
+pub async fn enroll_with(server: &Server, token: &str) -> (u16, (Value, Enrolled)) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .expect("params")
+        .serialize_request(&key)
+        .expect("csr");
+    let r = server
+        .admin
+        .post(server.admin_url("/v1/enroll"))
+        .json(&json!({ "token": token, "csr": csr.pem().expect("pem") }))
+        .send()
+        .await
+        .expect("enroll call");
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    let e = Enrolled {
+        id: v["device_id"].as_str().unwrap_or_default().to_string(),
+        key_pem: key.serialize_pem(),
+        cert_pem: v["certificate"].as_str().unwrap_or_default().to_string(),
+        secret: v["secret"].as_str().unwrap_or_default().to_string(),
+    };
+    (status, (v, e))
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// A v1 token for `e` at `ts`.
+pub fn v1(e: &Enrolled, ts: u64) -> String {
+    format!(
+        "Device {}",
+        edgeward_proto::token::create_v1(&e.id, &e.secret, ts)
+    )
+}

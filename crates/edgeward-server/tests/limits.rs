@@ -1,0 +1,139 @@
+//! Rate limits: exactly the burst, then exactly the rate (with a controllable clock); the
+//! per-address limit in front of authentication; and two servers sharing one Redis
+//! admitting no more than the quota in total.
+
+mod common;
+use std::sync::Arc;
+
+use common::*;
+use edgeward_server::{
+    clock::{Clock, ManualClock},
+    config::LimitConfig,
+};
+
+fn real_now_ns() -> u64 {
+    unix_now() * 1_000_000_000
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_the_burst_then_exactly_the_rate() {
+    let clock = ManualClock::at(real_now_ns());
+    let s = start_with(
+        Backend::Sqlite,
+        |c| {
+            c.class_limits.insert(
+                "cam".into(),
+                LimitConfig {
+                    per_second: 10,
+                    burst: 5,
+                },
+            );
+        },
+        Some(Arc::new(clock.clone())),
+    )
+    .await;
+    let e = s.enroll(&device_id("cam"), "cam").await;
+    let c = s.device_client(&e);
+    let now_secs = || clock.now_ns() / 1_000_000_000;
+    let call = || {
+        c.get(s.device_url("/v1/device/commands"))
+            .header("authorization", v1(&e, now_secs()))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(call().await.expect("call").status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+    let r = call().await.expect("call");
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    for step in 0..20 {
+        clock.advance(100_000_000);
+        assert_eq!(call().await.expect("call").status(), 200, "step {step}");
+        assert_eq!(call().await.expect("call").status(), 429, "step {step}");
+    }
+    s.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_limit_applies_before_authentication() {
+    let clock = ManualClock::at(real_now_ns());
+    let s = start_with(
+        Backend::Sqlite,
+        |c| {
+            c.ip_limit = LimitConfig {
+                per_second: 1,
+                burst: 3,
+            }
+        },
+        Some(Arc::new(clock.clone())),
+    )
+    .await;
+    let e = s.enroll(&device_id("gw"), "gw").await;
+    let c = s.device_client(&e);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            c.get(s.device_url("/v1/device/commands"))
+                .send()
+                .await
+                .expect("call")
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+    s.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_sharing_redis_admit_the_quota_once() {
+    let redis =
+        std::env::var("EDGEWARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let limit = |c: &mut edgeward_server::Config| {
+        c.redis_url = Some(redis.clone());
+        c.device_limit = LimitConfig {
+            per_second: 1,
+            burst: 10,
+        };
+    };
+    let a = start_with(Backend::Sqlite, limit, None).await;
+    // The second replica shares the first one's data directory (registry and keys) and Redis.
+    let mut cb = config(Backend::Sqlite, a.dir.path()).await;
+    limit(&mut cb);
+    let b_running = edgeward_server::start(cb).await.expect("second replica");
+    let e = a.enroll(&device_id("fleet"), "cam").await;
+    let c = a.device_client(&e);
+    let mut allowed = 0;
+    let mut tasks = Vec::new();
+    for i in 0..40u16 {
+        let port = if i % 2 == 0 {
+            a.running.device_addr.port()
+        } else {
+            b_running.device_addr.port()
+        };
+        let (c, auth) = (c.clone(), v1(&e, unix_now()));
+        tasks.push(tokio::spawn(async move {
+            c.get(format!("https://127.0.0.1:{port}/v1/device/commands"))
+                .header("authorization", auth)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+    }
+    for t in tasks {
+        if t.await.expect("join").expect("call") == 200 {
+            allowed += 1;
+        }
+    }
+    // 10 at once, plus at most one more per second the test takes.
+    assert!(
+        (10..=12).contains(&allowed),
+        "{allowed} requests admitted across both replicas"
+    );
+    b_running.stop().await;
+    a.running.stop().await;
+}

@@ -1,0 +1,106 @@
+//! Revocation: an open keep-alive connection is closed within one second, a new handshake
+//! with the revoked certificate fails (also for `openssl s_client`), and the device CRL
+//! lists it.
+
+mod common;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn tls_connect(
+    s: &Server,
+    e: &Enrolled,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(s.server_ca()).expect("ca") {
+        roots.add(c.expect("cert")).expect("add");
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(e.cert_pem.as_bytes())
+        .map(|c| c.expect("cert"))
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(e.key_pem.as_bytes()).expect("key");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .expect("client auth");
+    let tcp = tokio::net::TcpStream::connect(s.running.device_addr)
+        .await
+        .expect("tcp");
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("handshake")
+}
+
+both_backends!(
+    revocation_closes_open_connections_within_a_second,
+    |backend| async move {
+        let s = start(backend).await;
+        let e = s.enroll(&device_id("cam"), "cam").await;
+        let mut tls = tls_connect(&s, &e).await;
+        let request = format!(
+        "GET /v1/device/commands HTTP/1.1\r\nhost: localhost\r\nauthorization: {}\r\nconnection: keep-alive\r\n\r\n",
+        v1(&e, unix_now())
+    );
+        tls.write_all(request.as_bytes()).await.expect("write");
+        let mut buf = vec![0u8; 4096];
+        let n = tls.read(&mut buf).await.expect("read");
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+
+        let (status, v) = s
+            .admin_post(&format!("/v1/admin/devices/{}/revoke", e.id), json!({}))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["connections_closed"], 1);
+        let started = Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                match tls.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "the connection stayed open after revocation"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+
+        // A new handshake with the revoked certificate fails.
+        let c = s.device_client(&e);
+        assert!(c.get(s.device_url("/healthz")).send().await.is_err());
+        // The device CRL lists the serial.
+        let crl = std::fs::read_to_string(s.dir.path().join("device-crl.pem")).expect("crl");
+        let text = std::process::Command::new("openssl")
+            .args(["crl", "-noout", "-text", "-in"])
+            .arg(s.dir.path().join("device-crl.pem"))
+            .output()
+            .expect("openssl");
+        let (_, d) = s.admin_get(&format!("/v1/admin/devices/{}", e.id)).await;
+        let serial = d["device"]["cert_serial"]
+            .as_str()
+            .expect("serial")
+            .to_ascii_uppercase();
+        assert!(
+            String::from_utf8_lossy(&text.stdout).contains(&serial),
+            "{crl}"
+        );
+        s.running.stop().await;
+    }
+);
