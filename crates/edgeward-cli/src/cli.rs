@@ -23,6 +23,90 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Run the whole story in a temporary directory: ceremony, signing, verification, attacks.
     Demo(DemoArgs),
+    /// Manage the fleet through edgeward-server's admin API.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+    /// Device-side operations (for factories and tests; the agent does the same from its
+    /// secure element).
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// The admin/enrollment listener, e.g. https://fleet.example.com:8444.
+    #[arg(long, env = "EDGEWARD_SERVER")]
+    pub server: String,
+    /// The server CA to trust (the server writes server-ca.pem into its data directory).
+    #[arg(long, env = "EDGEWARD_SERVER_CA")]
+    pub server_ca: PathBuf,
+    /// File holding an admin API key (the server writes admin-token on first start).
+    #[arg(long, env = "EDGEWARD_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FleetCommand {
+    /// Register a device; prints its one-time enrollment token.
+    AddDevice(FleetAddArgs),
+    /// List devices.
+    List(ServerArgs),
+    /// Show one device.
+    Show(FleetDeviceArgs),
+    /// Quarantine a device: only command poll and forensic upload remain.
+    Quarantine(FleetDeviceArgs),
+    /// Release a device from quarantine.
+    Release(FleetDeviceArgs),
+    /// Revoke a device: its certificate goes on the CRL and its connections close.
+    Revoke(FleetDeviceArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FleetAddArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The device id (letters, digits, '.', '_', '-'; at most 128).
+    #[arg(long)]
+    pub id: String,
+    /// The hardware class (selects the device's rate limit).
+    #[arg(long)]
+    pub hardware: String,
+}
+
+#[derive(Args, Debug)]
+pub struct FleetDeviceArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The device id.
+    pub id: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// Enroll: generate a key, send a CSR with the one-time token, write the credentials.
+    Enroll(DeviceEnrollArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DeviceEnrollArgs {
+    /// The admin/enrollment listener.
+    #[arg(long, env = "EDGEWARD_SERVER")]
+    pub server: String,
+    /// The server CA to trust.
+    #[arg(long, env = "EDGEWARD_SERVER_CA")]
+    pub server_ca: PathBuf,
+    /// The one-time enrollment token from `fleet add-device`.
+    #[arg(long)]
+    pub token: String,
+    /// Where to write key.pem, cert.pem, ca.pem, device-ca.pem and secret.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl Command {
@@ -39,6 +123,15 @@ impl Command {
             Command::Sign(a) => a.json,
             Command::Verify(a) => a.json,
             Command::Demo(a) => a.json,
+            Command::Fleet(f) => match f {
+                FleetCommand::AddDevice(a) => a.server.json,
+                FleetCommand::List(a) => a.json,
+                FleetCommand::Show(a)
+                | FleetCommand::Quarantine(a)
+                | FleetCommand::Release(a)
+                | FleetCommand::Revoke(a) => a.server.json,
+            },
+            Command::Device(DeviceCommand::Enroll(a)) => a.json,
         }
     }
 }

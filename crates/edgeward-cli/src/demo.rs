@@ -30,13 +30,13 @@ struct Step {
     millis: u128,
 }
 
-struct Demo {
+pub(crate) struct Demo {
     steps: Vec<Step>,
     json: bool,
 }
 
 impl Demo {
-    fn step(&mut self, name: &'static str, f: impl FnOnce() -> Result<String, String>) {
+    pub(crate) fn step(&mut self, name: &'static str, f: impl FnOnce() -> Result<String, String>) {
         let start = Instant::now();
         let (ok, detail) = match f() {
             Ok(d) => (true, d),
@@ -82,6 +82,7 @@ pub fn run(a: DemoArgs) -> Outcome {
         println!("Edgeward demo in {}\n", dir.display());
     }
     story(&mut demo, &dir);
+    crate::demo_server::story(&mut demo, &dir.join("server"));
     let passed = demo.steps.iter().filter(|s| s.ok).count();
     let all_ok = passed == demo.steps.len();
     if a.json {
@@ -95,7 +96,7 @@ pub fn run(a: DemoArgs) -> Outcome {
             "\nsummary: {passed}/{} steps as expected — {}",
             demo.steps.len(),
             if all_ok {
-                "signed artifacts verify under the root; tampering and unendorsed keys are refused"
+                "signed artifacts verify under the root, tampering and unendorsed keys are refused; the control plane admits only enrolled, authenticated, unquarantined devices within their rate"
             } else {
                 "SOMETHING IS WRONG"
             }

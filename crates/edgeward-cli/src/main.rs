@@ -3,6 +3,8 @@
 
 mod cli;
 mod demo;
+mod demo_server;
+mod fleet_cmd;
 mod outcome;
 mod pki_cmd;
 mod progress;
@@ -22,6 +24,8 @@ fn main() -> ExitCode {
         cli::Command::Sign(cmd) => sign_cmd::run(cmd),
         cli::Command::Verify(cmd) => verify_cmd::run(cmd),
         cli::Command::Demo(cmd) => demo::run(cmd),
+        cli::Command::Fleet(cmd) => fleet_cmd::run(cmd),
+        cli::Command::Device(cli::DeviceCommand::Enroll(cmd)) => fleet_cmd::enroll(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

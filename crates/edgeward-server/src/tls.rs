@@ -144,6 +144,10 @@ pub fn device_config(
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain(identity), server_key(identity))?;
+    // No session resumption: a resumed session skips client-certificate verification, so a
+    // device revoked after its first handshake could resume its way back in.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -47,6 +47,15 @@ both_backends!(
     |backend| async move {
         let s = start(backend).await;
         let e = s.enroll(&device_id("cam"), "cam").await;
+        // A client that has completed a handshake before (and could try to resume it).
+        let warm = s.device_client(&e);
+        let r = warm
+            .get(s.device_url("/v1/device/commands"))
+            .header("authorization", v1(&e, unix_now()))
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 200);
         let mut tls = tls_connect(&s, &e).await;
         let request = format!(
         "GET /v1/device/commands HTTP/1.1\r\nhost: localhost\r\nauthorization: {}\r\nconnection: keep-alive\r\n\r\n",
@@ -65,7 +74,10 @@ both_backends!(
             .admin_post(&format!("/v1/admin/devices/{}/revoke", e.id), json!({}))
             .await;
         assert_eq!(status, 200, "{v}");
-        assert_eq!(v["connections_closed"], 1);
+        assert_eq!(
+            v["connections_closed"], 2,
+            "the warm client's and the raw connection"
+        );
         let started = Instant::now();
         let closed = tokio::time::timeout(Duration::from_secs(1), async {
             loop {
@@ -82,9 +94,14 @@ both_backends!(
         );
         assert!(started.elapsed() < Duration::from_secs(1));
 
-        // A new handshake with the revoked certificate fails.
+        // A new handshake with the revoked certificate fails, and so does resuming an
+        // earlier session (resumption would skip the certificate check).
         let c = s.device_client(&e);
         assert!(c.get(s.device_url("/healthz")).send().await.is_err());
+        assert!(
+            warm.get(s.device_url("/healthz")).send().await.is_err(),
+            "a resumed session got in"
+        );
         // The device CRL lists the serial.
         let crl = std::fs::read_to_string(s.dir.path().join("device-crl.pem")).expect("crl");
         let text = std::process::Command::new("openssl")
