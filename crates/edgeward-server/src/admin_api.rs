@@ -188,6 +188,7 @@ async fn change_status(
         ));
     }
     app.db.set_status(id, to, app.now()).await?;
+    app.registry.invalidate(id);
     app.audit(
         &admin.actor(),
         &format!("device.{action}"),
@@ -426,6 +427,7 @@ pub async fn enroll(State(app): State<Shared>, body: Bytes) -> Result<Json<Value
         .issue(&e.csr, &device_id, app.config.device_cert_days, now_dt)
         .map_err(ApiError::bad_request)?;
     app.db.activate(&device_id, &issued.serial, now).await?;
+    app.registry.invalidate(&device_id);
     app.metrics
         .inc("edgeward_enrollments_total", "outcome=\"enrolled\"".into());
     app.audit(

@@ -34,6 +34,10 @@ pub struct App {
     pub metrics: Metrics,
     /// The device CRL's number.
     pub crl_number: AtomicU64,
+    /// Device records for the hot path (embedded default only).
+    pub registry: crate::registry_cache::RegistryCache,
+    /// Group-committed telemetry writes.
+    pub ingest: crate::ingest::Ingest,
 }
 
 /// Shared handle to the state.

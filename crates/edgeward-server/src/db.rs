@@ -200,7 +200,7 @@ impl Db {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         use sqlx::Executor;
-                        conn.execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                        conn.execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
                             .await?;
                     }
                     Ok(())
@@ -429,6 +429,29 @@ impl Db {
             .bind(body)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Stores many telemetry batches in one transaction (group commit).
+    pub async fn insert_telemetry_many(
+        &self,
+        rows: &[(String, i64, String)],
+    ) -> Result<(), DbError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut sql = String::from("INSERT INTO telemetry (device_id, received_at, body) VALUES ");
+        for i in 0..rows.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
+        }
+        let mut q = sqlx::query(&sql);
+        for (device, at, body) in rows {
+            q = q.bind(device).bind(*at).bind(body);
+        }
+        q.execute(&self.pool).await?;
         Ok(())
     }
 

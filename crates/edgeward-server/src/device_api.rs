@@ -178,10 +178,14 @@ async fn gate(
         }
     }
 
-    let device = app.db.device(&cert_device).await?.ok_or_else(|| {
-        refused(&app, "unknown_device");
-        ApiError::forbidden("unknown_device", "the device is not registered")
-    })?;
+    let device = app
+        .registry
+        .device(&app.db, &cert_device)
+        .await?
+        .ok_or_else(|| {
+            refused(&app, "unknown_device");
+            ApiError::forbidden("unknown_device", "the device is not registered")
+        })?;
     let path = parts.uri.path();
     let quarantine_allows = (parts.method == "GET" && path == "/v1/device/commands")
         || (parts.method == "POST" && path == "/v1/device/forensics");
@@ -242,9 +246,15 @@ async fn telemetry(
             "record {i} is not an object"
         )));
     }
-    app.db
-        .insert_telemetry(&dev.id, app.now(), &v.to_string())
-        .await?;
+    // Stored as received (it parsed as JSON, so it is UTF-8): no re-serialization.
+    app.ingest
+        .store(
+            &dev.id,
+            app.now(),
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+        .await
+        .map_err(ApiError::unavailable)?;
     Ok(Json(json!({ "accepted": records.len() })))
 }
 

@@ -14,8 +14,10 @@ pub mod conns;
 pub mod db;
 pub mod device_api;
 pub mod identity;
+pub mod ingest;
 pub mod limits;
 pub mod metrics;
+pub mod registry_cache;
 pub mod server;
 pub mod tls;
 

@@ -113,6 +113,8 @@ pub async fn start_with_clock(
         .map_err(|e| StartError(e.to_string()))?
         .into_iter()
         .collect();
+    let db_backend = db.backend();
+    let db_for_ingest = db.clone();
     let app = Arc::new(App {
         config: config.clone(),
         db,
@@ -123,6 +125,10 @@ pub async fn start_with_clock(
         revoked: Arc::new(RwLock::new(revoked)),
         metrics: Metrics::default(),
         crl_number: Default::default(),
+        registry: crate::registry_cache::RegistryCache::new(
+            db_backend == crate::db::Backend::Sqlite && config.redis_url.is_none(),
+        ),
+        ingest: crate::ingest::Ingest::start(db_for_ingest),
     });
     write_device_crl(&app)
         .await

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# edgeward-server throughput on loopback with mutual TLS and keep-alive: authenticated
+# telemetry POSTs as a ratio of the same server's unauthenticated /healthz (target ≥ 0.7),
+# full mTLS handshakes per second, and token verifications per second per core (criterion;
+# target ≥ 1,000,000). Server and load generator share this machine's cores.
+#
+#   bench/server.sh [SECONDS] [CONCURRENCY]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-5}"
+concurrency="${2:-32}"
+cargo build -q --release -p edgeward-server --example loadgen
+result=$(cargo run -q --release -p edgeward-server --example loadgen -- "$seconds" "$concurrency")
+echo "$result" | python3 -c "$(cat <<'PY'
+import json, sys
+r = json.load(sys.stdin)
+print("mTLS keep-alive, %d connections, %d s per phase" % (r["concurrency"], r["seconds"]))
+print("  GET /healthz (no token)           %10.0f req/s" % r["healthz_per_sec"])
+print("  POST /v1/device/telemetry (auth)  %10.0f req/s" % r["telemetry_per_sec"])
+ratio = r["telemetry_to_healthz"]
+print("  ratio authenticated/healthz       %10.3f   (target >= 0.7: %s)" % (ratio, "met" if ratio >= 0.7 else "MISSED"))
+print("  full mTLS handshakes              %10.0f /s" % r["full_handshakes_per_sec"])
+print("  errors                            %s" % r["errors"])
+PY
+)"
+echo
+echo "token verification, one core (criterion):"
+cargo bench -q -p edgeward-proto --bench tokens -- --noplot 2>/dev/null | grep -E "^token/|thrpt" | sed 's/^/  /'
