@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod device_ca;
 pub mod hierarchy;
 pub mod issue;
 pub mod keyfile;

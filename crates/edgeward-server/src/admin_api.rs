@@ -11,6 +11,7 @@ use axum::{
     routing::{get, post},
     Extension, Json, Router,
 };
+use edgeward_proto::api;
 use rand_core::{OsRng, RngCore};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -94,24 +95,13 @@ async fn gate(
     Ok(next.run(req).await)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewDevice {
-    id: String,
-    hardware_class: String,
-}
-
 async fn add_device(
     State(app): State<Shared>,
     Extension(admin): Extension<Admin>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     admin.require(Role::Operator)?;
-    let d: NewDevice = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("bad device: {e}")))?;
-    edgeward_proto::device_id::validate(&d.id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    edgeward_proto::device_id::validate(&d.hardware_class)
-        .map_err(|e| ApiError::bad_request(format!("hardware class: {e}")))?;
+    let d = api::new_device(&body).map_err(|e| ApiError::bad_request(e.0))?;
     let now = app.now();
     match app.db.add_device(&d.id, &d.hardware_class, now).await {
         Ok(()) => {}
@@ -283,14 +273,6 @@ async fn revoke(
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewCommand {
-    kind: String,
-    #[serde(default)]
-    body: Value,
-}
-
 async fn add_command(
     State(app): State<Shared>,
     Extension(admin): Extension<Admin>,
@@ -298,10 +280,7 @@ async fn add_command(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     admin.require(Role::Operator)?;
-    let c: NewCommand = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("bad command: {e}")))?;
-    edgeward_proto::device_id::validate(&c.kind)
-        .map_err(|e| ApiError::bad_request(format!("command kind: {e}")))?;
+    let c = api::new_command(&body).map_err(|e| ApiError::bad_request(e.0))?;
     app.db
         .device(&id)
         .await?
@@ -335,23 +314,13 @@ async fn audit_log(
     Ok(Json(json!({ "entries": app.db.audit_log(limit).await? })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewKey {
-    name: String,
-    role: String,
-}
-
 async fn add_key(
     State(app): State<Shared>,
     Extension(admin): Extension<Admin>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     admin.require(Role::Admin)?;
-    let k: NewKey = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("bad key: {e}")))?;
-    edgeward_proto::device_id::validate(&k.name)
-        .map_err(|e| ApiError::bad_request(format!("key name: {e}")))?;
+    let k = api::new_key(&body).map_err(|e| ApiError::bad_request(e.0))?;
     let role: Role = k.role.parse().map_err(ApiError::bad_request)?;
     let key = new_secret("ewk");
     app.db
@@ -370,18 +339,10 @@ async fn add_key(
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Enrollment {
-    token: String,
-    csr: String,
-}
-
 /// `POST /v1/enroll`: a one-time token and a CSR for a key the device generated; answers
 /// with the device certificate, the device CA, the server CA and the device token secret.
 pub async fn enroll(State(app): State<Shared>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let e: Enrollment = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("bad enrollment: {e}")))?;
+    let e = api::enrollment(&body).map_err(|e| ApiError::bad_request(e.0))?;
     let now = app.now();
     let outcome = app
         .db

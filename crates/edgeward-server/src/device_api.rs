@@ -16,10 +16,10 @@ use axum::{
 };
 use base64::Engine;
 use edgeward_proto::{
+    api,
     gcra::Decision,
     token::{self, Token},
 };
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::{
@@ -31,8 +31,6 @@ use crate::{
 pub const MAX_BODY: usize = 1024 * 1024;
 /// Largest forensic bundle.
 pub const MAX_FORENSICS: usize = 16 * 1024 * 1024;
-/// Most records in one telemetry batch.
-pub const MAX_RECORDS: usize = 1000;
 
 /// Who is on the other end of a connection (set by the listener).
 #[derive(Debug, Clone)]
@@ -220,32 +218,12 @@ async fn gate(
     Ok(next.run(req).await)
 }
 
-fn json_body(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("body is not JSON: {e}")))
-}
-
 async fn telemetry(
     State(app): State<Shared>,
     Extension(dev): Extension<Authed>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let v = json_body(&body)?;
-    let records = v
-        .get("records")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ApiError::bad_request("expected {\"records\": [ … ]}"))?;
-    if records.is_empty() || records.len() > MAX_RECORDS {
-        return Err(ApiError::bad_request(format!(
-            "a batch holds 1 to {MAX_RECORDS} records, not {}",
-            records.len()
-        )));
-    }
-    if let Some(i) = records.iter().position(|r| !r.is_object()) {
-        return Err(ApiError::bad_request(format!(
-            "record {i} is not an object"
-        )));
-    }
+    let records = api::telemetry(&body).map_err(|e| ApiError::bad_request(e.0))?;
     // Stored as received (it parsed as JSON, so it is UTF-8): no re-serialization.
     app.ingest
         .store(
@@ -255,7 +233,7 @@ async fn telemetry(
         )
         .await
         .map_err(ApiError::unavailable)?;
-    Ok(Json(json!({ "accepted": records.len() })))
+    Ok(Json(json!({ "accepted": records })))
 }
 
 async fn commands(
@@ -266,25 +244,13 @@ async fn commands(
     Ok(Json(json!({ "commands": commands })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CommandResult {
-    ok: bool,
-    #[serde(default)]
-    output: String,
-}
-
 async fn command_result(
     State(app): State<Shared>,
     Extension(dev): Extension<Authed>,
     Path(id): Path<i64>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let r: CommandResult = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("bad result: {e}")))?;
-    if r.output.len() > 64 * 1024 {
-        return Err(ApiError::bad_request("output is limited to 64 KiB"));
-    }
+    let r = api::command_result(&body).map_err(|e| ApiError::bad_request(e.0))?;
     if !app
         .db
         .command_result(&dev.id, id, r.ok, &r.output, app.now())
@@ -302,12 +268,7 @@ async fn attestation(
     Extension(dev): Extension<Authed>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let v = json_body(&body)?;
-    if !v.is_object() {
-        return Err(ApiError::bad_request(
-            "attestation evidence is a JSON object",
-        ));
-    }
+    let v = Value::Object(api::attestation(&body).map_err(|e| ApiError::bad_request(e.0))?);
     let sha = hex::encode(edgeward_core::sha256(&body));
     let id = app
         .db

@@ -10,22 +10,19 @@ use std::{
 
 use rand_core::{OsRng, RngCore};
 use rcgen::{
-    CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 use crate::config::Config;
+pub use edgeward_pki::device_ca::{DeviceCa, IssuedDevice};
 
 /// A failure to create or load the server's identity.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct IdentityError(pub String);
-
-fn err(context: impl std::fmt::Display) -> impl FnOnce(String) -> IdentityError {
-    move |e| IdentityError(format!("{context}: {e}"))
-}
 
 fn read(path: &Path) -> Result<String, IdentityError> {
     fs::read_to_string(path).map_err(|e| IdentityError(format!("{}: {e}", path.display())))
@@ -34,119 +31,6 @@ fn read(path: &Path) -> Result<String, IdentityError> {
 fn write(path: &Path, data: &[u8], secret: bool) -> Result<(), IdentityError> {
     edgeward_pki::store::write_atomic(path, data, secret)
         .map_err(|e| IdentityError(format!("{}: {e}", path.display())))
-}
-
-/// The device CA: issues device certificates and signs the device CRL.
-pub struct DeviceCa {
-    /// The CA certificate, PEM.
-    pub cert_pem: String,
-    /// The CA certificate, DER (the trust anchor of the device listener).
-    pub cert_der: Vec<u8>,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-/// A certificate issued to a device.
-pub struct IssuedDevice {
-    /// The certificate, PEM.
-    pub cert_pem: String,
-    /// Its serial, lowercase hex.
-    pub serial: String,
-}
-
-impl DeviceCa {
-    /// Loads a device CA from its certificate and (unencrypted PKCS#8) key.
-    pub fn load(cert: &Path, key: &Path) -> Result<Self, IdentityError> {
-        let cert_pem = read(cert)?;
-        let key_pem = Zeroizing::new(read(key)?);
-        let key = KeyPair::from_pem(&key_pem).map_err(|e| err(key.display())(e.to_string()))?;
-        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
-            .map_err(|e| err(cert.display())(e.to_string()))?;
-        let cert_der = edgeward_core::pem::parse_labelled(cert_pem.as_bytes(), "CERTIFICATE")
-            .map_err(|e| err(cert.display())(e.to_string()))?
-            .swap_remove(0);
-        Ok(DeviceCa {
-            cert_pem,
-            cert_der,
-            issuer,
-        })
-    }
-
-    /// Issues a client certificate for `device_id` to the key of `csr_pem` (whose
-    /// self-signature must verify). Only P-256 and Ed25519 device keys are accepted.
-    pub fn issue(
-        &self,
-        csr_pem: &str,
-        device_id: &str,
-        days: i64,
-        now: OffsetDateTime,
-    ) -> Result<IssuedDevice, String> {
-        if csr_pem.len() > 16 * 1024 {
-            return Err("the CSR is larger than 16 KiB".into());
-        }
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
-            format!("the CSR does not parse or its signature does not verify ({e})")
-        })?;
-        let alg = csr.public_key.algorithm();
-        if alg != &rcgen::PKCS_ECDSA_P256_SHA256 && alg != &rcgen::PKCS_ED25519 {
-            return Err("the CSR's key must be ECDSA P-256 or Ed25519".into());
-        }
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, device_id);
-        params.distinguished_name = dn;
-        params.subject_alt_names = vec![SanType::DnsName(
-            device_id
-                .to_ascii_lowercase()
-                .try_into()
-                .map_err(|_| "the device id is not usable as a DNS name".to_string())?,
-        )];
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.not_before = now - Duration::minutes(5);
-        params.not_after = now + Duration::days(days);
-        let serial = edgeward_pki::issue::random_serial();
-        let serial_hex = hex::encode(serial.to_bytes());
-        params.serial_number = Some(serial);
-        params.use_authority_key_identifier_extension = true;
-        let cert = params
-            .signed_by(&csr.public_key, &self.issuer)
-            .map_err(|e| format!("issuing the certificate: {e}"))?;
-        Ok(IssuedDevice {
-            cert_pem: cert.pem(),
-            serial: serial_hex,
-        })
-    }
-
-    /// A CRL of the device CA listing `serials` (hex), as PEM.
-    pub fn crl(
-        &self,
-        serials: &[String],
-        number: u64,
-        now: OffsetDateTime,
-    ) -> Result<String, String> {
-        let revoked = serials
-            .iter()
-            .filter_map(|s| hex::decode(s).ok())
-            .map(|bytes| rcgen::RevokedCertParams {
-                serial_number: rcgen::SerialNumber::from_slice(&bytes),
-                revocation_time: now,
-                reason_code: None,
-                invalidity_date: None,
-            })
-            .collect();
-        rcgen::CertificateRevocationListParams {
-            this_update: now,
-            next_update: now + Duration::days(7),
-            crl_number: rcgen::SerialNumber::from(number),
-            issuing_distribution_point: None,
-            revoked_certs: revoked,
-            key_identifier_method: rcgen::KeyIdMethod::Sha256,
-        }
-        .signed_by(&self.issuer)
-        .and_then(|c| c.pem())
-        .map_err(|e| e.to_string())
-    }
 }
 
 /// Everything the server needs to speak TLS and mint identities.
@@ -188,7 +72,7 @@ pub fn load_or_create(config: &Config, now: OffsetDateTime) -> Result<Identity, 
     fs::create_dir_all(&config.data_dir)
         .map_err(|e| IdentityError(format!("{}: {e}", config.data_dir.display())))?;
     let device_ca = match (&config.device_ca_cert, &config.device_ca_key) {
-        (Some(cert), Some(key)) => DeviceCa::load(cert, key)?,
+        (Some(cert), Some(key)) => DeviceCa::load(cert, key).map_err(IdentityError)?,
         (None, None) => {
             let pki = files.path("pki");
             if !pki.join("device-ca.pem").exists() {
@@ -206,7 +90,8 @@ pub fn load_or_create(config: &Config, now: OffsetDateTime) -> Result<Identity, 
                 .map_err(|e| IdentityError(format!("creating the development PKI: {e}")))?;
                 write(&files.path("pki-root-passphrase"), pass.as_bytes(), true)?;
             }
-            DeviceCa::load(&pki.join("device-ca.pem"), &pki.join("device-ca.key"))?
+            DeviceCa::load(&pki.join("device-ca.pem"), &pki.join("device-ca.key"))
+                .map_err(IdentityError)?
         }
         _ => {
             return Err(IdentityError(
