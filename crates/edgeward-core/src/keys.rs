@@ -18,6 +18,14 @@ use crate::{pem, sha256, Error};
 pub const RSA_MIN_BITS: usize = 2048;
 /// Largest RSA modulus accepted, in bits.
 pub const RSA_MAX_BITS: usize = 4096;
+/// Most PBKDF2 iterations accepted in an encrypted private key (Edgeward writes 600,000,
+/// OpenSSL 2,048); bounds the CPU time a hostile key file can demand.
+pub const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+/// Most memory scrypt may need to decrypt a private key, `128 * r * N` bytes (OpenSSL's
+/// own limit is 32 MiB); bounds what a hostile key file can make us allocate.
+pub const MAX_SCRYPT_MEMORY: u64 = 256 * 1024 * 1024;
+/// Most scrypt work for one key, `128 * r * N * p` bytes mixed.
+pub const MAX_SCRYPT_WORK: u64 = 1024 * 1024 * 1024;
 
 /// A public key that can verify Edgeward signatures.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +145,44 @@ impl PublicKey {
     }
 }
 
+/// Refuses key-derivation parameters that would make decrypting a key take unbounded time
+/// or memory (the file's parameters are untrusted: PBKDF2 iterations up to 2^32, or scrypt
+/// asking for terabytes, which aborts the process on allocation failure).
+fn check_kdf_cost(scheme: &pkcs8::pkcs5::EncryptionScheme<'_>) -> Result<(), Error> {
+    use pkcs8::pkcs5::{pbes2::Kdf, EncryptionScheme};
+    let EncryptionScheme::Pbes2(params) = scheme else {
+        return Ok(()); // PBES1 is refused by the decryption itself
+    };
+    match &params.kdf {
+        Kdf::Pbkdf2(p) if p.iteration_count > MAX_PBKDF2_ITERATIONS => Err(Error::unsupported(
+            "encrypted private key",
+            format!(
+                "{} PBKDF2 iterations (at most {MAX_PBKDF2_ITERATIONS} are accepted)",
+                p.iteration_count
+            ),
+        )),
+        Kdf::Scrypt(p) => {
+            let memory = 128 * u128::from(p.block_size) * u128::from(p.cost_parameter);
+            let work = memory * u128::from(p.parallelization);
+            if memory > u128::from(MAX_SCRYPT_MEMORY) || work > u128::from(MAX_SCRYPT_WORK) {
+                return Err(Error::unsupported(
+                    "encrypted private key",
+                    format!(
+                        "scrypt N={} r={} p={} needs more than {} MiB of memory or {} MiB of work",
+                        p.cost_parameter,
+                        p.block_size,
+                        p.parallelization,
+                        MAX_SCRYPT_MEMORY >> 20,
+                        MAX_SCRYPT_WORK >> 20
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A private key Edgeward signs with. The key material is zeroized on drop by the
 /// underlying types; `Debug` never prints it.
 #[derive(Clone)]
@@ -185,6 +231,7 @@ impl SigningKey {
                     })?;
                     let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice())
                         .map_err(|e| Error::malformed("encrypted private key", e))?;
+                    check_kdf_cost(&info.encryption_algorithm)?;
                     let plain = info.decrypt(pass).map_err(|_| {
                         Error::InvalidArgument(String::from(
                             "wrong passphrase for the encrypted private key",

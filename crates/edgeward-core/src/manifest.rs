@@ -176,9 +176,14 @@ impl Manifest {
         h.finalize().into()
     }
 
-    /// Total bytes covered by the items (for shards: the sum of range lengths).
+    /// Total bytes covered by the items (for shards: the sum of range lengths); `None` for
+    /// the files method, or if the sum does not fit in a `u64` (a parsed statement may list
+    /// ranges of any length).
     pub fn covered_bytes(&self) -> Option<u64> {
-        self.items.keys().map(|k| k.range.map(|(s, e)| e - s)).sum()
+        self.items.keys().try_fold(0u64, |sum, k| {
+            let (start, end) = k.range?;
+            sum.checked_add(end.checked_sub(start)?)
+        })
     }
 
     /// Checks that `actual` (recomputed from disk) equals `self` (signed). The error names

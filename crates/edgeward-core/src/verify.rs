@@ -49,6 +49,23 @@ pub struct Verified {
     pub judged_at: u64,
 }
 
+/// The signing certificate of a chain. `Bundle::parse` refuses empty chains, but a `Bundle`
+/// built in code may hold one.
+fn first_cert(chain: &[Vec<u8>]) -> Result<&[u8], Error> {
+    chain
+        .first()
+        .map(Vec::as_slice)
+        .ok_or_else(|| Error::malformed("bundle certificate chain", "no certificates"))
+}
+
+/// The first 16 characters of a key hint, for messages (a hint in a `Bundle` built in code
+/// may be shorter, or not ASCII).
+fn prefix16(hint: &str) -> &str {
+    hint.char_indices()
+        .nth(16)
+        .map_or(hint, |(i, _)| &hint[..i])
+}
+
 /// Verifies `bundle` under `trust`. `now` is the verifier's time in Unix seconds (on a
 /// device: the later of its clock and its secure element's time floor). A certificate is
 /// judged at the signing time the statement records, else at `now`.
@@ -60,16 +77,16 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust<'_>, now: u64) -> Result<Ver
                 if *hint != ours {
                     return Err(Error::KeyMismatch(format!(
                         "the bundle was signed by the key with hint {}…, not by the trusted key {} (hint {}…)",
-                        &hint[..16],
+                        prefix16(hint),
                         trusted.fingerprint(),
-                        &ours[..16]
+                        prefix16(&ours)
                     )));
                 }
             }
             (*trusted).clone()
         }
         (Material::Chain(chain), Trust::PublicKey(trusted)) => {
-            let leaf = PublicKey::from_certificate_der(&chain[0])?;
+            let leaf = PublicKey::from_certificate_der(first_cert(chain)?)?;
             if &&leaf != trusted {
                 return Err(Error::KeyMismatch(format!(
                     "the bundle's signing certificate holds key {}, not the trusted key {}",
@@ -80,7 +97,7 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust<'_>, now: u64) -> Result<Ver
             leaf
         }
         (Material::Chain(chain), Trust::Roots { .. }) => {
-            PublicKey::from_certificate_der(&chain[0])?
+            PublicKey::from_certificate_der(first_cert(chain)?)?
         }
         (Material::KeyHint(_), Trust::Roots { .. }) => {
             return Err(Error::NotEndorsed {

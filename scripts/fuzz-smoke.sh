@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target in fuzz/ briefly: a smoke test that the parsers survive
+# ${FUZZ_RUNS:-5000} mutated inputs each (after replaying the seed inputs in fuzz/seeds/).
+# Exits non-zero on the first crash; libFuzzer leaves the input in fuzz/artifacts/<target>/.
+#
+#   FUZZ_RUNS=20000 scripts/fuzz-smoke.sh            # all targets
+#   scripts/fuzz-smoke.sh bundle statement           # some targets
+#   FUZZ_MAX_LEN=65536 scripts/fuzz-smoke.sh          # longest input libFuzzer generates
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root="$(pwd)"
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz-smoke: installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked
+fi
+if ! cargo +nightly --version >/dev/null 2>&1; then
+    echo "fuzz-smoke: a nightly toolchain is needed (rustup toolchain install nightly)" >&2
+    exit 2
+fi
+
+# Fuzz builds (nightly, sanitizers) keep their own cache outside the clone.
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-/var/cache/edgeward/target-fuzz}"
+runs="${FUZZ_RUNS:-5000}"
+max_len="${FUZZ_MAX_LEN:-65536}"
+
+cd "$root/fuzz"
+if [ "$#" -gt 0 ]; then
+    targets=("$@")
+else
+    mapfile -t targets < <(cargo +nightly fuzz list)
+fi
+if [ "${#targets[@]}" -eq 0 ]; then
+    echo "fuzz-smoke: no fuzz targets found" >&2
+    exit 2
+fi
+
+failed=()
+for target in "${targets[@]}"; do
+    corpus="$root/fuzz/corpus/$target"
+    mkdir -p "$corpus"
+    dirs=("$corpus")
+    if [ -d "$root/fuzz/seeds/$target" ]; then
+        dirs+=("$root/fuzz/seeds/$target")
+    fi
+    echo "=== fuzz target $target: $runs runs" >&2
+    if ! cargo +nightly fuzz run "$target" "${dirs[@]}" -- \
+        -runs="$runs" -max_len="$max_len" -timeout=60 -print_final_stats=1; then
+        echo "fuzz-smoke: target $target FAILED (see fuzz/artifacts/$target/)" >&2
+        failed+=("$target")
+    fi
+done
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "fuzz-smoke: crashes in: ${failed[*]}" >&2
+    exit 1
+fi
+echo "fuzz-smoke: all ${#targets[@]} targets survived $runs runs" >&2
