@@ -148,7 +148,7 @@ impl PublicKey {
 /// Refuses key-derivation parameters that would make decrypting a key take unbounded time
 /// or memory (the file's parameters are untrusted: PBKDF2 iterations up to 2^32, or scrypt
 /// asking for terabytes, which aborts the process on allocation failure).
-fn check_kdf_cost(scheme: &pkcs8::pkcs5::EncryptionScheme<'_>) -> Result<(), Error> {
+pub fn check_kdf_cost(scheme: &pkcs8::pkcs5::EncryptionScheme<'_>) -> Result<(), Error> {
     use pkcs8::pkcs5::{pbes2::Kdf, EncryptionScheme};
     let EncryptionScheme::Pbes2(params) = scheme else {
         return Ok(()); // PBES1 is refused by the decryption itself

@@ -40,6 +40,7 @@ pub fn decrypt_pkcs8(pem: &str, passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>,
         .map_err(|e| e.to_string())?;
     let info = pkcs8::EncryptedPrivateKeyInfo::try_from(blocks[0].as_slice())
         .map_err(|e| format!("malformed encrypted key: {e}"))?;
+    edgeward_core::keys::check_kdf_cost(&info.encryption_algorithm).map_err(|e| e.to_string())?;
     let doc = info
         .decrypt(passphrase)
         .map_err(|_| "wrong passphrase for the root key".to_string())?;
@@ -72,5 +73,41 @@ pub fn portable_pkcs8(der: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
         .map(|doc| Zeroizing::new(doc.as_bytes().to_vec()))
         .map_err(|e| format!("encoding the Ed25519 key: {e}")),
         Err(_) => Ok(Zeroizing::new(der.to_vec())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pkcs8::der::Encode;
+
+    #[test]
+    fn round_trip_and_wrong_passphrase() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let pem = encrypt_pkcs8(&key.serialize_der(), b"correct horse").expect("encrypt");
+        assert_eq!(
+            decrypt_pkcs8(&pem, b"correct horse")
+                .expect("decrypt")
+                .as_slice(),
+            key.serialize_der()
+        );
+        assert!(decrypt_pkcs8(&pem, b"wrong horse").is_err());
+        assert!(encrypt_pkcs8(&key.serialize_der(), b"short").is_err());
+    }
+
+    #[test]
+    fn a_hostile_iteration_count_is_refused_before_any_work() {
+        let (salt, iv) = ([1u8; 16], [2u8; 16]);
+        let params =
+            pbes2::Parameters::pbkdf2_sha256_aes256cbc(50_000_000, &salt, &iv).expect("params");
+        let info = pkcs8::EncryptedPrivateKeyInfo {
+            encryption_algorithm: params.into(),
+            encrypted_data: &[0u8; 48],
+        };
+        let pem = edgeward_core::pem::encode("ENCRYPTED PRIVATE KEY", &info.to_der().expect("der"));
+        let started = std::time::Instant::now();
+        let err = decrypt_pkcs8(&pem, b"anything").expect_err("refused");
+        assert!(err.contains("PBKDF2 iterations"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 }
