@@ -188,16 +188,7 @@ fn ed25519_raw_signatures_interoperate_with_pkeyutl() {
     let d = t.path();
     let fw = d.join("fw.bin");
     fs::write(&fw, bytes(777_777, 4)).expect("write");
-    let key = d.join("ed.pem");
-    let pubkey = d.join("ed.pub");
-    ok(openssl()
-        .args(["genpkey", "-algorithm", "ed25519", "-out"])
-        .arg(&key));
-    ok(openssl()
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&pubkey));
+    let (key, pubkey) = ed25519_keypair(d);
     let osig = d.join("o.sig");
     ok(openssl()
         .args(["pkeyutl", "-sign", "-rawin", "-inkey"])

@@ -45,16 +45,7 @@ fn the_verify_model_recipe_accepts_edgeward_ed25519_signatures() {
     let d = t.path();
     let model = d.join("model.onnx");
     fs::write(&model, bytes(2_000_000, 5)).expect("write");
-    let key = d.join("ed.pem");
-    let pubkey = d.join("ed.pub");
-    ok(openssl()
-        .args(["genpkey", "-algorithm", "ed25519", "-out"])
-        .arg(&key));
-    ok(openssl()
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&pubkey));
+    let (key, pubkey) = ed25519_keypair(d);
     let sig = d.join("model.sig");
     ok(edgeward()
         .args(["sign", "--raw"])

@@ -416,23 +416,7 @@ impl Db {
         .transpose()
     }
 
-    /// Stores a telemetry batch.
-    pub async fn insert_telemetry(
-        &self,
-        device: &str,
-        now: i64,
-        body: &str,
-    ) -> Result<(), DbError> {
-        sqlx::query("INSERT INTO telemetry (device_id, received_at, body) VALUES ($1, $2, $3)")
-            .bind(device)
-            .bind(now)
-            .bind(body)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Stores many telemetry batches in one transaction (group commit).
+    /// Stores many telemetry batches with one multi-row insert (group commit).
     pub async fn insert_telemetry_many(
         &self,
         rows: &[(String, i64, String)],

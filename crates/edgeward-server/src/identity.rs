@@ -3,10 +3,7 @@
 //! the server's own TLS certificate under a server CA (`server-ca.pem` is what clients
 //! trust), the master key that device token secrets derive from, and the first admin key.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-};
+use std::{fs, path::Path};
 
 use rand_core::{OsRng, RngCore};
 use rcgen::{
@@ -47,34 +44,16 @@ pub struct Identity {
     pub master_key: Zeroizing<Vec<u8>>,
 }
 
-/// Paths of the files the server keeps in its data directory.
-pub struct DataFiles {
-    dir: PathBuf,
-}
-
-impl DataFiles {
-    /// The data directory.
-    pub fn new(dir: &Path) -> Self {
-        DataFiles {
-            dir: dir.to_path_buf(),
-        }
-    }
-    /// A file in it.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
 /// Loads the identity, creating on the embedded default whatever is missing: a development
 /// key hierarchy (`pki/`), the server CA and certificate, and the master key.
 pub fn load_or_create(config: &Config, now: OffsetDateTime) -> Result<Identity, IdentityError> {
-    let files = DataFiles::new(&config.data_dir);
+    let file = |name: &str| config.data_dir.join(name);
     fs::create_dir_all(&config.data_dir)
         .map_err(|e| IdentityError(format!("{}: {e}", config.data_dir.display())))?;
     let device_ca = match (&config.device_ca_cert, &config.device_ca_key) {
         (Some(cert), Some(key)) => DeviceCa::load(cert, key).map_err(IdentityError)?,
         (None, None) => {
-            let pki = files.path("pki");
+            let pki = file("pki");
             if !pki.join("device-ca.pem").exists() {
                 let mut pass = [0u8; 24];
                 OsRng.fill_bytes(&mut pass);
@@ -88,7 +67,7 @@ pub fn load_or_create(config: &Config, now: OffsetDateTime) -> Result<Identity, 
                     now,
                 )
                 .map_err(|e| IdentityError(format!("creating the development PKI: {e}")))?;
-                write(&files.path("pki-root-passphrase"), pass.as_bytes(), true)?;
+                write(&file("pki-root-passphrase"), pass.as_bytes(), true)?;
             }
             DeviceCa::load(&pki.join("device-ca.pem"), &pki.join("device-ca.key"))
                 .map_err(IdentityError)?
@@ -100,7 +79,7 @@ pub fn load_or_create(config: &Config, now: OffsetDateTime) -> Result<Identity, 
         }
     };
 
-    let (ca_cert_path, ca_key_path) = (files.path("server-ca.pem"), files.path("server-ca.key"));
+    let (ca_cert_path, ca_key_path) = (file("server-ca.pem"), file("server-ca.key"));
     if !ca_cert_path.exists() {
         let key = KeyPair::generate().map_err(|e| IdentityError(e.to_string()))?;
         let mut p = CertificateParams::default();
@@ -150,7 +129,7 @@ pub fn load_or_create(config: &Config, now: OffsetDateTime) -> Result<Identity, 
     let master_path = config
         .master_key_file
         .clone()
-        .unwrap_or_else(|| files.path("master.key"));
+        .unwrap_or_else(|| file("master.key"));
     if !master_path.exists() {
         let mut k = Zeroizing::new([0u8; 32]);
         OsRng.fill_bytes(k.as_mut());

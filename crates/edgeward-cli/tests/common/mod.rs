@@ -107,3 +107,17 @@ pub fn make_model(dir: &Path) {
 pub fn pki(dir: &Path) {
     ok(edgeward().args(["pki", "init", "--dir"]).arg(dir));
 }
+
+/// An Ed25519 key made by `openssl genpkey` in `dir`, and its public key: (key, pub).
+pub fn ed25519_keypair(dir: &Path) -> (PathBuf, PathBuf) {
+    let (key, pubkey) = (dir.join("ed.pem"), dir.join("ed.pub"));
+    ok(openssl()
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&key));
+    ok(openssl()
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&pubkey));
+    (key, pubkey)
+}
