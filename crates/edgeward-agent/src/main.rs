@@ -1,0 +1,3 @@
+//! `edgeward-agent`: runs on each device.
+
+fn main() {}

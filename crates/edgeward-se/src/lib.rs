@@ -1,0 +1,90 @@
+//! The device's hardware root of trust behind one trait.
+//!
+//! Everything above this crate (boot chain, attestation, mTLS, model decryption) asks a
+//! [`SecureElement`] for what it needs and never sees a private key. Backends: `soft`
+//! (file-backed, development only, not a hardware boundary), `pkcs11` (any PKCS#11 module;
+//! SoftHSM2 in tests) and `tpm` (TPM 2.0; swtpm in tests). [`open`] picks one from a URI.
+
+mod error;
+
+pub use edgeward_core::keys::PublicKey;
+pub use error::SeError;
+use zeroize::Zeroizing;
+
+/// Key types an element can generate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// ECDSA / ECDH over NIST P-256 (every backend).
+    P256,
+    /// Ed25519 (where the backend has it).
+    Ed25519,
+}
+
+/// What the layers above need from a secure element. Slots and counters are named by short
+/// ASCII names (`[A-Za-z0-9._-]{1,64}`); backends map them to their own object handles.
+pub trait SecureElement: Send + Sync {
+    /// The backend's name (`soft`, `pkcs11`, `tpm`), for messages and evidence.
+    fn backend(&self) -> &'static str;
+
+    /// Generates a new non-extractable key in `slot` and returns its public key. Refuses
+    /// when the slot already holds a key (delete it with [`SecureElement::wipe`]).
+    fn generate_key(&self, slot: &str, algorithm: KeyAlgorithm) -> Result<PublicKey, SeError>;
+
+    /// The public key held in `slot`.
+    fn public_key(&self, slot: &str) -> Result<PublicKey, SeError>;
+
+    /// Signs `message` with the key in `slot`: ECDSA P-256 over SHA-256 (DER signature;
+    /// backends without a combined mechanism hash on the host) or Ed25519 (64 bytes).
+    fn sign(&self, slot: &str, message: &[u8]) -> Result<Vec<u8>, SeError>;
+
+    /// Signs a SHA-256 digest computed elsewhere (P-256 keys only; DER signature).
+    fn sign_digest(&self, slot: &str, digest: &[u8; 32]) -> Result<Vec<u8>, SeError>;
+
+    /// ECDH with the P-256 key in `slot` and a peer's SEC1 public point; returns the shared
+    /// x-coordinate (the raw Diffie-Hellman output HPKE's DHKEM feeds into its KDF).
+    fn ecdh(&self, slot: &str, peer_sec1: &[u8]) -> Result<Zeroizing<[u8; 32]>, SeError>;
+
+    /// Fills `out` from the element's random number generator.
+    fn random(&self, out: &mut [u8]) -> Result<(), SeError>;
+
+    /// The current value of monotonic counter `name` (0 when never incremented).
+    fn counter(&self, name: &str) -> Result<u64, SeError>;
+
+    /// Adds one to monotonic counter `name` and returns the new value.
+    fn increment_counter(&self, name: &str) -> Result<u64, SeError>;
+
+    /// Raises counter `name` to at least `target` (never lowers it) and returns its value.
+    fn advance_counter(&self, name: &str, target: u64) -> Result<u64, SeError> {
+        let mut value = self.counter(name)?;
+        while value < target {
+            value = self.increment_counter(name)?;
+        }
+        Ok(value)
+    }
+
+    /// The time floor: the newest trusted time (Unix seconds) ever recorded, 0 at first.
+    fn time_floor(&self) -> Result<u64, SeError>;
+
+    /// Raises the time floor to `unix_seconds` if that is later; returns the floor.
+    fn raise_time_floor(&self, unix_seconds: u64) -> Result<u64, SeError>;
+
+    /// Encrypts and authenticates a small secret (at most [`MAX_SEALED_LEN`] bytes) under a
+    /// device-unique key that never leaves the element; the blob is safe to store anywhere.
+    fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, SeError>;
+
+    /// Opens a blob made by [`SecureElement::seal`] on this element.
+    fn unseal(&self, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, SeError>;
+
+    /// Stores a certificate (DER) under `slot` (the device certificate, the root anchor).
+    fn store_certificate(&self, slot: &str, der: &[u8]) -> Result<(), SeError>;
+
+    /// The certificate stored under `slot`, if any.
+    fn certificate(&self, slot: &str) -> Result<Option<Vec<u8>>, SeError>;
+
+    /// Destroys every key, sealed-storage key and certificate; the device must then be
+    /// re-provisioned. Counters keep their values (they only ever rise).
+    fn wipe(&self) -> Result<(), SeError>;
+}
+
+/// Largest secret [`SecureElement::seal`] accepts.
+pub const MAX_SEALED_LEN: usize = 4096;
