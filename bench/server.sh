@@ -4,17 +4,18 @@
 # full mTLS handshakes per second, and token verifications per second per core (criterion;
 # target ≥ 1,000,000). Server and load generator share this machine's cores.
 #
-#   bench/server.sh [SECONDS] [CONCURRENCY]
+#   bench/server.sh [SECONDS] [CONCURRENCY] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds="${1:-5}"
+seconds="${1:-3}"
 concurrency="${2:-32}"
+rounds="${3:-3}"
 cargo build -q --release -p edgeward-server --example loadgen
-result=$(cargo run -q --release -p edgeward-server --example loadgen -- "$seconds" "$concurrency")
+result=$(cargo run -q --release -p edgeward-server --example loadgen -- "$seconds" "$concurrency" "$rounds")
 echo "$result" | python3 -c "$(cat <<'PY'
 import json, sys
 r = json.load(sys.stdin)
-print("mTLS keep-alive, %d connections, %d s per phase" % (r["concurrency"], r["seconds"]))
+print("mTLS keep-alive, %d connections, %d rounds of %d s per phase" % (r["concurrency"], r["rounds"], r["seconds"]))
 print("  GET /healthz (no token)           %10.0f req/s" % r["healthz_per_sec"])
 print("  POST /v1/device/telemetry (auth)  %10.0f req/s" % r["telemetry_per_sec"])
 ratio = r["telemetry_to_healthz"]

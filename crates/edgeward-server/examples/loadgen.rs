@@ -2,9 +2,11 @@
 //! (SQLite), enrolls one device, then measures over mutual TLS with keep-alive:
 //! unauthenticated `GET /healthz`, authenticated `POST /v1/device/telemetry` (v1 token,
 //! registry lookup, limits, insert), and full TLS handshakes per second (a new connection
-//! for every request). Prints one JSON object.
+//! for every request). The two keep-alive phases alternate for ROUNDS rounds. Prints one
+//! JSON object. `LOADGEN_PHASES=telemetry` (a comma list) runs only the named phases, for
+//! profiling one of them.
 //!
-//! `cargo run --release -p edgeward-server --example loadgen -- [SECONDS] [CONCURRENCY]`
+//! `cargo run --release -p edgeward-server --example loadgen -- [SECONDS] [CONCURRENCY] [ROUNDS]`
 
 use std::{
     sync::{
@@ -17,6 +19,11 @@ use std::{
 use edgeward_server::config::LimitConfig;
 use serde_json::{json, Value};
 
+/// The same allocator as the `edgeward-server` binary, so the in-process server is measured
+/// as it runs in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -24,11 +31,60 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-async fn run_phase(
-    clients: Vec<reqwest::Client>,
-    seconds: u64,
-    make: Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>,
-) -> (f64, u64) {
+type Maker = Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// CPU seconds this process (server and load generator, all threads) has used so far, from
+/// `/proc/self/stat` (user + system time, in clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// One run of a phase.
+struct Run {
+    per_sec: f64,
+    requests: u64,
+    errors: u64,
+    cpu_seconds: f64,
+}
+
+/// The rounds of one phase.
+#[derive(Default)]
+struct Phase {
+    rates: Vec<f64>,
+    requests: u64,
+    errors: u64,
+    cpu_seconds: f64,
+}
+
+impl Phase {
+    fn add(&mut self, run: Run) {
+        self.rates.push(run.per_sec);
+        self.requests += run.requests;
+        self.errors += run.errors;
+        self.cpu_seconds += run.cpu_seconds;
+    }
+
+    /// Mean requests per second over the rounds.
+    fn rate(&self) -> f64 {
+        self.rates.iter().sum::<f64>() / self.rates.len().max(1) as f64
+    }
+
+    /// CPU microseconds (server and client together) per request.
+    fn cpu_us(&self) -> f64 {
+        self.cpu_seconds * 1e6 / self.requests.max(1) as f64
+    }
+}
+
+async fn run_phase(clients: Vec<reqwest::Client>, seconds: u64, make: Maker) -> Run {
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -49,15 +105,18 @@ async fn run_phase(
             }
         }));
     }
-    let start = Instant::now();
+    let (start, cpu_start) = (Instant::now(), cpu_seconds());
     for t in tasks {
         let _ = t.await;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    (
-        done.load(Ordering::Relaxed) as f64 / elapsed,
-        errors.load(Ordering::Relaxed),
-    )
+    let requests = done.load(Ordering::Relaxed);
+    Run {
+        per_sec: requests as f64 / elapsed,
+        requests,
+        errors: errors.load(Ordering::Relaxed),
+        cpu_seconds: cpu_seconds() - cpu_start,
+    }
 }
 
 #[tokio::main]
@@ -65,6 +124,9 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
     let concurrency: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(32);
+    let rounds: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let phases =
+        std::env::var("LOADGEN_PHASES").unwrap_or_else(|_| "healthz,telemetry,handshakes".into());
     let dir = tempfile::tempdir()?;
     let unlimited = LimitConfig {
         per_second: 1_000_000_000,
@@ -132,41 +194,58 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let healthz_url = url("/healthz");
-    let (healthz, healthz_errors) = run_phase(
-        clients(true)?,
-        seconds,
-        Arc::new(move |c| c.get(&healthz_url)),
-    )
-    .await;
+    let healthz_make: Maker = Arc::new(move |c| c.get(&healthz_url));
     let telemetry_url = url("/v1/device/telemetry");
     let body = br#"{"records":[{"fps":29.97,"temp_c":61.5,"npu_util":0.82}]}"#.to_vec();
-    let (telemetry, telemetry_errors) = run_phase(
-        clients(true)?,
-        seconds,
-        Arc::new(move |c| {
-            let token = edgeward_proto::token::create_v1("bench-001", &secret, now());
-            c.post(&telemetry_url)
-                .header("authorization", format!("Device {token}"))
-                .header("content-type", "application/json")
-                .body(body.clone())
-        }),
-    )
-    .await;
+    let telemetry_make: Maker = Arc::new(move |c| {
+        let token = edgeward_proto::token::create_v1("bench-001", &secret, now());
+        c.post(&telemetry_url)
+            .header("authorization", format!("Device {token}"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+    });
+    // The two keep-alive phases alternate over several rounds on the same connections, so
+    // a background load that drifts during the run weighs on both alike.
+    let (healthz_clients, telemetry_clients) = (clients(true)?, clients(true)?);
+    let (mut healthz, mut telemetry) = (Phase::default(), Phase::default());
+    for _ in 0..rounds {
+        if phases.contains("healthz") {
+            healthz.add(run_phase(healthz_clients.clone(), seconds, healthz_make.clone()).await);
+        }
+        if phases.contains("telemetry") {
+            telemetry
+                .add(run_phase(telemetry_clients.clone(), seconds, telemetry_make.clone()).await);
+        }
+    }
     let handshake_url = url("/healthz");
-    let (handshakes, handshake_errors) = run_phase(
-        clients(false)?,
-        seconds,
-        Arc::new(move |c| c.get(&handshake_url)),
-    )
-    .await;
+    let handshakes = if phases.contains("handshakes") {
+        run_phase(
+            clients(false)?,
+            seconds,
+            Arc::new(move |c| c.get(&handshake_url)),
+        )
+        .await
+    } else {
+        Run {
+            per_sec: 0.0,
+            requests: 0,
+            errors: 0,
+            cpu_seconds: 0.0,
+        }
+    };
+    let (healthz_rate, telemetry_rate) = (healthz.rate(), telemetry.rate());
     let out = json!({
         "seconds": seconds,
         "concurrency": concurrency,
-        "healthz_per_sec": healthz.round(),
-        "telemetry_per_sec": telemetry.round(),
-        "telemetry_to_healthz": (telemetry / healthz * 1000.0).round() / 1000.0,
-        "full_handshakes_per_sec": handshakes.round(),
-        "errors": { "healthz": healthz_errors, "telemetry": telemetry_errors, "handshakes": handshake_errors },
+        "rounds": rounds,
+        "healthz_per_sec": healthz_rate.round(),
+        "telemetry_per_sec": telemetry_rate.round(),
+        "telemetry_to_healthz": (telemetry_rate / healthz_rate * 1000.0).round() / 1000.0,
+        "healthz_cpu_us": (healthz.cpu_us() * 10.0).round() / 10.0,
+        "telemetry_cpu_us": (telemetry.cpu_us() * 10.0).round() / 10.0,
+        "cpu_ratio": (healthz.cpu_us() / telemetry.cpu_us() * 1000.0).round() / 1000.0,
+        "full_handshakes_per_sec": handshakes.per_sec.round(),
+        "errors": { "healthz": healthz.errors, "telemetry": telemetry.errors, "handshakes": handshakes.errors },
     });
     println!("{out}");
     server.stop().await;

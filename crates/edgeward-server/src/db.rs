@@ -167,6 +167,52 @@ pub struct Command {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    url: String,
+}
+
+/// SQLite connection settings: memory-mapped reads and a 16 MiB page cache (without them
+/// every insert re-reads index pages through read(2) system calls).
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16384;";
+
+/// A connection of its own for the telemetry writer: its statements stay prepared and, on
+/// SQLite, its page cache stays warm (no other connection writes those pages).
+pub struct TelemetryWriter {
+    conn: sqlx::AnyConnection,
+    backend: Backend,
+    /// `statements[n - 1]` inserts `n` rows; built on first use, then prepared once.
+    statements: Vec<String>,
+}
+
+impl TelemetryWriter {
+    /// Inserts `rows` (device id, received at, body) with one multi-row statement.
+    pub async fn insert(&mut self, rows: &[(String, i64, String)]) -> Result<(), DbError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        while self.statements.len() < rows.len() {
+            let n = self.statements.len() + 1;
+            // Plain `?` on SQLite: numbered parameters make it search the parameter list
+            // once per bind, quadratic in the batch size.
+            let values: Vec<String> = (0..n)
+                .map(|i| match self.backend {
+                    Backend::Sqlite => "(?, ?, ?)".to_string(),
+                    Backend::Postgres => {
+                        format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3)
+                    }
+                })
+                .collect();
+            self.statements.push(format!(
+                "INSERT INTO telemetry (device_id, received_at, body) VALUES {}",
+                values.join(",")
+            ));
+        }
+        let mut q = sqlx::query(&self.statements[rows.len() - 1]);
+        for (device, at, body) in rows {
+            q = q.bind(device.as_str()).bind(*at).bind(body.as_str());
+        }
+        q.execute(&mut self.conn).await?;
+        Ok(())
+    }
 }
 
 fn device_from(row: &sqlx::any::AnyRow) -> Result<Device, sqlx::Error> {
@@ -200,8 +246,7 @@ impl Db {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         use sqlx::Executor;
-                        conn.execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
-                            .await?;
+                        conn.execute(SQLITE_PRAGMAS).await?;
                     }
                     Ok(())
                 })
@@ -216,7 +261,25 @@ impl Db {
         } else {
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
         }
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            url: url.to_string(),
+        })
+    }
+
+    /// Opens the telemetry writer's own connection.
+    pub async fn telemetry_writer(&self) -> Result<TelemetryWriter, DbError> {
+        use sqlx::{Connection, Executor};
+        let mut conn = sqlx::AnyConnection::connect(&self.url).await?;
+        if self.backend == Backend::Sqlite {
+            conn.execute(SQLITE_PRAGMAS).await?;
+        }
+        Ok(TelemetryWriter {
+            conn,
+            backend: self.backend,
+            statements: Vec::new(),
+        })
     }
 
     /// Which backend this is.
@@ -414,29 +477,6 @@ impl Db {
             ))
         })
         .transpose()
-    }
-
-    /// Stores many telemetry batches with one multi-row insert (group commit).
-    pub async fn insert_telemetry_many(
-        &self,
-        rows: &[(String, i64, String)],
-    ) -> Result<(), DbError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut sql = String::from("INSERT INTO telemetry (device_id, received_at, body) VALUES ");
-        for i in 0..rows.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
-        }
-        let mut q = sqlx::query(&sql);
-        for (device, at, body) in rows {
-            q = q.bind(device).bind(*at).bind(body);
-        }
-        q.execute(&self.pool).await?;
-        Ok(())
     }
 
     /// How many telemetry batches a device has sent.

@@ -4,10 +4,13 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::Db;
+use crate::db::{Db, DbError, TelemetryWriter};
 
 /// Most rows one commit takes.
 pub const MAX_BATCH: usize = 256;
+
+/// How often the writer yields to waiting requests before committing a batch under load.
+const LINGER_YIELDS: u32 = 8;
 
 type Item = ((String, i64, String), oneshot::Sender<Result<(), String>>);
 
@@ -18,11 +21,12 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Starts the writer task on the current runtime.
-    pub fn start(db: Db) -> Self {
+    /// Opens the writer's connection and starts the writer task on the current runtime.
+    pub async fn start(db: &Db) -> Result<Self, DbError> {
+        let conn = db.telemetry_writer().await?;
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(writer(db, rx));
-        Ingest { tx }
+        tokio::spawn(writer(conn, rx));
+        Ok(Ingest { tx })
     }
 
     /// Stores one device's batch; returns once it is committed.
@@ -37,20 +41,26 @@ impl Ingest {
     }
 }
 
-async fn writer(db: Db, mut rx: mpsc::Receiver<Item>) {
+async fn writer(mut conn: TelemetryWriter, mut rx: mpsc::Receiver<Item>) {
+    let mut previous = 0;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
+        // Under load (the last batch held more than one row) let the other request tasks
+        // run a little first, so that one commit carries more of them.
+        let mut lingers = if previous > 1 { LINGER_YIELDS } else { 0 };
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(item) => batch.push(item),
+                Err(_) if lingers > 0 => {
+                    lingers -= 1;
+                    tokio::task::yield_now().await;
+                }
                 Err(_) => break,
             }
         }
+        previous = batch.len();
         let (rows, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let result = db
-            .insert_telemetry_many(&rows)
-            .await
-            .map_err(|e| e.to_string());
+        let result = conn.insert(&rows).await.map_err(|e| e.to_string());
         for w in waiters {
             let _ = w.send(result.clone());
         }

@@ -114,7 +114,9 @@ pub async fn start_with_clock(
         .into_iter()
         .collect();
     let db_backend = db.backend();
-    let db_for_ingest = db.clone();
+    let ingest = crate::ingest::Ingest::start(&db)
+        .await
+        .map_err(|e| StartError(format!("telemetry writer: {e}")))?;
     let app = Arc::new(App {
         config: config.clone(),
         db,
@@ -128,7 +130,7 @@ pub async fn start_with_clock(
         registry: crate::registry_cache::RegistryCache::new(
             db_backend == crate::db::Backend::Sqlite && config.redis_url.is_none(),
         ),
-        ingest: crate::ingest::Ingest::start(db_for_ingest),
+        ingest,
     });
     write_device_crl(&app)
         .await

@@ -1,6 +1,6 @@
 //! Rate limits: exactly the burst, then exactly the rate (with a controllable clock); the
-//! per-address limit in front of authentication; and two servers sharing one Redis
-//! admitting no more than the quota in total.
+//! per-address limit in front of authentication; two servers sharing one Redis admitting no
+//! more than the quota in total, and refusing on one a v2 nonce already used on the other.
 
 mod common;
 use std::sync::Arc;
@@ -134,6 +134,40 @@ async fn two_servers_sharing_redis_admit_the_quota_once() {
         (10..=12).contains(&allowed),
         "{allowed} requests admitted across both replicas"
     );
+    b_running.stop().await;
+    a.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_nonce_used_on_one_replica_is_refused_on_the_other() {
+    let redis =
+        std::env::var("EDGEWARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let shared = |c: &mut edgeward_server::Config| c.redis_url = Some(redis.clone());
+    let a = start_with(Backend::Sqlite, shared, None).await;
+    let mut cb = config(Backend::Sqlite, a.dir.path()).await;
+    shared(&mut cb);
+    let b_running = edgeward_server::start(cb).await.expect("second replica");
+    let e = a.enroll(&device_id("replay"), "cam").await;
+    let c = a.device_client(&e);
+    let req = edgeward_proto::token::Request {
+        method: "GET",
+        target: "/v1/device/commands",
+        body_sha256: edgeward_proto::token::body_sha256(b""),
+    };
+    let token = format!(
+        "Device {}",
+        edgeward_proto::token::create_v2(&e.id, &e.secret, unix_now(), rand_bytes::<16>(), &req)
+    );
+    let call = |port: u16| {
+        c.get(format!("https://127.0.0.1:{port}/v1/device/commands"))
+            .header("authorization", token.clone())
+            .send()
+    };
+    let first = call(a.running.device_addr.port()).await.expect("call");
+    assert_eq!(first.status(), 200);
+    let replay = call(b_running.device_addr.port()).await.expect("call");
+    assert_eq!(replay.status(), 401);
+    assert!(replay.text().await.expect("text").contains("replay"));
     b_running.stop().await;
     a.running.stop().await;
 }
