@@ -1,3 +1,219 @@
-//! `edgeward-agent`: runs on each device.
+//! `edgeward-agent`: runs on each device. Exit statuses: 0 booted / done, 2 operator error,
+//! 3 recovery mode (the chain stopped or the element was wiped; the record is printed).
 
-fn main() {}
+use std::{path::PathBuf, process::ExitCode, sync::atomic::AtomicBool, time::Duration};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use edgeward_agent::tamper::{self, TamperInput};
+use edgeward_boot::{
+    attest,
+    boot::{boot_chain, confirm, BootOptions},
+    recovery::RecoveryRecord,
+    state::StateDir,
+    FailureKind,
+};
+
+/// Exit status of recovery mode.
+const RECOVERY: u8 = 3;
+
+/// The Edgeward device agent.
+#[derive(Parser, Debug)]
+#[command(name = "edgeward-agent", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Verify and measure the boot chain; exit 3 in recovery mode.
+    Boot {
+        /// The chain description.
+        #[arg(long)]
+        chain: PathBuf,
+        /// The secure element (e.g. soft:/var/lib/edgeward/se).
+        #[arg(long, env = "EDGEWARD_SE")]
+        se: String,
+        /// Where the boot log and recovery record are kept.
+        #[arg(
+            long,
+            env = "EDGEWARD_AGENT_STATE",
+            default_value = "/var/lib/edgeward-agent"
+        )]
+        state: PathBuf,
+        /// The device's hardware class (default: the chain's).
+        #[arg(long)]
+        hardware: Option<String>,
+        /// A tamper input checked before anything else (flag or GPIO value file).
+        #[arg(long)]
+        tamper: Option<PathBuf>,
+        /// Mark the booted images good at once (raise the anti-rollback counters).
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Mark the last booted images good: raise each stage's anti-rollback counter.
+    Confirm {
+        /// The secure element.
+        #[arg(long, env = "EDGEWARD_SE")]
+        se: String,
+        /// The state directory.
+        #[arg(
+            long,
+            env = "EDGEWARD_AGENT_STATE",
+            default_value = "/var/lib/edgeward-agent"
+        )]
+        state: PathBuf,
+    },
+    /// Print attestation evidence for the last boot, answering the verifier's nonce.
+    Attest {
+        /// The verifier's nonce, hex (16 to 64 bytes).
+        #[arg(long)]
+        nonce: String,
+        /// The secure element.
+        #[arg(long, env = "EDGEWARD_SE")]
+        se: String,
+        /// The state directory.
+        #[arg(
+            long,
+            env = "EDGEWARD_AGENT_STATE",
+            default_value = "/var/lib/edgeward-agent"
+        )]
+        state: PathBuf,
+    },
+    /// Watch a tamper input; wipe the element the moment it trips (exit 3).
+    TamperWatch {
+        /// The secure element.
+        #[arg(long, env = "EDGEWARD_SE")]
+        se: String,
+        /// The tamper input (flag or GPIO value file).
+        #[arg(long)]
+        input: PathBuf,
+        /// The state directory (the recovery record goes there).
+        #[arg(
+            long,
+            env = "EDGEWARD_AGENT_STATE",
+            default_value = "/var/lib/edgeward-agent"
+        )]
+        state: PathBuf,
+        /// Poll interval in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        poll_ms: u64,
+    },
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn recovery(state: &StateDir, record: &RecoveryRecord) -> anyhow::Result<u8> {
+    state.record_recovery(record)?;
+    println!("{}", serde_json::to_string_pretty(record)?);
+    eprintln!("edgeward-agent: recovery mode: {}", record.summary());
+    Ok(RECOVERY)
+}
+
+fn tampered(state: &StateDir, input: &std::path::Path) -> anyhow::Result<u8> {
+    let record = RecoveryRecord::before_chain(
+        FailureKind::Tampered,
+        format!(
+            "tamper input {} tripped; the secure element was wiped and must be re-provisioned",
+            input.display()
+        ),
+        unix_now(),
+    );
+    recovery(state, &record)
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Boot {
+            chain,
+            se,
+            state,
+            hardware,
+            tamper: tamper_input,
+            confirm: confirm_now,
+        } => {
+            let state = StateDir::open(&state)?;
+            let se = edgeward_se::open(&se).with_context(|| format!("opening {se}"))?;
+            if let Some(path) = tamper_input {
+                if tamper::respond(se.as_ref(), &TamperInput { path: path.clone() })? {
+                    return tampered(&state, &path);
+                }
+            }
+            let options = BootOptions {
+                now: unix_now(),
+                hardware: hardware.as_deref(),
+                before_stage: None,
+            };
+            match boot_chain(&chain, se.as_ref(), &options) {
+                Ok(log) => {
+                    state.record_boot(&log)?;
+                    if confirm_now {
+                        confirm(se.as_ref(), &log)?;
+                    }
+                    println!("{}", serde_json::to_string_pretty(&log)?);
+                    eprintln!(
+                        "edgeward-agent: booted {} stages, register {}",
+                        log.events.len(),
+                        hex::encode(log.register)
+                    );
+                    Ok(0)
+                }
+                Err(record) => recovery(&state, &record),
+            }
+        }
+        Command::Confirm { se, state } => {
+            let state = StateDir::open(&state)?;
+            let se = edgeward_se::open(&se).with_context(|| format!("opening {se}"))?;
+            let log = state.boot_log().context("no successful boot to confirm")?;
+            for (counter, value) in confirm(se.as_ref(), &log)? {
+                println!("{counter} = {value}");
+            }
+            Ok(0)
+        }
+        Command::Attest { nonce, se, state } => {
+            let nonce = hex::decode(nonce.trim()).context("--nonce is not hex")?;
+            if let Err(e) = attest::check_nonce(&nonce) {
+                bail!("--nonce: {e}");
+            }
+            let state = StateDir::open(&state)?;
+            let se = edgeward_se::open(&se).with_context(|| format!("opening {se}"))?;
+            let log = state
+                .boot_log()
+                .context("no successful boot to attest (boot first)")?;
+            let evidence = attest::produce(se.as_ref(), &log, &nonce)?;
+            println!("{}", String::from_utf8_lossy(&evidence));
+            Ok(0)
+        }
+        Command::TamperWatch {
+            se,
+            input,
+            state,
+            poll_ms,
+        } => {
+            let state = StateDir::open(&state)?;
+            let se = edgeward_se::open(&se).with_context(|| format!("opening {se}"))?;
+            let stop = AtomicBool::new(false);
+            let input = TamperInput { path: input };
+            if tamper::watch(se.as_ref(), &input, Duration::from_millis(poll_ms), &stop)? {
+                return tampered(&state, &input.path);
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("edgeward-agent: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

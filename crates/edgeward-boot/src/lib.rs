@@ -1,3 +1,29 @@
 //! Secure boot for an Edgeward device: every stage verified under the root before anything
 //! after it is touched, measured into a register with a replayable event log, guarded by
 //! anti-rollback counters in the secure element.
+//!
+//! - [`chain`]: the chain description (`chain.toml`), parsed with bounds.
+//! - [`mcuboot`]: MCUboot images as `imgtool sign` writes them.
+//! - [`stage`]: verifying one stage (a signature bundle or an MCUboot image).
+//! - [`measure`]: the measurement register and its event log.
+//! - [`boot`]: running the chain in order; the first failure gives a [`recovery`] record.
+//! - [`attest`]: attestation evidence signed inside the element, and its verifier.
+//! - [`ab`]: A/B install, trial boot and confirm, with the counter raised last.
+//! - [`provision`] and [`example`]: signing stages and provisioning an element.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod ab;
+pub mod attest;
+pub mod boot;
+pub mod chain;
+pub mod error;
+pub mod example;
+pub mod mcuboot;
+pub mod measure;
+pub mod provision;
+pub mod recovery;
+pub mod stage;
+pub mod state;
+
+pub use error::{BootError, FailureKind, StageFailure};

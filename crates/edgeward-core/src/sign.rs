@@ -8,7 +8,7 @@ use crate::{
     dsse::{pae, IN_TOTO_PAYLOAD_TYPE},
     keys::{PublicKey, SigningKey},
     manifest::Manifest,
-    statement::Statement,
+    statement::{BootClaims, Statement},
     Error,
 };
 
@@ -18,6 +18,24 @@ use crate::{
 pub fn sign_manifest(
     manifest: Manifest,
     signed_at: Option<u64>,
+    key: &SigningKey,
+    chain: Option<Vec<Vec<u8>>>,
+) -> Result<Bundle, Error> {
+    sign_statement(
+        Statement {
+            manifest,
+            signed_at,
+            boot: BootClaims::default(),
+        },
+        key,
+        chain,
+    )
+}
+
+/// Signs a whole statement (a manifest with its Edgeward claims, e.g. a boot stage's
+/// [`BootClaims`]); `chain` as in [`sign_manifest`].
+pub fn sign_statement(
+    statement: Statement,
     key: &SigningKey,
     chain: Option<Vec<Vec<u8>>>,
 ) -> Result<Bundle, Error> {
@@ -39,11 +57,7 @@ pub fn sign_manifest(
         }
         None => Material::KeyHint(Some(public.hint())),
     };
-    let payload = Statement {
-        manifest,
-        signed_at,
-    }
-    .to_json();
+    let payload = statement.to_json();
     let signature = key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &payload));
     Ok(Bundle {
         material,

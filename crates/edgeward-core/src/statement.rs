@@ -1,9 +1,11 @@
 //! The in-toto statement of OpenSSF model-signing v1.0: one subject (the artifact's name
 //! and root digest) and a predicate listing the serialization and every resource digest.
 //!
-//! Edgeward adds one optional predicate field, `edgeward.signed_at` (Unix seconds), so a
-//! verifier can judge the signing certificate at signing time. model-signing v1.0 verifiers
-//! ignore predicate fields they do not know, as its specification requires.
+//! Edgeward adds one optional predicate object, `edgeward`: `signed_at` (Unix seconds), so a
+//! verifier can judge the signing certificate at signing time, and for boot-chain stages the
+//! optional `stage`, `hardware` and `security_counter` ([`BootClaims`]), which the signature
+//! thereby covers. model-signing v1.0 verifiers ignore predicate fields they do not know, as
+//! its specification requires.
 
 use alloc::{
     collections::{BTreeMap, BTreeSet},
@@ -34,6 +36,44 @@ pub struct Statement {
     /// When the signer says it signed (Unix seconds), if the signer recorded it. Edgeward
     /// always records it; with it the statement also carries the manifest's empty files.
     pub signed_at: Option<u64>,
+    /// Boot-chain claims (stage, hardware class, security counter), all optional.
+    pub boot: BootClaims,
+}
+
+/// Longest stage name or hardware class a statement may carry.
+pub const MAX_CLAIM_NAME_BYTES: usize = 64;
+
+/// What a signer says about an image that is one stage of a boot chain. Each field is
+/// optional and, being part of the signed statement, cannot be changed without breaking the
+/// signature.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BootClaims {
+    /// The chain stage the image is for (`[A-Za-z0-9._-]`, at most 64 bytes).
+    pub stage: Option<String>,
+    /// The hardware class the image is built for (same alphabet and bound).
+    pub hardware: Option<String>,
+    /// The image's anti-rollback security counter.
+    pub security_counter: Option<u64>,
+}
+
+impl BootClaims {
+    /// Whether no claim is made.
+    pub fn is_empty(&self) -> bool {
+        self.stage.is_none() && self.hardware.is_none() && self.security_counter.is_none()
+    }
+}
+
+/// Checks a stage name or hardware class: 1 to [`MAX_CLAIM_NAME_BYTES`] bytes of
+/// `[A-Za-z0-9._-]`.
+pub fn validate_claim_name(what: &'static str, name: &str) -> Result<(), Error> {
+    let ok_char = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-');
+    if name.is_empty() || name.len() > MAX_CLAIM_NAME_BYTES || !name.bytes().all(ok_char) {
+        return Err(Error::malformed(
+            what,
+            format!("{name:?} is not 1 to {MAX_CLAIM_NAME_BYTES} characters of [A-Za-z0-9._-]"),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -89,9 +129,16 @@ struct ResourceJson {
 
 #[derive(Serialize, Deserialize)]
 struct EdgewardJson {
-    signed_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signed_at: Option<u64>,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     empty_files: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hardware: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    security_counter: Option<u64>,
 }
 
 /// Decodes 64 hex digits into a digest.
@@ -174,10 +221,24 @@ impl Statement {
                 "the subject digest does not match the listed resource digests",
             ));
         }
-        let (signed_at, empty_files) = match raw.predicate.edgeward {
-            Some(e) => (Some(e.signed_at), e.empty_files),
-            None => (None, BTreeSet::new()),
+        let (signed_at, empty_files, boot) = match raw.predicate.edgeward {
+            Some(e) => (
+                e.signed_at,
+                e.empty_files,
+                BootClaims {
+                    stage: e.stage,
+                    hardware: e.hardware,
+                    security_counter: e.security_counter,
+                },
+            ),
+            None => (None, BTreeSet::new(), BootClaims::default()),
         };
+        if let Some(stage) = &boot.stage {
+            validate_claim_name("signed stage name", stage)?;
+        }
+        if let Some(hardware) = &boot.hardware {
+            validate_claim_name("signed hardware class", hardware)?;
+        }
         if empty_files.len() > MAX_RESOURCES {
             return Err(Error::malformed("statement", "too many empty files listed"));
         }
@@ -192,6 +253,7 @@ impl Statement {
                 empty_files,
             },
             signed_at,
+            boot,
         })
     }
 
@@ -231,9 +293,14 @@ impl Statement {
                         digest: hex::encode(d),
                     })
                     .collect(),
-                edgeward: self.signed_at.map(|signed_at| EdgewardJson {
-                    signed_at,
-                    empty_files: m.empty_files.clone(),
+                edgeward: (self.signed_at.is_some() || !self.boot.is_empty()).then(|| {
+                    EdgewardJson {
+                        signed_at: self.signed_at,
+                        empty_files: m.empty_files.clone(),
+                        stage: self.boot.stage.clone(),
+                        hardware: self.boot.hardware.clone(),
+                        security_counter: self.boot.security_counter,
+                    }
                 }),
             },
         };
@@ -305,4 +372,61 @@ fn parse_serialization(s: &SerializationJson) -> Result<Serialization, Error> {
         allow_symlinks: s.allow_symlinks,
         ignore_paths: s.ignore_paths.clone(),
     })
+}
+
+#[cfg(test)]
+mod boot_claims_tests {
+    use super::*;
+    use crate::manifest::Method;
+
+    fn statement(boot: BootClaims) -> Statement {
+        let mut items = BTreeMap::new();
+        items.insert(
+            ItemKey {
+                path: ".".into(),
+                range: None,
+            },
+            [7u8; 32],
+        );
+        Statement {
+            manifest: Manifest {
+                model_name: "os.img".into(),
+                serialization: Serialization {
+                    method: Method::Files,
+                    allow_symlinks: false,
+                    ignore_paths: Vec::new(),
+                },
+                items,
+                empty_files: BTreeSet::new(),
+            },
+            signed_at: Some(1_700_000_000),
+            boot,
+        }
+    }
+
+    #[test]
+    fn boot_claims_round_trip() {
+        let s = statement(BootClaims {
+            stage: Some("os".into()),
+            hardware: Some("sim-board-v1".into()),
+            security_counter: Some(7),
+        });
+        assert_eq!(Statement::parse(&s.to_json()).unwrap(), s);
+        let plain = statement(BootClaims::default());
+        let json = plain.to_json();
+        assert!(!String::from_utf8_lossy(&json).contains("security_counter"));
+        assert_eq!(Statement::parse(&json).unwrap(), plain);
+    }
+
+    #[test]
+    fn bad_claim_names_are_refused() {
+        for bad in ["", "a b", "x/../y", &"a".repeat(65)] {
+            let s = statement(BootClaims {
+                stage: Some(bad.into()),
+                ..BootClaims::default()
+            });
+            let err = Statement::parse(&s.to_json()).unwrap_err();
+            assert!(err.to_string().contains("signed stage name"), "{err}");
+        }
+    }
 }

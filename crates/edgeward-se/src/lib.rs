@@ -5,10 +5,18 @@
 //! (file-backed, development only, not a hardware boundary), `pkcs11` (any PKCS#11 module;
 //! SoftHSM2 in tests) and `tpm` (TPM 2.0; swtpm in tests). [`open`] picks one from a URI.
 
+mod checks;
 mod error;
+mod names;
+pub mod pkcs11;
+pub mod soft;
+pub mod tls;
+mod uri;
 
 pub use edgeward_core::keys::PublicKey;
 pub use error::SeError;
+pub use names::{check_name, MAX_NAME_LEN};
+pub use uri::{parse_uri, ElementUri, MAX_URI_LEN};
 use zeroize::Zeroizing;
 
 /// Key types an element can generate.
@@ -88,3 +96,28 @@ pub trait SecureElement: Send + Sync {
 
 /// Largest secret [`SecureElement::seal`] accepts.
 pub const MAX_SEALED_LEN: usize = 4096;
+
+/// Opens the element a URI names: `soft:DIR`, `pkcs11:MODULE?token=LABEL&pin-env=VAR` or
+/// `tpm:TCTI?state=DIR` (see [`parse_uri`]).
+pub fn open(uri: &str) -> Result<Box<dyn SecureElement>, SeError> {
+    match parse_uri(uri)? {
+        ElementUri::Soft { dir } => Ok(Box::new(soft::SoftElement::open(&dir)?)),
+        ElementUri::Pkcs11 {
+            module,
+            token,
+            pin_env,
+        } => {
+            let pin = std::env::var(&pin_env).map_err(|_| {
+                SeError::InvalidArgument(format!(
+                    "environment variable `{pin_env}` (pin-env) holding the token PIN is not set"
+                ))
+            })?;
+            let pin = cryptoki::types::AuthPin::new(pin);
+            Ok(Box::new(pkcs11::Pkcs11Element::open(&module, &token, pin)?))
+        }
+        ElementUri::Tpm { .. } => Err(SeError::Unsupported {
+            backend: "tpm",
+            what: "TPM 2.0 elements yet (the backend is not implemented in this version)".into(),
+        }),
+    }
+}

@@ -1,0 +1,83 @@
+//! Fixtures for the boot tests: a real key hierarchy, a five-stage example chain signed
+//! under it, and a software secure element provisioned with its root.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use edgeward_boot::{
+    boot::{boot_chain, BootOptions},
+    example::{self, Example},
+    measure::BootLog,
+    recovery::RecoveryRecord,
+};
+use edgeward_se::SecureElement;
+use time::OffsetDateTime;
+
+pub const PASS: &[u8] = b"boot-test-passphrase";
+
+pub fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+pub fn unix_now() -> u64 {
+    now().unix_timestamp() as u64
+}
+
+/// `edgeward pki init` in `dir`.
+pub fn pki(dir: &Path, org: &str) {
+    edgeward_pki::Hierarchy::init(dir, org, PASS, 90, edgeward_pki::issue::KeyAlg::P256, now())
+        .unwrap();
+}
+
+pub fn open_se(dir: &Path) -> Box<dyn SecureElement> {
+    edgeward_se::open(&format!("soft:{}", dir.display())).unwrap()
+}
+
+/// A hierarchy in `base/pki` and the example chain in `base/example` (small stages).
+pub fn example(base: &Path) -> Example {
+    pki(&base.join("pki"), "Boot Test");
+    let out = base.join("example");
+    let se = open_se(&out.join("se"));
+    example::write_example(
+        &base.join("pki"),
+        &out,
+        se.as_ref(),
+        2 << 20,
+        3 << 20,
+        now(),
+    )
+    .unwrap()
+}
+
+/// Copies a directory tree.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+pub fn boot(chain: &Path, se: &dyn SecureElement) -> Result<BootLog, Box<RecoveryRecord>> {
+    boot_chain(
+        chain,
+        se,
+        &BootOptions {
+            now: unix_now(),
+            ..BootOptions::default()
+        },
+    )
+}
+
+/// The files of stage `i` of an example rooted at `dir`: (image, signature).
+pub fn stage_files(dir: &Path, i: usize) -> (PathBuf, PathBuf) {
+    let stages = example::stages(0, 0);
+    let image = dir.join("stages").join(&stages[i].file);
+    let sig = dir.join("stages").join(format!("{}.sig", stages[i].file));
+    (image, sig)
+}
