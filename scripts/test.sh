@@ -20,6 +20,15 @@ command -v curl >/dev/null || missing+=(curl)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v psql >/dev/null || missing+=(postgresql postgresql-client)
 command -v redis-server >/dev/null || missing+=(redis-server)
+# Secure-element backends: SoftHSM2 (PKCS#11), swtpm + the TSS libraries (TPM 2.0).
+command -v softhsm2-util >/dev/null || missing+=(softhsm2)
+command -v swtpm >/dev/null || missing+=(swtpm swtpm-tools)
+command -v tpm2_startup >/dev/null || missing+=(tpm2-tools)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+pkg-config --exists tss2-esys 2>/dev/null || missing+=(libtss2-dev)
+# aws-lc-rs builds its C library with cmake; age is the peer of the model-encryption tests.
+command -v cmake >/dev/null || missing+=(cmake)
+command -v age >/dev/null || missing+=(age)
 if ((${#missing[@]})); then
   if [ "$(id -u)" -eq 0 ]; then
     apt-get update -qq
@@ -54,11 +63,13 @@ fi
 redis-cli -h 127.0.0.1 -p 6379 ping
 
 say "python venv ($VENV)"
-if ! "$VENV/bin/python" -c 'import model_signing, cryptography, OpenSSL' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import model_signing, cryptography, OpenSSL, imgtool, onnx, numpy, sklearn, safetensors' 2>/dev/null; then
   python3 -m venv "$VENV" || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && python3 -m venv "$VENV"; }
   "$VENV/bin/pip" install -q --upgrade pip
   # model_signing 1.1 imports pyOpenSSL for certificate mode without declaring it.
   "$VENV/bin/pip" install -q 'model-signing>=1.1,<1.2' 'cryptography>=42' pyopenssl
+  # MCUboot's imgtool (boot tests); onnx, numpy, scikit-learn, safetensors (model tests).
+  "$VENV/bin/pip" install -q 'imgtool>=2.1' 'onnx>=1.15' numpy 'scikit-learn>=1.3' safetensors
 fi
 "$VENV/bin/python" -c 'import importlib.metadata as m; print("model_signing", m.version("model-signing"), "cryptography", m.version("cryptography"))'
 export EDGEWARD_PYTHON="$VENV/bin/python"
@@ -74,6 +85,10 @@ fi
 
 say "cargo test"
 cargo test --workspace --all-targets
+# Optional features, each with its own real peer: tract-onnx (the ONNX secure-load test) and
+# the TPM 2.0 backend (on swtpm).
+cargo test -p edgeward-model --features onnx --test crypt_onnx
+cargo test -p edgeward-se --features tpm --test tpm
 
 say "fuzz smoke"
 if [ -x scripts/fuzz-smoke.sh ]; then

@@ -30,6 +30,18 @@ pub enum Command {
     /// secure element).
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Model protection: encrypt weights to devices, rewrap, inspect.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Boot chains: a signed example chain and a provisioned software element.
+    #[command(subcommand)]
+    Boot(crate::boot_cmd::BootCommand),
+    /// MCUboot images as `imgtool sign` makes them.
+    #[command(subcommand)]
+    Mcuboot(crate::mcuboot_cmd::McubootCommand),
+    /// The device's secure element (soft, PKCS#11, TPM): keygen, pubkey, sign, wipe.
+    #[command(subcommand)]
+    Se(crate::se_cmd::SeCommand),
 }
 
 #[derive(Args, Debug)]
@@ -132,6 +144,10 @@ impl Command {
                 | FleetCommand::Revoke(a) => a.server.json,
             },
             Command::Device(DeviceCommand::Enroll(a)) => a.json,
+            Command::Model(m) => m.wants_json(),
+            Command::Boot(b) => b.wants_json(),
+            Command::Mcuboot(m) => m.wants_json(),
+            Command::Se(s) => s.wants_json(),
         }
     }
 }
@@ -320,6 +336,113 @@ pub struct DemoArgs {
     /// Keep the demo's files in this directory instead of a temporary one.
     #[arg(long)]
     pub keep: Option<PathBuf>,
+}
+
+/// `edgeward model …` (one variant per subcommand; more join as they are written).
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Encrypt a model to one or more devices (HPKE to each device key, AES-256-GCM STREAM).
+    Encrypt(ModelEncryptArgs),
+    /// Decrypt a container to a file with the device's secure element (debugging only:
+    /// writes plaintext).
+    Decrypt(ModelDecryptArgs),
+    /// Add or remove recipients, rewriting only the header.
+    Rewrap(ModelRewrapArgs),
+    /// Show a container's header: format, cipher, chunk size, recipients.
+    Inspect(ModelInspectArgs),
+    /// Create an owner's model key for shuffling and watermarks (file mode 0600).
+    Keygen(crate::model_wm_cmd::KeygenArgs),
+    /// Keyed layer shuffle of a safetensors model (obfuscation; not a working model after).
+    Shuffle(crate::model_wm_cmd::ShuffleArgs),
+    /// Restore a shuffled model bit for bit with its key.
+    Unshuffle(crate::model_wm_cmd::ShuffleArgs),
+    /// Ownership watermarks: embed and detect (white-box), trigger sets (black-box).
+    #[command(subcommand)]
+    Watermark(crate::model_wm_cmd::WatermarkCommand),
+}
+
+impl ModelCommand {
+    /// Whether JSON output was asked for.
+    pub fn wants_json(&self) -> bool {
+        match self {
+            ModelCommand::Encrypt(a) => a.json,
+            ModelCommand::Decrypt(a) => a.json,
+            ModelCommand::Rewrap(a) => a.json,
+            ModelCommand::Inspect(a) => a.json,
+            ModelCommand::Keygen(a) => a.json,
+            ModelCommand::Shuffle(a) | ModelCommand::Unshuffle(a) => a.json,
+            ModelCommand::Watermark(w) => w.wants_json(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ModelEncryptArgs {
+    /// The model file to encrypt.
+    pub input: PathBuf,
+    /// Where to write the container.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// A recipient: a device certificate or a P-256 public key, PEM (repeatable).
+    #[arg(long, required = true)]
+    pub recipient: Vec<PathBuf>,
+    /// Plaintext bytes per chunk (4KiB to 16MiB).
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    pub chunk_size: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ModelDecryptArgs {
+    /// The container.
+    pub input: PathBuf,
+    /// Where to write the plaintext model (`-`: standard output).
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// The secure element holding the device key (e.g. soft:/var/lib/edgeward/se).
+    #[arg(long, env = "EDGEWARD_SE")]
+    pub se: String,
+    /// The element slot of the device key.
+    #[arg(long, default_value = "device")]
+    pub slot: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ModelRewrapArgs {
+    /// The container (rewritten in place unless -o is given).
+    pub input: PathBuf,
+    /// A recipient to add: device certificate or P-256 public key, PEM (repeatable).
+    #[arg(long)]
+    pub add: Vec<PathBuf>,
+    /// A recipient to remove, by key fingerprint (at least 8 hex digits; repeatable).
+    #[arg(long)]
+    pub remove: Vec<String>,
+    /// The secure element of a current recipient (it opens the file key).
+    #[arg(long, env = "EDGEWARD_SE")]
+    pub se: String,
+    /// The element slot of that recipient's key.
+    #[arg(long, default_value = "device")]
+    pub slot: String,
+    /// Write the rewrapped container here instead of in place.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ModelInspectArgs {
+    /// The container.
+    pub input: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Parses a byte count: plain digits, or with a KiB/MiB/GiB (or K/M/G) suffix.

@@ -1,6 +1,7 @@
-//! `edgeward demo`: the whole foundation story on the embedded default, in a temporary
-//! directory, with no services: the key ceremony, signing a firmware image and a model
-//! directory, verifying them, and two attacks being refused.
+//! `edgeward demo`: the whole story on the embedded default, in a temporary directory, with
+//! no services: the key ceremony, signing a firmware image and a model directory, verifying
+//! them and two attacks being refused; then the device (demo_boot), the model's protection
+//! (demo_crypt, demo_watermark) and the control plane (demo_server).
 
 use std::{fs, path::Path, time::Instant};
 
@@ -82,6 +83,9 @@ pub fn run(a: DemoArgs) -> Outcome {
         println!("Edgeward demo in {}\n", dir.display());
     }
     story(&mut demo, &dir);
+    crate::demo_boot::story(&mut demo, &dir.join("device"), &dir.join("pki"));
+    crate::demo_crypt::story(&mut demo, &dir.join("model"), &dir.join("pki"));
+    crate::demo_watermark::story(&mut demo, &dir.join("watermark"));
     crate::demo_server::story(&mut demo, &dir.join("server"));
     let passed = demo.steps.iter().filter(|s| s.ok).count();
     let all_ok = passed == demo.steps.len();
@@ -96,7 +100,7 @@ pub fn run(a: DemoArgs) -> Outcome {
             "\nsummary: {passed}/{} steps as expected — {}",
             demo.steps.len(),
             if all_ok {
-                "signed artifacts verify under the root, tampering and unendorsed keys are refused; the control plane admits only enrolled, authenticated, unquarantined devices within their rate"
+                "signed artifacts verify under the root, tampering and unendorsed keys are refused; the device boots only a signed chain, attests from its element and opens only models encrypted to it; a stolen model carries its owner's mark; the control plane admits only enrolled, authenticated, unquarantined devices within their rate"
             } else {
                 "SOMETHING IS WRONG"
             }
@@ -267,6 +271,6 @@ fn random_bytes(n: usize) -> Vec<u8> {
     v
 }
 
-fn read(p: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read(p: &Path) -> Result<Vec<u8>, String> {
     fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
 }

@@ -8,10 +8,16 @@
 #![warn(missing_docs)]
 
 pub mod artifact;
+pub mod crypt;
 pub mod error;
 pub mod hashing;
+pub mod model_key;
 pub mod raw;
+pub mod secure_load;
+pub mod shuffle;
+pub mod tensors;
 pub mod walk;
+pub mod watermark;
 
 pub use error::ModelError;
 

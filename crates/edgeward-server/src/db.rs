@@ -184,8 +184,12 @@ pub struct TelemetryWriter {
 }
 
 impl TelemetryWriter {
-    /// Inserts `rows` (device id, received at, body) with one multi-row statement.
-    pub async fn insert(&mut self, rows: &[(String, i64, String)]) -> Result<(), DbError> {
+    /// Inserts `rows` (device id, received at, body) with one multi-row statement. Bodies
+    /// are stored as text (invalid UTF-8, which a parsed JSON body cannot hold, is replaced).
+    pub async fn insert(
+        &mut self,
+        rows: &[(String, i64, axum::body::Bytes)],
+    ) -> Result<(), DbError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -206,9 +210,13 @@ impl TelemetryWriter {
                 values.join(",")
             ));
         }
+        let bodies: Vec<_> = rows
+            .iter()
+            .map(|(_, _, body)| String::from_utf8_lossy(body))
+            .collect();
         let mut q = sqlx::query(&self.statements[rows.len() - 1]);
-        for (device, at, body) in rows {
-            q = q.bind(device.as_str()).bind(*at).bind(body.as_str());
+        for ((device, at, _), body) in rows.iter().zip(&bodies) {
+            q = q.bind(device.as_str()).bind(*at).bind(body.as_ref());
         }
         q.execute(&mut self.conn).await?;
         Ok(())

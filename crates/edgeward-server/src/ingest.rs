@@ -2,6 +2,7 @@
 //! each request is answered only after its rows are committed (nothing acknowledged is
 //! lost), so the database does one round trip and one commit per batch, not per request.
 
+use axum::body::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Db, DbError, TelemetryWriter};
@@ -12,7 +13,7 @@ pub const MAX_BATCH: usize = 256;
 /// How often the writer yields to waiting requests before committing a batch under load.
 const LINGER_YIELDS: u32 = 8;
 
-type Item = ((String, i64, String), oneshot::Sender<Result<(), String>>);
+type Item = ((String, i64, Bytes), oneshot::Sender<Result<(), String>>);
 
 /// The handle requests use to store a telemetry batch.
 #[derive(Clone)]
@@ -29,11 +30,11 @@ impl Ingest {
         Ok(Ingest { tx })
     }
 
-    /// Stores one device's batch; returns once it is committed.
-    pub async fn store(&self, device: &str, at: i64, body: String) -> Result<(), String> {
+    /// Stores one device's batch (JSON, so UTF-8); returns once it is committed.
+    pub async fn store(&self, device: String, at: i64, body: Bytes) -> Result<(), String> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(((device.to_string(), at, body), done))
+            .send(((device, at, body), done))
             .await
             .map_err(|_| "the telemetry writer stopped".to_string())?;
         wait.await

@@ -77,7 +77,12 @@ impl Store {
                     .map_err(|_| StoreError("lock poisoned".into()))?;
                 let decision = gcra::check(quota, tats.get(key).copied(), now_ns);
                 if let Decision::Allow { tat } = decision {
-                    tats.insert(key.to_string(), tat);
+                    match tats.get_mut(key) {
+                        Some(slot) => *slot = tat,
+                        None => {
+                            tats.insert(key.to_string(), tat);
+                        }
+                    }
                 }
                 if tats.len() > 100_000 {
                     tats.retain(|_, tat| *tat > now_ns);

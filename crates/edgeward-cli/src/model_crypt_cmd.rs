@@ -1,0 +1,256 @@
+//! `edgeward model encrypt | decrypt | rewrap | inspect`: encrypted model containers (the
+//! format and its guarantees are in `edgeward_model::crypt` and `docs/encrypted-models.md`).
+
+use std::{
+    fs::File,
+    io::{Read, Seek, SeekFrom, Write},
+    path::Path,
+};
+
+use edgeward_core::keys::PublicKey;
+use edgeward_model::crypt::{
+    self,
+    container::{Header, MAX_HEADER_LEN, MAX_PLAINTEXT_LEN},
+    CryptError, EncryptOptions, RecipientKey,
+};
+use serde_json::json;
+
+use crate::{
+    cli::{ModelDecryptArgs, ModelEncryptArgs, ModelInspectArgs, ModelRewrapArgs},
+    outcome::{print_json, read_operator_file, Failure, Outcome},
+};
+
+impl From<CryptError> for Failure {
+    fn from(e: CryptError) -> Self {
+        if e.is_rejection() {
+            Failure::rejected(e)
+        } else {
+            Failure::operator(e)
+        }
+    }
+}
+
+/// `edgeward model encrypt IN -o OUT --recipient PEM…`.
+pub fn encrypt(a: ModelEncryptArgs) -> Outcome {
+    let recipients = a
+        .recipient
+        .iter()
+        .map(|p| load_recipient(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let len = std::fs::metadata(&a.input)
+        .map_err(|e| Failure::operator(format!("{}: {e}", a.input.display())))?
+        .len();
+    if len > MAX_PLAINTEXT_LEN {
+        return Err(Failure::operator(format!(
+            "{} is {len} bytes; a container holds at most {MAX_PLAINTEXT_LEN}",
+            a.input.display()
+        )));
+    }
+    let chunk_size =
+        u32::try_from(a.chunk_size).map_err(|_| Failure::operator("--chunk-size is too large"))?;
+    let plaintext = zeroize::Zeroizing::new(read_operator_file(&a.input)?);
+    let container = crypt::encrypt(&plaintext, &recipients, EncryptOptions { chunk_size })?;
+    write_atomic(&a.output, &[&container])?;
+    let fingerprints: Vec<String> = recipients.iter().map(RecipientKey::fingerprint).collect();
+    if a.json {
+        print_json(&json!({
+            "encrypted": a.input,
+            "output": a.output,
+            "bytes": container.len(),
+            "chunk_size": chunk_size,
+            "recipients": fingerprints,
+        }));
+    } else {
+        println!(
+            "encrypted {} → {} for {} recipient{}: {}",
+            a.input.display(),
+            a.output.display(),
+            fingerprints.len(),
+            if fingerprints.len() == 1 { "" } else { "s" },
+            fingerprints.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `edgeward model decrypt IN -o OUT --se URI [--slot NAME]` (debugging only).
+pub fn decrypt(a: ModelDecryptArgs) -> Outcome {
+    let target = if a.output == Path::new("-") {
+        "standard output".to_string()
+    } else {
+        a.output.display().to_string()
+    };
+    eprintln!(
+        "edgeward: warning: `model decrypt` writes the plaintext model to {target} — for debugging only; devices load models with the verified in-memory path"
+    );
+    let se = open_element(&a.se)?;
+    let container = read_operator_file(&a.input)?;
+    let plaintext = crypt::decrypt(&container, &*se, &a.slot)?;
+    if a.output == Path::new("-") {
+        let mut out = std::io::stdout().lock();
+        out.write_all(&plaintext)
+            .and_then(|()| out.flush())
+            .map_err(|e| Failure::operator(format!("standard output: {e}")))?;
+        return Ok(());
+    }
+    write_atomic(&a.output, &[&plaintext[..]])?;
+    if a.json {
+        print_json(&json!({
+            "decrypted": a.input,
+            "output": a.output,
+            "bytes": plaintext.len(),
+            "slot": a.slot,
+        }));
+    } else {
+        println!(
+            "decrypted {} → {} ({} bytes)",
+            a.input.display(),
+            a.output.display(),
+            plaintext.len()
+        );
+    }
+    Ok(())
+}
+
+/// `edgeward model rewrap IN [--add PEM…] [--remove FINGERPRINT…] --se URI`.
+pub fn rewrap(a: ModelRewrapArgs) -> Outcome {
+    if a.add.is_empty() && a.remove.is_empty() {
+        return Err(Failure::operator("nothing to do: give --add or --remove"));
+    }
+    let add = a
+        .add
+        .iter()
+        .map(|p| load_recipient(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let se = open_element(&a.se)?;
+    let mut file = File::open(&a.input).map_err(|e| io_failure(&a.input, e))?;
+    let head = read_head(&mut file, &a.input)?;
+    let rewrapped = crypt::rewrap(&head, &*se, &a.slot, &add, &a.remove)?;
+    // Only the header changes: the payload is copied byte for byte.
+    file.seek(SeekFrom::Start(rewrapped.old_header_len as u64))
+        .map_err(|e| io_failure(&a.input, e))?;
+    let output = a.output.as_deref().unwrap_or(&a.input);
+    let dir = parent_dir(output);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_failure(dir, e))?;
+    tmp.write_all(&rewrapped.header)
+        .and_then(|()| std::io::copy(&mut file, &mut tmp).map(|_| ()))
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| io_failure(output, e))?;
+    tmp.persist(output)
+        .map_err(|e| io_failure(output, e.error))?;
+    if a.json {
+        print_json(&json!({
+            "rewrapped": a.input,
+            "output": output,
+            "added": rewrapped.added,
+            "removed": rewrapped.removed,
+        }));
+    } else {
+        println!(
+            "rewrapped {} (added: {}; removed: {})",
+            output.display(),
+            list_or_none(&rewrapped.added),
+            list_or_none(&rewrapped.removed)
+        );
+    }
+    Ok(())
+}
+
+/// `edgeward model inspect IN [--json]`: the header, unauthenticated (no key needed).
+pub fn inspect(a: ModelInspectArgs) -> Outcome {
+    let mut file = File::open(&a.input).map_err(|e| io_failure(&a.input, e))?;
+    let file_len = file.metadata().map_err(|e| io_failure(&a.input, e))?.len();
+    let head = read_head(&mut file, &a.input)?;
+    let (header, header_len) = Header::parse(&head)?;
+    let f = &header.fixed;
+    let expected = header_len as u64 + f.payload_len();
+    let payload = match file_len.cmp(&expected) {
+        std::cmp::Ordering::Equal => "complete length",
+        std::cmp::Ordering::Less => "truncated",
+        std::cmp::Ordering::Greater => "trailing data",
+    };
+    if a.json {
+        print_json(&json!({
+            "format": "edgeward-model-crypt",
+            "version": crypt::container::VERSION,
+            "cipher": "AES-256-GCM STREAM",
+            "hpke": "DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-256-GCM",
+            "chunk_size": f.chunk_size,
+            "chunks": f.chunk_count(),
+            "plaintext_bytes": f.plaintext_len,
+            "header_bytes": header_len,
+            "file_bytes": file_len,
+            "payload": payload,
+            "recipients": header.recipients.iter().map(|r| json!({
+                "fingerprint": r.fingerprint(),
+                "id": hex::encode(r.id),
+            })).collect::<Vec<_>>(),
+        }));
+    } else {
+        println!(
+            "format:     edgeward-model-crypt v{}",
+            crypt::container::VERSION
+        );
+        println!("cipher:     AES-256-GCM STREAM");
+        println!("hpke:       DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-256-GCM");
+        println!("chunks:     {} of {} bytes", f.chunk_count(), f.chunk_size);
+        println!("plaintext:  {} bytes", f.plaintext_len);
+        println!("file:       {file_len} bytes ({payload})");
+        println!("recipients: {}", header.recipients.len());
+        for r in &header.recipients {
+            println!("  {}  (sha256 spki {})", r.fingerprint(), hex::encode(r.id));
+        }
+    }
+    Ok(())
+}
+
+fn load_recipient(path: &Path) -> Result<RecipientKey, Failure> {
+    let pem = read_operator_file(path)?;
+    let key = PublicKey::from_pem(&pem)
+        .map_err(|e| Failure::operator(format!("{}: {e}", path.display())))?;
+    RecipientKey::new(&key).map_err(|e| Failure::operator(format!("{}: {e}", path.display())))
+}
+
+fn open_element(uri: &str) -> Result<Box<dyn edgeward_se::SecureElement>, Failure> {
+    edgeward_se::open(uri).map_err(|e| Failure::operator(format!("--se {uri}: {e}")))
+}
+
+/// The start of the file, long enough for any header.
+fn read_head(file: &mut File, path: &Path) -> Result<Vec<u8>, Failure> {
+    let mut head = Vec::new();
+    file.take(MAX_HEADER_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| io_failure(path, e))?;
+    Ok(head)
+}
+
+/// Writes `parts` to `path` through a temporary file in the same directory (mode 0600).
+fn write_atomic(path: &Path, parts: &[&[u8]]) -> Result<(), Failure> {
+    let dir = parent_dir(path);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_failure(dir, e))?;
+    for part in parts {
+        tmp.write_all(part).map_err(|e| io_failure(path, e))?;
+    }
+    tmp.as_file().sync_all().map_err(|e| io_failure(path, e))?;
+    tmp.persist(path).map_err(|e| io_failure(path, e.error))?;
+    Ok(())
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn io_failure(path: &Path, e: std::io::Error) -> Failure {
+    Failure::operator(format!("{}: {e}", path.display()))
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}

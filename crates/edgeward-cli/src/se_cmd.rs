@@ -1,0 +1,241 @@
+//! `edgeward se keygen|pubkey|sign|wipe --backend URI`: operate a device's secure element
+//! (soft, PKCS#11 or TPM) from the command line, for factories, tests and debugging. Keys
+//! are generated and used inside the element; nothing here ever sees a private key.
+
+use std::{io::Read, path::PathBuf};
+
+use base64::Engine;
+use clap::{Args, Subcommand, ValueEnum};
+use edgeward_core::keys::PublicKey;
+use edgeward_se::{KeyAlgorithm, SeError, SecureElement};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::outcome::{print_json, Failure, Outcome};
+
+/// Largest file `se sign` reads for Ed25519 (which signs the whole message); P-256 files
+/// are hashed as a stream and have no limit.
+const MAX_ED25519_MESSAGE: u64 = 64 * 1024 * 1024;
+
+/// Secure-element operations.
+#[derive(Subcommand, Debug)]
+pub enum SeCommand {
+    /// Generate a key inside the element; prints its public key (PEM).
+    Keygen(SeKeygenArgs),
+    /// Print the public key of a slot (PEM).
+    Pubkey(SeSlotArgs),
+    /// Sign a file with a slot's key (ECDSA P-256 over SHA-256, DER; or Ed25519).
+    Sign(SeSignArgs),
+    /// Destroy every key, sealing key and certificate in the element (counters remain).
+    Wipe(SeWipeArgs),
+}
+
+impl SeCommand {
+    /// Whether the command prints JSON.
+    pub fn wants_json(&self) -> bool {
+        match self {
+            SeCommand::Keygen(a) => a.slot.element.json,
+            SeCommand::Pubkey(a) => a.element.json,
+            SeCommand::Sign(a) => a.slot.element.json,
+            SeCommand::Wipe(a) => a.element.json,
+        }
+    }
+}
+
+/// The element to use.
+#[derive(Args, Debug)]
+pub struct SeElementArgs {
+    /// The element URI: soft:DIR, pkcs11:MODULE?token=LABEL&pin-env=VAR or tpm:TCTI?state=DIR.
+    #[arg(long, env = "EDGEWARD_SE")]
+    pub backend: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An element and a key slot.
+#[derive(Args, Debug)]
+pub struct SeSlotArgs {
+    #[command(flatten)]
+    pub element: SeElementArgs,
+    /// The key slot (letters, digits, '.', '_', '-'; at most 64).
+    #[arg(long)]
+    pub slot: String,
+}
+
+/// Key algorithms on the command line.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum SeAlg {
+    /// ECDSA/ECDH over NIST P-256.
+    P256,
+    /// Ed25519.
+    Ed25519,
+}
+
+/// Arguments of `se keygen`.
+#[derive(Args, Debug)]
+pub struct SeKeygenArgs {
+    #[command(flatten)]
+    pub slot: SeSlotArgs,
+    /// Key algorithm.
+    #[arg(long, value_enum, default_value = "p256")]
+    pub alg: SeAlg,
+}
+
+/// Arguments of `se sign`.
+#[derive(Args, Debug)]
+pub struct SeSignArgs {
+    #[command(flatten)]
+    pub slot: SeSlotArgs,
+    /// The file to sign.
+    #[arg(long = "in")]
+    pub input: PathBuf,
+    /// Write the raw signature here instead of printing it as base64.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Arguments of `se wipe`.
+#[derive(Args, Debug)]
+pub struct SeWipeArgs {
+    #[command(flatten)]
+    pub element: SeElementArgs,
+    /// Confirm: the element's keys are destroyed and cannot be recovered.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+pub fn run(cmd: SeCommand) -> Outcome {
+    match cmd {
+        SeCommand::Keygen(a) => keygen(a),
+        SeCommand::Pubkey(a) => pubkey(a),
+        SeCommand::Sign(a) => sign(a),
+        SeCommand::Wipe(a) => wipe(a),
+    }
+}
+
+fn open(a: &SeElementArgs) -> Result<Box<dyn SecureElement>, Failure> {
+    edgeward_se::open(&a.backend).map_err(se_failure)
+}
+
+fn keygen(a: SeKeygenArgs) -> Outcome {
+    let se = open(&a.slot.element)?;
+    let algorithm = match a.alg {
+        SeAlg::P256 => KeyAlgorithm::P256,
+        SeAlg::Ed25519 => KeyAlgorithm::Ed25519,
+    };
+    let public = se
+        .generate_key(&a.slot.slot, algorithm)
+        .map_err(se_failure)?;
+    report_key(se.backend(), &a.slot, &public, true);
+    Ok(())
+}
+
+fn pubkey(a: SeSlotArgs) -> Outcome {
+    let se = open(&a.element)?;
+    let public = se.public_key(&a.slot).map_err(se_failure)?;
+    report_key(se.backend(), &a, &public, false);
+    Ok(())
+}
+
+fn report_key(backend: &str, a: &SeSlotArgs, public: &PublicKey, generated: bool) {
+    if a.element.json {
+        print_json(&json!({
+            "ok": true,
+            "backend": backend,
+            "slot": a.slot,
+            "generated": generated,
+            "algorithm": public.algorithm(),
+            "key": public.fingerprint(),
+            "public_key_pem": public.to_pem(),
+        }));
+    } else {
+        print!("{}", public.to_pem());
+    }
+}
+
+fn sign(a: SeSignArgs) -> Outcome {
+    let se = open(&a.slot.element)?;
+    let slot = &a.slot.slot;
+    let public = se.public_key(slot).map_err(se_failure)?;
+    let file = std::fs::File::open(&a.input)
+        .map_err(|e| Failure::operator(format!("{}: {e}", a.input.display())))?;
+    let signature = match public {
+        PublicKey::Ed25519(_) => {
+            let mut message = Vec::new();
+            file.take(MAX_ED25519_MESSAGE + 1)
+                .read_to_end(&mut message)
+                .map_err(|e| Failure::operator(format!("{}: {e}", a.input.display())))?;
+            if message.len() as u64 > MAX_ED25519_MESSAGE {
+                return Err(Failure::operator(format!(
+                    "{} is larger than {} MiB, the most an Ed25519 element signs in one piece",
+                    a.input.display(),
+                    MAX_ED25519_MESSAGE >> 20
+                )));
+            }
+            se.sign(slot, &message).map_err(se_failure)?
+        }
+        _ => {
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut std::io::BufReader::new(file), &mut hasher)
+                .map_err(|e| Failure::operator(format!("{}: {e}", a.input.display())))?;
+            se.sign_digest(slot, &hasher.finalize().into())
+                .map_err(se_failure)?
+        }
+    };
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&signature);
+    if let Some(out) = &a.out {
+        std::fs::write(out, &signature)
+            .map_err(|e| Failure::operator(format!("{}: {e}", out.display())))?;
+    }
+    if a.slot.element.json {
+        print_json(&json!({
+            "ok": true,
+            "backend": se.backend(),
+            "slot": slot,
+            "signed": a.input,
+            "algorithm": public.algorithm(),
+            "key": public.fingerprint(),
+            "signature": a.out,
+            "signature_base64": encoded,
+        }));
+    } else if let Some(out) = &a.out {
+        println!(
+            "signed {} with {} key {} in slot {slot} → {}",
+            a.input.display(),
+            public.algorithm(),
+            public.fingerprint(),
+            out.display()
+        );
+    } else {
+        println!("{encoded}");
+    }
+    Ok(())
+}
+
+fn wipe(a: SeWipeArgs) -> Outcome {
+    if !a.yes {
+        return Err(Failure::operator(
+            "wipe destroys every key, sealing key and certificate in the element: add --yes to confirm",
+        ));
+    }
+    let se = open(&a.element)?;
+    se.wipe().map_err(se_failure)?;
+    if a.element.json {
+        print_json(&json!({ "ok": true, "backend": se.backend(), "wiped": true }));
+    } else {
+        println!(
+            "wiped the {} element: keys, sealing key and certificates destroyed",
+            se.backend()
+        );
+    }
+    Ok(())
+}
+
+/// A sealed blob that does not open is a rejection; everything else is the operator's to fix.
+fn se_failure(e: SeError) -> Failure {
+    match e {
+        SeError::Unseal(_) => Failure::rejected(e),
+        other => Failure::operator(other),
+    }
+}

@@ -1,0 +1,140 @@
+//! `edgeward boot example` writes a chain that the boot library boots on the provisioned
+//! software element (stage files sort in chain order); `edgeward mcuboot verify` accepts an
+//! image made by the real `imgtool` and rejects a tampered one with the reason (exit 1).
+
+mod common;
+
+use std::{path::PathBuf, process::Command};
+
+use common::*;
+
+#[test]
+fn boot_example_boots() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki_dir = dir.path().join("pki");
+    pki(&pki_dir);
+    let out = dir.path().join("ex");
+    let stdout = ok(edgeward()
+        .args([
+            "boot",
+            "example",
+            "--json",
+            "--os-size",
+            "1MiB",
+            "--model-size",
+            "2MiB",
+            "--pki",
+        ])
+        .arg(&pki_dir)
+        .arg("--out")
+        .arg(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["stages"].as_array().unwrap().len(), 5);
+    let mut names: Vec<String> = std::fs::read_dir(out.join("stages"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".sig"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "0-fsbl.bin",
+            "1-ssbl.bin",
+            "2-os.img",
+            "3-app.bin",
+            "4-model.bin"
+        ]
+    );
+    let se = edgeward_se::open(&format!("soft:{}", out.join("se").display())).unwrap();
+    let log = edgeward_boot::boot::boot_chain(
+        &out.join("chain.toml"),
+        se.as_ref(),
+        &edgeward_boot::boot::BootOptions {
+            now: time::OffsetDateTime::now_utc().unix_timestamp() as u64,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(log.events.len(), 5);
+    // The upstream model_signing still verifies a stage bundle carrying the boot claims.
+    let stage = out.join("stages/2-os.img");
+    let script = "import sys, model_signing\nmodel_signing.verifying.Config().use_certificate_verifier(certificate_chain=[sys.argv[3]]).verify(sys.argv[1], sys.argv[2])\nprint('Verification succeeded')\n";
+    let verified = ok(Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(&stage)
+        .arg(out.join("stages/2-os.img.sig"))
+        .arg(pki_dir.join("root.pem")));
+    assert!(verified.contains("Verification succeeded"));
+    // A second run refuses to overwrite.
+    fails(
+        edgeward()
+            .args(["boot", "example", "--pki"])
+            .arg(&pki_dir)
+            .arg("--out")
+            .arg(&out),
+        2,
+    );
+}
+
+#[test]
+fn mcuboot_verify_with_imgtool_images() {
+    let imgtool = python().with_file_name("imgtool");
+    assert!(
+        imgtool.exists(),
+        "{} missing: pip install imgtool",
+        imgtool.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.pem");
+    let public = dir.path().join("k.pub.pem");
+    ok(Command::new(&imgtool)
+        .args(["keygen", "-t", "ecdsa-p256", "-k"])
+        .arg(&key));
+    let pem = ok(Command::new(&imgtool)
+        .args(["getpub", "-e", "pem", "-k"])
+        .arg(&key));
+    std::fs::write(&public, pem).unwrap();
+    let input = dir.path().join("fw.bin");
+    std::fs::write(&input, bytes(30_000, 9)).unwrap();
+    let image: PathBuf = dir.path().join("fw.signed.bin");
+    ok(Command::new(&imgtool)
+        .args([
+            "sign",
+            "--header-size",
+            "0x200",
+            "--pad-header",
+            "--align",
+            "8",
+            "--version",
+            "2.0.1",
+            "--slot-size",
+            "0x10000",
+            "--security-counter",
+            "4",
+            "-k",
+        ])
+        .arg(&key)
+        .arg(&input)
+        .arg(&image));
+    let out = ok(edgeward()
+        .args(["mcuboot", "verify", "--json", "--key"])
+        .arg(&public)
+        .arg(&image));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["security_counter"], 4);
+    assert_eq!(v["version"], "2.0.1+0");
+    let mut b = std::fs::read(&image).unwrap();
+    b[0x200 + 5] ^= 1;
+    std::fs::write(&image, b).unwrap();
+    let err = fails(
+        edgeward()
+            .args(["mcuboot", "verify", "--key"])
+            .arg(&public)
+            .arg(&image),
+        1,
+    );
+    assert!(err.contains("hash mismatch"), "{err}");
+}

@@ -1,0 +1,183 @@
+//! Measurements for `bench/model-crypt.sh` (run in release mode):
+//!
+//! - `crypt_bench aes` — AES-256-GCM STREAM throughput on one core with 16 KiB chunks
+//!   (one chunk per call, as `openssl speed -evp aes-256-gcm -bytes 16384` measures).
+//! - `crypt_bench load MODEL.safetensors SE_DIR` — a plain load (read + parse) and a signed
+//!   plain load, against the verified secure load of the same model signed and encrypted for
+//!   a soft element; prints median times and ratios.
+
+use std::time::{Duration, Instant};
+
+use edgeward_core::{
+    keys::SigningKey,
+    manifest::{Method, Serialization},
+    sign::sign_manifest,
+    verify::{verify_bundle, Trust},
+};
+use edgeward_model::{
+    crypt::{self, container::FixedHeader, stream::StreamKey, EncryptOptions, RecipientKey},
+    hashing, secure_load, NoProgress,
+};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("aes") => aes(),
+        Some("load") if args.len() == 4 => load(&args[2], &args[3]),
+        Some("pubkey") if args.len() == 3 => print!("{}", device_key(&args[2]).1.to_pem()),
+        _ => {
+            eprintln!("usage: crypt_bench aes | pubkey SE_DIR | load MODEL.safetensors SE_DIR");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn aes() {
+    let fixed = FixedHeader {
+        chunk_size: 16 * 1024,
+        plaintext_len: 16 * 1024,
+        salt: [1; 16],
+    };
+    let key = StreamKey::derive(&[7; 32], &fixed).expect("key");
+    let pt = vec![0x5a; 16 * 1024];
+    let ct = key.encrypt(&pt).expect("encrypt");
+    let encrypt = || drop(key.encrypt(&pt));
+    let decrypt = || drop(key.decrypt(&ct));
+    let cases: [(&str, &dyn Fn()); 2] = [("encrypt", &encrypt), ("decrypt", &decrypt)];
+    for (name, f) in cases {
+        let mut best = 0f64;
+        for _ in 0..3 {
+            let start = Instant::now();
+            let mut n = 0u64;
+            while start.elapsed() < Duration::from_secs(1) {
+                for _ in 0..256 {
+                    f();
+                }
+                n += 256;
+            }
+            best = best.max(n as f64 * 16384.0 / start.elapsed().as_secs_f64());
+        }
+        println!("aes-256-gcm-16k-{name} {:.0} kB/s", best / 1000.0);
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time(runs: usize, mut f: impl FnMut()) -> Duration {
+    f();
+    median(
+        (0..runs)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed()
+            })
+            .collect(),
+    )
+}
+
+/// The soft element in `dir` and its device key (generated on first use).
+fn device_key(
+    dir: &str,
+) -> (
+    Box<dyn edgeward_se::SecureElement>,
+    edgeward_core::keys::PublicKey,
+) {
+    let se = edgeward_se::open(&format!("soft:{dir}")).expect("element");
+    let key = se
+        .public_key("device")
+        .or_else(|_| se.generate_key("device", edgeward_se::KeyAlgorithm::P256))
+        .expect("device key");
+    (se, key)
+}
+
+fn load(model: &str, se_dir: &str) {
+    let model = std::path::Path::new(model);
+    let (se, device) = device_key(se_dir);
+    let signer = SigningKey::from_pkcs8_der(
+        &rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .expect("key")
+            .serialize_der(),
+    )
+    .expect("signing key");
+    let manifest = hashing::manifest_of(
+        model,
+        &Serialization {
+            method: Method::Shards {
+                shard_size: 8 << 20,
+            },
+            allow_symlinks: false,
+            ignore_paths: vec![],
+        },
+        &NoProgress,
+    )
+    .expect("hash");
+    let bundle = sign_manifest(manifest, None, &signer, None).expect("sign");
+    let public = signer.public_key();
+    let trust = Trust::PublicKey(&public);
+    let plain = std::fs::read(model).expect("model");
+    let container = crypt::encrypt(
+        &plain,
+        &[RecipientKey::new(&device).expect("recipient")],
+        EncryptOptions::default(),
+    )
+    .expect("encrypt");
+    let enc_path = std::env::temp_dir().join("edgeward-bench-model.ewm");
+    std::fs::write(&enc_path, &container).expect("write");
+    drop((plain, container));
+
+    let count = |st: &safetensors::SafeTensors<'_>| {
+        st.tensors()
+            .iter()
+            .map(|(_, t)| t.data().len())
+            .sum::<usize>()
+    };
+    let runs = 15;
+    let plain_t = time(runs, || {
+        let bytes = std::fs::read(model).expect("read");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("parse");
+        assert!(count(&st) > 0);
+    });
+    let signed_t = time(runs, || {
+        verify_bundle(&bundle, &trust, 0).expect("verify");
+        let v = edgeward_model::artifact::verify_path(model, &bundle, &trust, 0, &[], &NoProgress)
+            .expect("verify");
+        drop(v);
+        let bytes = std::fs::read(model).expect("read");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("parse");
+        assert!(count(&st) > 0);
+    });
+    let secure_t = time(runs, || {
+        let m = secure_load::open_verified(&enc_path, &bundle, &trust, 0, &*se, "device")
+            .expect("secure load");
+        let st = m.safetensors().expect("parse");
+        assert!(count(&st) > 0);
+    });
+    let _ = std::fs::remove_file(&enc_path);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "model {} ({} bytes)",
+        model.display(),
+        std::fs::metadata(model).map(|m| m.len()).unwrap_or(0)
+    );
+    println!(
+        "plain load (read + parse)               {:8.1} ms",
+        ms(plain_t)
+    );
+    println!(
+        "signed plain load (verify + read+parse) {:8.1} ms",
+        ms(signed_t)
+    );
+    println!(
+        "encrypted+signed verified load          {:8.1} ms",
+        ms(secure_t)
+    );
+    println!(
+        "ratio secure/plain {:.2}x  secure/signed-plain {:.2}x",
+        ms(secure_t) / ms(plain_t),
+        ms(secure_t) / ms(signed_t)
+    );
+}

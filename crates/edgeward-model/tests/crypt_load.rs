@@ -1,0 +1,172 @@
+//! Verified secure loading of a safetensors model: signed (root, chain, CRL) and encrypted
+//! for a device, loaded through one call, identical to the plaintext; a bad signature stops
+//! the load before the element is asked to decrypt; other devices and swapped models fail.
+
+mod crypt_common;
+
+use crypt_common::{device, pki};
+use edgeward_model::{
+    crypt::{self, CryptError, EncryptOptions, RecipientKey},
+    secure_load::{open_verified, open_verified_bytes, LoadError},
+};
+
+fn safetensors_model(seed: f32) -> Vec<u8> {
+    let w: Vec<u8> = (0..64 * 32)
+        .flat_map(|i| (i as f32 * 0.001 + seed).to_le_bytes())
+        .collect();
+    let b: Vec<u8> = (0..32)
+        .flat_map(|i| (i as f32 - seed).to_le_bytes())
+        .collect();
+    let tensors = [
+        (
+            "layer.weight",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![64, 32], &w)
+                .unwrap(),
+        ),
+        (
+            "layer.bias",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![32], &b).unwrap(),
+        ),
+    ];
+    safetensors::serialize(tensors, None).unwrap()
+}
+
+#[test]
+fn signed_encrypted_safetensors_loads_identically_and_only_on_its_device() {
+    let pki = pki();
+    let (dev, other) = (device(), device());
+    let dir = tempfile::tempdir().unwrap();
+    let plain_path = dir.path().join("model.safetensors");
+    let plain = safetensors_model(0.5);
+    std::fs::write(&plain_path, &plain).unwrap();
+    let bundle = pki.sign(&plain_path);
+    let container = crypt::encrypt(
+        &plain,
+        &[RecipientKey::new(&dev.key).unwrap()],
+        EncryptOptions::default(),
+    )
+    .unwrap();
+    let enc_path = dir.path().join("model.ewm");
+    std::fs::write(&enc_path, &container).unwrap();
+
+    let model =
+        open_verified(&enc_path, &bundle, &pki.trust(), pki.now, &dev.se, "device").unwrap();
+    assert_eq!(model.bytes(), &plain[..]);
+    let loaded = model.safetensors().unwrap();
+    let reference = safetensors::SafeTensors::deserialize(&plain).unwrap();
+    for name in ["layer.weight", "layer.bias"] {
+        let (a, b) = (
+            loaded.tensor(name).unwrap(),
+            reference.tensor(name).unwrap(),
+        );
+        assert_eq!(a.shape(), b.shape());
+        assert_eq!(a.data(), b.data());
+    }
+    assert!(model.verification().certificate.is_some());
+
+    // The same files on another device: refused by name.
+    let err = open_verified(
+        &enc_path,
+        &bundle,
+        &pki.trust(),
+        pki.now,
+        &other.se,
+        "device",
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, LoadError::Decrypt(CryptError::NotARecipient { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&other.key.fingerprint()));
+}
+
+#[test]
+fn a_bad_signature_stops_the_load_before_decryption() {
+    let pki = pki();
+    let dev = device();
+    let dir = tempfile::tempdir().unwrap();
+    let plain_path = dir.path().join("model.safetensors");
+    let plain = safetensors_model(1.0);
+    std::fs::write(&plain_path, &plain).unwrap();
+    let mut bundle = pki.sign(&plain_path);
+    let container = crypt::encrypt(
+        &plain,
+        &[RecipientKey::new(&dev.key).unwrap()],
+        EncryptOptions::default(),
+    )
+    .unwrap();
+    let last = bundle.signature.len() - 1;
+    bundle.signature[last] ^= 1;
+    let err = open_verified_bytes(
+        &container,
+        &bundle,
+        &pki.trust(),
+        pki.now,
+        &dev.se,
+        "device",
+    )
+    .unwrap_err();
+    assert!(matches!(err, LoadError::Signature(_)), "{err}");
+    assert_eq!(
+        dev.se.ecdh_calls(),
+        0,
+        "the element was never asked to decrypt"
+    );
+
+    // Signed by a key no trusted root endorses.
+    let stranger = crypt_common::pki();
+    let foreign = stranger.sign(&plain_path);
+    let err = open_verified_bytes(
+        &container,
+        &foreign,
+        &pki.trust(),
+        pki.now,
+        &dev.se,
+        "device",
+    )
+    .unwrap_err();
+    assert!(matches!(err, LoadError::Signature(_)), "{err}");
+    assert_eq!(dev.se.ecdh_calls(), 0);
+}
+
+#[test]
+fn an_encrypted_model_that_is_not_the_signed_one_is_refused_before_parsing() {
+    let pki = pki();
+    let dev = device();
+    let dir = tempfile::tempdir().unwrap();
+    let signed_path = dir.path().join("signed.safetensors");
+    std::fs::write(&signed_path, safetensors_model(2.0)).unwrap();
+    let bundle = pki.sign(&signed_path);
+    // A validly encrypted, different model (same length) under a genuine signature.
+    let swapped = crypt::encrypt(
+        &safetensors_model(3.0),
+        &[RecipientKey::new(&dev.key).unwrap()],
+        EncryptOptions::default(),
+    )
+    .unwrap();
+    let err = open_verified_bytes(&swapped, &bundle, &pki.trust(), pki.now, &dev.se, "device")
+        .unwrap_err();
+    assert!(matches!(err, LoadError::Integrity(_)), "{err}");
+    assert_eq!(
+        dev.se.ecdh_calls(),
+        1,
+        "decrypted, then refused before any parse"
+    );
+
+    // A tampered container is refused by the decryption itself.
+    let mut good = crypt::encrypt(
+        &safetensors_model(2.0),
+        &[RecipientKey::new(&dev.key).unwrap()],
+        EncryptOptions::default(),
+    )
+    .unwrap();
+    let n = good.len();
+    good[n - 20] ^= 1;
+    let err =
+        open_verified_bytes(&good, &bundle, &pki.trust(), pki.now, &dev.se, "device").unwrap_err();
+    assert!(
+        matches!(err, LoadError::Decrypt(CryptError::ChunkCorrupted { .. })),
+        "{err}"
+    );
+}
