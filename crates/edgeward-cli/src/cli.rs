@@ -30,7 +30,7 @@ pub enum Command {
     /// secure element).
     #[command(subcommand)]
     Device(DeviceCommand),
-    /// Model protection: encrypt weights to devices, rewrap, inspect.
+    /// Model protection: encrypted weights, keyed shuffling, watermarks.
     #[command(subcommand)]
     Model(ModelCommand),
     /// Boot chains: a signed example chain and a provisioned software element.
