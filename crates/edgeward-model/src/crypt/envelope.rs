@@ -2,6 +2,8 @@
 //! device's secure element, decrypt in memory, and rewrap (add or remove recipients by
 //! rewriting only the header).
 
+use std::{fs::File, io::Write};
+
 use edgeward_core::keys::PublicKey;
 use edgeward_se::SecureElement;
 use hkdf::Hkdf;
@@ -12,10 +14,12 @@ use zeroize::Zeroizing;
 use super::{
     container::{
         FixedHeader, Header, Recipient, DEFAULT_CHUNK_SIZE, MAC_LEN, MAX_CHUNK_SIZE,
-        MAX_PLAINTEXT_LEN, MAX_RECIPIENTS, MIN_CHUNK_SIZE, SALT_LEN, WRAPPED_KEY_LEN,
+        MAX_HEADER_LEN, MAX_PLAINTEXT_LEN, MAX_RECIPIENTS, MIN_CHUNK_SIZE, SALT_LEN,
+        WRAPPED_KEY_LEN,
     },
     hpke,
     plaintext::Plaintext,
+    source::{FilePayload, PayloadSource},
     stream::StreamKey,
     CryptError,
 };
@@ -179,9 +183,62 @@ pub fn decrypt(
     se: &dyn SecureElement,
     slot: &str,
 ) -> Result<Plaintext, CryptError> {
+    let (key, payload) = open_bytes(container, se, slot)?;
+    key.decrypt(payload)
+}
+
+/// Opens a container held in memory without decrypting its payload: parses the header,
+/// unwraps the file key with the element and checks the header MAC. Returns the payload key
+/// and the payload.
+pub fn open_bytes<'c>(
+    container: &'c [u8],
+    se: &dyn SecureElement,
+    slot: &str,
+) -> Result<(StreamKey, &'c [u8]), CryptError> {
     let (header, header_len) = Header::parse(container)?;
     let file_key = open_file_key(&header, se, slot)?;
-    StreamKey::derive(&file_key, &header.fixed)?.decrypt(&container[header_len..])
+    let key = StreamKey::derive(&file_key, &header.fixed)?;
+    Ok((key, &container[header_len..]))
+}
+
+/// Opens a container file without reading its payload: parses the header, unwraps the file
+/// key with the element and checks the header MAC. Returns the payload key and the payload
+/// (positioned reads of the file), ready for [`StreamKey::decrypt_with`] or
+/// [`StreamKey::decrypt_to`].
+pub fn open_file<'f>(
+    file: &'f File,
+    se: &dyn SecureElement,
+    slot: &str,
+) -> Result<(StreamKey, FilePayload<'f>), CryptError> {
+    let read_failed = |source| CryptError::Io {
+        what: "reading the container",
+        source,
+    };
+    let len = file.metadata().map_err(read_failed)?.len();
+    // At most MAX_HEADER_LEN, a usize.
+    let mut head = vec![0u8; len.min(MAX_HEADER_LEN as u64) as usize];
+    FilePayload::new(file, 0, len)
+        .read_at(0, &mut head)
+        .map_err(read_failed)?;
+    let (header, header_len) = Header::parse(&head)?;
+    let file_key = open_file_key(&header, se, slot)?;
+    let key = StreamKey::derive(&file_key, &header.fixed)?;
+    let header_len = header_len as u64;
+    Ok((key, FilePayload::new(file, header_len, len - header_len)))
+}
+
+/// Decrypts the container `file` to `out` with bounded memory (see
+/// [`StreamKey::decrypt_to`]: the length is checked before anything is written, only
+/// authenticated chunks are written, but a modified chunk is found only when reached).
+/// Returns the number of plaintext bytes written.
+pub fn decrypt_file_to(
+    file: &File,
+    se: &dyn SecureElement,
+    slot: &str,
+    out: &mut dyn Write,
+) -> Result<u64, CryptError> {
+    let (key, payload) = open_file(file, se, slot)?;
+    key.decrypt_to(&payload, out)
 }
 
 /// A rewrapped header.

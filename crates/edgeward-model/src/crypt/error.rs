@@ -91,6 +91,14 @@ pub enum CryptError {
     /// The secure element failed.
     #[error("secure element: {0}")]
     Element(#[from] SeError),
+    /// Reading the container or writing the plaintext failed (not a rejection).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The AEAD backend failed in a way that is not an authentication failure.
     #[error("cipher backend failure: {0}")]
     Backend(String),
@@ -105,6 +113,7 @@ impl CryptError {
             CryptError::InvalidArgument(_)
                 | CryptError::Element(_)
                 | CryptError::Backend(_)
+                | CryptError::Io { .. }
                 | CryptError::BadRecipient(_)
         )
     }

@@ -181,8 +181,8 @@ pub fn open(
         .checked_sub(aead::TAG_LEN)
         .ok_or(CryptError::WrapRejected)?;
     let (ct, tag) = ciphertext.split_at(split);
-    let mut out = Zeroizing::new(vec![0u8; ct.len()]);
-    key.open_to(nonce, aad, ct, tag, &mut out)
+    let mut out = Zeroizing::new(ct.to_vec());
+    key.open_in_place(nonce, aad, tag, &mut out)
         .map_err(|_| CryptError::WrapRejected)?;
     Ok(out)
 }

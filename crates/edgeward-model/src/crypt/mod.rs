@@ -13,9 +13,14 @@ pub mod envelope;
 mod error;
 pub mod hpke;
 mod plaintext;
+pub mod source;
 pub mod stream;
 
 pub use container::Header;
-pub use envelope::{decrypt, encrypt, open_file_key, rewrap, EncryptOptions, RecipientKey};
+pub use envelope::{
+    decrypt, decrypt_file_to, encrypt, open_bytes, open_file, open_file_key, rewrap,
+    EncryptOptions, RecipientKey,
+};
 pub use error::CryptError;
 pub use plaintext::Plaintext;
+pub use source::{FilePayload, PayloadSource};

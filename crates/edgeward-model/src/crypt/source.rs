@@ -19,7 +19,7 @@ pub trait PayloadSource: Sync {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
 }
 
-impl PayloadSource for [u8] {
+impl PayloadSource for &[u8] {
     fn len(&self) -> u64 {
         <[u8]>::len(self) as u64
     }

@@ -67,6 +67,11 @@ impl Pki {
 
     /// Signs the plaintext model file (sharded, so verification hashes on every core).
     pub fn sign(&self, model: &Path) -> Bundle {
+        self.sign_with(model, Some(1 << 20))
+    }
+
+    /// Signs the plaintext model file with `shard_size` (`None`: one digest per file).
+    pub fn sign_with(&self, model: &Path, shard_size: Option<u64>) -> Bundle {
         let key =
             SigningKey::from_pem(&fs::read(self.pki.path("signing.key")).unwrap(), None).unwrap();
         let chain = pem::parse_labelled(
@@ -79,7 +84,7 @@ impl Pki {
             &key,
             Some(chain),
             &SignOptions {
-                shard_size: Some(1 << 20),
+                shard_size,
                 ignore_paths: vec![],
                 ignore_git_paths: true,
                 signed_at: self.now,
