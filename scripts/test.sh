@@ -88,7 +88,9 @@ cargo test --workspace --all-targets
 # Optional features, each with its own real peer: tract-onnx (the ONNX secure-load test) and
 # the TPM 2.0 backend (on swtpm).
 cargo test -p edgeward-model --features onnx --test crypt_onnx
-cargo test -p edgeward-se --features tpm --test tpm
+cargo test -p edgeward-se --features tpm
+cargo test -p edgeward-boot --features tpm --test tpm
+cargo test -p edgeward-cli --features tpm --test se_tpm
 
 say "fuzz smoke"
 if [ -x scripts/fuzz-smoke.sh ]; then

@@ -19,6 +19,10 @@ use crate::{
 /// The element's certificate slot holding the root anchor (the root CA certificate).
 pub const ROOT_SLOT: &str = "root";
 
+/// The PCR [`boot_chain`] extends each stage digest into on elements with PCRs (the TPM):
+/// 16, the debug PCR, which firmware leaves to software.
+pub const DEFAULT_PCR: u8 = 16;
+
 /// How to boot.
 #[derive(Default)]
 pub struct BootOptions<'a> {
@@ -56,11 +60,26 @@ pub fn root_anchor(se: &dyn SecureElement) -> Result<Vec<u8>, Box<RecoveryRecord
     }
 }
 
-/// Boots the chain described at `chain_path` on `se`.
+/// Boots the chain described at `chain_path` on `se`, extending each stage digest into
+/// [`DEFAULT_PCR`] too when the element has PCRs (see [`boot_chain_with_pcr`]).
 pub fn boot_chain(
     chain_path: &Path,
     se: &dyn SecureElement,
     options: &BootOptions<'_>,
+) -> Result<BootLog, Box<RecoveryRecord>> {
+    boot_chain_with_pcr(chain_path, se, options, Some(DEFAULT_PCR))
+}
+
+/// Boots the chain described at `chain_path` on `se`. With `pcr`, each verified stage's
+/// digest is also extended into that PCR of the element (`SecureElement::extend_pcr`), so on
+/// a TPM the measurement lives in a real PCR a quote can report; elements without PCRs
+/// (`SeError::Unsupported`) keep only the software register. Any other PCR error stops the
+/// boot: a measurement that could not be recorded must not be skipped silently.
+pub fn boot_chain_with_pcr(
+    chain_path: &Path,
+    se: &dyn SecureElement,
+    options: &BootOptions<'_>,
+    pcr: Option<u8>,
 ) -> Result<BootLog, Box<RecoveryRecord>> {
     let root = root_anchor(se)?;
     let floor = se.time_floor().map_err(|e| se_failure(e, options.now))?;
@@ -125,6 +144,19 @@ pub fn boot_chain(
         })?;
         let verified = verify_stage(spec, &trust, counter_floor)
             .map_err(|f| stop(f.kind, f.message, &register, events.len()))?;
+        if let Some(pcr) = pcr {
+            match se.extend_pcr(pcr, &verified.event.digest) {
+                Ok(_) | Err(SeError::Unsupported { .. }) => {}
+                Err(e) => {
+                    return Err(stop(
+                        FailureKind::SecureElement,
+                        format!("secure element: extending PCR {pcr}: {e}"),
+                        &register,
+                        events.len(),
+                    ))
+                }
+            }
+        }
         register.extend(&verified.event.digest);
         newest_signature = newest_signature.max(verified.signed_at.unwrap_or(0));
         events.push(verified.event);

@@ -11,6 +11,8 @@ mod names;
 pub mod pkcs11;
 pub mod soft;
 pub mod tls;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 mod uri;
 
 pub use edgeward_core::keys::PublicKey;
@@ -92,6 +94,26 @@ pub trait SecureElement: Send + Sync {
     /// Destroys every key, sealed-storage key and certificate; the device must then be
     /// re-provisioned. Counters keep their values (they only ever rise).
     fn wipe(&self) -> Result<(), SeError>;
+
+    /// Extends SHA-256 platform configuration register `pcr` with `digest` (new value =
+    /// SHA-256(old ‖ digest)) and returns the new value. Only elements with PCRs (the TPM)
+    /// implement it; the others return [`SeError::Unsupported`].
+    fn extend_pcr(&self, pcr: u8, digest: &[u8; 32]) -> Result<[u8; 32], SeError> {
+        let _ = (pcr, digest);
+        Err(SeError::Unsupported {
+            backend: self.backend(),
+            what: "PCRs".into(),
+        })
+    }
+
+    /// The current value of SHA-256 PCR `pcr` ([`SeError::Unsupported`] without PCRs).
+    fn read_pcr(&self, pcr: u8) -> Result<[u8; 32], SeError> {
+        let _ = pcr;
+        Err(SeError::Unsupported {
+            backend: self.backend(),
+            what: "PCRs".into(),
+        })
+    }
 }
 
 /// Largest secret [`SecureElement::seal`] accepts.
@@ -115,9 +137,14 @@ pub fn open(uri: &str) -> Result<Box<dyn SecureElement>, SeError> {
             let pin = cryptoki::types::AuthPin::new(pin);
             Ok(Box::new(pkcs11::Pkcs11Element::open(&module, &token, pin)?))
         }
+        #[cfg(feature = "tpm")]
+        ElementUri::Tpm { tcti, state_dir } => {
+            Ok(Box::new(tpm::TpmElement::open(&tcti, &state_dir)?))
+        }
+        #[cfg(not(feature = "tpm"))]
         ElementUri::Tpm { .. } => Err(SeError::Unsupported {
             backend: "tpm",
-            what: "TPM 2.0 elements yet (the backend is not implemented in this version)".into(),
+            what: "TPM 2.0 elements in this build (rebuild with the `tpm` feature)".into(),
         }),
     }
 }
