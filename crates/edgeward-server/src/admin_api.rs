@@ -398,7 +398,7 @@ pub async fn enroll(State(app): State<Shared>, body: Bytes) -> Result<Json<Value
         &format!("certificate serial {}", issued.serial),
     )
     .await;
-    let secret = edgeward_proto::secret::derive(&app.identity.master_key, &device_id);
+    let secret = app.identity.secrets.derive(&device_id);
     Ok(Json(json!({
         "device_id": device_id,
         "certificate": issued.cert_pem,

@@ -131,7 +131,7 @@ async fn gate(
             "the token's device id is not the certificate's",
         ));
     }
-    let secret = edgeward_proto::secret::derive(&app.identity.master_key, &cert_device);
+    let secret = app.identity.secrets.derive(&cert_device);
     let target = parts
         .uri
         .path_and_query()

@@ -40,8 +40,8 @@ pub struct Identity {
     pub server_chain: Vec<Vec<u8>>,
     /// The server key, PKCS#8 DER.
     pub server_key: Zeroizing<Vec<u8>>,
-    /// The master key device secrets are derived from.
-    pub master_key: Zeroizing<Vec<u8>>,
+    /// Derives device secrets from the master key (only HKDF's extract output is kept).
+    pub secrets: edgeward_proto::secret::Deriver,
 }
 
 /// Loads the identity, creating on the embedded default whatever is missing: a development
@@ -152,6 +152,6 @@ pub fn load_or_create(config: &Config, now: OffsetDateTime) -> Result<Identity, 
         server_ca_pem,
         server_chain: vec![leaf.der().to_vec(), ca_der],
         server_key: Zeroizing::new(key.serialize_der()),
-        master_key,
+        secrets: edgeward_proto::secret::Deriver::new(&master_key),
     })
 }

@@ -7,8 +7,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Db, DbError, TelemetryWriter};
 
-/// Most rows one commit takes.
-pub const MAX_BATCH: usize = 256;
+/// Most rows one commit takes. Each batch size is its own prepared statement, so this also
+/// bounds how many the connection keeps (sqlx caches 100 per connection).
+pub const MAX_BATCH: usize = 64;
 
 /// How often the writer yields to waiting requests before committing a batch under load.
 const LINGER_YIELDS: u32 = 8;
