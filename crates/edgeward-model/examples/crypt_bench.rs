@@ -19,6 +19,16 @@ use edgeward_model::{
     hashing, secure_load, NoProgress,
 };
 
+/// Shard size of the MiniLM signature (`SHARD_MIB`, default 2): small enough that a 90 MB
+/// model's shards spread evenly over the cores, each hashed right after it is decrypted.
+static SHARD: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+    std::env::var("SHARD_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(2)
+        << 20
+});
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -123,9 +133,7 @@ fn load(model: &str, se_dir: &str) {
     let manifest = hashing::manifest_of(
         model,
         &Serialization {
-            method: Method::Shards {
-                shard_size: 8 << 20,
-            },
+            method: Method::Shards { shard_size: *SHARD },
             allow_symlinks: false,
             ignore_paths: vec![],
         },
