@@ -7,6 +7,7 @@
 
 mod checks;
 mod error;
+mod files;
 mod names;
 pub mod pkcs11;
 pub mod soft;

@@ -10,7 +10,6 @@
 //! master with HKDF-SHA256), `certs/SLOT.der`, `counters/NAME`, `time-floor`. The formats are
 //! in [`format`].
 
-mod files;
 pub mod format;
 
 use std::{
@@ -23,11 +22,14 @@ use aes_gcm::{aead::Aead, aead::Payload, Aes256Gcm, KeyInit, Nonce};
 use edgeward_core::keys::{PublicKey, SigningKey};
 use zeroize::Zeroizing;
 
-use self::{
-    files::{create_private_dir, io_error, read_bounded, remove_if_present, write_atomic, Replace},
-    format::{NONCE_LEN, SEAL_AAD, SEAL_VERSION},
+use self::format::{NONCE_LEN, SEAL_AAD, SEAL_VERSION};
+use crate::{
+    files::{
+        self, create_private_dir, io_error, read_bounded, remove_if_present, write_atomic, Replace,
+    },
+    names::check_name,
+    KeyAlgorithm, SeError, SecureElement,
 };
-use crate::{names::check_name, KeyAlgorithm, SeError, SecureElement};
 
 /// Largest certificate stored.
 pub const MAX_CERTIFICATE_LEN: usize = 64 * 1024;
@@ -50,7 +52,7 @@ impl SoftElement {
     /// Opens (creating if needed) the element kept in `dir`.
     pub fn open(dir: &Path) -> Result<Self, SeError> {
         for sub in ["", "keys", "certs", "counters"] {
-            create_private_dir(&dir.join(sub))?;
+            create_private_dir(BACKEND, &dir.join(sub))?;
         }
         Ok(SoftElement {
             dir: dir.to_path_buf(),
@@ -75,7 +77,7 @@ impl SoftElement {
     /// The master secret, created on first use when `create` is set.
     fn master(&self, create: bool) -> Result<Option<Zeroizing<[u8; 32]>>, SeError> {
         let path = self.dir.join(MASTER_FILE);
-        if let Some(bytes) = read_bounded(&path, 32)? {
+        if let Some(bytes) = read_bounded(BACKEND, &path, 32)? {
             let bytes = Zeroizing::new(bytes);
             let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| SeError::Backend {
                 backend: BACKEND,
@@ -92,7 +94,7 @@ impl SoftElement {
             Ok(()) => Ok(Some(fresh)),
             // Another handle created it first: use theirs.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => self.master(false),
-            Err(e) => Err(io_error(&path, e)),
+            Err(e) => Err(io_error(BACKEND, &path, e)),
         }
     }
 
@@ -107,7 +109,7 @@ impl SoftElement {
     fn load_key(&self, slot: &str) -> Result<SigningKey, SeError> {
         check_name("slot", slot)?;
         let path = self.key_path(slot);
-        let bytes = read_bounded(&path, format::KEY_FILE_LEN)?
+        let bytes = read_bounded(BACKEND, &path, format::KEY_FILE_LEN)?
             .ok_or_else(|| SeError::NoSuchKey(slot.to_owned()))?;
         let file = format::parse_key_file(&bytes)?;
         let master = self.master(false)?.ok_or_else(|| {
@@ -151,14 +153,15 @@ impl SoftElement {
     }
 
     fn read_u64(&self, path: &Path, what: &str) -> Result<u64, SeError> {
-        match read_bounded(path, 8)? {
+        match read_bounded(BACKEND, path, 8)? {
             Some(bytes) => format::parse_u64_file(what, &bytes),
             None => Ok(0),
         }
     }
 
     fn write_u64(&self, path: &Path, value: u64) -> Result<(), SeError> {
-        write_atomic(path, &value.to_be_bytes(), Replace::Yes).map_err(|e| io_error(path, e))
+        write_atomic(path, &value.to_be_bytes(), Replace::Yes)
+            .map_err(|e| io_error(BACKEND, path, e))
     }
 
     fn counter_path(&self, name: &str) -> Result<PathBuf, SeError> {
@@ -171,13 +174,13 @@ impl SoftElement {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_error(&dir, e)),
+            Err(e) => return Err(io_error(BACKEND, &dir, e)),
         };
         for entry in entries {
-            let entry = entry.map_err(|e| io_error(&dir, e))?;
-            remove_if_present(&entry.path())?;
+            let entry = entry.map_err(|e| io_error(BACKEND, &dir, e))?;
+            remove_if_present(BACKEND, &entry.path())?;
         }
-        files::sync_dir(&dir).map_err(|e| io_error(&dir, e))
+        files::sync_dir(&dir).map_err(|e| io_error(BACKEND, &dir, e))
     }
 }
 
@@ -231,7 +234,7 @@ impl SecureElement for SoftElement {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 Err(SeError::SlotOccupied(slot.to_owned()))
             }
-            Err(e) => Err(io_error(&path, e)),
+            Err(e) => Err(io_error(BACKEND, &path, e)),
         }
     }
 
@@ -354,12 +357,13 @@ impl SecureElement for SoftElement {
         check_name("slot", slot)?;
         crate::checks::check_certificate_len(der, MAX_CERTIFICATE_LEN)?;
         let path = self.dir.join("certs").join(format!("{slot}.der"));
-        write_atomic(&path, der, Replace::Yes).map_err(|e| io_error(&path, e))
+        write_atomic(&path, der, Replace::Yes).map_err(|e| io_error(BACKEND, &path, e))
     }
 
     fn certificate(&self, slot: &str) -> Result<Option<Vec<u8>>, SeError> {
         check_name("slot", slot)?;
         read_bounded(
+            BACKEND,
             &self.dir.join("certs").join(format!("{slot}.der")),
             MAX_CERTIFICATE_LEN,
         )
@@ -370,8 +374,8 @@ impl SecureElement for SoftElement {
         // Destroying the master first is the cryptographic erase: every key file and sealed
         // blob is unreadable from this point on, even if the process dies mid-wipe.
         let master = self.dir.join(MASTER_FILE);
-        remove_if_present(&master)?;
-        files::sync_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?;
+        remove_if_present(BACKEND, &master)?;
+        files::sync_dir(&self.dir).map_err(|e| io_error(BACKEND, &self.dir, e))?;
         self.remove_all_in("keys")?;
         self.remove_all_in("certs")
     }

@@ -1,6 +1,8 @@
-//! Crash-safe file primitives for the soft element: every write goes to a 0600 temporary
-//! file in the same directory, is fsynced, renamed over (or next to) the target and the
-//! directory fsynced, so a crash leaves either the old or the new file, never a torn one.
+//! Crash-safe file primitives for the file-backed parts of the backends (the soft element's
+//! keys and state, the TPM's wrapped blobs): every write goes to a 0600 temporary file in the
+//! same directory, is fsynced, renamed over (or next to) the target and the directory
+//! fsynced, so a crash leaves either the old or the new file, never a torn one. Errors name
+//! the backend they happened in.
 
 use std::{
     fs::{self, File},
@@ -36,20 +38,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8], replace: Replace) -> io::Result<(
 }
 
 /// Reads `path` if it exists, refusing files longer than `max` bytes.
-pub fn read_bounded(path: &Path, max: usize) -> Result<Option<Vec<u8>>, SeError> {
+pub fn read_bounded(
+    backend: &'static str,
+    path: &Path,
+    max: usize,
+) -> Result<Option<Vec<u8>>, SeError> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(path, e)),
+        Err(e) => return Err(io_error(backend, path, e)),
     };
     let mut bytes = Vec::new();
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
     file.take(limit)
         .read_to_end(&mut bytes)
-        .map_err(|e| io_error(path, e))?;
+        .map_err(|e| io_error(backend, path, e))?;
     if bytes.len() > max {
         return Err(SeError::Backend {
-            backend: "soft",
+            backend,
             message: format!("{} is longer than {max} bytes", path.display()),
         });
     }
@@ -57,17 +63,17 @@ pub fn read_bounded(path: &Path, max: usize) -> Result<Option<Vec<u8>>, SeError>
 }
 
 /// Removes `path` if it exists.
-pub fn remove_if_present(path: &Path) -> Result<(), SeError> {
+pub fn remove_if_present(backend: &'static str, path: &Path) -> Result<(), SeError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_error(path, e)),
+        Err(e) => Err(io_error(backend, path, e)),
     }
 }
 
 /// Creates `dir` (and parents) with mode 0700 if it does not exist; an existing directory
 /// keeps its mode (the element never changes the permissions of a directory it did not make).
-pub fn create_private_dir(dir: &Path) -> Result<(), SeError> {
+pub fn create_private_dir(backend: &'static str, dir: &Path) -> Result<(), SeError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;
@@ -75,11 +81,11 @@ pub fn create_private_dir(dir: &Path) -> Result<(), SeError> {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| io_error(dir, e))
+            .map_err(|e| io_error(backend, dir, e))
     }
     #[cfg(not(unix))]
     {
-        fs::create_dir_all(dir).map_err(|e| io_error(dir, e))
+        fs::create_dir_all(dir).map_err(|e| io_error(backend, dir, e))
     }
 }
 
@@ -97,9 +103,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// A file-system error naming the path.
-pub fn io_error(path: &Path, e: io::Error) -> SeError {
+pub fn io_error(backend: &'static str, path: &Path, e: io::Error) -> SeError {
     SeError::Backend {
-        backend: "soft",
+        backend,
         message: format!("{}: {e}", path.display()),
     }
 }
