@@ -4,7 +4,7 @@
 use std::{path::PathBuf, process::ExitCode, sync::atomic::AtomicBool, time::Duration};
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use edgeward_agent::tamper::{self, TamperInput};
 use edgeward_boot::{
     attest,
@@ -13,6 +13,7 @@ use edgeward_boot::{
     state::StateDir,
     FailureKind,
 };
+use edgeward_se::SecureElement;
 
 /// Exit status of recovery mode.
 const RECOVERY: u8 = 3;
@@ -25,6 +26,30 @@ struct Cli {
     command: Command,
 }
 
+/// The secure element and state directory every command works on.
+#[derive(Args, Debug)]
+struct DeviceArgs {
+    /// The secure element (e.g. soft:/var/lib/edgeward/se).
+    #[arg(long, env = "EDGEWARD_SE")]
+    se: String,
+    /// Where the boot log and recovery record are kept.
+    #[arg(
+        long,
+        env = "EDGEWARD_AGENT_STATE",
+        default_value = "/var/lib/edgeward-agent"
+    )]
+    state: PathBuf,
+}
+
+impl DeviceArgs {
+    /// Opens the state directory and the secure element.
+    fn open(&self) -> anyhow::Result<(StateDir, Box<dyn SecureElement>)> {
+        let state = StateDir::open(&self.state)?;
+        let se = edgeward_se::open(&self.se).with_context(|| format!("opening {}", self.se))?;
+        Ok((state, se))
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Verify and measure the boot chain; exit 3 in recovery mode.
@@ -32,16 +57,8 @@ enum Command {
         /// The chain description.
         #[arg(long)]
         chain: PathBuf,
-        /// The secure element (e.g. soft:/var/lib/edgeward/se).
-        #[arg(long, env = "EDGEWARD_SE")]
-        se: String,
-        /// Where the boot log and recovery record are kept.
-        #[arg(
-            long,
-            env = "EDGEWARD_AGENT_STATE",
-            default_value = "/var/lib/edgeward-agent"
-        )]
-        state: PathBuf,
+        #[command(flatten)]
+        device: DeviceArgs,
         /// The device's hardware class (default: the chain's).
         #[arg(long)]
         hardware: Option<String>,
@@ -54,48 +71,24 @@ enum Command {
     },
     /// Mark the last booted images good: raise each stage's anti-rollback counter.
     Confirm {
-        /// The secure element.
-        #[arg(long, env = "EDGEWARD_SE")]
-        se: String,
-        /// The state directory.
-        #[arg(
-            long,
-            env = "EDGEWARD_AGENT_STATE",
-            default_value = "/var/lib/edgeward-agent"
-        )]
-        state: PathBuf,
+        #[command(flatten)]
+        device: DeviceArgs,
     },
     /// Print attestation evidence for the last boot, answering the verifier's nonce.
     Attest {
         /// The verifier's nonce, hex (16 to 64 bytes).
         #[arg(long)]
         nonce: String,
-        /// The secure element.
-        #[arg(long, env = "EDGEWARD_SE")]
-        se: String,
-        /// The state directory.
-        #[arg(
-            long,
-            env = "EDGEWARD_AGENT_STATE",
-            default_value = "/var/lib/edgeward-agent"
-        )]
-        state: PathBuf,
+        #[command(flatten)]
+        device: DeviceArgs,
     },
     /// Watch a tamper input; wipe the element the moment it trips (exit 3).
     TamperWatch {
-        /// The secure element.
-        #[arg(long, env = "EDGEWARD_SE")]
-        se: String,
         /// The tamper input (flag or GPIO value file).
         #[arg(long)]
         input: PathBuf,
-        /// The state directory (the recovery record goes there).
-        #[arg(
-            long,
-            env = "EDGEWARD_AGENT_STATE",
-            default_value = "/var/lib/edgeward-agent"
-        )]
-        state: PathBuf,
+        #[command(flatten)]
+        device: DeviceArgs,
         /// Poll interval in milliseconds.
         #[arg(long, default_value_t = 50)]
         poll_ms: u64,
@@ -132,14 +125,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Boot {
             chain,
-            se,
-            state,
+            device,
             hardware,
             tamper: tamper_input,
             confirm: confirm_now,
         } => {
-            let state = StateDir::open(&state)?;
-            let se = edgeward_se::open(&se).with_context(|| format!("opening {se}"))?;
+            let (state, se) = device.open()?;
             if let Some(path) = tamper_input {
                 if tamper::respond(se.as_ref(), &TamperInput { path: path.clone() })? {
                     return tampered(&state, &path);
@@ -167,22 +158,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Err(record) => recovery(&state, &record),
             }
         }
-        Command::Confirm { se, state } => {
-            let state = StateDir::open(&state)?;
-            let se = edgeward_se::open(&se).with_context(|| format!("opening {se}"))?;
+        Command::Confirm { device } => {
+            let (state, se) = device.open()?;
             let log = state.boot_log().context("no successful boot to confirm")?;
             for (counter, value) in confirm(se.as_ref(), &log)? {
                 println!("{counter} = {value}");
             }
             Ok(0)
         }
-        Command::Attest { nonce, se, state } => {
+        Command::Attest { nonce, device } => {
             let nonce = hex::decode(nonce.trim()).context("--nonce is not hex")?;
             if let Err(e) = attest::check_nonce(&nonce) {
                 bail!("--nonce: {e}");
             }
-            let state = StateDir::open(&state)?;
-            let se = edgeward_se::open(&se).with_context(|| format!("opening {se}"))?;
+            let (state, se) = device.open()?;
             let log = state
                 .boot_log()
                 .context("no successful boot to attest (boot first)")?;
@@ -191,13 +180,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::TamperWatch {
-            se,
+            device,
             input,
-            state,
             poll_ms,
         } => {
-            let state = StateDir::open(&state)?;
-            let se = edgeward_se::open(&se).with_context(|| format!("opening {se}"))?;
+            let (state, se) = device.open()?;
             let stop = AtomicBool::new(false);
             let input = TamperInput { path: input };
             if tamper::watch(se.as_ref(), &input, Duration::from_millis(poll_ms), &stop)? {
