@@ -1,5 +1,5 @@
 //! Load generator for `bench/server.sh`: starts edgeward-server in process on loopback
-//! (SQLite), enrolls one device, then measures over mutual TLS with keep-alive:
+//! (SQLite), enrolls one device per connection, then measures over mutual TLS with keep-alive:
 //! unauthenticated `GET /healthz`, authenticated `POST /v1/device/telemetry` (v1 token,
 //! registry lookup, limits, insert), and full TLS handshakes per second (a new connection
 //! for every request). The two keep-alive phases alternate for ROUNDS rounds. Prints one
@@ -31,7 +31,8 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-type Maker = Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>;
+/// Builds the next request of connection `i` (the connection of device `i`).
+type Maker = Arc<dyn Fn(usize, &reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>;
 
 /// CPU seconds this process (server and load generator, all threads) has used so far, from
 /// `/proc/self/stat` (user + system time, in clock ticks of 1/100 s).
@@ -89,11 +90,11 @@ async fn run_phase(clients: Vec<reqwest::Client>, seconds: u64, make: Maker) -> 
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for c in clients {
+    for (i, c) in clients.into_iter().enumerate() {
         let (done, errors, make) = (done.clone(), errors.clone(), make.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
-                match make(&c).send().await {
+                match make(i, &c).send().await {
                     Ok(r) if r.status().is_success() => {
                         let _ = r.bytes().await;
                         done.fetch_add(1, Ordering::Relaxed);
@@ -149,32 +150,39 @@ async fn main() -> anyhow::Result<()> {
         .add_root_certificate(ca.clone())
         .build()?;
     let admin_url = |p: &str| format!("https://127.0.0.1:{}{p}", server.admin_addr.port());
-    let v: Value = admin
-        .post(admin_url("/v1/admin/devices"))
-        .bearer_auth(admin_key.trim())
-        .json(&json!({ "id": "bench-001", "hardware_class": "bench" }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let key = rcgen::KeyPair::generate()?;
-    let csr = rcgen::CertificateParams::new(Vec::<String>::new())?
-        .serialize_request(&key)?
-        .pem()?;
-    let e: Value = admin
-        .post(admin_url("/v1/enroll"))
-        .json(&json!({ "token": v["enrollment_token"], "csr": csr }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let identity = format!(
-        "{}{}",
-        e["certificate"].as_str().unwrap_or_default(),
-        key.serialize_pem()
-    );
-    let secret = e["secret"].as_str().unwrap_or_default().to_string();
-    let device_client = |keep_alive: bool| -> anyhow::Result<reqwest::Client> {
+    // One enrolled device per connection, as in a fleet: each has its own certificate,
+    // secret, rate-limit state and place in the telemetry table's index.
+    let mut devices = Vec::new();
+    for i in 0..concurrency {
+        let id = format!("bench-{i:04}");
+        let v: Value = admin
+            .post(admin_url("/v1/admin/devices"))
+            .bearer_auth(admin_key.trim())
+            .json(&json!({ "id": id, "hardware_class": "bench" }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let key = rcgen::KeyPair::generate()?;
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())?
+            .serialize_request(&key)?
+            .pem()?;
+        let e: Value = admin
+            .post(admin_url("/v1/enroll"))
+            .json(&json!({ "token": v["enrollment_token"], "csr": csr }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let identity = format!(
+            "{}{}",
+            e["certificate"].as_str().unwrap_or_default(),
+            key.serialize_pem()
+        );
+        let secret = e["secret"].as_str().unwrap_or_default().to_string();
+        devices.push((id, identity, secret));
+    }
+    let device_client = |identity: &str, keep_alive: bool| -> anyhow::Result<reqwest::Client> {
         let mut b = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
@@ -188,17 +196,23 @@ async fn main() -> anyhow::Result<()> {
     };
     let url = |p: &str| format!("https://127.0.0.1:{}{p}", server.device_addr.port());
     let clients = |keep_alive: bool| {
-        (0..concurrency)
-            .map(|_| device_client(keep_alive))
+        devices
+            .iter()
+            .map(|(_, identity, _)| device_client(identity, keep_alive))
             .collect::<anyhow::Result<Vec<_>>>()
     };
 
     let healthz_url = url("/healthz");
-    let healthz_make: Maker = Arc::new(move |c| c.get(&healthz_url));
+    let healthz_make: Maker = Arc::new(move |_, c| c.get(&healthz_url));
     let telemetry_url = url("/v1/device/telemetry");
     let body = br#"{"records":[{"fps":29.97,"temp_c":61.5,"npu_util":0.82}]}"#.to_vec();
-    let telemetry_make: Maker = Arc::new(move |c| {
-        let token = edgeward_proto::token::create_v1("bench-001", &secret, now());
+    let credentials: Vec<(String, String)> = devices
+        .iter()
+        .map(|(id, _, secret)| (id.clone(), secret.clone()))
+        .collect();
+    let telemetry_make: Maker = Arc::new(move |i, c| {
+        let (id, secret) = &credentials[i];
+        let token = edgeward_proto::token::create_v1(id, secret, now());
         c.post(&telemetry_url)
             .header("authorization", format!("Device {token}"))
             .header("content-type", "application/json")
@@ -222,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
         run_phase(
             clients(false)?,
             seconds,
-            Arc::new(move |c| c.get(&handshake_url)),
+            Arc::new(move |_, c| c.get(&handshake_url)),
         )
         .await
     } else {

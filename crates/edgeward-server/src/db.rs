@@ -18,6 +18,12 @@ pub enum DbError {
     /// A URL that names neither SQLite nor PostgreSQL.
     #[error("unsupported database URL {0:?} (use sqlite://… or postgres://…)")]
     Url(String),
+    /// From the SQLite telemetry writer's connection.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The telemetry writer's thread could not be started.
+    #[error("telemetry writer thread: {0}")]
+    Thread(#[from] std::io::Error),
     /// The row to insert exists already.
     #[error("{0} already exists")]
     Exists(String),
@@ -172,56 +178,7 @@ pub struct Db {
 
 /// SQLite connection settings: memory-mapped reads and a 16 MiB page cache (without them
 /// every insert re-reads index pages through read(2) system calls).
-const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16384;";
-
-/// A connection of its own for the telemetry writer: its statements stay prepared and, on
-/// SQLite, its page cache stays warm (no other connection writes those pages).
-pub struct TelemetryWriter {
-    conn: sqlx::AnyConnection,
-    backend: Backend,
-    /// `statements[n - 1]` inserts `n` rows; built on first use, then prepared once.
-    statements: Vec<String>,
-}
-
-impl TelemetryWriter {
-    /// Inserts `rows` (device id, received at, body) with one multi-row statement. Bodies
-    /// are stored as text (invalid UTF-8, which a parsed JSON body cannot hold, is replaced).
-    pub async fn insert(
-        &mut self,
-        rows: &[(String, i64, axum::body::Bytes)],
-    ) -> Result<(), DbError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        while self.statements.len() < rows.len() {
-            let n = self.statements.len() + 1;
-            // Plain `?` on SQLite: numbered parameters make it search the parameter list
-            // once per bind, quadratic in the batch size.
-            let values: Vec<String> = (0..n)
-                .map(|i| match self.backend {
-                    Backend::Sqlite => "(?, ?, ?)".to_string(),
-                    Backend::Postgres => {
-                        format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3)
-                    }
-                })
-                .collect();
-            self.statements.push(format!(
-                "INSERT INTO telemetry (device_id, received_at, body) VALUES {}",
-                values.join(",")
-            ));
-        }
-        let bodies: Vec<_> = rows
-            .iter()
-            .map(|(_, _, body)| String::from_utf8_lossy(body))
-            .collect();
-        let mut q = sqlx::query(&self.statements[rows.len() - 1]);
-        for ((device, at, _), body) in rows.iter().zip(&bodies) {
-            q = q.bind(device.as_str()).bind(*at).bind(body.as_ref());
-        }
-        q.execute(&mut self.conn).await?;
-        Ok(())
-    }
-}
+pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16384;";
 
 fn device_from(row: &sqlx::any::AnyRow) -> Result<Device, sqlx::Error> {
     let status: String = row.try_get("status")?;
@@ -276,18 +233,9 @@ impl Db {
         })
     }
 
-    /// Opens the telemetry writer's own connection.
-    pub async fn telemetry_writer(&self) -> Result<TelemetryWriter, DbError> {
-        use sqlx::{Connection, Executor};
-        let mut conn = sqlx::AnyConnection::connect(&self.url).await?;
-        if self.backend == Backend::Sqlite {
-            conn.execute(SQLITE_PRAGMAS).await?;
-        }
-        Ok(TelemetryWriter {
-            conn,
-            backend: self.backend,
-            statements: Vec::new(),
-        })
+    /// The URL it was opened with (the telemetry writer opens its own connection).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Which backend this is.

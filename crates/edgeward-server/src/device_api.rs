@@ -1,18 +1,19 @@
 //! The device API (`/v1/device/…`), reachable only over mutual TLS. Every call passes the
 //! gate in order: source-address limit, certificate identity, device token (v1 or v2, the
 //! token's device id must be the certificate's; v2 binds the request and its nonce may be
-//! used once), registry status, per-device limit by hardware class.
+//! used once), registry status, per-device limit by hardware class. The gate is the
+//! `Gated` extractor rather than a middleware layer: the call reaches its handler in one
+//! step, with the body read once and no request rebuilt.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
-    body::{Body, Bytes},
-    extract::{Path, Request, State},
-    http::StatusCode,
-    middleware::Next,
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Path, Request, State},
+    http::{request::Parts, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
-    Extension, Json, Router,
+    Json, Router,
 };
 use base64::Engine;
 use edgeward_proto::{
@@ -32,8 +33,8 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// Largest forensic bundle.
 pub const MAX_FORENSICS: usize = 16 * 1024 * 1024;
 
-/// Who is on the other end of a connection (set by the listener).
-#[derive(Debug, Clone)]
+/// Who is on the other end of a connection (set by the listener, once per connection).
+#[derive(Debug)]
 pub struct Peer {
     /// Source address.
     pub addr: SocketAddr,
@@ -41,22 +42,36 @@ pub struct Peer {
     pub device_id: Option<String>,
 }
 
-/// A device that passed the gate.
-#[derive(Debug, Clone)]
-pub struct Authed {
-    /// Its id.
-    pub id: String,
+/// A device call that passed the gate: the device it came from and its body. Every device
+/// handler takes one (as its last argument, since it consumes the body), so no handler runs
+/// unless the gate let the call through; `every_device_route_is_gated` tests that.
+#[derive(Debug)]
+pub struct Gated {
+    /// The device: the certificate's, the token's, and active (or quarantined, where a
+    /// quarantined device may still call).
+    pub device: String,
+    /// The request body, within the endpoint's size limit.
+    pub body: Bytes,
+    /// The rest of the request, for extractors that must run after the gate.
+    pub parts: Parts,
+}
+
+impl FromRequest<Shared> for Gated {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &Shared) -> Result<Self, ApiError> {
+        gate(app, req).await
+    }
 }
 
 /// The device API routes.
-pub fn routes(app: Shared) -> Router<Shared> {
+pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/v1/device/telemetry", post(telemetry))
         .route("/v1/device/commands", get(commands))
         .route("/v1/device/commands/{id}/result", post(command_result))
         .route("/v1/device/attestation", post(attestation))
         .route("/v1/device/forensics", post(forensics))
-        .layer(axum::middleware::from_fn_with_state(app, gate))
 }
 
 fn refused(app: &Shared, reason: &'static str) {
@@ -67,13 +82,13 @@ fn refused(app: &Shared, reason: &'static str) {
 }
 
 /// The gate in front of every device endpoint.
-async fn gate(
-    State(app): State<Shared>,
-    Extension(peer): Extension<Peer>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+async fn gate(app: &Shared, req: Request) -> Result<Gated, ApiError> {
     let now_ns = app.clock.now_ns();
+    let Some(peer) = req.extensions().get::<Arc<Peer>>().cloned() else {
+        return Err(ApiError::internal(
+            "a device call arrived without its connection",
+        ));
+    };
     let ip_key = format!("ip:{}", peer.addr.ip());
     if let Decision::Deny { retry_after_ns } = app
         .store
@@ -81,11 +96,11 @@ async fn gate(
         .await
         .map_err(ApiError::unavailable)?
     {
-        refused(&app, "ip_rate");
+        refused(app, "ip_rate");
         return Err(ApiError::rate_limited(retry_after_ns));
     }
-    let Some(cert_device) = peer.device_id.clone() else {
-        refused(&app, "no_certificate");
+    let Some(cert_device) = peer.device_id.as_deref() else {
+        refused(app, "no_certificate");
         return Err(ApiError::unauthenticated(
             "a device client certificate is required",
         ));
@@ -111,19 +126,19 @@ async fn gate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Device "))
         .ok_or_else(|| {
-            refused(&app, "no_token");
+            refused(app, "no_token");
             ApiError::unauthenticated("missing `Authorization: Device <token>`")
         })?;
     let parsed = Token::parse(header.trim()).map_err(|e| {
-        refused(&app, "malformed_token");
+        refused(app, "malformed_token");
         ApiError::unauthenticated(e.to_string())
     })?;
     if parsed.device_id != cert_device {
-        refused(&app, "token_device_mismatch");
+        refused(app, "token_device_mismatch");
         app.audit(
             &format!("device:{cert_device}"),
             "auth.refused",
-            Some(&cert_device),
+            Some(cert_device),
             &format!("token names device {:?}", parsed.device_id),
         )
         .await;
@@ -131,24 +146,24 @@ async fn gate(
             "the token's device id is not the certificate's",
         ));
     }
-    let secret = app.identity.secrets.derive(&cert_device);
-    let target = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let binding = token::Request {
+    let secret = app.identity.secrets.derive(cert_device);
+    // Only a v2 token binds the request; a v1 token's check never reads the binding.
+    let binding = parsed.nonce.is_some().then(|| token::Request {
         method: parts.method.as_str(),
-        target,
+        target: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/"),
         body_sha256: token::body_sha256(&body),
-    };
+    });
     let window = app.config.token_window_secs;
-    if let Err(e) = parsed.verify(&secret, app.clock.now_secs(), window, Some(&binding)) {
-        refused(&app, "bad_token");
+    if let Err(e) = parsed.verify(&secret, app.clock.now_secs(), window, binding.as_ref()) {
+        refused(app, "bad_token");
         app.audit(
             &format!("device:{cert_device}"),
             "auth.refused",
-            Some(&cert_device),
+            Some(cert_device),
             &e.to_string(),
         )
         .await;
@@ -162,11 +177,11 @@ async fn gate(
             .await
             .map_err(ApiError::unavailable)?
         {
-            refused(&app, "replay");
+            refused(app, "replay");
             app.audit(
                 &format!("device:{cert_device}"),
                 "auth.refused",
-                Some(&cert_device),
+                Some(cert_device),
                 "replayed v2 nonce",
             )
             .await;
@@ -178,10 +193,10 @@ async fn gate(
 
     let device = app
         .registry
-        .device(&app.db, &cert_device)
+        .device(&app.db, cert_device)
         .await?
         .ok_or_else(|| {
-            refused(&app, "unknown_device");
+            refused(app, "unknown_device");
             ApiError::forbidden("unknown_device", "the device is not registered")
         })?;
     let path = parts.uri.path();
@@ -191,7 +206,7 @@ async fn gate(
         DeviceStatus::Active => {}
         DeviceStatus::Quarantined if quarantine_allows => {}
         status => {
-            refused(&app, "status");
+            refused(app, "status");
             return Err(ApiError::forbidden(
                 match status {
                     DeviceStatus::Quarantined => "quarantined",
@@ -209,24 +224,21 @@ async fn gate(
         .await
         .map_err(ApiError::unavailable)?
     {
-        refused(&app, "device_rate");
+        refused(app, "device_rate");
         return Err(ApiError::rate_limited(retry_after_ns));
     }
-
-    let mut req = Request::from_parts(parts, Body::from(body));
-    req.extensions_mut().insert(Authed { id: cert_device });
-    Ok(next.run(req).await)
+    Ok(Gated {
+        device: cert_device.to_string(),
+        body,
+        parts,
+    })
 }
 
-async fn telemetry(
-    State(app): State<Shared>,
-    Extension(dev): Extension<Authed>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let records = api::telemetry(&body).map_err(|e| ApiError::bad_request(e.0))?;
+async fn telemetry(State(app): State<Shared>, call: Gated) -> Result<Response, ApiError> {
+    let records = api::telemetry(&call.body).map_err(|e| ApiError::bad_request(e.0))?;
     // Stored as received (it parsed as JSON): no re-serialization, no copy.
     app.ingest
-        .store(dev.id, app.now(), body)
+        .store(call.device, app.now(), call.body)
         .await
         .map_err(ApiError::unavailable)?;
     Ok((
@@ -236,24 +248,24 @@ async fn telemetry(
         .into_response())
 }
 
-async fn commands(
-    State(app): State<Shared>,
-    Extension(dev): Extension<Authed>,
-) -> Result<Json<Value>, ApiError> {
-    let commands = app.db.take_commands(&dev.id, app.now()).await?;
+async fn commands(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, ApiError> {
+    let commands = app.db.take_commands(&call.device, app.now()).await?;
     Ok(Json(json!({ "commands": commands })))
 }
 
 async fn command_result(
     State(app): State<Shared>,
-    Extension(dev): Extension<Authed>,
-    Path(id): Path<i64>,
-    body: Bytes,
+    mut call: Gated,
 ) -> Result<Json<Value>, ApiError> {
+    // The command id is read only now that the gate has passed.
+    let Path(id) = Path::<i64>::from_request_parts(&mut call.parts, &app)
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let (dev, body) = (call.device, call.body);
     let r = api::command_result(&body).map_err(|e| ApiError::bad_request(e.0))?;
     if !app
         .db
-        .command_result(&dev.id, id, r.ok, &r.output, app.now())
+        .command_result(&dev, id, r.ok, &r.output, app.now())
         .await?
     {
         return Err(ApiError::not_found(format!(
@@ -263,32 +275,26 @@ async fn command_result(
     Ok(Json(json!({ "recorded": id })))
 }
 
-async fn attestation(
-    State(app): State<Shared>,
-    Extension(dev): Extension<Authed>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn attestation(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, ApiError> {
+    let (dev, body) = (call.device, call.body);
     let v = Value::Object(api::attestation(&body).map_err(|e| ApiError::bad_request(e.0))?);
     let sha = hex::encode(edgeward_core::sha256(&body));
     let id = app
         .db
-        .insert_upload(&dev.id, "attestation", &sha, &v.to_string(), app.now())
+        .insert_upload(&dev, "attestation", &sha, &v.to_string(), app.now())
         .await?;
     app.audit(
-        &format!("device:{}", dev.id),
+        &format!("device:{dev}"),
         "attestation.received",
-        Some(&dev.id),
+        Some(&dev),
         &sha,
     )
     .await;
     Ok(Json(json!({ "id": id, "sha256": sha })))
 }
 
-async fn forensics(
-    State(app): State<Shared>,
-    Extension(dev): Extension<Authed>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn forensics(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, ApiError> {
+    let (dev, body) = (call.device, call.body);
     if body.is_empty() {
         return Err(ApiError::bad_request("empty forensic bundle"));
     }
@@ -296,12 +302,12 @@ async fn forensics(
     let stored = base64::engine::general_purpose::STANDARD.encode(&body);
     let id = app
         .db
-        .insert_upload(&dev.id, "forensics", &sha, &stored, app.now())
+        .insert_upload(&dev, "forensics", &sha, &stored, app.now())
         .await?;
     app.audit(
-        &format!("device:{}", dev.id),
+        &format!("device:{dev}"),
         "forensics.received",
-        Some(&dev.id),
+        Some(&dev),
         &format!("{} bytes, sha256 {sha}", body.len()),
     )
     .await;

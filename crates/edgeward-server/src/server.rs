@@ -162,7 +162,7 @@ pub async fn start_with_clock(
             "/openapi.json",
             get(|| async { ([("content-type", "application/json")], OPENAPI) }),
         );
-    let device_router = device_api::routes(app.clone())
+    let device_router = device_api::routes()
         .merge(common.clone())
         .layer(axum::middleware::from_fn_with_state(
             (app.clone(), "device"),
@@ -322,7 +322,7 @@ async fn accept_loop(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| tls::common_name_of(c));
-            let peer = Peer { addr, device_id: device_id.clone() };
+            let peer = Arc::new(Peer { addr, device_id: device_id.clone() });
             let registration = device_id.as_deref().map(|d| app.conns.register(d));
             let mut closed = registration.as_ref().map(|r| r.closed.clone());
             let svc = router.layer(Extension(peer));

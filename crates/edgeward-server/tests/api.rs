@@ -88,15 +88,7 @@ both_backends!(enroll_then_authenticated_calls, |backend| async move {
         metrics.contains("edgeward_requests_total{listener=\"device\",status=\"200\"}"),
         "{metrics}"
     );
-    let api: serde_json::Value = s
-        .admin
-        .get(s.admin_url("/openapi.json"))
-        .send()
-        .await
-        .expect("openapi")
-        .json()
-        .await
-        .expect("json");
+    let (_, api) = s.admin_get("/openapi.json").await;
     assert!(api["paths"]["/v1/device/telemetry"].is_object());
     s.running.stop().await;
 });
@@ -303,3 +295,34 @@ both_backends!(
         s.running.stop().await;
     }
 );
+
+/// Every device path the OpenAPI document lists, with every method, refuses a call that
+/// carries a device certificate but no token, or another device's token: no device handler
+/// runs without passing the gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_device_route_is_gated() {
+    let s = start(Backend::Sqlite).await;
+    let e = s.enroll(&device_id("gate"), "cam").await;
+    let other = s.enroll(&device_id("gate"), "cam").await;
+    let c = s.device_client(&e);
+    let (_, api) = s.admin_get("/openapi.json").await;
+    let paths = api["paths"].as_object().expect("paths");
+    let mut checked = 0;
+    for (path, methods) in paths.iter().filter(|(p, _)| p.starts_with("/v1/device/")) {
+        let path = path.replace("{id}", "1");
+        for method in methods.as_object().expect("methods").keys() {
+            let method: reqwest::Method = method.to_uppercase().parse().expect("method");
+            for auth in [None, Some(v1(&other, unix_now()))] {
+                let mut r = c.request(method.clone(), s.device_url(&path)).body("{}");
+                if let Some(a) = &auth {
+                    r = r.header("authorization", a);
+                }
+                let r = r.send().await.expect("call");
+                assert_eq!(r.status(), 401, "{method} {path} with {auth:?}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} device calls checked");
+    s.running.stop().await;
+}

@@ -1,0 +1,55 @@
+//! The PostgreSQL telemetry writer: a task on the runtime with a connection of its own, so
+//! its statements stay prepared and it never waits for the registry's pool.
+
+use sqlx::{Connection, PgConnection};
+use tokio::sync::mpsc;
+
+use super::{acknowledge, body_text, gather, insert_statement, Item, Row};
+use crate::db::DbError;
+
+/// Connects to `url` and starts the writer task on the current runtime.
+pub(super) async fn start(url: &str, rx: mpsc::Receiver<Item>) -> Result<(), DbError> {
+    let conn = PgConnection::connect(url).await?;
+    tokio::spawn(run(conn, rx));
+    Ok(())
+}
+
+async fn run(mut conn: PgConnection, mut rx: mpsc::Receiver<Item>) {
+    let mut statements = Vec::new();
+    let mut previous = 0;
+    while let Some(batch) = gather(&mut rx, previous).await {
+        previous = batch.len();
+        let (rows, acks): (Vec<Row>, Vec<_>) = batch.into_iter().unzip();
+        let result = insert(&mut conn, &mut statements, &rows).await;
+        acknowledge(acks, result);
+    }
+}
+
+/// Inserts `rows` with one multi-row statement (`statements[n - 1]` inserts `n` rows; built
+/// on first use, then prepared once by sqlx's statement cache).
+async fn insert(
+    conn: &mut PgConnection,
+    statements: &mut Vec<String>,
+    rows: &[Row],
+) -> Result<(), String> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    while statements.len() < rows.len() {
+        statements.push(insert_statement(statements.len() + 1, |i| {
+            format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3)
+        }));
+    }
+    let bodies: Vec<_> = rows.iter().map(|(_, _, body)| body_text(body)).collect();
+    let mut query = sqlx::query(&statements[rows.len() - 1]);
+    for ((device, at, _), body) in rows.iter().zip(&bodies) {
+        query = query.bind(device.as_str()).bind(*at).bind(body.as_ref());
+    }
+    match query.execute(conn).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!(%e, rows = rows.len(), "telemetry insert failed");
+            Err(format!("telemetry insert: {e}"))
+        }
+    }
+}
