@@ -8,14 +8,15 @@
 # (32) an acknowledged telemetry POST waits for its group commit and the cores idle meanwhile,
 # so the ratio then measures commit latency rather than work per request. The load generator
 # also prints the CPU time per request of each phase (server and client together), which
-# stays comparable when the machine is busy.
+# stays comparable when the machine is busy. The phases alternate in ten rounds of one
+# second each, so that drift in the machine's speed (large on shared VMs) weighs on both.
 #
 #   bench/server.sh [SECONDS] [CONCURRENCY] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds="${1:-3}"
+seconds="${1:-1}"
 concurrency="${2:-128}"
-rounds="${3:-3}"
+rounds="${3:-10}"
 cargo build -q --release -p edgeward-server --example loadgen
 result=$(cargo run -q --release -p edgeward-server --example loadgen -- "$seconds" "$concurrency" "$rounds")
 echo "$result" | python3 -c "$(cat <<'PY'

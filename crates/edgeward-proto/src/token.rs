@@ -78,10 +78,20 @@ impl<'a> Token<'a> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed("too long"));
         }
-        let parts: Vec<&str> = token.split(':').collect();
-        let (id, ts, nonce, mac) = match parts.as_slice() {
-            [id, ts, mac] => (*id, *ts, None, *mac),
-            ["v2", id, ts, nonce, mac] => (*id, *ts, Some(*nonce), *mac),
+        // At most five fields; a sixth makes the token malformed without collecting it.
+        let mut fields = [""; 5];
+        let mut count = 0;
+        for field in token.split(':') {
+            if count == fields.len() {
+                count += 1;
+                break;
+            }
+            fields[count] = field;
+            count += 1;
+        }
+        let (id, ts, nonce, mac) = match fields.get(..count) {
+            Some([id, ts, mac]) => (*id, *ts, None, *mac),
+            Some(["v2", id, ts, nonce, mac]) => (*id, *ts, Some(*nonce), *mac),
             _ => {
                 return Err(TokenError::Malformed(
                     "expected id:timestamp:mac or v2:id:timestamp:nonce:mac",
@@ -130,10 +140,10 @@ impl<'a> Token<'a> {
     ) -> Result<(), TokenError> {
         let mut mac = hmac(secret);
         match self.nonce {
-            None => mac.update(v1_message(self.device_id, self.timestamp).as_bytes()),
+            None => mac_v1(&mut mac, self.device_id, self.timestamp),
             Some(nonce) => {
                 let request = request.ok_or(TokenError::MissingRequest)?;
-                mac.update(v2_message(self.device_id, self.timestamp, &nonce, request).as_bytes());
+                mac_v2(&mut mac, self.device_id, self.timestamp, &nonce, request);
             }
         }
         // Constant-time comparison.
@@ -156,18 +166,60 @@ fn hmac(secret: &str) -> Hmac<Sha256> {
     Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length")
 }
 
-fn v1_message(device_id: &str, timestamp: u64) -> String {
-    format!("{device_id}:{timestamp}")
+/// Feeds the v1 message `device_id:timestamp` to `mac`, piece by piece (no allocation: this
+/// runs on every device API call).
+fn mac_v1(mac: &mut Hmac<Sha256>, device_id: &str, timestamp: u64) {
+    let mut digits = [0u8; 20];
+    mac.update(device_id.as_bytes());
+    mac.update(b":");
+    mac.update(decimal(timestamp, &mut digits));
 }
 
-fn v2_message(device_id: &str, timestamp: u64, nonce: &[u8; 16], r: &Request<'_>) -> String {
-    format!(
-        "{V2_DOMAIN}\n{device_id}\n{timestamp}\n{}\n{}\n{}\n{}",
-        hex::encode(nonce),
-        r.method,
-        r.target,
-        hex::encode(r.body_sha256)
-    )
+/// Feeds the v2 message (see the module documentation) to `mac`, piece by piece.
+fn mac_v2(
+    mac: &mut Hmac<Sha256>,
+    device_id: &str,
+    timestamp: u64,
+    nonce: &[u8; 16],
+    r: &Request<'_>,
+) {
+    let (mut digits, mut nonce_hex, mut body_hex) = ([0u8; 20], [0u8; 32], [0u8; 64]);
+    let hex_of = |bytes: &[u8], out: &mut [u8]| {
+        hex::encode_to_slice(bytes, out).expect("the buffers hold exactly twice the bytes");
+    };
+    hex_of(nonce, &mut nonce_hex);
+    hex_of(&r.body_sha256, &mut body_hex);
+    for piece in [
+        V2_DOMAIN.as_bytes(),
+        b"\n",
+        device_id.as_bytes(),
+        b"\n",
+        decimal(timestamp, &mut digits),
+        b"\n",
+        &nonce_hex,
+        b"\n",
+        r.method.as_bytes(),
+        b"\n",
+        r.target.as_bytes(),
+        b"\n",
+        &body_hex,
+    ] {
+        mac.update(piece);
+    }
+}
+
+/// `n` in decimal ASCII, written at the end of `buf` (20 digits hold any u64).
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        // `n % 10` is below 10, so the cast cannot truncate.
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[start..];
+        }
+    }
 }
 
 fn lower_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
@@ -186,7 +238,7 @@ fn lower_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
 /// Makes a v1 token, exactly as the recipe's `create_device_token(device_id, secret_key)`.
 pub fn create_v1(device_id: &str, secret: &str, timestamp: u64) -> String {
     let mut mac = hmac(secret);
-    mac.update(v1_message(device_id, timestamp).as_bytes());
+    mac_v1(&mut mac, device_id, timestamp);
     format!(
         "{device_id}:{timestamp}:{}",
         hex::encode(mac.finalize().into_bytes())
@@ -202,7 +254,7 @@ pub fn create_v2(
     request: &Request<'_>,
 ) -> String {
     let mut mac = hmac(secret);
-    mac.update(v2_message(device_id, timestamp, &nonce, request).as_bytes());
+    mac_v2(&mut mac, device_id, timestamp, &nonce, request);
     format!(
         "v2:{device_id}:{timestamp}:{}:{}",
         hex::encode(nonce),

@@ -171,3 +171,75 @@ fn tokens_from_the_python_recipe_are_accepted() {
         Err(TokenError::BadMac)
     );
 }
+
+/// The v2 message exactly as docs/server.md gives it, computed by Python's `hmac`: a
+/// device written in another language can make tokens the server accepts.
+const V2_BY_PYTHON: &str = r#"
+import hashlib, hmac, sys
+device_id, secret, timestamp, nonce, method, target, body = sys.argv[1:8]
+message = "\n".join(["edgeward-token-v2", device_id, timestamp, nonce, method, target,
+                     hashlib.sha256(body.encode()).hexdigest()])
+mac = hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+print(f"v2:{device_id}:{timestamp}:{nonce}:{mac}")
+"#;
+
+#[test]
+fn v2_tokens_match_an_independent_implementation() {
+    let body = r#"{"records":[{"temp":41.5}]}"#;
+    for (timestamp, target) in [
+        (T, "/v1/device/telemetry"),
+        (0, "/v1/device/commands/17/result?x=1"),
+        (9_999_999_999, "/"),
+    ] {
+        let nonce = [0xa5; 16];
+        let req = Request {
+            method: "POST",
+            target,
+            body_sha256: body_sha256(body.as_bytes()),
+        };
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(V2_BY_PYTHON)
+            .args([
+                "dev-001",
+                SECRET,
+                &timestamp.to_string(),
+                &hex::encode(nonce),
+            ])
+            .args(["POST", target, body])
+            .output()
+            .expect("python3 runs (scripts/test.sh installs it)");
+        assert!(out.status.success(), "{out:?}");
+        let by_python = String::from_utf8(out.stdout).expect("utf8");
+        assert_eq!(
+            create_v2("dev-001", SECRET, timestamp, nonce, &req),
+            by_python.trim()
+        );
+    }
+}
+
+#[test]
+fn v1_timestamps_are_written_in_plain_decimal() {
+    use hmac::{Hmac, Mac};
+    for timestamp in [0, 7, 10, 1_700_000_000, u64::MAX] {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+        mac.update(format!("dev-001:{timestamp}").as_bytes());
+        assert_eq!(
+            create_v1("dev-001", SECRET, timestamp),
+            format!(
+                "dev-001:{timestamp}:{}",
+                hex::encode(mac.finalize().into_bytes())
+            )
+        );
+    }
+}
+
+#[test]
+fn a_token_with_more_than_five_fields_is_malformed() {
+    for token in ["a:b:c:d:e:f", "v2:a:1:b:c:d", "a:1", "", ":::::::"] {
+        assert!(
+            matches!(Token::parse(token), Err(TokenError::Malformed(_))),
+            "{token:?}"
+        );
+    }
+}

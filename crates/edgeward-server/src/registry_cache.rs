@@ -4,14 +4,17 @@
 //! take effect on the next request. With PostgreSQL or Redis (several replicas) every
 //! request reads the registry.
 
-use std::{collections::HashMap, sync::RwLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
 
 use crate::db::{Db, DbError, Device};
 
 /// Devices by id, when caching is safe.
 pub struct RegistryCache {
     enabled: bool,
-    devices: RwLock<HashMap<String, Device>>,
+    devices: RwLock<HashMap<String, Arc<Device>>>,
 }
 
 /// Most entries kept.
@@ -26,14 +29,14 @@ impl RegistryCache {
         }
     }
 
-    /// The device `id`, from the cache or the registry.
-    pub async fn device(&self, db: &Db, id: &str) -> Result<Option<Device>, DbError> {
+    /// The device `id`, from the cache or the registry (shared: a hit copies nothing).
+    pub async fn device(&self, db: &Db, id: &str) -> Result<Option<Arc<Device>>, DbError> {
         if self.enabled {
             if let Some(d) = self.devices.read().ok().and_then(|m| m.get(id).cloned()) {
                 return Ok(Some(d));
             }
         }
-        let d = db.device(id).await?;
+        let d = db.device(id).await?.map(Arc::new);
         if let (true, Some(d)) = (self.enabled, &d) {
             if let Ok(mut m) = self.devices.write() {
                 if m.len() >= MAX_ENTRIES {

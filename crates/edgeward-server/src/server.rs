@@ -16,6 +16,7 @@ use hyper_util::{
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
+use tower::util::MapResponseLayer;
 
 use crate::{
     admin_api,
@@ -164,18 +165,12 @@ pub async fn start_with_clock(
         );
     let device_router = device_api::routes()
         .merge(common.clone())
-        .layer(axum::middleware::from_fn_with_state(
-            (app.clone(), "device"),
-            count,
-        ))
+        .layer(MapResponseLayer::new(counter(app.clone(), "device")))
         .with_state(app.clone());
     let admin_router = admin_api::routes(app.clone())
         .route("/v1/enroll", axum::routing::post(admin_api::enroll))
         .merge(common)
-        .layer(axum::middleware::from_fn_with_state(
-            (app.clone(), "admin"),
-            count,
-        ))
+        .layer(MapResponseLayer::new(counter(app.clone(), "admin")))
         .with_state(app.clone());
 
     let (shutdown, rx) = watch::channel(false);
@@ -206,21 +201,22 @@ pub async fn start_with_clock(
     })
 }
 
-/// Counts every response by listener and status for `/metrics`.
-async fn count(
-    axum::extract::State((app, listener)): axum::extract::State<(Shared, &'static str)>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let response = next.run(req).await;
-    app.metrics.inc(
-        "edgeward_requests_total",
-        format!(
-            "listener=\"{listener}\",status=\"{}\"",
-            response.status().as_u16()
-        ),
-    );
-    response
+/// Counts every response of `listener` by status for `/metrics` (a plain response map: no
+/// boxed future per request, as a middleware function would add).
+fn counter(
+    app: Shared,
+    listener: &'static str,
+) -> impl Fn(axum::response::Response) -> axum::response::Response + Clone {
+    move |response| {
+        app.metrics.inc(
+            "edgeward_requests_total",
+            format!(
+                "listener=\"{listener}\",status=\"{}\"",
+                response.status().as_u16()
+            ),
+        );
+        response
+    }
 }
 
 /// On first start, creates an admin key and writes it to `admin-token` (0600).
