@@ -8,7 +8,7 @@
 # (32) an acknowledged telemetry POST waits for its group commit and the cores idle meanwhile,
 # so the ratio then measures commit latency rather than work per request. The load generator
 # also prints the CPU time per request of each phase (server and client together), which
-# stays comparable when the machine is busy. The phases alternate in ten rounds of one
+# stays comparable when the machine is busy. The phases alternate in twenty rounds of one
 # second each, so that drift in the machine's speed (large on shared VMs) weighs on both.
 #
 #   bench/server.sh [SECONDS] [CONCURRENCY] [ROUNDS]
@@ -16,17 +16,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-1}"
 concurrency="${2:-128}"
-rounds="${3:-10}"
+rounds="${3:-20}"
 cargo build -q --release -p edgeward-server --example loadgen
 result=$(cargo run -q --release -p edgeward-server --example loadgen -- "$seconds" "$concurrency" "$rounds")
 echo "$result" | python3 -c "$(cat <<'PY'
 import json, sys
 r = json.load(sys.stdin)
 print("mTLS keep-alive, %d connections, %d rounds of %d s per phase" % (r["concurrency"], r["rounds"], r["seconds"]))
-print("  GET /healthz (no token)           %10.0f req/s" % r["healthz_per_sec"])
-print("  POST /v1/device/telemetry (auth)  %10.0f req/s" % r["telemetry_per_sec"])
+print("  GET /healthz (no token)           %10.0f req/s  %5.1f us CPU/req" % (r["healthz_per_sec"], r["healthz_cpu_us"]))
+print("  POST /v1/device/telemetry (auth)  %10.0f req/s  %5.1f us CPU/req" % (r["telemetry_per_sec"], r["telemetry_cpu_us"]))
 ratio = r["telemetry_to_healthz"]
 print("  ratio authenticated/healthz       %10.3f   (target >= 0.7: %s)" % (ratio, "met" if ratio >= 0.7 else "MISSED"))
+print("  same, CPU per request             %10.3f" % r["cpu_ratio"])
 print("  full mTLS handshakes              %10.0f /s" % r["full_handshakes_per_sec"])
 print("  errors                            %s" % r["errors"])
 PY

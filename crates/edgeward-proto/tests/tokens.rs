@@ -243,3 +243,23 @@ fn a_token_with_more_than_five_fields_is_malformed() {
         );
     }
 }
+
+#[test]
+fn only_lowercase_hex_digits_parse_as_a_mac() {
+    let mac_start = VECTOR.rfind(':').expect("colon") + 1;
+    for position in [mac_start, VECTOR.len() - 1] {
+        for c in (0u8..=0x7f).map(char::from).chain(['é', '\u{ff10}']) {
+            let mut edited = VECTOR.to_string();
+            edited.replace_range(position..=position, &c.to_string());
+            let parsed = Token::parse(&edited);
+            if c.is_ascii_digit() || ('a'..='f').contains(&c) {
+                assert!(parsed.is_ok(), "{c:?} at {position}");
+            } else {
+                assert!(
+                    matches!(parsed, Err(TokenError::Malformed(_))),
+                    "{c:?} at {position}: {parsed:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! Load generator for `bench/server.sh`: starts edgeward-server in process on loopback
 //! (SQLite), enrolls one device per connection, then measures over mutual TLS with keep-alive:
-//! unauthenticated `GET /healthz`, authenticated `POST /v1/device/telemetry` (v1 token,
-//! registry lookup, limits, insert), and full TLS handshakes per second (a new connection
+//! unauthenticated `GET /healthz`, authenticated `POST /v1/device/telemetry` (v1 token, made
+//! once per second per device and verified by the server on every request; registry
+//! lookup, limits, insert), and full TLS handshakes per second (a new connection
 //! for every request). The two keep-alive phases alternate for ROUNDS rounds. Prints one
 //! JSON object. `LOADGEN_PHASES=telemetry` (a comma list) runs only the named phases, for
 //! profiling one of them.
@@ -210,15 +211,34 @@ async fn main() -> anyhow::Result<()> {
     let body = axum::body::Bytes::from_static(
         br#"{"records":[{"fps":29.97,"temp_c":61.5,"npu_util":0.82}]}"#,
     );
+    // Each device's current `Authorization` value. A v1 token names its second, so within
+    // one second a device's token is the same string: it is made once per second, as a
+    // device that reuses it would, and the server still verifies every request's token.
+    let authorizations: Vec<std::sync::Mutex<(u64, HeaderValue)>> = devices
+        .iter()
+        .map(|_| std::sync::Mutex::new((0, HeaderValue::from_static(""))))
+        .collect();
     let credentials: Vec<(String, String)> = devices
         .iter()
         .map(|(id, _, secret)| (id.clone(), secret.clone()))
         .collect();
     let telemetry_make: Maker = Arc::new(move |i, c| {
-        let (id, secret) = &credentials[i];
-        let token = edgeward_proto::token::create_v1(id, secret, now());
+        let authorization = match authorizations[i].lock() {
+            Ok(mut current) => {
+                let second = now();
+                if current.0 != second {
+                    let (id, secret) = &credentials[i];
+                    let token = edgeward_proto::token::create_v1(id, secret, second);
+                    if let Ok(value) = HeaderValue::from_str(&format!("Device {token}")) {
+                        *current = (second, value);
+                    }
+                }
+                current.1.clone()
+            }
+            Err(_) => HeaderValue::from_static(""),
+        };
         c.post(&telemetry_url)
-            .header(AUTHORIZATION, format!("Device {token}"))
+            .header(AUTHORIZATION, authorization)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(body.clone())
     });

@@ -244,6 +244,7 @@ async fn revoke(
     app.db
         .set_status(&id, DeviceStatus::Revoked, app.now())
         .await?;
+    app.registry.invalidate(&id);
     if let Some(serial) = &d.cert_serial {
         if let Ok(mut set) = app.revoked.write() {
             set.insert(serial.clone());

@@ -19,9 +19,11 @@ use base64::Engine;
 use edgeward_proto::{
     api,
     gcra::Decision,
+    secret::Deriver,
     token::{self, Token},
 };
 use serde_json::{json, Value};
+use zeroize::Zeroizing;
 
 use crate::{
     app::{ApiError, Shared},
@@ -33,13 +35,54 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// Largest forensic bundle.
 pub const MAX_FORENSICS: usize = 16 * 1024 * 1024;
 
-/// Who is on the other end of a connection (set by the listener, once per connection).
+/// Who is on the other end of a connection: made once per connection, with what the gate
+/// would otherwise work out again on every call.
 #[derive(Debug)]
 pub struct Peer {
     /// Source address.
     pub addr: SocketAddr,
-    /// The device id of the client certificate (device listener only).
-    pub device_id: Option<String>,
+    /// The key of the source address's rate limit (`ip:ADDRESS`).
+    ip_key: String,
+    /// The device of the client certificate (device listener only).
+    device: Option<PeerDevice>,
+}
+
+/// The device a connection's client certificate names.
+struct PeerDevice {
+    id: Arc<str>,
+    /// The key of the device's rate limit (`dev:ID`).
+    limit_key: String,
+    /// The device's token secret (derived from the master key; zeroized on drop).
+    secret: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for PeerDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerDevice")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Peer {
+    /// The peer at `addr` whose client certificate names `device_id` (if it sent one);
+    /// `secrets` derives that device's token secret.
+    pub fn new(addr: SocketAddr, device_id: Option<&str>, secrets: &Deriver) -> Self {
+        Peer {
+            addr,
+            ip_key: format!("ip:{}", addr.ip()),
+            device: device_id.map(|id| PeerDevice {
+                id: id.into(),
+                limit_key: format!("dev:{id}"),
+                secret: secrets.derive(id),
+            }),
+        }
+    }
+
+    /// The device id of the client certificate, if any.
+    pub fn device_id(&self) -> Option<&str> {
+        self.device.as_ref().map(|d| &*d.id)
+    }
 }
 
 /// A device call that passed the gate: the device it came from and its body. Every device
@@ -49,7 +92,7 @@ pub struct Peer {
 pub struct Gated {
     /// The device: the certificate's, the token's, and active (or quarantined, where a
     /// quarantined device may still call).
-    pub device: String,
+    pub device: Arc<str>,
     /// The request body, within the endpoint's size limit.
     pub body: Bytes,
     /// The rest of the request, for extractors that must run after the gate.
@@ -89,22 +132,22 @@ async fn gate(app: &Shared, req: Request) -> Result<Gated, ApiError> {
             "a device call arrived without its connection",
         ));
     };
-    let ip_key = format!("ip:{}", peer.addr.ip());
     if let Decision::Deny { retry_after_ns } = app
         .store
-        .check(&ip_key, &app.config.ip_limit.quota(), now_ns)
+        .check(&peer.ip_key, &app.config.ip_limit.quota(), now_ns)
         .await
         .map_err(ApiError::unavailable)?
     {
         refused(app, "ip_rate");
         return Err(ApiError::rate_limited(retry_after_ns));
     }
-    let Some(cert_device) = peer.device_id.as_deref() else {
+    let Some(peer_device) = peer.device.as_ref() else {
         refused(app, "no_certificate");
         return Err(ApiError::unauthenticated(
             "a device client certificate is required",
         ));
     };
+    let cert_device = &*peer_device.id;
 
     let (parts, body) = req.into_parts();
     let limit = if parts.uri.path() == "/v1/device/forensics" {
@@ -146,7 +189,6 @@ async fn gate(app: &Shared, req: Request) -> Result<Gated, ApiError> {
             "the token's device id is not the certificate's",
         ));
     }
-    let secret = app.identity.secrets.derive(cert_device);
     // Only a v2 token binds the request; a v1 token's check never reads the binding.
     let binding = parsed.nonce.is_some().then(|| token::Request {
         method: parts.method.as_str(),
@@ -158,7 +200,12 @@ async fn gate(app: &Shared, req: Request) -> Result<Gated, ApiError> {
         body_sha256: token::body_sha256(&body),
     });
     let window = app.config.token_window_secs;
-    if let Err(e) = parsed.verify(&secret, app.clock.now_secs(), window, binding.as_ref()) {
+    if let Err(e) = parsed.verify(
+        &peer_device.secret,
+        app.clock.now_secs(),
+        window,
+        binding.as_ref(),
+    ) {
         refused(app, "bad_token");
         app.audit(
             &format!("device:{cert_device}"),
@@ -220,7 +267,7 @@ async fn gate(app: &Shared, req: Request) -> Result<Gated, ApiError> {
     let quota = app.config.limit_for(&device.hardware_class).quota();
     if let Decision::Deny { retry_after_ns } = app
         .store
-        .check(&format!("dev:{cert_device}"), &quota, now_ns)
+        .check(&peer_device.limit_key, &quota, now_ns)
         .await
         .map_err(ApiError::unavailable)?
     {
@@ -228,7 +275,7 @@ async fn gate(app: &Shared, req: Request) -> Result<Gated, ApiError> {
         return Err(ApiError::rate_limited(retry_after_ns));
     }
     Ok(Gated {
-        device: cert_device.to_string(),
+        device: peer_device.id.clone(),
         body,
         parts,
     })

@@ -33,14 +33,38 @@ redis.call('SET', KEYS[1], new, 'PX', math.ceil((new - now) / 1000) + 1000)
 return {1, new}
 ";
 
+/// Keys with the time (ns) from which they may be forgotten: a GCRA key once its
+/// theoretical arrival time has passed (an absent key means the same), a nonce once the
+/// token window has.
+#[derive(Default)]
+pub struct Expiring {
+    map: HashMap<String, u64>,
+    sweep_above: usize,
+}
+
+/// Entries held before the first sweep.
+const FIRST_SWEEP: usize = 100_000;
+
+impl Expiring {
+    /// Forgets what has expired at `now_ns` once the map has grown to twice what the last
+    /// sweep left (and at least `FIRST_SWEEP`), so that even a flood of live keys costs each
+    /// call amortized constant time rather than a sweep per call.
+    fn sweep(&mut self, now_ns: u64) {
+        if self.map.len() > self.sweep_above.max(FIRST_SWEEP) {
+            self.map.retain(|_, until| *until > now_ns);
+            self.sweep_above = 2 * self.map.len();
+        }
+    }
+}
+
 /// Where limit and nonce state lives.
 pub enum Store {
     /// In this process.
     Memory {
         /// Key → theoretical arrival time (ns).
-        tats: Mutex<HashMap<String, u64>>,
+        tats: Mutex<Expiring>,
         /// Nonce → expiry (ns).
-        nonces: Mutex<HashMap<String, u64>>,
+        nonces: Mutex<Expiring>,
     },
     /// In Redis, shared by every replica.
     Redis(redis::aio::ConnectionManager),
@@ -50,8 +74,8 @@ impl Store {
     /// In-process state.
     pub fn memory() -> Self {
         Store::Memory {
-            tats: Mutex::new(HashMap::new()),
-            nonces: Mutex::new(HashMap::new()),
+            tats: Mutex::default(),
+            nonces: Mutex::default(),
         }
     }
 
@@ -75,18 +99,16 @@ impl Store {
                 let mut tats = tats
                     .lock()
                     .map_err(|_| StoreError("lock poisoned".into()))?;
-                let decision = gcra::check(quota, tats.get(key).copied(), now_ns);
+                let decision = gcra::check(quota, tats.map.get(key).copied(), now_ns);
                 if let Decision::Allow { tat } = decision {
-                    match tats.get_mut(key) {
+                    match tats.map.get_mut(key) {
                         Some(slot) => *slot = tat,
                         None => {
-                            tats.insert(key.to_string(), tat);
+                            tats.map.insert(key.to_string(), tat);
                         }
                     }
                 }
-                if tats.len() > 100_000 {
-                    tats.retain(|_, tat| *tat > now_ns);
-                }
+                tats.sweep(now_ns);
                 Ok(decision)
             }
             Store::Redis(conn) => {
@@ -122,13 +144,14 @@ impl Store {
                 let mut nonces = nonces
                     .lock()
                     .map_err(|_| StoreError("lock poisoned".into()))?;
-                if nonces.len() > 100_000 {
-                    nonces.retain(|_, expiry| *expiry > now_ns);
-                }
-                match nonces.get(nonce_key) {
+                nonces.sweep(now_ns);
+                match nonces.map.get(nonce_key) {
                     Some(expiry) if *expiry > now_ns => Ok(false),
                     _ => {
-                        nonces.insert(nonce_key.to_string(), now_ns + ttl_secs * 1_000_000_000);
+                        nonces.map.insert(
+                            nonce_key.to_string(),
+                            now_ns.saturating_add(ttl_secs.saturating_mul(1_000_000_000)),
+                        );
                         Ok(true)
                     }
                 }
@@ -146,5 +169,39 @@ impl Store {
                 Ok(set.is_some())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sweep forgets only what has expired, and the next one waits until the map has
+    /// doubled, so a flood of live keys does not sweep on every call.
+    #[test]
+    fn sweeps_forget_only_expired_keys_and_are_amortized() {
+        let mut e = Expiring::default();
+        for i in 0..FIRST_SWEEP {
+            e.map.insert(format!("old:{i}"), 10);
+        }
+        e.map.insert("live".into(), 1_000);
+        e.sweep(500);
+        assert_eq!(e.map.len(), 1, "expired keys are forgotten");
+        assert_eq!(e.map.get("live"), Some(&1_000));
+
+        for i in 0..=FIRST_SWEEP {
+            e.map.insert(format!("live:{i}"), 1_000);
+        }
+        e.sweep(500);
+        let after = e.map.len();
+        assert_eq!(after, FIRST_SWEEP + 2, "live keys are all kept");
+        assert_eq!(e.sweep_above, 2 * after);
+        e.map.insert("one more".into(), 1_000);
+        e.sweep(500);
+        assert_eq!(
+            e.sweep_above,
+            2 * after,
+            "no sweep until the map has doubled"
+        );
     }
 }

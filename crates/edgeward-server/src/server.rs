@@ -318,7 +318,7 @@ async fn accept_loop(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| tls::common_name_of(c));
-            let peer = Arc::new(Peer { addr, device_id: device_id.clone() });
+            let peer = Arc::new(Peer::new(addr, device_id.as_deref(), &app.identity.secrets));
             let registration = device_id.as_deref().map(|d| app.conns.register(d));
             let mut closed = registration.as_ref().map(|r| r.closed.clone());
             let svc = router.layer(Extension(peer));

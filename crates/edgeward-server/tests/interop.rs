@@ -198,6 +198,24 @@ async fn curl_and_openssl_s_client() {
     let out = s_client(port, &cert, &key, &ca);
     assert!(out.contains("200 OK"), "{out}");
 
+    // `NAME.pem` and `NAME.key` in `d`: neither openssl nor curl gets through the handshake.
+    let refused_to_both = |name: &str| {
+        let (cert, key) = (d.join(format!("{name}.pem")), d.join(format!("{name}.key")));
+        refused(&s_client(port, &cert, &key, &ca));
+        let (_, ok) = curl(&[
+            "--cert",
+            &cert.display().to_string(),
+            "--key",
+            &key.display().to_string(),
+            "--cacert",
+            &ca.display().to_string(),
+            "-H",
+            &auth,
+            &url,
+        ]);
+        assert!(!ok, "curl got through with the {name} certificate");
+    };
+
     // A certificate from another CA: handshake refused.
     let rogue_key = rcgen::KeyPair::generate().expect("key");
     let mut p = rcgen::CertificateParams::new(vec!["rogue".to_string()]).expect("params");
@@ -206,24 +224,7 @@ async fn curl_and_openssl_s_client() {
     let rogue = p.self_signed(&rogue_key).expect("cert");
     std::fs::write(d.join("rogue.pem"), rogue.pem()).expect("write");
     std::fs::write(d.join("rogue.key"), rogue_key.serialize_pem()).expect("write");
-    refused(&s_client(
-        port,
-        &d.join("rogue.pem"),
-        &d.join("rogue.key"),
-        &ca,
-    ));
-    let (_, ok) = curl(&[
-        "--cert",
-        &d.join("rogue.pem").display().to_string(),
-        "--key",
-        &d.join("rogue.key").display().to_string(),
-        "--cacert",
-        &ca.display().to_string(),
-        "-H",
-        &auth,
-        &url,
-    ]);
-    assert!(!ok);
+    refused_to_both("rogue");
 
     // An expired certificate from the right CA: handshake refused.
     let ca_files = s.dir.path().join("pki");
@@ -243,24 +244,7 @@ async fn curl_and_openssl_s_client() {
         .expect("issue");
     std::fs::write(d.join("expired.pem"), &expired.cert_pem).expect("write");
     std::fs::write(d.join("expired.key"), old_key.serialize_pem()).expect("write");
-    refused(&s_client(
-        port,
-        &d.join("expired.pem"),
-        &d.join("expired.key"),
-        &ca,
-    ));
-    let (_, ok) = curl(&[
-        "--cert",
-        &d.join("expired.pem").display().to_string(),
-        "--key",
-        &d.join("expired.key").display().to_string(),
-        "--cacert",
-        &ca.display().to_string(),
-        "-H",
-        &auth,
-        &url,
-    ]);
-    assert!(!ok);
+    refused_to_both("expired");
 
     // A revoked certificate: handshake refused.
     let (status, _) = s

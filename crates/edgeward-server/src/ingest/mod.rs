@@ -9,6 +9,8 @@
 mod postgres;
 mod sqlite;
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,7 +22,7 @@ pub const MAX_BATCH: usize = 64;
 
 /// One telemetry batch to store: the device id, when it was received (Unix seconds) and
 /// the JSON body as received.
-pub type Row = (String, i64, Bytes);
+pub type Row = (Arc<str>, i64, Bytes);
 
 /// What a writer answers each waiting request: committed, or why not.
 type Ack = oneshot::Sender<Result<(), String>>;
@@ -46,7 +48,7 @@ impl Ingest {
     }
 
     /// Stores one device's batch (JSON, so UTF-8); returns once it is committed.
-    pub async fn store(&self, device: String, at: i64, body: Bytes) -> Result<(), String> {
+    pub async fn store(&self, device: Arc<str>, at: i64, body: Bytes) -> Result<(), String> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(((device, at, body), done))
@@ -130,7 +132,7 @@ mod tests {
         let waiting: Vec<_> = (0..20)
             .map(|i| {
                 let (ingest, body) = (ingest.clone(), body.clone());
-                tokio::spawn(async move { ingest.store(format!("dev-{i}"), 2, body).await })
+                tokio::spawn(async move { ingest.store(format!("dev-{i}").into(), 2, body).await })
             })
             .collect();
         for w in waiting {

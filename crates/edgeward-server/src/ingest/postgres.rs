@@ -43,7 +43,7 @@ async fn insert(
     let bodies: Vec<_> = rows.iter().map(|(_, _, body)| body_text(body)).collect();
     let mut query = sqlx::query(&statements[rows.len() - 1]);
     for ((device, at, _), body) in rows.iter().zip(&bodies) {
-        query = query.bind(device.as_str()).bind(*at).bind(body.as_ref());
+        query = query.bind(&**device).bind(*at).bind(body.as_ref());
     }
     match query.execute(conn).await {
         Ok(_) => Ok(()),
