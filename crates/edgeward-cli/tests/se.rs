@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{edgeward, ok, run};
+use common::{edgeward, ok, openssl_verifies, run};
 
 fn se(dir: &std::path::Path) -> String {
     format!("soft:{}", dir.join("se").display())
@@ -31,13 +31,7 @@ fn p256_signature_verifies_with_openssl() {
         .arg("--out")
         .arg(&sig));
     assert!(out.contains("signed"), "{out}");
-    let verified = ok(Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(&pub_path)
-        .arg("-signature")
-        .arg(&sig)
-        .arg(&data));
-    assert!(verified.contains("Verified OK"), "{verified}");
+    assert!(openssl_verifies(&pub_path, &sig, &data));
 
     // --json prints the base64 signature; it verifies too.
     let json = ok(edgeward()
@@ -63,20 +57,8 @@ fn p256_signature_verifies_with_openssl() {
     tampered[7] ^= 1;
     let tampered_path = dir.path().join("tampered.bin");
     std::fs::write(&tampered_path, tampered).unwrap();
-    let rejected = run(Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(&pub_path)
-        .arg("-signature")
-        .arg(&sig)
-        .arg(&tampered_path));
-    assert!(!rejected.status.success());
-    assert!(ok(Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(&pub_path)
-        .arg("-signature")
-        .arg(&sig)
-        .arg(&data))
-    .contains("Verified OK"));
+    assert!(!openssl_verifies(&pub_path, &sig, &tampered_path));
+    assert!(openssl_verifies(&pub_path, &sig, &data));
 }
 
 #[test]
@@ -221,13 +203,7 @@ fn pkcs11_token_key_signs_and_openssl_verifies() {
         .arg(&data)
         .arg("--out")
         .arg(&sig));
-    let verified = ok(Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(&pub_path)
-        .arg("-signature")
-        .arg(&sig)
-        .arg(&data));
-    assert!(verified.contains("Verified OK"), "{verified}");
+    assert!(openssl_verifies(&pub_path, &sig, &data));
     let wrong_pin = run(se(&["pubkey", "--slot", "device"]).env("EDGEWARD_TEST_TOKEN_PIN", "0000"));
     assert_eq!(wrong_pin.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong_pin.stderr).contains("wrong user PIN"));

@@ -7,9 +7,7 @@ mod common;
 #[path = "../../edgeward-se/tests/support/swtpm.rs"]
 mod swtpm;
 
-use std::process::Command;
-
-use common::{edgeward, ok, run};
+use common::{edgeward, ok, openssl_verifies, run};
 
 #[test]
 fn tpm_key_signs_and_openssl_verifies() {
@@ -33,13 +31,7 @@ fn tpm_key_signs_and_openssl_verifies() {
         .arg(&data)
         .arg("--out")
         .arg(&sig));
-    let verified = ok(Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(&pub_path)
-        .arg("-signature")
-        .arg(&sig)
-        .arg(&data));
-    assert!(verified.contains("Verified OK"), "{verified}");
+    assert!(openssl_verifies(&pub_path, &sig, &data));
 
     let ed = run(edgeward().args([
         "se",

@@ -76,6 +76,17 @@ pub fn openssl() -> Command {
     Command::new("openssl")
 }
 
+/// Whether `openssl dgst -sha256 -verify PUBKEY -signature SIG DATA` accepts the signature.
+pub fn openssl_verifies(pubkey: &Path, signature: &Path, data: &Path) -> bool {
+    let out = run(openssl()
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(pubkey)
+        .arg("-signature")
+        .arg(signature)
+        .arg(data));
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK")
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
