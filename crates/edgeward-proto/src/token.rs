@@ -78,20 +78,14 @@ impl<'a> Token<'a> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed("too long"));
         }
-        // At most five fields; a sixth makes the token malformed without collecting it.
-        let mut fields = [""; 5];
-        let mut count = 0;
-        for field in token.split(':') {
-            if count == fields.len() {
-                count += 1;
-                break;
+        // The first six fields, without collecting: a sixth makes the token malformed.
+        let mut split = token.split(':');
+        let fields: [Option<&str>; 6] = std::array::from_fn(|_| split.next());
+        let (id, ts, nonce, mac) = match fields {
+            [Some(id), Some(ts), Some(mac), None, ..] => (id, ts, None, mac),
+            [Some("v2"), Some(id), Some(ts), Some(nonce), Some(mac), None] => {
+                (id, ts, Some(nonce), mac)
             }
-            fields[count] = field;
-            count += 1;
-        }
-        let (id, ts, nonce, mac) = match fields.get(..count) {
-            Some([id, ts, mac]) => (*id, *ts, None, *mac),
-            Some(["v2", id, ts, nonce, mac]) => (*id, *ts, Some(*nonce), *mac),
             _ => {
                 return Err(TokenError::Malformed(
                     "expected id:timestamp:mac or v2:id:timestamp:nonce:mac",

@@ -78,11 +78,6 @@ impl Peer {
             }),
         }
     }
-
-    /// The device id of the client certificate, if any.
-    pub fn device_id(&self) -> Option<&str> {
-        self.device.as_ref().map(|d| &*d.id)
-    }
 }
 
 /// A device call that passed the gate: the device it came from and its body. Every device

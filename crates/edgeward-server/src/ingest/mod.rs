@@ -29,6 +29,9 @@ type Ack = oneshot::Sender<Result<(), String>>;
 
 type Item = (Row, Ack);
 
+/// What a request is told when the writer is gone.
+const STOPPED: &str = "the telemetry writer stopped";
+
 /// The handle requests use to store a telemetry batch.
 #[derive(Clone)]
 pub struct Ingest {
@@ -53,9 +56,8 @@ impl Ingest {
         self.tx
             .send(((device, at, body), done))
             .await
-            .map_err(|_| "the telemetry writer stopped".to_string())?;
-        wait.await
-            .map_err(|_| "the telemetry writer stopped".to_string())?
+            .map_err(|_| STOPPED.to_string())?;
+        wait.await.map_err(|_| STOPPED.to_string())?
     }
 }
 
