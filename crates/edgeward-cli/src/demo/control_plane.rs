@@ -17,7 +17,7 @@ struct Device {
 }
 
 fn now() -> u64 {
-    crate::sign_cmd::unix_now()
+    crate::commands::sign::unix_now()
 }
 
 fn client(ca_pem: &[u8], identity: Option<String>) -> Result<reqwest::Client, String> {

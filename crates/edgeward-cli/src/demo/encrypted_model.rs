@@ -12,7 +12,7 @@ use edgeward_model::{
 };
 use edgeward_se::KeyAlgorithm;
 
-use crate::{demo::Demo, sign_cmd::unix_now};
+use crate::{commands::sign::unix_now, demo::Demo};
 
 /// A tiny valid safetensors file: one F32 tensor `w` of `n` values.
 fn sample_safetensors(n: usize) -> Vec<u8> {

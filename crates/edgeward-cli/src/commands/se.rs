@@ -30,27 +30,12 @@ pub enum SeCommand {
     Wipe(SeWipeArgs),
 }
 
-impl SeCommand {
-    /// Whether the command prints JSON.
-    pub fn wants_json(&self) -> bool {
-        match self {
-            SeCommand::Keygen(a) => a.slot.element.json,
-            SeCommand::Pubkey(a) => a.element.json,
-            SeCommand::Sign(a) => a.slot.element.json,
-            SeCommand::Wipe(a) => a.element.json,
-        }
-    }
-}
-
 /// The element to use.
 #[derive(Args, Debug)]
 pub struct SeElementArgs {
     /// The element URI: soft:DIR, pkcs11:MODULE?token=LABEL&pin-env=VAR or tpm:TCTI?state=DIR.
     #[arg(long, env = "EDGEWARD_SE")]
     pub backend: String,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// An element and a key slot.
@@ -105,12 +90,13 @@ pub struct SeWipeArgs {
     pub yes: bool,
 }
 
-pub fn run(cmd: SeCommand) -> Outcome {
+/// Runs `se …`.
+pub fn run(cmd: SeCommand, json: bool) -> Outcome {
     match cmd {
-        SeCommand::Keygen(a) => keygen(a),
-        SeCommand::Pubkey(a) => pubkey(a),
-        SeCommand::Sign(a) => sign(a),
-        SeCommand::Wipe(a) => wipe(a),
+        SeCommand::Keygen(a) => keygen(a, json),
+        SeCommand::Pubkey(a) => pubkey(a, json),
+        SeCommand::Sign(a) => sign(a, json),
+        SeCommand::Wipe(a) => wipe(a, json),
     }
 }
 
@@ -118,7 +104,7 @@ fn open(a: &SeElementArgs) -> Result<Box<dyn SecureElement>, Failure> {
     edgeward_se::open(&a.backend).map_err(se_failure)
 }
 
-fn keygen(a: SeKeygenArgs) -> Outcome {
+fn keygen(a: SeKeygenArgs, json: bool) -> Outcome {
     let se = open(&a.slot.element)?;
     let algorithm = match a.alg {
         SeAlg::P256 => KeyAlgorithm::P256,
@@ -127,19 +113,19 @@ fn keygen(a: SeKeygenArgs) -> Outcome {
     let public = se
         .generate_key(&a.slot.slot, algorithm)
         .map_err(se_failure)?;
-    report_key(se.backend(), &a.slot, &public, true);
+    report_key(se.backend(), &a.slot, &public, true, json);
     Ok(())
 }
 
-fn pubkey(a: SeSlotArgs) -> Outcome {
+fn pubkey(a: SeSlotArgs, json: bool) -> Outcome {
     let se = open(&a.element)?;
     let public = se.public_key(&a.slot).map_err(se_failure)?;
-    report_key(se.backend(), &a, &public, false);
+    report_key(se.backend(), &a, &public, false, json);
     Ok(())
 }
 
-fn report_key(backend: &str, a: &SeSlotArgs, public: &PublicKey, generated: bool) {
-    if a.element.json {
+fn report_key(backend: &str, a: &SeSlotArgs, public: &PublicKey, generated: bool, json: bool) {
+    if json {
         print_json(&json!({
             "ok": true,
             "backend": backend,
@@ -154,7 +140,7 @@ fn report_key(backend: &str, a: &SeSlotArgs, public: &PublicKey, generated: bool
     }
 }
 
-fn sign(a: SeSignArgs) -> Outcome {
+fn sign(a: SeSignArgs, json: bool) -> Outcome {
     let se = open(&a.slot.element)?;
     let slot = &a.slot.slot;
     let public = se.public_key(slot).map_err(se_failure)?;
@@ -188,7 +174,7 @@ fn sign(a: SeSignArgs) -> Outcome {
         std::fs::write(out, &signature)
             .map_err(|e| Failure::operator(format!("{}: {e}", out.display())))?;
     }
-    if a.slot.element.json {
+    if json {
         print_json(&json!({
             "ok": true,
             "backend": se.backend(),
@@ -213,7 +199,7 @@ fn sign(a: SeSignArgs) -> Outcome {
     Ok(())
 }
 
-fn wipe(a: SeWipeArgs) -> Outcome {
+fn wipe(a: SeWipeArgs, json: bool) -> Outcome {
     if !a.yes {
         return Err(Failure::operator(
             "wipe destroys every key, sealing key and certificate in the element: add --yes to confirm",
@@ -221,7 +207,7 @@ fn wipe(a: SeWipeArgs) -> Outcome {
     }
     let se = open(&a.element)?;
     se.wipe().map_err(se_failure)?;
-    if a.element.json {
+    if json {
         print_json(&json!({ "ok": true, "backend": se.backend(), "wiped": true }));
     } else {
         println!(

@@ -26,9 +26,6 @@ pub struct KeygenArgs {
     /// Where to write the new key file (created with mode 0600; never overwritten).
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `model shuffle` and `model unshuffle`.
@@ -42,9 +39,6 @@ pub struct ShuffleArgs {
     /// The owner's model key file (`edgeward model keygen`).
     #[arg(long)]
     pub key_file: PathBuf,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `model watermark …`.
@@ -58,18 +52,6 @@ pub enum WatermarkCommand {
     Triggers(TriggersArgs),
     /// Verify a suspect model's predictions on the trigger set (exact binomial test).
     VerifyTriggers(VerifyTriggersArgs),
-}
-
-impl WatermarkCommand {
-    /// Whether JSON output was asked for.
-    pub fn wants_json(&self) -> bool {
-        match self {
-            WatermarkCommand::Embed(a) => a.json,
-            WatermarkCommand::Detect(a) => a.json,
-            WatermarkCommand::Triggers(a) => a.json,
-            WatermarkCommand::VerifyTriggers(a) => a.json,
-        }
-    }
 }
 
 /// `model watermark embed`.
@@ -95,9 +77,6 @@ pub struct EmbedArgs {
     /// Target correlation per weight, in standard deviations of the layer.
     #[arg(long, default_value_t = whitebox::DEFAULT_STRENGTH)]
     pub strength: f64,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `model watermark detect`.
@@ -117,9 +96,6 @@ pub struct DetectArgs {
     /// Significance level: the mark is reported found when p < ALPHA.
     #[arg(long, default_value_t = 1e-6)]
     pub alpha: f64,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Shape of a trigger set.
@@ -147,9 +123,6 @@ pub struct TriggersArgs {
     pub output: PathBuf,
     #[command(flatten)]
     pub shape: TriggerShape,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `model watermark verify-triggers`.
@@ -166,9 +139,6 @@ pub struct VerifyTriggersArgs {
     /// Significance level: the mark is reported found when p < ALPHA.
     #[arg(long, default_value_t = 1e-6)]
     pub alpha: f64,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 fn parse_payload(s: &str) -> Result<u64, String> {
@@ -182,11 +152,11 @@ fn parse_payload(s: &str) -> Result<u64, String> {
 }
 
 /// `model keygen`.
-pub fn keygen(a: KeygenArgs) -> Outcome {
+pub fn keygen(a: KeygenArgs, json: bool) -> Outcome {
     let key = ModelKey::generate();
     key.write_new(&a.output).map_err(Failure::operator)?;
     report(
-        a.json,
+        json,
         json!({ "ok": true, "key_file": a.output, "key_id": key.id() }),
         format!("wrote model key {} to {}", key.id(), a.output.display()),
     );
@@ -194,13 +164,13 @@ pub fn keygen(a: KeygenArgs) -> Outcome {
 }
 
 /// `model shuffle`.
-pub fn shuffle(a: ShuffleArgs) -> Outcome {
+pub fn shuffle(a: ShuffleArgs, json: bool) -> Outcome {
     let key = load_key(&a.key_file)?;
     let model = read_operator_file(&a.input)?;
     let out = shuffle::shuffle(&model, &key).map_err(shuffle_failure)?;
     write_output(&a.output, &out)?;
     report(
-        a.json,
+        json,
         json!({ "ok": true, "input": a.input, "output": a.output, "key_id": key.id(), "bytes": out.len() }),
         format!("shuffled {} -> {}", a.input.display(), a.output.display()),
     );
@@ -208,13 +178,13 @@ pub fn shuffle(a: ShuffleArgs) -> Outcome {
 }
 
 /// `model unshuffle`.
-pub fn unshuffle(a: ShuffleArgs) -> Outcome {
+pub fn unshuffle(a: ShuffleArgs, json: bool) -> Outcome {
     let key = load_key(&a.key_file)?;
     let model = read_operator_file(&a.input)?;
     let out = shuffle::unshuffle(&model, &key).map_err(shuffle_failure)?;
     write_output(&a.output, &out)?;
     report(
-        a.json,
+        json,
         json!({ "ok": true, "input": a.input, "output": a.output, "key_id": key.id(), "bytes": out.len() }),
         format!("restored {} -> {}", a.input.display(), a.output.display()),
     );
@@ -222,16 +192,16 @@ pub fn unshuffle(a: ShuffleArgs) -> Outcome {
 }
 
 /// `model watermark …`.
-pub fn watermark(cmd: WatermarkCommand) -> Outcome {
+pub fn watermark(cmd: WatermarkCommand, json: bool) -> Outcome {
     match cmd {
-        WatermarkCommand::Embed(a) => embed(a),
-        WatermarkCommand::Detect(a) => detect(a),
-        WatermarkCommand::Triggers(a) => write_triggers(a),
-        WatermarkCommand::VerifyTriggers(a) => verify_triggers(a),
+        WatermarkCommand::Embed(a) => embed(a, json),
+        WatermarkCommand::Detect(a) => detect(a, json),
+        WatermarkCommand::Triggers(a) => write_triggers(a, json),
+        WatermarkCommand::VerifyTriggers(a) => verify_triggers(a, json),
     }
 }
 
-fn embed(a: EmbedArgs) -> Outcome {
+fn embed(a: EmbedArgs, json: bool) -> Outcome {
     let key = load_key(&a.key_file)?;
     let model = read_operator_file(&a.input)?;
     let options = EmbedOptions {
@@ -242,7 +212,7 @@ fn embed(a: EmbedArgs) -> Outcome {
     let (out, r) = whitebox::embed(&model, &key, a.payload, &options).map_err(wm_failure)?;
     write_output(&a.output, &out)?;
     report(
-        a.json,
+        json,
         json!({
             "ok": true, "input": a.input, "output": a.output, "key_id": key.id(),
             "tensor": a.tensor, "units": r.units, "sigma": r.sigma, "rms_change": r.rms_change,
@@ -258,7 +228,7 @@ fn embed(a: EmbedArgs) -> Outcome {
     Ok(())
 }
 
-fn detect(a: DetectArgs) -> Outcome {
+fn detect(a: DetectArgs, json: bool) -> Outcome {
     check_alpha(a.alpha)?;
     let key = load_key(&a.key_file)?;
     let model = read_operator_file(&a.input)?;
@@ -269,7 +239,7 @@ fn detect(a: DetectArgs) -> Outcome {
         .map(|m| format!(", {m}/{} payload bits", whitebox::PAYLOAD_BITS))
         .unwrap_or_default();
     report(
-        a.json,
+        json,
         json!({
             "detected": detected, "input": a.input, "key_id": key.id(), "z": d.z,
             "p_value": d.p_value, "alpha": a.alpha, "payload": format!("{:016x}", d.payload),
@@ -290,19 +260,19 @@ fn detect(a: DetectArgs) -> Outcome {
     verdict(detected, "watermark not found")
 }
 
-fn write_triggers(a: TriggersArgs) -> Outcome {
+fn write_triggers(a: TriggersArgs, json: bool) -> Outcome {
     let key = load_key(&a.key_file)?;
     let set = trigger_set(&key, &a.shape)?;
     write_output(&a.output, &set.to_safetensors())?;
     report(
-        a.json,
+        json,
         json!({ "ok": true, "output": a.output, "count": a.shape.count, "key_id": key.id() }),
         format!("wrote {} triggers to {}", a.shape.count, a.output.display()),
     );
     Ok(())
 }
 
-fn verify_triggers(a: VerifyTriggersArgs) -> Outcome {
+fn verify_triggers(a: VerifyTriggersArgs, json: bool) -> Outcome {
     check_alpha(a.alpha)?;
     let key = load_key(&a.key_file)?;
     let set = trigger_set(&key, &a.shape)?;
@@ -314,7 +284,7 @@ fn verify_triggers(a: VerifyTriggersArgs) -> Outcome {
         .map_err(|e| Failure::operator(format!("{}: {e}", a.predictions.display())))?;
     let detected = v.p_value < a.alpha;
     report(
-        a.json,
+        json,
         json!({
             "detected": detected, "matches": v.matches, "count": v.count,
             "chance": 1.0 / f64::from(a.shape.classes), "p_value": v.p_value, "alpha": a.alpha,

@@ -20,7 +20,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         });
     }
     const DIGITS_MLP: &[u8] =
-        include_bytes!("../../edgeward-model/tests/data/digits-mlp.safetensors");
+        include_bytes!("../../../edgeward-model/tests/data/digits-mlp.safetensors");
     const PAYLOAD: u64 = 0x0123_4567_89ab_cdef;
     let key = ModelKey::generate();
     let marked = dir.join("digits-marked.safetensors");

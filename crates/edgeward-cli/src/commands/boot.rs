@@ -9,7 +9,7 @@ use edgeward_boot::example;
 use serde_json::json;
 
 use crate::{
-    cli::parse_size,
+    args::parse_size,
     outcome::{print_json, Failure, Outcome},
 };
 
@@ -18,15 +18,6 @@ use crate::{
 pub enum BootCommand {
     /// Write a signed five-stage example chain and a provisioned software element.
     Example(BootExampleArgs),
-}
-
-impl BootCommand {
-    /// Whether the command prints JSON.
-    pub fn wants_json(&self) -> bool {
-        match self {
-            BootCommand::Example(a) => a.json,
-        }
-    }
 }
 
 /// Arguments of `boot example`.
@@ -44,18 +35,16 @@ pub struct BootExampleArgs {
     /// Size of the model.
     #[arg(long, default_value = "8MiB", value_parser = parse_size)]
     pub model_size: u64,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
-pub fn run(cmd: BootCommand) -> Outcome {
+/// Runs `boot …`.
+pub fn run(cmd: BootCommand, json: bool) -> Outcome {
     match cmd {
-        BootCommand::Example(a) => example_cmd(a),
+        BootCommand::Example(a) => example_cmd(a, json),
     }
 }
 
-fn example_cmd(a: BootExampleArgs) -> Outcome {
+fn example_cmd(a: BootExampleArgs, json: bool) -> Outcome {
     if a.out.join("chain.toml").exists() || a.out.join("se").exists() {
         return Err(Failure::operator(format!(
             "{} already holds an example; refusing to overwrite it",
@@ -74,7 +63,7 @@ fn example_cmd(a: BootExampleArgs) -> Outcome {
         time::OffsetDateTime::now_utc(),
     )
     .map_err(Failure::operator)?;
-    if a.json {
+    if json {
         print_json(&json!({
             "chain": ex.chain,
             "stages": ex.images,

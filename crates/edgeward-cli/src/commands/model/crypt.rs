@@ -4,9 +4,10 @@
 use std::{
     fs::File,
     io::{Read, Seek, SeekFrom, Write},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
+use clap::Args;
 use edgeward_core::keys::PublicKey;
 use edgeward_model::crypt::{
     self,
@@ -16,9 +17,70 @@ use edgeward_model::crypt::{
 use serde_json::json;
 
 use crate::{
-    cli::{ModelDecryptArgs, ModelEncryptArgs, ModelInspectArgs, ModelRewrapArgs},
+    args::parse_size,
     outcome::{print_json, read_operator_file, Failure, Outcome},
 };
+
+/// Arguments of `model encrypt`.
+#[derive(Args, Debug)]
+pub struct ModelEncryptArgs {
+    /// The model file to encrypt.
+    pub input: PathBuf,
+    /// Where to write the container.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// A recipient: a device certificate or a P-256 public key, PEM (repeatable).
+    #[arg(long, required = true)]
+    pub recipient: Vec<PathBuf>,
+    /// Plaintext bytes per chunk (4KiB to 16MiB).
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    pub chunk_size: u64,
+}
+
+/// Arguments of `model decrypt`.
+#[derive(Args, Debug)]
+pub struct ModelDecryptArgs {
+    /// The container.
+    pub input: PathBuf,
+    /// Where to write the plaintext model (`-`: standard output).
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// The secure element holding the device key (e.g. soft:/var/lib/edgeward/se).
+    #[arg(long, env = "EDGEWARD_SE")]
+    pub se: String,
+    /// The element slot of the device key.
+    #[arg(long, default_value = "device")]
+    pub slot: String,
+}
+
+/// Arguments of `model rewrap`.
+#[derive(Args, Debug)]
+pub struct ModelRewrapArgs {
+    /// The container (rewritten in place unless -o is given).
+    pub input: PathBuf,
+    /// A recipient to add: device certificate or P-256 public key, PEM (repeatable).
+    #[arg(long)]
+    pub add: Vec<PathBuf>,
+    /// A recipient to remove, by key fingerprint (at least 8 hex digits; repeatable).
+    #[arg(long)]
+    pub remove: Vec<String>,
+    /// The secure element of a current recipient (it opens the file key).
+    #[arg(long, env = "EDGEWARD_SE")]
+    pub se: String,
+    /// The element slot of that recipient's key.
+    #[arg(long, default_value = "device")]
+    pub slot: String,
+    /// Write the rewrapped container here instead of in place.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+}
+
+/// Arguments of `model inspect`.
+#[derive(Args, Debug)]
+pub struct ModelInspectArgs {
+    /// The container.
+    pub input: PathBuf,
+}
 
 impl From<CryptError> for Failure {
     fn from(e: CryptError) -> Self {
@@ -31,7 +93,7 @@ impl From<CryptError> for Failure {
 }
 
 /// `edgeward model encrypt IN -o OUT --recipient PEM…`.
-pub fn encrypt(a: ModelEncryptArgs) -> Outcome {
+pub fn encrypt(a: ModelEncryptArgs, json: bool) -> Outcome {
     let recipients = a
         .recipient
         .iter()
@@ -52,7 +114,7 @@ pub fn encrypt(a: ModelEncryptArgs) -> Outcome {
     let container = crypt::encrypt(&plaintext, &recipients, EncryptOptions { chunk_size })?;
     write_atomic(&a.output, &[&container])?;
     let fingerprints: Vec<String> = recipients.iter().map(RecipientKey::fingerprint).collect();
-    if a.json {
+    if json {
         print_json(&json!({
             "encrypted": a.input,
             "output": a.output,
@@ -74,7 +136,7 @@ pub fn encrypt(a: ModelEncryptArgs) -> Outcome {
 }
 
 /// `edgeward model decrypt IN -o OUT --se URI [--slot NAME]` (debugging only).
-pub fn decrypt(a: ModelDecryptArgs) -> Outcome {
+pub fn decrypt(a: ModelDecryptArgs, json: bool) -> Outcome {
     let target = if a.output == Path::new("-") {
         "standard output".to_string()
     } else {
@@ -103,7 +165,7 @@ pub fn decrypt(a: ModelDecryptArgs) -> Outcome {
         .map_err(|e| io_failure(&a.output, e))?;
     tmp.persist(&a.output)
         .map_err(|e| io_failure(&a.output, e.error))?;
-    if a.json {
+    if json {
         print_json(&json!({
             "decrypted": a.input,
             "output": a.output,
@@ -122,7 +184,7 @@ pub fn decrypt(a: ModelDecryptArgs) -> Outcome {
 }
 
 /// `edgeward model rewrap IN [--add PEM…] [--remove FINGERPRINT…] --se URI`.
-pub fn rewrap(a: ModelRewrapArgs) -> Outcome {
+pub fn rewrap(a: ModelRewrapArgs, json: bool) -> Outcome {
     if a.add.is_empty() && a.remove.is_empty() {
         return Err(Failure::operator("nothing to do: give --add or --remove"));
     }
@@ -147,7 +209,7 @@ pub fn rewrap(a: ModelRewrapArgs) -> Outcome {
         .map_err(|e| io_failure(output, e))?;
     tmp.persist(output)
         .map_err(|e| io_failure(output, e.error))?;
-    if a.json {
+    if json {
         print_json(&json!({
             "rewrapped": a.input,
             "output": output,
@@ -166,7 +228,7 @@ pub fn rewrap(a: ModelRewrapArgs) -> Outcome {
 }
 
 /// `edgeward model inspect IN [--json]`: the header, unauthenticated (no key needed).
-pub fn inspect(a: ModelInspectArgs) -> Outcome {
+pub fn inspect(a: ModelInspectArgs, json: bool) -> Outcome {
     let mut file = File::open(&a.input).map_err(|e| io_failure(&a.input, e))?;
     let file_len = file.metadata().map_err(|e| io_failure(&a.input, e))?.len();
     let head = read_head(&mut file, &a.input)?;
@@ -178,7 +240,7 @@ pub fn inspect(a: ModelInspectArgs) -> Outcome {
         std::cmp::Ordering::Less => "truncated",
         std::cmp::Ordering::Greater => "trailing data",
     };
-    if a.json {
+    if json {
         print_json(&json!({
             "format": "edgeward-model-crypt",
             "version": crypt::container::VERSION,

@@ -1,18 +1,69 @@
-//! `edgeward fleet …` (the admin API) and `edgeward device enroll` (what a factory or the
-//! agent does): HTTPS clients of `edgeward-server`, trusting only the given server CA.
+//! `edgeward fleet …`: the admin API of `edgeward-server`, over HTTPS trusting only the
+//! given server CA.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::{Args, Subcommand};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
-use crate::{
-    cli::{DeviceEnrollArgs, FleetCommand, ServerArgs},
-    outcome::{print_json, read_operator_file, Failure, Outcome},
-};
+use crate::outcome::{print_json, read_operator_file, Failure, Outcome};
+
+/// Where the server is and how to authenticate to its admin API.
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// The admin/enrollment listener, e.g. https://fleet.example.com:8444.
+    #[arg(long, env = "EDGEWARD_SERVER")]
+    pub server: String,
+    /// The server CA to trust (the server writes server-ca.pem into its data directory).
+    #[arg(long, env = "EDGEWARD_SERVER_CA")]
+    pub server_ca: PathBuf,
+    /// File holding an admin API key (the server writes admin-token on first start).
+    #[arg(long, env = "EDGEWARD_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// `edgeward fleet …`.
+#[derive(Subcommand, Debug)]
+pub enum FleetCommand {
+    /// Register a device; prints its one-time enrollment token.
+    AddDevice(FleetAddArgs),
+    /// List devices.
+    List(ServerArgs),
+    /// Show one device.
+    Show(FleetDeviceArgs),
+    /// Quarantine a device: only command poll and forensic upload remain.
+    Quarantine(FleetDeviceArgs),
+    /// Release a device from quarantine.
+    Release(FleetDeviceArgs),
+    /// Revoke a device: its certificate goes on the CRL and its connections close.
+    Revoke(FleetDeviceArgs),
+}
+
+/// Arguments of `fleet add-device`.
+#[derive(Args, Debug)]
+pub struct FleetAddArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The device id (letters, digits, '.', '_', '-'; at most 128).
+    #[arg(long)]
+    pub id: String,
+    /// The hardware class (selects the device's rate limit).
+    #[arg(long)]
+    pub hardware: String,
+}
+
+/// Arguments of the commands about one device.
+#[derive(Args, Debug)]
+pub struct FleetDeviceArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The device id.
+    pub id: String,
+}
 
 /// A client that trusts exactly `server_ca`.
-fn client(server_ca: &Path) -> Result<Client, Failure> {
+pub(crate) fn client(server_ca: &Path) -> Result<Client, Failure> {
     let pem = read_operator_file(server_ca)?;
     let ca = reqwest::Certificate::from_pem(&pem)
         .map_err(|e| Failure::operator(format!("{}: {e}", server_ca.display())))?;
@@ -27,7 +78,7 @@ fn client(server_ca: &Path) -> Result<Client, Failure> {
 
 /// Sends a request and returns the JSON answer; 4xx/5xx become failures with the server's
 /// message (exit 1), connection problems operator errors (exit 2).
-fn call(req: reqwest::blocking::RequestBuilder, what: &str) -> Result<Value, Failure> {
+pub(crate) fn call(req: reqwest::blocking::RequestBuilder, what: &str) -> Result<Value, Failure> {
     let r = req
         .send()
         .map_err(|e| Failure::operator(format!("{what}: cannot reach the server: {e}")))?;
@@ -81,8 +132,9 @@ impl Admin {
     }
 }
 
-pub fn run(cmd: FleetCommand) -> Outcome {
-    let (json_out, value, text) = match cmd {
+/// Runs `fleet …`.
+pub fn run(cmd: FleetCommand, json: bool) -> Outcome {
+    let (value, text) = match cmd {
         FleetCommand::AddDevice(a) => {
             let admin = Admin::new(&a.server)?;
             let v = admin.post(
@@ -94,7 +146,7 @@ pub fn run(cmd: FleetCommand) -> Outcome {
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            (a.server.json, v, text)
+            (v, text)
         }
         FleetCommand::List(a) => {
             let v = Admin::new(&a)?.get("/v1/admin/devices", "list")?;
@@ -115,18 +167,18 @@ pub fn run(cmd: FleetCommand) -> Outcome {
                         .join("\n")
                 })
                 .unwrap_or_default();
-            (a.json, v, text)
+            (v, text)
         }
         FleetCommand::Show(a) => {
             let v = Admin::new(&a.server)?.get(&format!("/v1/admin/devices/{}", a.id), "show")?;
             let text = serde_json::to_string_pretty(&v).unwrap_or_default();
-            (a.server.json, v, text)
+            (v, text)
         }
         FleetCommand::Quarantine(a) => status_change(a, "quarantine")?,
         FleetCommand::Release(a) => status_change(a, "release")?,
         FleetCommand::Revoke(a) => status_change(a, "revoke")?,
     };
-    if json_out {
+    if json {
         print_json(&value);
     } else if !text.is_empty() {
         println!("{text}");
@@ -134,63 +186,12 @@ pub fn run(cmd: FleetCommand) -> Outcome {
     Ok(())
 }
 
-fn status_change(
-    a: crate::cli::FleetDeviceArgs,
-    action: &str,
-) -> Result<(bool, Value, String), Failure> {
+fn status_change(a: FleetDeviceArgs, action: &str) -> Result<(Value, String), Failure> {
     let v = Admin::new(&a.server)?.post(
         &format!("/v1/admin/devices/{}/{action}", a.id),
         json!({}),
         action,
     )?;
     let text = format!("{} is now {}", a.id, v["status"].as_str().unwrap_or("?"));
-    Ok((a.server.json, v, text))
-}
-
-/// `edgeward device enroll`: a fresh P-256 key, a CSR, the one-time token; writes `key.pem`
-/// (0600), `cert.pem`, `ca.pem` (the server CA, as the recipe's `load_verify_locations`
-/// expects), `device-ca.pem` and `secret` (0600).
-pub fn enroll(a: DeviceEnrollArgs) -> Outcome {
-    let key = rcgen::KeyPair::generate()
-        .map_err(|e| Failure::operator(format!("key generation: {e}")))?;
-    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-        .and_then(|p| p.serialize_request(&key))
-        .and_then(|c| c.pem())
-        .map_err(|e| Failure::operator(format!("CSR: {e}")))?;
-    let c = client(&a.server_ca)?;
-    let v = call(
-        c.post(format!("{}/v1/enroll", a.server.trim_end_matches('/')))
-            .json(&json!({ "token": a.token.trim(), "csr": csr })),
-        "enroll",
-    )?;
-    std::fs::create_dir_all(&a.out)
-        .map_err(|e| Failure::operator(format!("{}: {e}", a.out.display())))?;
-    let field = |name: &str| {
-        v[name]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| Failure::rejected(format!("the enrollment answer lacks {name}")))
-    };
-    let files: [(&str, String, bool); 5] = [
-        ("key.pem", key.serialize_pem(), true),
-        ("cert.pem", field("certificate")?, false),
-        ("ca.pem", field("server_ca")?, false),
-        ("device-ca.pem", field("device_ca")?, false),
-        ("secret", field("secret")?, true),
-    ];
-    for (name, content, secret) in &files {
-        let path = a.out.join(name);
-        edgeward_pki::store::write_atomic(&path, content.as_bytes(), *secret)
-            .map_err(|e| Failure::operator(format!("{}: {e}", path.display())))?;
-    }
-    let id = field("device_id")?;
-    if a.json {
-        print_json(&json!({ "device_id": id, "dir": a.out }));
-    } else {
-        println!(
-            "enrolled {id}: key.pem, cert.pem, ca.pem, device-ca.pem and secret in {}",
-            a.out.display()
-        );
-    }
-    Ok(())
+    Ok((v, text))
 }

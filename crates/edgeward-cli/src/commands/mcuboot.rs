@@ -17,15 +17,6 @@ pub enum McubootCommand {
     Verify(McubootVerifyArgs),
 }
 
-impl McubootCommand {
-    /// Whether the command prints JSON.
-    pub fn wants_json(&self) -> bool {
-        match self {
-            McubootCommand::Verify(a) => a.json,
-        }
-    }
-}
-
 /// Arguments of `mcuboot verify`.
 #[derive(Args, Debug)]
 pub struct McubootVerifyArgs {
@@ -34,18 +25,16 @@ pub struct McubootVerifyArgs {
     /// The public key (PEM, e.g. `imgtool getpub -e pem`) or a certificate holding it.
     #[arg(long)]
     pub key: PathBuf,
-    /// Print a JSON verdict on stdout.
-    #[arg(long)]
-    pub json: bool,
 }
 
-pub fn run(cmd: McubootCommand) -> Outcome {
+/// Runs `mcuboot …`.
+pub fn run(cmd: McubootCommand, json: bool) -> Outcome {
     match cmd {
-        McubootCommand::Verify(a) => verify(a),
+        McubootCommand::Verify(a) => verify(a, json),
     }
 }
 
-fn verify(a: McubootVerifyArgs) -> Outcome {
+fn verify(a: McubootVerifyArgs, json: bool) -> Outcome {
     let key = PublicKey::from_pem(&read_operator_file(&a.key)?)
         .map_err(|e| Failure::operator(format!("{}: {e}", a.key.display())))?;
     let size = std::fs::metadata(&a.image)
@@ -63,7 +52,7 @@ fn verify(a: McubootVerifyArgs) -> Outcome {
     };
     match result {
         Ok(v) => {
-            if a.json {
+            if json {
                 print_json(&json!({
                     "verified": true,
                     "image": a.image,
@@ -86,13 +75,13 @@ fn verify(a: McubootVerifyArgs) -> Outcome {
             Ok(())
         }
         Err(reason) => {
-            if a.json {
+            if json {
                 print_json(
                     &json!({ "verified": false, "image": a.image, "error": reason, "kind": "rejected" }),
                 );
             }
             let mut f = Failure::rejected(format!("{}: {reason}", a.image.display()));
-            f.reported = a.json;
+            f.reported = json;
             Err(f)
         }
     }

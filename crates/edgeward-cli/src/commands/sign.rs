@@ -1,19 +1,54 @@
 //! `edgeward sign`: a bundle (key or certificate mode) or a raw detached signature.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::Args;
 use edgeward_core::{keys::SigningKey, pem};
 use edgeward_model::{artifact, raw};
 use serde_json::json;
 
 use crate::{
-    cli::SignArgs,
+    args::parse_size,
     outcome::{print_json, read_operator_file, Failure, Outcome},
     progress::Bar,
     secrets::passphrase,
 };
 
-pub fn run(a: SignArgs) -> Outcome {
+/// Arguments of `sign`.
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// The file or model directory to sign.
+    pub path: PathBuf,
+    /// The private key (PEM: PKCS#8, SEC1 or encrypted PKCS#8).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Certificate chain (PEM, signing certificate first): certificate mode.
+    #[arg(long)]
+    pub cert_chain: Option<PathBuf>,
+    /// Where to write the signature.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// Write a raw detached signature over the file (as `openssl dgst -sha256 -sign`).
+    #[arg(long)]
+    pub raw: bool,
+    /// Digest every SIZE bytes of each file separately (e.g. 64MiB) so one large file is
+    /// hashed on all cores. Default 0: one digest per file, model-signing's default, which
+    /// its CLI verifies (its CLI verifies files mode only; its Python API verifies both).
+    #[arg(long, default_value = "0", value_name = "SIZE", value_parser = parse_size)]
+    pub shard_size: u64,
+    /// Paths inside the model to leave out of the signature (repeatable).
+    #[arg(long = "ignore-paths")]
+    pub ignore_paths: Vec<PathBuf>,
+    /// Sign git metadata (.git, .gitattributes, .github, .gitignore) too.
+    #[arg(long)]
+    pub no_ignore_git_paths: bool,
+    /// Environment variable holding the key's passphrase, if the key is encrypted.
+    #[arg(long, default_value = "EDGEWARD_KEY_PASSPHRASE")]
+    pub passphrase_env: String,
+}
+
+/// Runs `sign`.
+pub fn run(a: SignArgs, json: bool) -> Outcome {
     let key = load_signing_key(&a.key, &a.passphrase_env)?;
     let bar = Bar::new("hashing");
     let signature = if a.raw {
@@ -51,7 +86,7 @@ pub fn run(a: SignArgs) -> Outcome {
     std::fs::write(&a.output, &signature)
         .map_err(|e| Failure::operator(format!("{}: {e}", a.output.display())))?;
     let public = key.public_key();
-    if a.json {
+    if json {
         print_json(&json!({
             "signed": a.path,
             "signature": a.output,
@@ -129,7 +164,7 @@ pub fn relative_to(root: &Path, path: &Path) -> Option<String> {
     (!joined.is_empty()).then_some(joined)
 }
 
-fn relative_ignores(root: &Path, paths: &[std::path::PathBuf]) -> Result<Vec<String>, Failure> {
+fn relative_ignores(root: &Path, paths: &[PathBuf]) -> Result<Vec<String>, Failure> {
     paths
         .iter()
         .map(|p| {

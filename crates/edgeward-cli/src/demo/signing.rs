@@ -1,119 +1,25 @@
-//! `edgeward demo`: the whole story on the embedded default, in a temporary directory, with
-//! no services: the key ceremony, signing a firmware image and a model directory, verifying
-//! them and two attacks being refused; then the device (demo_boot), the model's protection
-//! (demo_crypt, demo_watermark) and the control plane (demo_server).
+//! The demo's first chapter: the key ceremony, a firmware image and a model directory
+//! signed in certificate mode and verified against the root, a raw signature, and two
+//! attacks refused (a flipped byte, a key the root never endorsed).
 
-use std::{fs, path::Path, time::Instant};
+use std::{fs, path::Path};
 
 use edgeward_core::{bundle::Bundle, chain::Policy, keys::SigningKey, pem, verify::Trust};
 use edgeward_model::{artifact, raw, NoProgress};
 use edgeward_pki::{issue, Hierarchy};
 use rand_core::{OsRng, RngCore};
-use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::{
-    cli::DemoArgs,
-    outcome::{print_json, Failure, Outcome},
-    sign_cmd::unix_now,
+    commands::sign::unix_now,
+    demo::{random_bytes, read, Demo},
 };
 
 /// DER certificates or CRLs.
 type DerList = Vec<Vec<u8>>;
 
-/// One step of the demo: `ok` means the step had the expected outcome (for an attack: it
-/// was refused).
-#[derive(Serialize)]
-struct Step {
-    name: &'static str,
-    ok: bool,
-    detail: String,
-    millis: u128,
-}
-
-pub(crate) struct Demo {
-    steps: Vec<Step>,
-    json: bool,
-}
-
-impl Demo {
-    pub(crate) fn step(&mut self, name: &'static str, f: impl FnOnce() -> Result<String, String>) {
-        let start = Instant::now();
-        let (ok, detail) = match f() {
-            Ok(d) => (true, d),
-            Err(d) => (false, d),
-        };
-        if !self.json {
-            println!("{} {name}\n    {detail}", if ok { "✓" } else { "✗" });
-        }
-        self.steps.push(Step {
-            name,
-            ok,
-            detail,
-            millis: start.elapsed().as_millis(),
-        });
-    }
-}
-
-pub fn run(a: DemoArgs) -> Outcome {
-    let tmp;
-    let dir = match &a.keep {
-        Some(d) => {
-            if d.join("pki").exists() {
-                return Err(Failure::operator(format!(
-                    "{} already holds a demo; give --keep an empty or new directory",
-                    d.display()
-                )));
-            }
-            fs::create_dir_all(d)
-                .map_err(|e| Failure::operator(format!("{}: {e}", d.display())))?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir()
-                .map_err(|e| Failure::operator(format!("temporary directory: {e}")))?;
-            tmp.path().to_path_buf()
-        }
-    };
-    let mut demo = Demo {
-        steps: Vec::new(),
-        json: a.json,
-    };
-    if !a.json {
-        println!("Edgeward demo in {}\n", dir.display());
-    }
-    story(&mut demo, &dir);
-    crate::demo_boot::story(&mut demo, &dir.join("device"), &dir.join("pki"));
-    crate::demo_crypt::story(&mut demo, &dir.join("model"), &dir.join("pki"));
-    crate::demo_watermark::story(&mut demo, &dir.join("watermark"));
-    crate::demo_server::story(&mut demo, &dir.join("server"));
-    let passed = demo.steps.iter().filter(|s| s.ok).count();
-    let all_ok = passed == demo.steps.len();
-    if a.json {
-        print_json(&serde_json::json!({
-            "ok": all_ok,
-            "dir": dir,
-            "steps": demo.steps,
-        }));
-    } else {
-        println!(
-            "\nsummary: {passed}/{} steps as expected — {}",
-            demo.steps.len(),
-            if all_ok {
-                "signed artifacts verify under the root, tampering and unendorsed keys are refused; the device boots only a signed chain, attests from its element and opens only models encrypted to it; a stolen model carries its owner's mark; the control plane admits only enrolled, authenticated, unquarantined devices within their rate"
-            } else {
-                "SOMETHING IS WRONG"
-            }
-        );
-    }
-    if all_ok {
-        Ok(())
-    } else {
-        Err(Failure::rejected("the demo did not go as expected"))
-    }
-}
-
-fn story(demo: &mut Demo, dir: &Path) {
+/// Runs the chapter's steps in `dir` (the hierarchy goes to `dir/pki`).
+pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     let pki_dir = dir.join("pki");
     let mut pass = [0u8; 24];
     OsRng.fill_bytes(&mut pass);
@@ -263,14 +169,4 @@ fn story(demo: &mut Demo, dir: &Path) {
             Err(e) => Ok(format!("refused: {e}")),
         }
     });
-}
-
-fn random_bytes(n: usize) -> Vec<u8> {
-    let mut v = vec![0u8; n];
-    OsRng.fill_bytes(&mut v);
-    v
-}
-
-pub(crate) fn read(p: &Path) -> Result<Vec<u8>, String> {
-    fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
 }

@@ -1,7 +1,8 @@
 //! `edgeward verify`: exit 0 verified, 1 rejected, 2 operator error; `--json` verdict.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::Args;
 use edgeward_core::{
     bundle::Bundle,
     chain::Policy,
@@ -15,15 +16,45 @@ use edgeward_model::{artifact, raw};
 use serde_json::{json, Value};
 
 use crate::{
-    cli::VerifyArgs,
+    commands::sign::{relative_to, unix_now},
     outcome::{print_json, read_operator_file, Failure, Outcome},
     progress::Bar,
-    sign_cmd::{relative_to, unix_now},
 };
 
-pub fn run(a: VerifyArgs) -> Outcome {
+/// Arguments of `verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The file or model directory to verify.
+    pub path: PathBuf,
+    /// The signature (bundle, or raw with --raw).
+    #[arg(long)]
+    pub signature: PathBuf,
+    /// Trust exactly this public key (PEM public key or certificate).
+    #[arg(
+        long,
+        conflicts_with = "trust_root",
+        required_unless_present = "trust_root"
+    )]
+    pub pubkey: Option<PathBuf>,
+    /// Trust signing certificates endorsed by this root (PEM; may hold several roots).
+    #[arg(long)]
+    pub trust_root: Option<PathBuf>,
+    /// A root-signed CRL (PEM or DER) to check revocation against (repeatable). Without
+    /// one, revocation is not checked and a warning says so.
+    #[arg(long, conflicts_with = "pubkey")]
+    pub crl: Vec<PathBuf>,
+    /// Longest validity, in days, accepted for the signing certificate (policy; at most 90).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=90), conflicts_with = "pubkey")]
+    pub max_signing_days: u64,
+    /// The signature is raw (as `openssl dgst -sha256 -sign` makes it); needs --pubkey.
+    #[arg(long, conflicts_with = "trust_root")]
+    pub raw: bool,
+}
+
+/// Runs `verify`: a verdict on stdout with `--json`.
+pub fn run(a: VerifyArgs, json: bool) -> Outcome {
     let result = verify(&a);
-    if a.json {
+    if json {
         let verdict = match &result {
             Ok(details) => {
                 json!({ "verified": true, "path": a.path, "signature": a.signature, "details": details })

@@ -1,0 +1,224 @@
+//! `edgeward pki …`: the key ceremony.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use edgeward_pki::{issue::KeyAlg, Hierarchy, RootKey};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::{
+    args::KeyType,
+    outcome::{print_json, Failure, Outcome},
+    secrets::passphrase,
+};
+
+/// `edgeward pki …`.
+#[derive(Subcommand, Debug)]
+pub enum PkiCommand {
+    /// Create the hierarchy: root CA (encrypted key), signing certificate, device CA, empty CRL.
+    Init(PkiInitArgs),
+    /// Issue the next signing certificate; the current one is kept in previous/ until it expires.
+    Rotate(PkiRotateArgs),
+    /// Add a certificate to the root-signed CRL.
+    Revoke(PkiRevokeArgs),
+    /// Print the hierarchy with validity and days left; warn about a signing certificate near expiry.
+    Show(PkiShowArgs),
+    /// Re-sign the CRL with fresh dates (same entries), e.g. before its next-update date.
+    Crl(PkiCrlArgs),
+}
+
+/// The hierarchy directory.
+#[derive(Args, Debug)]
+pub struct PkiDir {
+    /// The hierarchy directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+}
+
+/// Where the root key's passphrase comes from.
+#[derive(Args, Debug)]
+pub struct PassphraseArg {
+    /// Environment variable holding the root key's passphrase (prompted on a TTY if unset).
+    #[arg(long, default_value = "EDGEWARD_ROOT_PASSPHRASE")]
+    pub passphrase_env: String,
+}
+
+/// Where the root key is.
+#[derive(Args, Debug)]
+pub struct RootKeyArg {
+    /// The encrypted root key, if it is kept offline rather than in --dir (e.g. on a
+    /// removable drive plugged in for the ceremony). Default: DIR/root.key.
+    #[arg(long)]
+    pub root_key: Option<PathBuf>,
+}
+
+/// Arguments of `pki init`.
+#[derive(Args, Debug)]
+pub struct PkiInitArgs {
+    #[command(flatten)]
+    pub dir: PkiDir,
+    #[command(flatten)]
+    pub passphrase: PassphraseArg,
+    /// Organisation name put in every certificate's subject.
+    #[arg(long, default_value = "Edgeward")]
+    pub org: String,
+    /// Validity of the first signing certificate in days (at most 90).
+    #[arg(long, default_value_t = 90)]
+    pub days: i64,
+    /// Key type of the signing certificate.
+    #[arg(long, value_enum, default_value_t = KeyType::P256)]
+    pub key_type: KeyType,
+}
+
+/// Arguments of `pki rotate`.
+#[derive(Args, Debug)]
+pub struct PkiRotateArgs {
+    #[command(flatten)]
+    pub dir: PkiDir,
+    #[command(flatten)]
+    pub passphrase: PassphraseArg,
+    #[command(flatten)]
+    pub root_key: RootKeyArg,
+    /// Validity of the new signing certificate in days (at most 90).
+    #[arg(long, default_value_t = 90)]
+    pub days: i64,
+    /// Key type of the new signing certificate.
+    #[arg(long, value_enum, default_value_t = KeyType::P256)]
+    pub key_type: KeyType,
+}
+
+/// Arguments of `pki revoke`.
+#[derive(Args, Debug)]
+pub struct PkiRevokeArgs {
+    #[command(flatten)]
+    pub dir: PkiDir,
+    #[command(flatten)]
+    pub passphrase: PassphraseArg,
+    #[command(flatten)]
+    pub root_key: RootKeyArg,
+    /// Serial number of the certificate to revoke, hex (as `pki show` or `openssl x509 -serial` print it).
+    #[arg(long)]
+    pub serial: String,
+}
+
+/// Arguments of `pki show`.
+#[derive(Args, Debug)]
+pub struct PkiShowArgs {
+    #[command(flatten)]
+    pub dir: PkiDir,
+}
+
+/// Arguments of `pki crl`.
+#[derive(Args, Debug)]
+pub struct PkiCrlArgs {
+    #[command(flatten)]
+    pub dir: PkiDir,
+    #[command(flatten)]
+    pub passphrase: PassphraseArg,
+    #[command(flatten)]
+    pub root_key: RootKeyArg,
+}
+
+pub fn key_alg(k: KeyType) -> KeyAlg {
+    match k {
+        KeyType::P256 => KeyAlg::P256,
+        KeyType::Ed25519 => KeyAlg::Ed25519,
+    }
+}
+
+pub fn run(cmd: PkiCommand, json: bool) -> Outcome {
+    let now = OffsetDateTime::now_utc();
+    match cmd {
+        PkiCommand::Init(a) => {
+            let pass = passphrase(&a.passphrase.passphrase_env, "Root key passphrase: ", true)?;
+            let h = Hierarchy::init(&a.dir.dir, &a.org, &pass, a.days, key_alg(a.key_type), now)?;
+            report(&h, now, json, "created")
+        }
+        PkiCommand::Rotate(a) => {
+            let h = Hierarchy::open(&a.dir.dir)?;
+            let pass = passphrase(&a.passphrase.passphrase_env, "Root key passphrase: ", false)?;
+            let root = RootKey {
+                path: a.root_key.root_key.as_deref(),
+                passphrase: &pass,
+            };
+            h.rotate(&root, a.days, key_alg(a.key_type), now)?;
+            report(&h, now, json, "rotated")
+        }
+        PkiCommand::Revoke(a) => {
+            let h = Hierarchy::open(&a.dir.dir)?;
+            let pass = passphrase(&a.passphrase.passphrase_env, "Root key passphrase: ", false)?;
+            let root = RootKey {
+                path: a.root_key.root_key.as_deref(),
+                passphrase: &pass,
+            };
+            let mut extra = Vec::new();
+            if !h.revoke(&root, &a.serial, now)? {
+                extra.push(format!(
+                    "serial {} is not a certificate in {}; it was added to the CRL anyway",
+                    edgeward_pki::hierarchy::normalize_serial(&a.serial),
+                    a.dir.dir.display()
+                ));
+            }
+            report_with(&h, now, json, "revoked", extra)
+        }
+        PkiCommand::Crl(a) => {
+            let h = Hierarchy::open(&a.dir.dir)?;
+            let pass = passphrase(&a.passphrase.passphrase_env, "Root key passphrase: ", false)?;
+            let root = RootKey {
+                path: a.root_key.root_key.as_deref(),
+                passphrase: &pass,
+            };
+            h.refresh_crl(&root, now)?;
+            report(&h, now, json, "crl-refreshed")
+        }
+        PkiCommand::Show(a) => {
+            let h = Hierarchy::open(&a.dir.dir)?;
+            report(&h, now, json, "shown")
+        }
+    }
+}
+
+fn report(h: &Hierarchy, now: OffsetDateTime, as_json: bool, action: &str) -> Outcome {
+    report_with(h, now, as_json, action, Vec::new())
+}
+
+/// Prints the hierarchy (text or JSON) and every warning: `extra` ones from the command,
+/// then those about the certificates (text: on stderr; JSON: in `warnings`).
+fn report_with(
+    h: &Hierarchy,
+    now: OffsetDateTime,
+    as_json: bool,
+    action: &str,
+    extra: Vec<String>,
+) -> Outcome {
+    let certs = h.show(now)?;
+    let mut warnings = extra;
+    warnings.extend(Hierarchy::warnings(&certs));
+    if as_json {
+        print_json(&json!({ "action": action, "certificates": certs, "warnings": warnings }));
+        return Ok(());
+    }
+    for c in &certs {
+        println!(
+            "{:<17} {}\n                  serial {}  valid {} → {}  ({} days left){}",
+            c.role,
+            c.subject,
+            c.serial,
+            c.not_before,
+            c.not_after,
+            c.days_left,
+            if c.revoked { "  REVOKED" } else { "" }
+        );
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
+impl From<serde_json::Error> for Failure {
+    fn from(e: serde_json::Error) -> Self {
+        Failure::operator(e)
+    }
+}
