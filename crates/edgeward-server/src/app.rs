@@ -10,8 +10,8 @@ use axum::{
 use serde_json::json;
 
 use crate::{
-    clock::Clock, config::Config, conns::Connections, db::Db, identity::Identity, limits::Store,
-    metrics::Metrics, tls::RevokedSerials,
+    clock::Clock, config::Config, conns::Connections, db::Db, identity::Identity, metrics::Metrics,
+    rate_limit::Store, tls::RevokedSerials,
 };
 
 /// Everything the handlers share.

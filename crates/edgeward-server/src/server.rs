@@ -27,8 +27,8 @@ use crate::{
     db::{Db, Role},
     device_api::{self, Peer},
     identity,
-    limits::Store,
     metrics::Metrics,
+    rate_limit::Store,
     tls,
 };
 

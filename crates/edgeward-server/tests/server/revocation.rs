@@ -2,13 +2,12 @@
 //! with the revoked certificate fails (also for `openssl s_client`), and the device CRL
 //! lists it.
 
-mod common;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

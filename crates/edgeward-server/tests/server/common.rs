@@ -1,6 +1,5 @@
 //! A real server on loopback for each test, against SQLite or a fresh PostgreSQL database,
 //! with helpers to register and enroll devices and to call the API as a device.
-#![allow(dead_code)]
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -22,12 +21,12 @@ macro_rules! both_backends {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let $backend = common::Backend::Sqlite;
+                let $backend = crate::common::Backend::Sqlite;
                 $body.await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let $backend = common::Backend::Postgres;
+                let $backend = crate::common::Backend::Postgres;
                 $body.await
             }
         }

@@ -2,10 +2,9 @@
 //! per-address limit in front of authentication; two servers sharing one Redis admitting no
 //! more than the quota in total, and refusing on one a v2 nonce already used on the other.
 
-mod common;
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use edgeward_server::{
     clock::{Clock, ManualClock},
     config::LimitConfig,

@@ -3,10 +3,9 @@
 //! `create_device_token`), curl, and `openssl s_client` refused for a certificate from
 //! another CA, an expired one, and none.
 
-mod common;
 use std::{path::Path, process::Command};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 /// The guide's two recipes, verbatim, then a call with them.

@@ -1,7 +1,6 @@
 //! The device and admin APIs end to end, over real TLS, against SQLite and PostgreSQL.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 both_backends!(enroll_then_authenticated_calls, |backend| async move {

@@ -1,0 +1,11 @@
+//! The server's integration tests, one binary: each module starts real servers on loopback
+//! (SQLite, and PostgreSQL and Redis where the module says so) and drives them as devices,
+//! operators and attackers would.
+
+#[macro_use]
+mod common;
+
+mod api;
+mod interop;
+mod rate_limit;
+mod revocation;
