@@ -21,12 +21,12 @@ macro_rules! both_backends {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let $backend = crate::common::Backend::Sqlite;
+                let $backend = $crate::common::Backend::Sqlite;
                 $body.await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let $backend = crate::common::Backend::Postgres;
+                let $backend = $crate::common::Backend::Postgres;
                 $body.await
             }
         }
