@@ -9,8 +9,9 @@ use edgeward_core::{limits::MAX_CRL_BYTES, pem};
 use edgeward_se::{SeError, SecureElement};
 
 use crate::{
-    chain::{counter_name, Chain},
+    chain::counter_name,
     measure::{BootLog, Register},
+    policy::{confirm_policy, verify_policy},
     recovery::{FailedStage, RecoveryRecord},
     stage::{verify_stage, StageTrust},
     BootError, FailureKind,
@@ -87,8 +88,12 @@ pub fn boot_chain_with_pcr(
     let early = |kind: FailureKind, message: String| {
         Box::new(RecoveryRecord::before_chain(kind, message, now))
     };
-    let chain =
-        Chain::load(chain_path).map_err(|e| early(FailureKind::ChainDescription, e.to_string()))?;
+    let roots = [root];
+    // The policy (stages, hardware class, CRL) is itself signed and floored in the element:
+    // nothing below is taken from an unverified description.
+    let policy =
+        verify_policy(chain_path, &roots, se, now).map_err(|f| early(f.kind, f.message))?;
+    let chain = &policy.chain;
     let hardware = options.hardware.unwrap_or(&chain.hardware);
     if hardware != chain.hardware {
         return Err(early(
@@ -99,22 +104,15 @@ pub fn boot_chain_with_pcr(
             ),
         ));
     }
-    let crls = match &chain.crl {
-        Some(path) => {
-            vec![read_crl(path).map_err(|e| early(FailureKind::ChainDescription, e.to_string()))?]
-        }
-        None => Vec::new(),
-    };
-    let roots = [root];
     let trust = StageTrust {
         roots: &roots,
-        crls: &crls,
+        crls: &policy.crls,
         now,
         hardware,
     };
     let mut register = Register::default();
     let mut events = Vec::with_capacity(chain.stages.len());
-    let mut newest_signature = 0u64;
+    let mut newest_signature = policy.signed_at.unwrap_or(0);
     for spec in &chain.stages {
         if let Some(hook) = options.before_stage {
             hook(spec.index);
@@ -171,13 +169,18 @@ pub fn boot_chain_with_pcr(
         register: register.0,
         events,
         booted_at: now,
+        policy: Some(policy.record),
     })
 }
 
-/// Marks the booted images good: raises each stage's counter to its signed value (never
-/// lowers one). Returns `(counter, value)` pairs.
+/// Marks the booted images good: raises each stage's counter to its signed value, and the
+/// policy's floors (its counter, the CRL number) to what the boot ran under; never lowers
+/// one. Returns `(counter, value)` pairs.
 pub fn confirm(se: &dyn SecureElement, log: &BootLog) -> Result<Vec<(String, u64)>, BootError> {
-    let mut out = Vec::with_capacity(log.events.len());
+    let mut out = Vec::with_capacity(log.events.len() + 2);
+    if let Some(policy) = &log.policy {
+        out.extend(confirm_policy(se, policy)?);
+    }
     for e in &log.events {
         let name = counter_name(&e.stage);
         let value = se.advance_counter(&name, e.security_counter)?;

@@ -153,6 +153,12 @@ impl Chain {
                     s.name
                 )));
             }
+            if s.name == crate::policy::POLICY_CLAIM {
+                return Err(at(format!(
+                    "name {:?} is reserved for the chain description's own signature",
+                    s.name
+                )));
+            }
             if stages.iter().any(|o| o.name == s.name) {
                 return Err(at(format!("name {:?} is used twice", s.name)));
             }

@@ -37,6 +37,9 @@ pub enum FailureKind {
     Tampered,
     /// The secure element failed.
     SecureElement,
+    /// The CRL the policy relies on is missing, older than one this device already accepted,
+    /// or not signed by the root.
+    Revocation,
 }
 
 /// A refusal of one stage: which kind, and one sentence saying exactly what was wrong.

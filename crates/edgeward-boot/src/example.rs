@@ -108,8 +108,11 @@ pub fn write_example(
     let stage_dir = out.join("stages");
     std::fs::create_dir_all(&stage_dir).map_err(|e| BootError::io(&stage_dir, e))?;
     let signed_at = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    // The hierarchy's root-signed CRL travels with the chain; the signed description names it.
+    let crl = out.join("crl.pem");
+    std::fs::copy(pki.join("crl.pem"), &crl).map_err(|e| BootError::io(&crl, e))?;
     let mut toml = format!(
-        "# Edgeward boot chain: stages are verified in this order.\nversion = 1\nhardware = \"{EXAMPLE_HARDWARE}\"\n"
+        "# Edgeward boot chain: stages are verified in this order. It is signed (chain.toml.sig):\n# edit it and re-sign, or the device refuses to boot.\nversion = 1\nhardware = \"{EXAMPLE_HARDWARE}\"\ncrl = \"crl.pem\"\n"
     );
     let mut images = Vec::new();
     let mut signatures = Vec::new();
@@ -140,6 +143,7 @@ pub fn write_example(
     }
     let chain_path = out.join("chain.toml");
     std::fs::write(&chain_path, toml).map_err(|e| BootError::io(&chain_path, e))?;
+    provision::sign_policy(&chain_path, &key, chain, EXAMPLE_HARDWARE, 1, signed_at)?;
 
     let read = |name: &str| {
         let p = pki.join(name);

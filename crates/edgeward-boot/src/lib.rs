@@ -3,6 +3,8 @@
 //! anti-rollback counters in the secure element.
 //!
 //! - [`chain`]: the chain description (`chain.toml`), parsed with bounds.
+//! - [`policy`]: the chain description's signature and the element-held floors (policy
+//!   counter, CRL number) that keep the boot policy from being edited or rolled back.
 //! - [`mcuboot`]: MCUboot images as `imgtool sign` writes them.
 //! - [`stage`]: verifying one stage (a signature bundle or an MCUboot image).
 //! - [`measure`]: the measurement register and its event log.
@@ -21,6 +23,7 @@ pub mod error;
 pub mod example;
 pub mod mcuboot;
 pub mod measure;
+pub mod policy;
 pub mod provision;
 pub mod recovery;
 pub mod stage;

@@ -75,6 +75,10 @@ pub struct BootLog {
     pub events: Vec<Event>,
     /// When the boot happened (Unix seconds, the device's judged time).
     pub booted_at: u64,
+    /// The signed policy (chain description) the boot ran under; confirm raises the
+    /// element's policy floors to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::PolicyRecord>,
 }
 
 impl BootLog {

@@ -22,6 +22,7 @@ use time::{Duration, OffsetDateTime};
 use crate::{
     attest::{DEVICE_CA_SLOT, DEVICE_CERT_SLOT, DEVICE_KEY_SLOT},
     boot::ROOT_SLOT,
+    policy::{signature_path, POLICY_CLAIM},
     BootError,
 };
 
@@ -54,6 +55,28 @@ pub fn sign_stage(
         key,
         chain,
     )?)
+}
+
+/// Signs the chain description at `chain_path` as the boot policy (claims: stage
+/// [`POLICY_CLAIM`], `hardware`, `security_counter`; one file, files method) and writes the
+/// bundle to its [`signature_path`]. Returns that path.
+pub fn sign_policy(
+    chain_path: &Path,
+    key: &SigningKey,
+    chain: Vec<Vec<u8>>,
+    hardware: &str,
+    security_counter: u64,
+    signed_at: u64,
+) -> Result<std::path::PathBuf, BootError> {
+    let claims = BootClaims {
+        stage: Some(POLICY_CLAIM.to_string()),
+        hardware: Some(hardware.to_string()),
+        security_counter: Some(security_counter),
+    };
+    let bundle = sign_stage(chain_path, key, Some(chain), claims, None, signed_at)?;
+    let out = signature_path(chain_path);
+    std::fs::write(&out, bundle.to_json()).map_err(|e| BootError::io(&out, e))?;
+    Ok(out)
 }
 
 /// Issues a device certificate (client auth, `days` long) for `public` under the device CA.

@@ -105,7 +105,7 @@ fn read_bounded(
 }
 
 /// Maps a core decision to a failure kind.
-fn core_kind(e: &CoreError) -> FailureKind {
+pub(crate) fn core_kind(e: &CoreError) -> FailureKind {
     match e {
         CoreError::BadSignature(_) => FailureKind::BadSignature,
         CoreError::NotEndorsed { .. } | CoreError::KeyMismatch(_) => FailureKind::NotEndorsed,

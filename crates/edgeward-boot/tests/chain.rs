@@ -147,20 +147,31 @@ fn chain_description_edits_are_caught_by_the_signed_claims() {
     let chain = std::fs::read_to_string(&ex.chain).unwrap();
     let se = open_se(&ex.se_dir);
 
-    // Claiming a higher counter in chain.toml does not change the signed one.
+    let dir = base.path().join("example");
+    let pki = base.path().join("pki");
+
+    // Unsigned edits are refused before any stage (the policy signature, tests/policy.rs);
+    // even a description re-signed by the signing key cannot contradict the stages' own
+    // signed claims. Claiming a higher counter does not change the signed one:
     let edited = chain.replacen("security_counter = 1", "security_counter = 9", 1);
     std::fs::write(&ex.chain, edited).unwrap();
+    let r = boot(&ex.chain, se.as_ref()).unwrap_err();
+    assert_eq!(r.reason, FailureKind::Integrity, "{}", r.message);
+    assert!(r.stage.is_none());
+    resign_policy(&dir, &pki, 1);
     let r = boot(&ex.chain, se.as_ref()).unwrap_err();
     assert_eq!(r.reason, FailureKind::CounterMismatch, "{}", r.message);
 
     // A validly signed image of another stage in this stage's place.
     let edited = chain.replacen("stages/0-fsbl.bin", "stages/1-ssbl.bin", 2);
     std::fs::write(&ex.chain, edited).unwrap();
+    resign_policy(&dir, &pki, 1);
     let r = boot(&ex.chain, se.as_ref()).unwrap_err();
     assert_eq!(r.reason, FailureKind::WrongStage, "{}", r.message);
 
     // A device of another class refuses the whole chain before any stage.
     std::fs::write(&ex.chain, &chain).unwrap();
+    resign_policy(&dir, &pki, 1);
     let r = boot_chain(
         &ex.chain,
         se.as_ref(),
@@ -189,11 +200,14 @@ fn confirm_raises_counters_and_an_older_image_is_then_refused() {
         "signature = \"stages/2-os.img.sig\"\nsecurity_counter = 1",
         "signature = \"stages/2-os.img.sig\"\nsecurity_counter = 2",
     );
+    let chain_sig = std::fs::read(dir.join("chain.toml.sig")).unwrap();
     std::fs::write(&ex.chain, &v2).unwrap();
+    resign_policy(&dir, &base.path().join("pki"), 1);
     let log: BootLog = boot(&ex.chain, se.as_ref()).unwrap();
     // Not confirmed yet: the old release still boots.
     std::fs::write(stage_files(&dir, 2).1, &old_sig).unwrap();
     std::fs::write(&ex.chain, &chain).unwrap();
+    std::fs::write(dir.join("chain.toml.sig"), &chain_sig).unwrap();
     boot(&ex.chain, se.as_ref()).unwrap();
     // Confirmed: the old release is a rollback.
     confirm(se.as_ref(), &log).unwrap();

@@ -269,6 +269,77 @@ pub fn check_crl_der(der: &[u8]) -> Result<(), Error> {
         .map_err(|e| Error::malformed("CRL DER", e))
 }
 
+/// The number (RFC 5280 §5.2.3) of a CRL that one of `roots` signed. The signature is
+/// checked here, not only when webpki consults the CRL for a path, because a caller that
+/// keeps a floor of CRL numbers (the boot policy) must never raise it on a forged CRL: that
+/// would refuse every later, genuine CRL.
+pub fn crl_number_signed_by_root(der: &[u8], roots: &[Vec<u8>]) -> Result<u64, Error> {
+    use x509_cert::der::asn1::ObjectIdentifier;
+    if der.len() > MAX_CRL_BYTES {
+        return Err(Error::malformed("CRL", "larger than the size limit"));
+    }
+    let crl = x509_cert::crl::CertificateList::from_der(der)
+        .map_err(|e| Error::malformed("CRL DER", e))?;
+    let issuer = crl
+        .tbs_cert_list
+        .issuer
+        .to_der()
+        .map_err(|e| Error::malformed("CRL issuer", e))?;
+    let root = roots
+        .iter()
+        .find(|r| cert_info(r).is_ok_and(|i| i.subject_der == issuer))
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "the CRL is issued by {}, which is not the trust root",
+                crl.tbs_cert_list.issuer
+            ))
+        })?;
+    let key = PublicKey::from_certificate_der(root)?;
+    // The signature algorithm named by the CRL must be the one the root's key makes: a CRL
+    // may not pick a weaker or different scheme than its issuer's key.
+    const ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+    const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+    let alg = crl.signature_algorithm.oid;
+    let matches = matches!(
+        (&key, alg),
+        (PublicKey::P256(_), ECDSA_SHA256) | (PublicKey::Ed25519(_), ED25519)
+    );
+    if !matches {
+        return Err(Error::Unsupported {
+            what: "CRL signature algorithm",
+            detail: format!("{alg} with a {} root key", key.algorithm()),
+        });
+    }
+    let tbs = crl
+        .tbs_cert_list
+        .to_der()
+        .map_err(|e| Error::malformed("CRL to-be-signed list", e))?;
+    let signature = crl
+        .signature
+        .as_bytes()
+        .ok_or_else(|| Error::malformed("CRL signature", "not a whole number of bytes"))?;
+    crate::rawsig::verify_message(&key, &tbs, signature).map_err(|_| Error::NotEndorsed {
+        key: key.fingerprint(),
+        reason: String::from(
+            "the CRL names the root as its issuer but was not signed by the root's key",
+        ),
+    })?;
+    let number_oid = x509_cert::der::oid::db::rfc5280::ID_CE_CRL_NUMBER;
+    for ext in crl.tbs_cert_list.crl_extensions.iter().flatten() {
+        if ext.extn_id == number_oid {
+            let number = x509_cert::ext::pkix::CrlNumber::from_der(ext.extn_value.as_bytes())
+                .map_err(|e| Error::malformed("CRL number", e))?;
+            // DER INTEGER magnitude, big-endian, without the sign byte `Uint` strips.
+            let bytes = number.0.as_bytes();
+            if bytes.len() > 8 {
+                return Err(Error::malformed("CRL number", "larger than 64 bits"));
+            }
+            return Ok(bytes.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b)));
+        }
+    }
+    Err(Error::malformed("CRL", "it carries no CRL number"))
+}
+
 fn parse_crl<'a>(
     der: &'a [u8],
     allowed_issuers: &[Vec<u8>],

@@ -81,3 +81,34 @@ pub fn stage_files(dir: &Path, i: usize) -> (PathBuf, PathBuf) {
     let sig = dir.join("stages").join(format!("{}.sig", stages[i].file));
     (image, sig)
 }
+
+/// Re-signs the example's chain description (as it now is on disk) with the hierarchy in
+/// `pki`, at policy security counter `counter`.
+pub fn resign_policy(dir: &Path, pki: &Path, counter: u64) {
+    let (key, chain) = example::signer(pki).unwrap();
+    edgeward_boot::provision::sign_policy(
+        &dir.join("chain.toml"),
+        &key,
+        chain,
+        example::EXAMPLE_HARDWARE,
+        counter,
+        unix_now(),
+    )
+    .unwrap();
+}
+
+/// Boots with the device clock reading `clock` (Unix seconds).
+pub fn boot_at(
+    chain: &Path,
+    se: &dyn SecureElement,
+    clock: u64,
+) -> Result<BootLog, Box<RecoveryRecord>> {
+    boot_chain(
+        chain,
+        se,
+        &BootOptions {
+            now: clock,
+            ..BootOptions::default()
+        },
+    )
+}
