@@ -1,0 +1,9 @@
+//! Signed updates for Edgeward devices.
+//!
+//! A TUF 1.0 client of our own ([`tuf`]): root chaining, one fixed start time for every
+//! expiry check, rollback and fast-forward protection, snapshot/timestamp consistency,
+//! bounded downloads, and a depth-first delegation search.
+
+mod fsio;
+pub mod release;
+pub mod tuf;

@@ -1,0 +1,4 @@
+//! Integration tests of edgeward-update, one binary of modules.
+
+mod attacks;
+mod sim;
