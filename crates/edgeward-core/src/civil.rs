@@ -22,6 +22,60 @@ pub fn format_date(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// Parses an RFC 3339 UTC time, `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (the fraction is
+/// dropped), to seconds since the Unix epoch.
+pub fn parse_rfc3339_utc(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let rest = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))?;
+    let (main, fraction) = match rest.split_once('.') {
+        Some((m, f)) => (m, Some(f)),
+        None => (rest, None),
+    };
+    if main.len() != 19
+        || fraction
+            .is_some_and(|f| f.is_empty() || f.len() > 9 || !f.bytes().all(|c| c.is_ascii_digit()))
+    {
+        return None;
+    }
+    let digits = |r: core::ops::Range<usize>| -> Option<i64> {
+        let s = main.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    if b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || !matches!(b.get(10), Some(b'T' | b't'))
+        || b.get(13) != Some(&b':')
+        || b.get(16) != Some(&b':')
+    {
+        return None;
+    }
+    let (y, mo, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (h, mi, sec) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let days = days_from_civil(y, mo as u32, d as u32);
+    if civil_from_days(days) != (y, mo as u32, d as u32) {
+        return None; // e.g. February 30th
+    }
+    Some(days * 86_400 + h * 3600 + mi * 60 + sec)
+}
+
+/// (year, month, day) to days since 1970-01-01 (H. Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
 /// (H. Hinnant's `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -47,5 +101,26 @@ mod tests {
         assert_eq!(format_unix(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(format_date(951_782_400), "2000-02-29");
         assert_eq!(format_unix(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn rfc3339_round_trips_and_refuses_nonsense() {
+        for t in [0, 951_782_400, 1_700_000_000, 1_672_531_199] {
+            assert_eq!(parse_rfc3339_utc(&format_unix(t)), Some(t));
+        }
+        assert_eq!(
+            parse_rfc3339_utc("2022-12-31T23:59:59.999Z"),
+            Some(1_672_531_199)
+        );
+        for bad in [
+            "",
+            "2022-02-30T00:00:00Z",
+            "2022-12-31 23:59:59Z",
+            "2022-12-31T23:59:59",
+            "2022-12-31T23:59:59.Z",
+            "２022-12-31T23:59:59Z",
+        ] {
+            assert_eq!(parse_rfc3339_utc(bad), None, "{bad}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Public and private keys: parsing from PEM/DER, fingerprints, and the key-mode "hint".
 //!
-//! Signing keys are ECDSA P-256 and Ed25519; RSA (2048–4096 bits) is accepted for verifying
-//! signatures that already exist (`openssl dgst -sha256 -sign rsa.pem`).
+//! Signing keys are ECDSA P-256 and Ed25519. Verification also accepts ECDSA P-384 and P-521
+//! (what model_signing, certtool and imgtool sign with, each curve with its own hash) and
+//! RSA (2048–4096 bits, for signatures that already exist: `openssl dgst -sha256 -sign rsa.pem`).
 
 use alloc::{
     format,
@@ -12,7 +13,14 @@ use alloc::{
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey, LineEnding};
 use zeroize::Zeroizing;
 
-use crate::{pem, sha256, Error};
+use crate::{digest::HashAlg, pem, sha256, Error};
+
+/// OID of an EC public key (`id-ecPublicKey`).
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+/// Named-curve OIDs of the curves accepted.
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+const OID_P521: &str = "1.3.132.0.35";
 
 /// Smallest RSA modulus accepted, in bits.
 pub const RSA_MIN_BITS: usize = 2048;
@@ -32,6 +40,10 @@ pub const MAX_SCRYPT_WORK: u64 = 1024 * 1024 * 1024;
 pub enum PublicKey {
     /// ECDSA over NIST P-256 with SHA-256.
     P256(p256::ecdsa::VerifyingKey),
+    /// ECDSA over NIST P-384 with SHA-384 (verification only).
+    P384(p384::ecdsa::VerifyingKey),
+    /// ECDSA over NIST P-521 with SHA-512 (verification only).
+    P521(ecdsa::VerifyingKey<p521::NistP521>),
     /// Ed25519 (PureEdDSA over the whole message).
     Ed25519(ed25519_dalek::VerifyingKey),
     /// RSA, PKCS#1 v1.5 or PSS with SHA-256 (verification only).
@@ -46,11 +58,31 @@ impl PublicKey {
             .map_err(|e| Error::malformed("public key DER", e))?;
         let oid = spki.algorithm.oid;
         match oid.to_string().as_str() {
-            "1.2.840.10045.2.1" => p256::ecdsa::VerifyingKey::from_public_key_der(der)
-                .map(PublicKey::P256)
-                .map_err(|e| {
-                    Error::unsupported("EC public key", format!("only P-256 is accepted ({e})"))
-                }),
+            OID_EC_PUBLIC_KEY => {
+                let curve = spki
+                    .algorithm
+                    .parameters
+                    .and_then(|p| p.decode_as::<x509_cert::der::asn1::ObjectIdentifier>().ok())
+                    .ok_or_else(|| {
+                        Error::malformed("EC public key", "no named-curve OID in its parameters")
+                    })?;
+                let bad = |e: pkcs8::spki::Error| Error::malformed("EC public key", e);
+                match curve.to_string().as_str() {
+                    OID_P256 => p256::ecdsa::VerifyingKey::from_public_key_der(der)
+                        .map(PublicKey::P256)
+                        .map_err(bad),
+                    OID_P384 => p384::ecdsa::VerifyingKey::from_public_key_der(der)
+                        .map(PublicKey::P384)
+                        .map_err(bad),
+                    OID_P521 => ecdsa::VerifyingKey::<p521::NistP521>::from_public_key_der(der)
+                        .map(PublicKey::P521)
+                        .map_err(bad),
+                    other => Err(Error::unsupported(
+                        "EC curve",
+                        format!("OID {other} (accepted: P-256, P-384, P-521)"),
+                    )),
+                }
+            }
             "1.3.101.112" => ed25519_dalek::VerifyingKey::from_public_key_der(der)
                 .map(PublicKey::Ed25519)
                 .map_err(|e| Error::malformed("Ed25519 public key", e)),
@@ -106,6 +138,8 @@ impl PublicKey {
     pub fn to_spki_der(&self) -> Vec<u8> {
         let doc = match self {
             PublicKey::P256(k) => k.to_public_key_der(),
+            PublicKey::P384(k) => k.to_public_key_der(),
+            PublicKey::P521(k) => k.to_public_key_der(),
             PublicKey::Ed25519(k) => k.to_public_key_der(),
             PublicKey::Rsa(k) => k.to_public_key_der(),
         };
@@ -119,6 +153,8 @@ impl PublicKey {
     pub fn to_pem(&self) -> String {
         let pem = match self {
             PublicKey::P256(k) => k.to_public_key_pem(LineEnding::LF),
+            PublicKey::P384(k) => k.to_public_key_pem(LineEnding::LF),
+            PublicKey::P521(k) => k.to_public_key_pem(LineEnding::LF),
             PublicKey::Ed25519(k) => k.to_public_key_pem(LineEnding::LF),
             PublicKey::Rsa(k) => k.to_public_key_pem(LineEnding::LF),
         };
@@ -139,8 +175,20 @@ impl PublicKey {
     pub fn algorithm(&self) -> &'static str {
         match self {
             PublicKey::P256(_) => "ecdsa-p256-sha256",
+            PublicKey::P384(_) => "ecdsa-p384-sha384",
+            PublicKey::P521(_) => "ecdsa-p521-sha512",
             PublicKey::Ed25519(_) => "ed25519",
             PublicKey::Rsa(_) => "rsa-sha256",
+        }
+    }
+
+    /// The hash this key's signatures are made over: SHA-256 for P-256 and RSA, SHA-384 for
+    /// P-384, SHA-512 for P-521 (and inside Ed25519, which takes the whole message).
+    pub fn hash_alg(&self) -> HashAlg {
+        match self {
+            PublicKey::P256(_) | PublicKey::Rsa(_) => HashAlg::Sha256,
+            PublicKey::P384(_) => HashAlg::Sha384,
+            PublicKey::P521(_) | PublicKey::Ed25519(_) => HashAlg::Sha512,
         }
     }
 }

@@ -5,12 +5,15 @@
 //! `alloc` (disable the default `std` feature). Every parser here takes untrusted bytes and
 //! returns a typed [`Error`] instead of panicking.
 //!
-//! - [`keys`]: public and private keys (ECDSA P-256, Ed25519, RSA for verification), PEM/DER.
+//! - [`keys`]: public and private keys (ECDSA P-256, Ed25519; ECDSA P-384/P-521 and RSA for
+//!   verification), PEM/DER; [`digest`]: the hashes signatures are made over.
 //! - [`rawsig`]: detached raw signatures as `openssl dgst -sha256 -sign` and Python
 //!   `cryptography` make them.
 //! - [`dsse`], [`statement`], [`manifest`], [`bundle`]: the OpenSSF model-signing format
 //!   (Sigstore bundle v0.3 carrying a DSSE envelope with an in-toto statement).
-//! - [`chain`]: the X.509 trust policy for signing certificates.
+//! - [`chain`]: Edgeward's X.509 trust policy for signing certificates; [`chain_upstream`]:
+//!   the upstream model_signing verifier's rules, for another organisation's PKI.
+//! - [`sigstore`]: keyless Sigstore bundles (Fulcio certificate, Rekor log entry) offline.
 //! - [`verify`] and [`sign`]: the whole bundle check and bundle creation.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
@@ -20,7 +23,9 @@ extern crate alloc;
 
 pub mod bundle;
 pub mod chain;
+pub mod chain_upstream;
 pub mod civil;
+pub mod digest;
 pub mod dsse;
 pub mod error;
 pub mod keys;
@@ -29,8 +34,10 @@ pub mod manifest;
 pub mod pem;
 pub mod rawsig;
 pub mod sign;
+pub mod sigstore;
 pub mod statement;
 pub mod verify;
+pub mod x509sig;
 
 pub use error::Error;
 

@@ -64,5 +64,8 @@ pub fn sign_statement(
         payload_type: IN_TOTO_PAYLOAD_TYPE.into(),
         payload,
         signature,
+        embedded_key: None,
+        tlog_entries: Vec::new(),
+        rfc3161_timestamps: Vec::new(),
     })
 }

@@ -27,6 +27,31 @@ use crate::{
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 /// The model-signing predicate type this crate reads and writes.
 pub const PREDICATE_TYPE: &str = "https://model_signing/signature/v1.0";
+/// The predicate type of model_signing v0.2, whose statement lists one subject per file and
+/// no serialization (read for compatibility, never written).
+pub const PREDICATE_TYPE_V0_2: &str = "https://model_signing/Digests/v0.1";
+
+/// Which statement layout a bundle carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementVersion {
+    /// `https://model_signing/signature/v1.0` (model_signing v0.3 and later, and Edgeward).
+    V1,
+    /// `https://model_signing/Digests/v0.1` (model_signing v0.2: files as subjects).
+    V0_2,
+}
+
+#[derive(Deserialize)]
+struct HeadJson {
+    #[serde(rename = "_type")]
+    type_: String,
+    #[serde(rename = "predicateType")]
+    predicate_type: String,
+}
+
+#[derive(Deserialize)]
+struct LegacyStatementJson {
+    subject: Vec<SubjectJson>,
+}
 
 /// A parsed and self-consistent statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,20 +184,78 @@ impl Statement {
     /// SHA-256 only, every resource's algorithm matching the serialization, no duplicate
     /// resources, and the subject digest equal to the digest over the resources.
     pub fn parse(json: &[u8]) -> Result<Self, Error> {
-        let raw: StatementJson =
+        match Self::parse_any(json)? {
+            (statement, StatementVersion::V1) => Ok(statement),
+            (_, StatementVersion::V0_2) => Err(Error::unsupported(
+                "predicate type",
+                format!("{PREDICATE_TYPE_V0_2:?} (expected {PREDICATE_TYPE})"),
+            )),
+        }
+    }
+
+    /// Parses a statement of either layout: the v1.0 predicate, or model_signing v0.2's
+    /// files-as-subjects layout, which becomes a files manifest with no model name.
+    pub fn parse_any(json: &[u8]) -> Result<(Self, StatementVersion), Error> {
+        let head: HeadJson =
             serde_json::from_slice(json).map_err(|e| Error::malformed("statement JSON", e))?;
-        if raw.type_ != STATEMENT_TYPE {
+        if head.type_ != STATEMENT_TYPE {
             return Err(Error::unsupported(
                 "statement type",
-                format!("{:?}", raw.type_),
+                format!("{:?}", head.type_),
             ));
         }
-        if raw.predicate_type != PREDICATE_TYPE {
-            return Err(Error::unsupported(
+        match head.predicate_type.as_str() {
+            PREDICATE_TYPE => Self::parse_v1(json).map(|s| (s, StatementVersion::V1)),
+            PREDICATE_TYPE_V0_2 => Self::parse_v0_2(json).map(|s| (s, StatementVersion::V0_2)),
+            other => Err(Error::unsupported(
                 "predicate type",
-                format!("{:?} (expected {PREDICATE_TYPE})", raw.predicate_type),
+                format!("{other:?} (expected {PREDICATE_TYPE} or {PREDICATE_TYPE_V0_2})"),
+            )),
+        }
+    }
+
+    fn parse_v0_2(json: &[u8]) -> Result<Self, Error> {
+        let raw: LegacyStatementJson =
+            serde_json::from_slice(json).map_err(|e| Error::malformed("statement JSON", e))?;
+        if raw.subject.is_empty() || raw.subject.len() > MAX_RESOURCES {
+            return Err(Error::malformed(
+                "statement",
+                format!(
+                    "{} subjects (expected 1–{MAX_RESOURCES})",
+                    raw.subject.len()
+                ),
             ));
         }
+        let mut items = BTreeMap::new();
+        for subject in &raw.subject {
+            let key = ItemKey::parse(&subject.name, Method::Files)?;
+            let digest = parse_digest("subject digest", &subject.digest.sha256)?;
+            if items.insert(key, digest).is_some() {
+                return Err(Error::malformed(
+                    "statement",
+                    format!("subject {:?} is listed twice", subject.name),
+                ));
+            }
+        }
+        Ok(Statement {
+            manifest: Manifest {
+                model_name: String::new(),
+                serialization: Serialization {
+                    method: Method::Files,
+                    allow_symlinks: false,
+                    ignore_paths: Vec::new(),
+                },
+                items,
+                empty_files: BTreeSet::new(),
+            },
+            signed_at: None,
+            boot: BootClaims::default(),
+        })
+    }
+
+    fn parse_v1(json: &[u8]) -> Result<Self, Error> {
+        let raw: StatementJson =
+            serde_json::from_slice(json).map_err(|e| Error::malformed("statement JSON", e))?;
         let [subject] = raw.subject.as_slice() else {
             return Err(Error::malformed(
                 "statement",

@@ -51,10 +51,10 @@ impl SeSigningKey {
         let scheme = match public {
             PublicKey::P256(_) => SignatureScheme::ECDSA_NISTP256_SHA256,
             PublicKey::Ed25519(_) => SignatureScheme::ED25519,
-            PublicKey::Rsa(_) => {
+            PublicKey::Rsa(_) | PublicKey::P384(_) | PublicKey::P521(_) => {
                 return Err(SeError::Unsupported {
                     backend: element.backend(),
-                    what: "RSA TLS client keys".into(),
+                    what: format!("{} TLS client keys", public.algorithm()),
                 })
             }
         };

@@ -1,0 +1,120 @@
+//! Transparency-log checkpoints: a signed note (the `golang.org/x/mod/sumdb/note` format
+//! Rekor writes) stating the log's origin, tree size and root hash, followed by signature
+//! lines `— NAME BASE64(key hint ‖ signature)`.
+
+use alloc::{format, string::String, vec::Vec};
+
+use crate::{bundle::decode_b64, keys::PublicKey, rawsig, Error, Sha256Digest};
+
+/// Longest checkpoint accepted.
+pub const MAX_CHECKPOINT_BYTES: usize = 16 * 1024;
+/// Most signature lines a checkpoint may carry.
+pub const MAX_NOTE_SIGNATURES: usize = 16;
+
+/// A parsed checkpoint (signatures not yet verified).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The log's origin line (e.g. `rekor.sigstore.dev - 1193050959916656506`).
+    pub origin: String,
+    /// The tree size.
+    pub tree_size: u64,
+    /// The root hash.
+    pub root_hash: Sha256Digest,
+    /// The signed text: every line up to the blank line, each with its newline.
+    pub text: String,
+    /// Signature lines: signer name, 4-byte key hint, signature.
+    pub signatures: Vec<(String, [u8; 4], Vec<u8>)>,
+}
+
+impl Checkpoint {
+    /// Parses a signed note.
+    pub fn parse(note: &str) -> Result<Self, Error> {
+        let bad = |detail: &str| Error::malformed("checkpoint", detail);
+        if note.len() > MAX_CHECKPOINT_BYTES {
+            return Err(bad("longer than the size limit"));
+        }
+        let split = note
+            .find("\n\n")
+            .ok_or_else(|| bad("no blank line between the note and its signatures"))?;
+        let text = &note[..split + 1];
+        let mut lines = text.lines();
+        let origin = lines
+            .next()
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| bad("no origin line"))?;
+        let size_line = lines.next().ok_or_else(|| bad("no tree-size line"))?;
+        if size_line.is_empty()
+            || size_line.len() > 20
+            || !size_line.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(bad("the tree-size line is not a decimal number"));
+        }
+        let tree_size = size_line
+            .parse::<u64>()
+            .map_err(|_| bad("the tree size does not fit 64 bits"))?;
+        let root_line = lines.next().ok_or_else(|| bad("no root-hash line"))?;
+        let root_hash: Sha256Digest = decode_b64("checkpoint root hash", root_line)?
+            .try_into()
+            .map_err(|_| bad("the root hash is not 32 bytes"))?;
+        let mut signatures = Vec::new();
+        for line in note[split + 2..].lines() {
+            if line.is_empty() {
+                continue;
+            }
+            if signatures.len() == MAX_NOTE_SIGNATURES {
+                return Err(bad("too many signature lines"));
+            }
+            let rest = line
+                .strip_prefix("\u{2014} ")
+                .ok_or_else(|| bad("a signature line does not start with an em dash"))?;
+            let (name, b64) = rest
+                .rsplit_once(' ')
+                .ok_or_else(|| bad("a signature line has no signature"))?;
+            let raw = decode_b64("checkpoint signature", b64)?;
+            if raw.len() < 5 {
+                return Err(bad("a signature is shorter than its key hint"));
+            }
+            let (hint, sig) = raw.split_at(4);
+            let hint: [u8; 4] = hint.try_into().map_err(|_| bad("key hint"))?;
+            signatures.push((String::from(name), hint, sig.to_vec()));
+        }
+        if signatures.is_empty() {
+            return Err(bad("no signature lines"));
+        }
+        Ok(Checkpoint {
+            origin: String::from(origin),
+            tree_size,
+            root_hash,
+            text: String::from(text),
+            signatures,
+        })
+    }
+
+    /// Verifies that a signature line by `log_key` (found by its key hint: the first four
+    /// bytes of SHA-256 of the key's DER SubjectPublicKeyInfo) signs the note.
+    pub fn verify(&self, log_key: &PublicKey) -> Result<(), Error> {
+        let spki_hash = crate::sha256(&log_key.to_spki_der());
+        let ours = &spki_hash[..4];
+        let (_, _, sig) = self
+            .signatures
+            .iter()
+            .find(|(_, hint, _)| hint == ours)
+            .ok_or_else(|| {
+                Error::BadSignature(format!(
+                    "the checkpoint of {} carries no signature by the log's key {} (hint {})",
+                    self.origin,
+                    log_key.fingerprint(),
+                    hex::encode(ours)
+                ))
+            })?;
+        rawsig::verify_message(log_key, self.text.as_bytes(), sig).map_err(|e| match e {
+            Error::BadSignature(_) => Error::BadSignature(format!(
+                "the checkpoint of {} (tree size {}) is not signed by the log's key {}",
+                self.origin,
+                self.tree_size,
+                log_key.fingerprint()
+            )),
+            other => other,
+        })
+    }
+}
