@@ -2,14 +2,18 @@
 //! TLV area (covered by the hash: security counter, dependencies, custom TLVs) and an
 //! unprotected one (the SHA-256, the key hash or key, the signature).
 //!
-//! [`Image::parse`] checks every offset and length against the buffer; [`Image::verify`]
-//! recomputes the hash and checks the signature (ECDSA P-256 over the hash, or Ed25519 over
-//! the hash or, with `SIG_PURE`, over the hashed bytes), exactly as MCUboot's bootloader.
-//! Little-endian images only; encrypted and compressed images are refused.
+//! [`Image::parse`] checks every offset and length against the buffer and reads the header
+//! flags; [`Image::verify`] recomputes the hash and checks the key and signature exactly as
+//! MCUboot's bootloader does, for every key type imgtool signs with: ECDSA P-256 (SHA-256)
+//! and P-384 (SHA-384), Ed25519 over the hash (SHA-256 or SHA-512) or, with `SIG_PURE`, over
+//! the hashed bytes themselves (SHA-512 key hash), and RSA-2048/3072 (PSS, SHA-256; the key
+//! hash is over the PKCS#1 key, not the SubjectPublicKeyInfo). Little-endian images only.
+//! Compressed images verify (the signature covers the compressed payload); encrypted ones are
+//! refused, since their hash covers the plaintext only the device's key reveals.
 
 use std::fmt;
 
-use edgeward_core::{keys::PublicKey, rawsig, sha256};
+use edgeward_core::{digest::HashAlg, keys::PublicKey, rawsig, sha256};
 
 /// Largest image accepted (MCUboot images fill a flash slot; 64 MiB is far above any MCU).
 pub const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -28,19 +32,43 @@ pub const TLV_KEYHASH: u16 = 0x01;
 pub const TLV_PUBKEY: u16 = 0x02;
 /// TLV: SHA-256 of header, image and protected TLVs.
 pub const TLV_SHA256: u16 = 0x10;
+/// TLV: SHA-384 of the same.
+pub const TLV_SHA384: u16 = 0x11;
+/// TLV: SHA-512 of the same.
+pub const TLV_SHA512: u16 = 0x12;
+/// TLV: RSA-2048 PSS signature.
+pub const TLV_RSA2048: u16 = 0x20;
 /// TLV: ECDSA signature (DER).
 pub const TLV_ECDSA_SIG: u16 = 0x22;
+/// TLV: RSA-3072 PSS signature.
+pub const TLV_RSA3072: u16 = 0x23;
 /// TLV: Ed25519 signature.
 pub const TLV_ED25519: u16 = 0x24;
 /// TLV: the signature covers the hashed bytes themselves (pure Ed25519).
 pub const TLV_SIG_PURE: u16 = 0x25;
+/// Protected TLV: a dependency on another image (image id, minimum version).
+pub const TLV_DEPENDENCY: u16 = 0x40;
 /// Protected TLV: security counter (u32).
 pub const TLV_SEC_CNT: u16 = 0x50;
 /// Protected vendor TLV Edgeward reads as the image's hardware class (ASCII), set with
 /// `imgtool sign --custom-tlv 0xa0 CLASS`.
 pub const TLV_EDGEWARD_HARDWARE: u16 = 0x00a0;
 
+/// Header flags as imgtool sets them, with the names MCUboot gives them.
+pub const FLAGS: [(u32, &str); 9] = [
+    (0x0000_0001, "PIC"),
+    (0x0000_0004, "ENCRYPTED_AES128"),
+    (0x0000_0008, "ENCRYPTED_AES256"),
+    (0x0000_0010, "NON_BOOTABLE"),
+    (0x0000_0020, "RAM_LOAD"),
+    (0x0000_0100, "ROM_FIXED"),
+    (0x0000_0200, "COMPRESSED_LZMA1"),
+    (0x0000_0400, "COMPRESSED_LZMA2"),
+    (0x0000_0800, "COMPRESSED_ARM_THUMB"),
+];
 const F_ENCRYPTED: u32 = 0x4 | 0x8;
+const F_NON_BOOTABLE: u32 = 0x10;
+const F_RAM_LOAD: u32 = 0x20;
 const F_COMPRESSED: u32 = 0x200 | 0x400 | 0x800;
 
 /// Why an image was refused.
@@ -131,11 +159,81 @@ pub struct Image<'a> {
     hashed_len: usize,
 }
 
+/// A dependency on another image: it must be present at at least this version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dependency {
+    /// The other image's id.
+    pub image_id: u8,
+    /// The lowest acceptable version.
+    pub min_version: Version,
+}
+
+/// What the header and protected TLVs say about an image (read without verifying it, so a
+/// refusal can still say what the image claims to be).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The version.
+    pub version: Version,
+    /// The raw header flags.
+    pub flags: u32,
+    /// The names of the flags set ([`FLAGS`]); unknown bits as `0x…`.
+    pub flag_names: Vec<String>,
+    /// The load address (meaningful with `RAM_LOAD`).
+    pub load_addr: u32,
+    /// Image size in bytes (without header and TLVs).
+    pub img_size: u32,
+    /// The security counter TLV, if present.
+    pub security_counter: Option<u32>,
+    /// The Edgeward hardware-class TLV, if present.
+    pub hardware: Option<String>,
+    /// Dependency TLVs.
+    pub dependencies: Vec<Dependency>,
+}
+
+impl ImageInfo {
+    /// Whether the image is marked as not to be booted (a data or dependency-only image).
+    pub fn non_bootable(&self) -> bool {
+        self.flags & F_NON_BOOTABLE != 0
+    }
+    /// Whether the bootloader copies the image to RAM at [`ImageInfo::load_addr`].
+    pub fn ram_load(&self) -> bool {
+        self.flags & F_RAM_LOAD != 0
+    }
+    /// Whether the payload is encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.flags & F_ENCRYPTED != 0
+    }
+    /// Whether the payload is compressed.
+    pub fn compressed(&self) -> bool {
+        self.flags & F_COMPRESSED != 0
+    }
+}
+
+/// How the image names its signer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyReference {
+    /// A hash of the public key (`KEYHASH`, imgtool's default), hex.
+    Hash(String),
+    /// The public key itself (`PUBKEY`, `imgtool sign --public-key-format full`).
+    Full,
+}
+
 /// What a verified image says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedImage {
-    /// SHA-256 over header, image and protected TLVs (what MCUboot measures).
+    /// SHA-256 over header, image and protected TLVs: what measured boot extends, whatever
+    /// hash the image itself records.
     pub hash: [u8; 32],
+    /// The hash the image records and the signature covers.
+    pub image_hash: Vec<u8>,
+    /// Its algorithm.
+    pub hash_alg: HashAlg,
+    /// The signature algorithm, e.g. `ecdsa-p384-sha384`, `ed25519-pure`, `rsa3072-pss-sha256`.
+    pub signature_alg: String,
+    /// How the image named its key.
+    pub key_reference: KeyReference,
+    /// Header and protected-TLV facts.
+    pub info: ImageInfo,
     /// The version.
     pub version: Version,
     /// The security counter TLV, if present.
@@ -146,6 +244,88 @@ pub struct VerifiedImage {
     pub img_size: u32,
     /// Whether the signature is pure Ed25519 over the hashed bytes.
     pub pure: bool,
+}
+
+/// What a key type calls for in an image: its signature TLV(s), the hashes allowed, how its
+/// key is encoded for the key hash and `PUBKEY`, and its name.
+struct KeyProfile {
+    sig_tlvs: &'static [u16],
+    hashes: &'static [HashAlg],
+    encoded: Vec<u8>,
+    name: String,
+}
+
+fn key_profile(key: &PublicKey) -> Result<KeyProfile, McubootError> {
+    let spki = key.to_spki_der();
+    Ok(match key {
+        PublicKey::P256(_) => KeyProfile {
+            sig_tlvs: &[TLV_ECDSA_SIG],
+            hashes: &[HashAlg::Sha256],
+            encoded: spki,
+            name: "ECDSA P-256".into(),
+        },
+        PublicKey::P384(_) => KeyProfile {
+            sig_tlvs: &[TLV_ECDSA_SIG],
+            hashes: &[HashAlg::Sha384],
+            encoded: spki,
+            name: "ECDSA P-384".into(),
+        },
+        PublicKey::Ed25519(_) => KeyProfile {
+            sig_tlvs: &[TLV_ED25519],
+            hashes: &[HashAlg::Sha256, HashAlg::Sha512],
+            encoded: spki,
+            name: "Ed25519".into(),
+        },
+        PublicKey::Rsa(k) => {
+            use rsa::{pkcs1::EncodeRsaPublicKey, traits::PublicKeyParts};
+            let bits = k.n().bits();
+            let tlv: &'static [u16] = match bits {
+                2048 => &[TLV_RSA2048],
+                3072 => &[TLV_RSA3072],
+                _ => {
+                    return Err(McubootError::Unsupported(format!(
+                        "RSA-{bits} keys (MCUboot signs with RSA-2048 and RSA-3072)"
+                    )))
+                }
+            };
+            KeyProfile {
+                sig_tlvs: tlv,
+                hashes: &[HashAlg::Sha256],
+                // MCUboot hashes and embeds an RSA key as PKCS#1 RSAPublicKey.
+                encoded: k
+                    .to_pkcs1_der()
+                    .map(|d| d.as_bytes().to_vec())
+                    .map_err(|e| McubootError::Unsupported(format!("RSA key encoding: {e}")))?,
+                name: format!("RSA-{bits}"),
+            }
+        }
+        PublicKey::P521(_) => {
+            return Err(McubootError::Unsupported(
+                "ECDSA P-521 keys (MCUboot signs with P-256 and P-384)".into(),
+            ))
+        }
+    })
+}
+
+/// The key type an image's signature TLV stands for, for messages.
+fn signature_tlv_name(kind: u16, len: usize) -> Option<&'static str> {
+    match kind {
+        TLV_ECDSA_SIG if len > 80 => Some("ECDSA P-384"),
+        TLV_ECDSA_SIG => Some("ECDSA P-256"),
+        TLV_ED25519 => Some("Ed25519"),
+        TLV_RSA2048 => Some("RSA-2048"),
+        TLV_RSA3072 => Some("RSA-3072"),
+        _ => None,
+    }
+}
+
+fn hash_tlv_alg(kind: u16) -> Option<HashAlg> {
+    match kind {
+        TLV_SHA256 => Some(HashAlg::Sha256),
+        TLV_SHA384 => Some(HashAlg::Sha384),
+        TLV_SHA512 => Some(HashAlg::Sha512),
+        _ => None,
+    }
 }
 
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
@@ -261,12 +441,6 @@ impl<'a> Image<'a> {
                 header.hdr_size
             )));
         }
-        if header.flags & F_ENCRYPTED != 0 {
-            return Err(McubootError::Unsupported("encrypted image".into()));
-        }
-        if header.flags & F_COMPRESSED != 0 {
-            return Err(McubootError::Unsupported("compressed image".into()));
-        }
         let image_end = usize::from(header.hdr_size)
             .checked_add(header.img_size as usize)
             .filter(|&e| e <= bytes.len())
@@ -352,106 +526,240 @@ impl<'a> Image<'a> {
         }
     }
 
-    /// Verifies the image under `key`: the hash, the key hash (or key), the signature.
-    pub fn verify(&self, key: &PublicKey) -> Result<VerifiedImage, McubootError> {
-        let hashed = &self.bytes[..self.hashed_len];
-        let hash = sha256(hashed);
-        let pure = self.unprotected.iter().any(|t| t.kind == TLV_SIG_PURE);
-        let mut hash_tlvs = self.unprotected.iter().filter(|t| t.kind == TLV_SHA256);
-        match (hash_tlvs.next(), hash_tlvs.next()) {
-            (Some(t), None) => {
-                if self.value(t) != hash {
-                    return Err(McubootError::Integrity(format!(
-                        "SHA-256 over header, image and protected TLVs is {}, the image says {}: the image was changed after signing",
-                        hex::encode(hash),
-                        hex::encode(self.value(t))
+    /// Dependency TLVs: image id (1 byte, 3 reserved), then the minimum version.
+    pub fn dependencies(&self) -> Result<Vec<Dependency>, McubootError> {
+        self.protected
+            .iter()
+            .filter(|t| t.kind == TLV_DEPENDENCY)
+            .map(|t| {
+                let v = self.value(t);
+                if v.len() != 12 {
+                    return Err(malformed(format!(
+                        "dependency TLV of {} bytes (expected 12)",
+                        v.len()
                     )));
                 }
-            }
-            (Some(_), Some(_)) => return Err(malformed("two SHA-256 TLVs")),
-            (None, _) if pure => {}
-            (None, _) => {
-                let other = self
-                    .unprotected
-                    .iter()
-                    .find(|t| matches!(t.kind, 0x11 | 0x12))
-                    .map(|t| format!("SHA-{} TLV", if t.kind == 0x11 { 384 } else { 512 }));
-                return Err(match other {
-                    Some(o) => {
-                        McubootError::Unsupported(format!("{o} (Edgeward verifies SHA-256 images)"))
-                    }
-                    None => malformed("no SHA-256 TLV"),
-                });
-            }
+                Ok(Dependency {
+                    image_id: v[0],
+                    min_version: Version {
+                        major: v[4],
+                        minor: v[5],
+                        revision: u16_at(v, 6).unwrap_or(0),
+                        build: u32_at(v, 8).unwrap_or(0),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// What the header and protected TLVs claim (nothing verified).
+    pub fn info(&self) -> Result<ImageInfo, McubootError> {
+        let flags = self.header.flags;
+        let mut flag_names: Vec<String> = FLAGS
+            .iter()
+            .filter(|(bit, _)| flags & bit != 0)
+            .map(|(_, name)| (*name).to_string())
+            .collect();
+        let unknown = FLAGS.iter().fold(flags, |f, (bit, _)| f & !bit);
+        if unknown != 0 {
+            flag_names.push(format!("{unknown:#010x}"));
         }
-        let spki = key.to_spki_der();
-        let key_hash = sha256(&spki);
+        Ok(ImageInfo {
+            version: self.header.version,
+            flags,
+            flag_names,
+            load_addr: self.header.load_addr,
+            img_size: self.header.img_size,
+            security_counter: self.security_counter()?,
+            hardware: self.hardware()?,
+            dependencies: self.dependencies()?,
+        })
+    }
+
+    /// The one hash TLV (SHA-256, SHA-384 or SHA-512) and its algorithm.
+    fn hash_tlv(&self) -> Result<(HashAlg, &'a [u8]), McubootError> {
+        let mut found = self
+            .unprotected
+            .iter()
+            .filter_map(|t| hash_tlv_alg(t.kind).map(|alg| (alg, self.value(t))));
+        match (found.next(), found.next()) {
+            (Some(one), None) => Ok(one),
+            // Two hash TLVs would let an image show one hash to a checker and another to
+            // the signature check.
+            (Some(_), Some(_)) => Err(malformed("more than one image-hash TLV")),
+            (None, _) => Err(malformed("no image-hash TLV (SHA-256, SHA-384 or SHA-512)")),
+        }
+    }
+
+    /// Verifies the image under `key`, in MCUboot's order: the key type must match the
+    /// image's signature TLV, the recorded hash must be the one the key type uses and equal
+    /// the recomputed one, the key hash (or embedded key) must name `key`, and a signature
+    /// must verify.
+    pub fn verify(&self, key: &PublicKey) -> Result<VerifiedImage, McubootError> {
+        let info = self.info()?;
+        if info.encrypted() {
+            // The hash and signature cover the plaintext, which only the device's
+            // decryption key reveals: nothing here could be checked against the bytes.
+            return Err(McubootError::Unsupported(format!(
+                "encrypted image ({}): its hash covers the plaintext, which only the device's decryption key reveals; verify the image before encryption",
+                info.flag_names.join(", ")
+            )));
+        }
+        let profile = key_profile(key)?;
+        let sig_tlvs: Vec<&Tlv> = self
+            .unprotected
+            .iter()
+            .filter(|t| signature_tlv_name(t.kind, t.len).is_some())
+            .collect();
+        let ours: Vec<&Tlv> = sig_tlvs
+            .iter()
+            .copied()
+            // P-256 and P-384 share the ECDSA TLV; the signature's length tells them apart.
+            .filter(|t| {
+                profile.sig_tlvs.contains(&t.kind)
+                    && signature_tlv_name(t.kind, t.len) == Some(profile.name.as_str())
+            })
+            .collect();
+        // The key type is decided first: a key hash compared across key types only ever
+        // says "mismatch", which hides that the operator passed the wrong kind of key.
+        if ours.is_empty() {
+            let theirs: Vec<&str> = sig_tlvs
+                .iter()
+                .filter_map(|t| signature_tlv_name(t.kind, t.len))
+                .collect();
+            return Err(if theirs.is_empty() {
+                McubootError::BadSignature(format!(
+                    "the image carries no signature TLV (expected {})",
+                    profile.name
+                ))
+            } else {
+                McubootError::KeyMismatch(format!(
+                    "the image is signed with {}, the trusted key {} is {}",
+                    theirs.join(" and "),
+                    key.fingerprint(),
+                    profile.name
+                ))
+            });
+        }
+        let pure_tlv = self.unprotected.iter().find(|t| t.kind == TLV_SIG_PURE);
+        let pure = match pure_tlv {
+            None => false,
+            // SIG_PURE is a boolean; only "true" changes what is signed.
+            Some(t) if self.value(t) == [1] => true,
+            Some(_) => return Err(malformed("the SIG_PURE TLV is not the single byte 1")),
+        };
+        if pure && !matches!(key, PublicKey::Ed25519(_)) {
+            return Err(McubootError::Unsupported(format!(
+                "a pure signature (SIG_PURE) with an {} key: only Ed25519 signs the image bytes themselves",
+                profile.name
+            )));
+        }
+        let hashed = &self.bytes[..self.hashed_len];
+        let (hash_alg, recorded) = self.hash_tlv()?;
+        // Pure Ed25519 hashes with SHA-512 (imgtool refuses anything else); otherwise the
+        // key type fixes the hash, so an image cannot downgrade it.
+        let allowed: &[HashAlg] = if pure {
+            &[HashAlg::Sha512]
+        } else {
+            profile.hashes
+        };
+        if !allowed.contains(&hash_alg) {
+            return Err(McubootError::Unsupported(format!(
+                "a {} image hash with an {} key{} (MCUboot expects {})",
+                hash_alg.name(),
+                profile.name,
+                if pure { " signing purely" } else { "" },
+                allowed
+                    .iter()
+                    .map(|h| h.name())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )));
+        }
+        let image_hash = hash_alg.digest(hashed);
+        if recorded != image_hash.as_slice() {
+            return Err(McubootError::Integrity(format!(
+                "{} over header, image and protected TLVs is {}, the image says {}: the image was changed after signing",
+                hash_alg.name(),
+                hex::encode(&image_hash),
+                hex::encode(recorded)
+            )));
+        }
+        let key_hash = hash_alg.digest(&profile.encoded);
+        let mut key_reference = None;
         for t in &self.unprotected {
             let v = self.value(t);
-            if t.kind == TLV_KEYHASH && v != key_hash {
-                return Err(McubootError::KeyMismatch(format!(
-                    "signed by the key with hash {}, the trusted key {} has hash {}",
-                    hex::encode(v),
-                    key.fingerprint(),
-                    hex::encode(key_hash)
-                )));
-            }
-            if t.kind == TLV_PUBKEY && v != spki {
-                return Err(McubootError::KeyMismatch(format!(
-                    "the image carries another public key than the trusted key {}",
-                    key.fingerprint()
-                )));
+            match t.kind {
+                TLV_KEYHASH if v != key_hash.as_slice() => {
+                    return Err(McubootError::KeyMismatch(format!(
+                        "signed by the {} key with {} hash {}, the trusted key {} has hash {}",
+                        profile.name,
+                        hash_alg.name(),
+                        hex::encode(v),
+                        key.fingerprint(),
+                        hex::encode(&key_hash)
+                    )))
+                }
+                TLV_KEYHASH => key_reference = Some(KeyReference::Hash(hex::encode(v))),
+                TLV_PUBKEY if v != profile.encoded.as_slice() => {
+                    return Err(McubootError::KeyMismatch(format!(
+                        "the image carries another {} public key than the trusted key {}",
+                        profile.name,
+                        key.fingerprint()
+                    )))
+                }
+                TLV_PUBKEY => key_reference = Some(KeyReference::Full),
+                _ => {}
             }
         }
-        let (sig_kind, alg) = match key {
-            PublicKey::P256(_) => (TLV_ECDSA_SIG, "ECDSA P-256"),
-            PublicKey::Ed25519(_) => (TLV_ED25519, "Ed25519"),
-            PublicKey::Rsa(_) => {
-                return Err(McubootError::Unsupported(
-                    "RSA keys (Edgeward verifies ECDSA P-256 and Ed25519 images)".into(),
-                ))
-            }
-        };
-        if pure && sig_kind != TLV_ED25519 {
-            return Err(McubootError::Unsupported(
-                "SIG_PURE with a non-Ed25519 key".into(),
-            ));
-        }
-        let mut last_error = None;
-        for t in self.unprotected.iter().filter(|t| t.kind == sig_kind) {
+        // MCUboot refuses an image that names no key at all.
+        let key_reference = key_reference
+            .ok_or_else(|| malformed("no key-hash or public-key TLV names the signer"))?;
+        let mut last_error = String::new();
+        for t in ours {
             let sig = self.value(t);
             let result = match key {
-                PublicKey::P256(_) => rawsig::verify_digest(key, &hash, strip_der_padding(sig)),
+                PublicKey::P256(_) | PublicKey::P384(_) => {
+                    rawsig::verify_prehash(key, hash_alg, &image_hash, strip_der_padding(sig))
+                }
+                PublicKey::Rsa(_) => rawsig::verify_prehash(key, hash_alg, &image_hash, sig),
                 _ if pure => rawsig::verify_message(key, hashed, sig),
-                _ => rawsig::verify_message(key, &hash, sig),
+                _ => rawsig::verify_message(key, &image_hash, sig),
             };
             match result {
                 Ok(()) => {
+                    let signature_alg = match key {
+                        PublicKey::Ed25519(_) if pure => "ed25519-pure".to_string(),
+                        PublicKey::Ed25519(_) => format!("ed25519-over-{}", hash_alg.name()),
+                        PublicKey::Rsa(_) => format!(
+                            "{}-pss-{}",
+                            profile.name.to_lowercase().replace('-', ""),
+                            hash_alg.name()
+                        ),
+                        other => other.algorithm().to_string(),
+                    };
+                    let hash = match <[u8; 32]>::try_from(image_hash.as_slice()) {
+                        Ok(h) if hash_alg == HashAlg::Sha256 => h,
+                        _ => sha256(hashed),
+                    };
                     return Ok(VerifiedImage {
                         hash,
-                        version: self.header.version,
-                        security_counter: self.security_counter()?,
-                        hardware: self.hardware()?,
-                        img_size: self.header.img_size,
+                        image_hash,
+                        hash_alg,
+                        signature_alg,
+                        key_reference,
+                        version: info.version,
+                        security_counter: info.security_counter,
+                        hardware: info.hardware.clone(),
+                        img_size: info.img_size,
+                        info,
                         pure,
-                    })
+                    });
                 }
-                Err(e) => last_error = Some(e.to_string()),
+                Err(e) => last_error = e.to_string(),
             }
         }
-        Err(McubootError::BadSignature(last_error.unwrap_or_else(
-            || {
-                let kinds: Vec<String> = self
-                    .unprotected
-                    .iter()
-                    .map(|t| format!("{:#04x}", t.kind))
-                    .collect();
-                format!(
-                    "the image has no {alg} signature TLV (TLVs: {})",
-                    kinds.join(", ")
-                )
-            },
-        )))
+        Err(McubootError::BadSignature(last_error))
     }
 }
 
@@ -533,8 +841,11 @@ mod tests {
         ));
         let mut enc = b.clone();
         enc[16] = 0x4;
+        let key = edgeward_core::keys::SigningKey::from_pkcs8_der(&test_p256_pkcs8()).unwrap();
+        let image = Image::parse(&enc).unwrap();
+        assert_eq!(image.info().unwrap().flag_names, ["ENCRYPTED_AES128"]);
         assert!(matches!(
-            Image::parse(&enc),
+            image.verify(&key.public_key()),
             Err(McubootError::Unsupported(_))
         ));
     }

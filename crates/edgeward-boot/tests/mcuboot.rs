@@ -1,7 +1,10 @@
-//! MCUboot images made by the real `imgtool` (PyPI): ECDSA P-256 and Ed25519 images verify
-//! with their key and their security counter and hardware TLVs are read; a flipped byte, a
-//! flipped protected TLV, another key and a truncated file are refused; an MCUboot stage
-//! signed with the hierarchy's signing key boots in a chain.
+//! MCUboot images made by the real `imgtool` (PyPI) with every key type it signs with
+//! (ECDSA P-256 and P-384, Ed25519 over the hash and pure, RSA-2048 and RSA-3072) verify with
+//! their key and are refused with another key of the same type and with a key of another
+//! type, each with the exact cause; their security counter and hardware TLVs are read; a
+//! flipped byte, a flipped protected TLV and a truncated file are refused; every header flag
+//! and dependency imgtool writes is reported; an MCUboot stage signed with the hierarchy's
+//! signing key boots in a chain.
 
 mod common;
 
@@ -13,7 +16,7 @@ use std::{
 use common::*;
 use edgeward_boot::{
     chain::{StageFormat, StageSpec},
-    mcuboot::{Image, McubootError},
+    mcuboot::{Image, KeyReference, McubootError},
     stage::{verify_stage, StageTrust},
 };
 use edgeward_core::{keys::PublicKey, pem};
@@ -40,7 +43,8 @@ fn run(cmd: &mut Command) {
     );
 }
 
-fn keygen(dir: &Path, kind: &str) -> (PathBuf, PublicKey) {
+/// A new imgtool key of `kind` and its public half as PEM.
+fn keygen_pem(dir: &Path, kind: &str) -> (PathBuf, Vec<u8>) {
     let key = dir.join(format!("{kind}.pem"));
     run(Command::new(imgtool())
         .args(["keygen", "-t", kind, "-k"])
@@ -50,7 +54,13 @@ fn keygen(dir: &Path, kind: &str) -> (PathBuf, PublicKey) {
         .arg(&key)
         .output()
         .unwrap();
-    (key, PublicKey::from_pem(&out.stdout).unwrap())
+    assert!(out.status.success(), "getpub {kind}");
+    (key, out.stdout)
+}
+
+fn keygen(dir: &Path, kind: &str) -> (PathBuf, PublicKey) {
+    let (key, pem) = keygen_pem(dir, kind);
+    (key, PublicKey::from_pem(&pem).unwrap())
 }
 
 fn sign(dir: &Path, key: &Path, name: &str, extra: &[&str]) -> Vec<u8> {
@@ -82,38 +92,88 @@ fn sign(dir: &Path, key: &Path, name: &str, extra: &[&str]) -> Vec<u8> {
     std::fs::read(output).unwrap()
 }
 
+/// imgtool's key type, the extra `sign` arguments, the algorithm Edgeward reports, the
+/// image-hash TLV and what the key type is called in messages.
+const KINDS: [(&str, &[&str], &str, u16, &str); 6] = [
+    ("ecdsa-p256", &[], "ecdsa-p256-sha256", 0x10, "ECDSA P-256"),
+    ("ecdsa-p384", &[], "ecdsa-p384-sha384", 0x11, "ECDSA P-384"),
+    ("ed25519", &[], "ed25519-over-sha256", 0x10, "Ed25519"),
+    ("ed25519", &["--pure"], "ed25519-pure", 0x12, "Ed25519"),
+    ("rsa-2048", &[], "rsa2048-pss-sha256", 0x10, "RSA-2048"),
+    ("rsa-3072", &[], "rsa3072-pss-sha256", 0x10, "RSA-3072"),
+];
+
 #[test]
-fn imgtool_images_verify_and_attacks_are_refused() {
+fn imgtool_images_of_every_key_type_verify_with_their_key_only() {
     let dir = tempfile::tempdir().unwrap();
-    for kind in ["ecdsa-p256", "ed25519"] {
-        let (key, public) = keygen(dir.path(), kind);
-        let other_dir = dir.path().join(format!("other-{kind}"));
-        std::fs::create_dir_all(&other_dir).unwrap();
-        let (_, other) = keygen(&other_dir, kind);
-        let bytes = sign(
-            dir.path(),
-            &key,
-            kind,
-            &[
-                "--security-counter",
-                "5",
-                "--custom-tlv",
-                "0xa0",
-                "edgeward-sim-v1",
-            ],
-        );
+    let keys: Vec<(PathBuf, PublicKey, PublicKey)> = KINDS
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, ..))| {
+            let sub = dir.path().join(format!("{i}"));
+            std::fs::create_dir_all(sub.join("other")).unwrap();
+            let (key, public) = keygen(&sub, kind);
+            let (_, other) = keygen(&sub.join("other"), kind);
+            (key, public, other)
+        })
+        .collect();
+    for (i, (kind, extra, alg, hash_tlv, type_name)) in KINDS.iter().enumerate() {
+        let (key, public, other) = &keys[i];
+        let mut args = vec![
+            "--security-counter",
+            "5",
+            "--custom-tlv",
+            "0xa0",
+            "edgeward-sim-v1",
+        ];
+        args.extend_from_slice(extra);
+        let bytes = sign(dir.path(), key, &format!("{i}"), &args);
         let image = Image::parse(&bytes).unwrap();
+        assert!(
+            image.unprotected.iter().any(|t| t.kind == *hash_tlv),
+            "{alg}"
+        );
         let v = image
-            .verify(&public)
-            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+            .verify(public)
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+        assert_eq!(v.signature_alg, *alg);
         assert_eq!(v.security_counter, Some(5));
         assert_eq!(v.hardware.as_deref(), Some("edgeward-sim-v1"));
         assert_eq!(v.version.to_string(), "1.2.3+4");
+        assert!(matches!(v.key_reference, KeyReference::Hash(_)), "{alg}");
+        assert_eq!(v.pure, extra.contains(&"--pure"));
+
+        // Same type, another key: the key hash names the real cause.
+        let err = image.verify(other).unwrap_err();
+        assert!(matches!(err, McubootError::KeyMismatch(_)), "{alg}: {err}");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "MCUboot key mismatch: signed by the {type_name} key with "
+            )),
+            "{alg}: {err}"
+        );
+        // Another type: the message says which type the image wants, before any hash.
+        for (j, (other_kind, ..)) in KINDS.iter().enumerate() {
+            if other_kind == kind {
+                continue;
+            }
+            let wrong = &keys[j].1;
+            let err = image.verify(wrong).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "MCUboot key mismatch: the image is signed with {type_name}, the trusted key {} is {}",
+                    wrong.fingerprint(),
+                    KINDS[j].4
+                ),
+                "{alg} with {other_kind}"
+            );
+        }
 
         let mut flipped = bytes.clone();
         flipped[0x200 + 100] ^= 1;
-        let err = Image::parse(&flipped).unwrap().verify(&public).unwrap_err();
-        assert!(matches!(err, McubootError::Integrity(_)), "{kind}: {err}");
+        let err = Image::parse(&flipped).unwrap().verify(public).unwrap_err();
+        assert!(matches!(err, McubootError::Integrity(_)), "{alg}: {err}");
 
         // The security counter is protected: raising it breaks the hash.
         let image_end = 0x200 + image.header.img_size as usize;
@@ -121,20 +181,88 @@ fn imgtool_images_verify_and_attacks_are_refused() {
         assert!(sec.offset > image_end);
         let mut raised = bytes.clone();
         raised[sec.offset] = 9;
-        let err = Image::parse(&raised).unwrap().verify(&public).unwrap_err();
-        assert!(matches!(err, McubootError::Integrity(_)), "{kind}: {err}");
-
-        let err = image.verify(&other).unwrap_err();
-        assert!(matches!(err, McubootError::KeyMismatch(_)), "{kind}: {err}");
+        let err = Image::parse(&raised).unwrap().verify(public).unwrap_err();
+        assert!(matches!(err, McubootError::Integrity(_)), "{alg}: {err}");
 
         for cut in [20, 0x200, image_end + 2] {
-            assert!(Image::parse(&bytes[..cut]).is_err(), "{kind}: cut at {cut}");
+            assert!(Image::parse(&bytes[..cut]).is_err(), "{alg}: cut at {cut}");
         }
     }
-    // imgtool --pad-sig pads ECDSA signatures to a fixed length.
+    // imgtool --pad-sig pads ECDSA signatures to a fixed length; --public-key-format full
+    // embeds the key instead of its hash.
+    for (i, kind) in [(0, "ecdsa-p256"), (1, "ecdsa-p384")] {
+        let (key, public, _) = &keys[i];
+        let padded = sign(dir.path(), key, &format!("padded-{kind}"), &["--pad-sig"]);
+        Image::parse(&padded)
+            .unwrap()
+            .verify(public)
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+    }
+    for (i, (_, _, alg, ..)) in KINDS.iter().enumerate() {
+        let (key, public, other) = &keys[i];
+        let full = sign(
+            dir.path(),
+            key,
+            &format!("full-{i}"),
+            &["--public-key-format", "full"],
+        );
+        let image = Image::parse(&full).unwrap();
+        let v = image
+            .verify(public)
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+        assert_eq!(v.key_reference, KeyReference::Full);
+        let err = image.verify(other).unwrap_err();
+        assert!(
+            err.to_string().contains("the image carries another"),
+            "{alg}: {err}"
+        );
+    }
+}
+
+#[test]
+fn imgtool_flags_and_dependencies_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
     let (key, public) = keygen(dir.path(), "ecdsa-p256");
-    let padded = sign(dir.path(), &key, "padded", &["--pad-sig"]);
-    Image::parse(&padded).unwrap().verify(&public).unwrap();
+    let bytes = sign(
+        dir.path(),
+        &key,
+        "flags",
+        &[
+            "--non-bootable",
+            "--load-addr",
+            "0x20000000",
+            "--dependencies",
+            "(1, 2.3.4+5)",
+        ],
+    );
+    let v = Image::parse(&bytes).unwrap().verify(&public).unwrap();
+    assert!(v.info.non_bootable() && v.info.ram_load());
+    assert_eq!(v.info.flag_names, ["NON_BOOTABLE", "RAM_LOAD"]);
+    assert_eq!(v.info.load_addr, 0x2000_0000);
+    assert_eq!(v.info.dependencies.len(), 1);
+    assert_eq!(v.info.dependencies[0].image_id, 1);
+    assert_eq!(v.info.dependencies[0].min_version.to_string(), "2.3.4+5");
+
+    // Compressed: the signature covers the compressed payload and verifies.
+    let compressed = sign(dir.path(), &key, "lzma", &["--compression", "lzma2"]);
+    let v = Image::parse(&compressed).unwrap().verify(&public).unwrap();
+    assert!(v.info.compressed(), "{:?}", v.info.flag_names);
+    assert_eq!(v.info.flag_names, ["COMPRESSED_LZMA2"]);
+
+    // Encrypted: the flags are read, and verification says why it cannot be done.
+    // imgtool encrypts to a key of the signing key's type (ECIES-P256 here).
+    let enc_dir = dir.path().join("enc");
+    std::fs::create_dir_all(&enc_dir).unwrap();
+    let (_, enc_pem) = keygen_pem(&enc_dir, "ecdsa-p256");
+    let enc_pub = dir.path().join("enc.pub.pem");
+    std::fs::write(&enc_pub, enc_pem).unwrap();
+    let encrypted = sign(dir.path(), &key, "enc", &["-E", enc_pub.to_str().unwrap()]);
+    let image = Image::parse(&encrypted).unwrap();
+    assert!(image.info().unwrap().encrypted());
+    assert_eq!(
+        image.verify(&public).unwrap_err().to_string(),
+        "unsupported MCUboot image: encrypted image (ENCRYPTED_AES128): its hash covers the plaintext, which only the device's decryption key reveals; verify the image before encryption"
+    );
 }
 
 #[test]
