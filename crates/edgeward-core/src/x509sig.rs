@@ -3,7 +3,7 @@
 //! the signed TBS bytes as they are in the file, the algorithm the certificate names, and the
 //! signature check from the key crates ([`crate::rawsig`]).
 
-use alloc::format;
+use alloc::{format, string::ToString};
 
 use x509_cert::der::{Decode, Encode, Header};
 
