@@ -42,7 +42,9 @@ pub fn root_from_inclusion_proof(
     // The path splits into `inner` levels where the leaf's and the last leaf's paths differ,
     // then `border` levels along the tree's right border.
     let inner = (u64::BITS - (index ^ (size - 1)).leading_zeros()) as usize;
-    let border = (index >> inner).count_ones() as usize;
+    // `inner` is 64 when the index and the last leaf differ in the top bit: nothing is left
+    // of the index above it, and a plain `>>` by 64 would overflow.
+    let border = index.checked_shr(inner as u32).unwrap_or(0).count_ones() as usize;
     if proof.len() != inner + border {
         return Err(Error::malformed(
             "inclusion proof",
