@@ -4,6 +4,7 @@
 //! expiry check, rollback and fast-forward protection, snapshot/timestamp consistency,
 //! bounded downloads, and a depth-first delegation search.
 
+pub mod delta;
 mod fsio;
 pub mod release;
 pub mod tuf;

@@ -129,6 +129,17 @@ pub trait Transport {
         sink: &mut Sink<'_>,
     ) -> Result<u64, FetchError>;
 
+    /// Fetches exactly `len` bytes of `url` starting at byte `offset` (an HTTP range
+    /// request), handing them to `sink`; fewer bytes, or a server that ignores the range,
+    /// is an error. Used for chunks of a delta update and to resume a download.
+    fn fetch_range(
+        &self,
+        url: &str,
+        offset: u64,
+        len: u64,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), FetchError>;
+
     /// Fetches a whole (small) file into memory, at most `limit` bytes.
     fn fetch_bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
         let mut out = Vec::new();
@@ -347,6 +358,80 @@ impl Transport for HttpTransport {
         }
         pump(url, &mut response, limit, &self.limits, sink)
     }
+
+    fn fetch_range(
+        &self,
+        url: &str,
+        offset: u64,
+        len: u64,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), FetchError> {
+        if len == 0 {
+            return Ok(());
+        }
+        let last = offset + len - 1;
+        let mut response = self
+            .client
+            .get(url)
+            .header(reqwest::header::RANGE, format!("bytes={offset}-{last}"))
+            .send()
+            .map_err(|e| {
+                if e.is_timeout() {
+                    FetchError::Stalled {
+                        url: url.to_string(),
+                        secs: self.limits.stall_timeout.as_secs(),
+                        bytes: 0,
+                    }
+                } else {
+                    network(url, error_chain(&e))
+                }
+            })?;
+        match response.status().as_u16() {
+            206 => {}
+            403 | 404 => {
+                return Err(FetchError::NotFound {
+                    url: url.to_string(),
+                })
+            }
+            200 => {
+                return Err(network(
+                    url,
+                    format!("asked for bytes {offset}-{last}, the server ignored the range"),
+                ))
+            }
+            status => {
+                return Err(FetchError::Status {
+                    url: url.to_string(),
+                    status,
+                })
+            }
+        }
+        let range = response
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !range.starts_with(&format!("bytes {offset}-{last}/")) {
+            return Err(network(
+                url,
+                format!("asked for bytes {offset}-{last}, got range {range:?}"),
+            ));
+        }
+        let got = pump(url, &mut response, len, &self.limits, sink)?;
+        exact(url, got, len)
+    }
+}
+
+/// A short range response is a network failure (a cut connection), worth retrying.
+fn exact(url: &str, got: u64, len: u64) -> Result<(), FetchError> {
+    if got == len {
+        Ok(())
+    } else {
+        Err(network(
+            url,
+            format!("connection ended after {got} of {len} bytes"),
+        ))
+    }
 }
 
 /// A repository in a local directory, addressed by `file://` URLs.
@@ -384,6 +469,29 @@ impl Transport for FileTransport {
                 .map_err(|e| network(url, e.to_string()))?;
         }
         pump(url, &mut file, limit, &self.limits, sink)
+    }
+
+    fn fetch_range(
+        &self,
+        url: &str,
+        offset: u64,
+        len: u64,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), FetchError> {
+        let path = file_url_path(url)?;
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(FetchError::NotFound {
+                    url: url.to_string(),
+                })
+            }
+            Err(e) => return Err(network(url, e.to_string())),
+        };
+        io::Seek::seek(&mut file, io::SeekFrom::Start(offset))
+            .map_err(|e| network(url, e.to_string()))?;
+        let got = pump(url, &mut file.take(len), len, &self.limits, sink)?;
+        exact(url, got, len)
     }
 }
 
@@ -440,6 +548,20 @@ impl Transport for AnyTransport {
             self.file.fetch(url, offset, limit, sink)
         } else {
             self.http.fetch(url, offset, limit, sink)
+        }
+    }
+
+    fn fetch_range(
+        &self,
+        url: &str,
+        offset: u64,
+        len: u64,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), FetchError> {
+        if url.starts_with("file://") {
+            self.file.fetch_range(url, offset, len, sink)
+        } else {
+            self.http.fetch_range(url, offset, len, sink)
         }
     }
 }

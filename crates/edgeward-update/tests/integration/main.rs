@@ -1,4 +1,5 @@
 //! Integration tests of edgeward-update, one binary of modules.
 
 mod attacks;
+mod delta;
 mod sim;
