@@ -161,7 +161,8 @@ impl AbStage<'_> {
             what: "slot state",
             detail: e.to_string(),
         })?;
-        edgeward_pki::store::write_atomic(&path, &json, false).map_err(|e| BootError::io(path, e))
+        edgeward_fs::write_atomic(&path, &json, edgeward_fs::Access::Public)
+            .map_err(|e| BootError::io(path, e))
     }
 
     /// Verifies the image in `slot` against its own signed counter and the element's.

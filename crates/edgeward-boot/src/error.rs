@@ -92,7 +92,7 @@ pub enum BootError {
     Core(#[from] edgeward_core::Error),
     /// Hashing or signing an artifact failed.
     #[error(transparent)]
-    Model(#[from] edgeward_model::ModelError),
+    Artifact(#[from] edgeward_artifact::ArtifactError),
     /// Provisioning could not issue or store what it needed.
     #[error("provisioning: {0}")]
     Provision(String),

@@ -7,12 +7,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use edgeward_artifact::hashing::DEFAULT_SHARD_SIZE;
 use edgeward_core::{keys::SigningKey, pem, statement::BootClaims};
-use edgeward_model::hashing::DEFAULT_SHARD_SIZE;
 use edgeward_se::SecureElement;
 use time::OffsetDateTime;
 
-use crate::{provision, BootError};
+use crate::{provision, signing, BootError};
 
 /// The example's hardware class.
 pub const EXAMPLE_HARDWARE: &str = "edgeward-sim-v1";
@@ -124,7 +124,7 @@ pub fn write_example(
             hardware: Some(EXAMPLE_HARDWARE.to_string()),
             security_counter: Some(1),
         };
-        let bundle = provision::sign_stage(
+        let bundle = signing::sign_stage(
             &image,
             &key,
             Some(chain.clone()),
@@ -143,7 +143,7 @@ pub fn write_example(
     }
     let chain_path = out.join("chain.toml");
     std::fs::write(&chain_path, toml).map_err(|e| BootError::io(&chain_path, e))?;
-    provision::sign_policy(&chain_path, &key, chain, EXAMPLE_HARDWARE, 1, signed_at)?;
+    signing::sign_policy(&chain_path, &key, chain, EXAMPLE_HARDWARE, 1, signed_at)?;
 
     let read = |name: &str| {
         let p = pki.join(name);

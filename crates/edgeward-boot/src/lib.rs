@@ -11,7 +11,10 @@
 //! - [`boot`]: running the chain in order; the first failure gives a [`recovery`] record.
 //! - [`attest`]: attestation evidence signed inside the element, and its verifier.
 //! - [`ab`]: A/B install, trial boot and confirm, with the counter raised last.
-//! - [`provision`] and [`example`]: signing stages and provisioning an element.
+//! - [`signing`]: signing a stage image and the boot policy.
+//! - `provision` and `example` (feature `provision`): putting the root anchor and a device
+//!   certificate into an element at the factory, and a signed example chain. They issue
+//!   certificates, so a device build leaves them (and the certificate tooling) out.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -20,12 +23,15 @@ pub mod attest;
 pub mod boot;
 pub mod chain;
 pub mod error;
+#[cfg(feature = "provision")]
 pub mod example;
 pub mod mcuboot;
 pub mod measure;
 pub mod policy;
+#[cfg(feature = "provision")]
 pub mod provision;
 pub mod recovery;
+pub mod signing;
 pub mod stage;
 pub mod state;
 

@@ -822,7 +822,7 @@ mod tests {
         let b = minimal(b"hello", &[(TLV_SEC_CNT, &7u32.to_le_bytes())], &[]);
         let img = Image::parse(&b).unwrap();
         assert_eq!(img.security_counter().unwrap(), Some(7));
-        let key = edgeward_core::keys::SigningKey::from_pkcs8_der(&test_p256_pkcs8()).unwrap();
+        let key = edgeward_core::keys::SigningKey::from_pem(TEST_P256_KEY, None).unwrap();
         let err = img.verify(&key.public_key()).unwrap_err();
         assert!(matches!(err, McubootError::BadSignature(_)), "{err}");
     }
@@ -841,7 +841,7 @@ mod tests {
         ));
         let mut enc = b.clone();
         enc[16] = 0x4;
-        let key = edgeward_core::keys::SigningKey::from_pkcs8_der(&test_p256_pkcs8()).unwrap();
+        let key = edgeward_core::keys::SigningKey::from_pem(TEST_P256_KEY, None).unwrap();
         let image = Image::parse(&enc).unwrap();
         assert_eq!(image.info().unwrap().flag_names, ["ENCRYPTED_AES128"]);
         assert!(matches!(
@@ -850,7 +850,12 @@ mod tests {
         ));
     }
 
-    fn test_p256_pkcs8() -> Vec<u8> {
-        rcgen::KeyPair::generate().unwrap().serialize_der()
-    }
+    /// A P-256 key for these unit tests only (made with `openssl genpkey`); no image here is
+    /// signed with it.
+    const TEST_P256_KEY: &[u8] = b"-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgHGlXp4nUwC3+CDn9
+kGPtURFS760oE6auV3iAxiOAqFyhRANCAARPK0xiNzwRvKPHipzXI4rEj2JvWWrs
+choJaQ5hbLxXxpXSCsRIqG9VQkhijB6fMfk/T++am0Cho23xxKmd9XRb
+-----END PRIVATE KEY-----
+";
 }

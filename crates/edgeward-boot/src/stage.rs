@@ -4,10 +4,11 @@
 //!
 //! The cheap checks (signature, chain, claims, counter) run before the image is hashed, so a
 //! rolled-back or foreign 1 GiB model is refused without reading it. Large bundle images are
-//! hashed shard by shard on every core (`edgeward_model`).
+//! hashed shard by shard on every core (`edgeward_artifact`).
 
 use std::{io::Read, path::Path};
 
+use edgeward_artifact::{bundle_signing::verify_path, ArtifactError, NoProgress};
 use edgeward_core::{
     bundle::Bundle,
     chain::{cert_info, verify_signing_chain, Policy},
@@ -17,7 +18,6 @@ use edgeward_core::{
     verify::{verify_bundle, Trust},
     Error as CoreError,
 };
-use edgeward_model::{artifact::verify_path, ModelError, NoProgress};
 
 use crate::{
     chain::{StageFormat, StageSpec},
@@ -231,12 +231,12 @@ fn verify_bundle_stage(
         &NoProgress,
     )
     .map_err(|e| match e {
-        ModelError::Io { path, source } => fail(
+        ArtifactError::Io { path, source } => fail(
             FailureKind::Unreadable,
             format!("image {}: {source}", path.display()),
         ),
-        ModelError::Artifact(m) => fail(FailureKind::Integrity, m),
-        ModelError::Core(c) => fail(
+        ArtifactError::Artifact(m) => fail(FailureKind::Integrity, m),
+        ArtifactError::Core(c) => fail(
             core_kind(&c),
             format!("image {}: {c}", spec.image.display()),
         ),

@@ -68,6 +68,7 @@ impl StateDir {
 
     fn write(&self, name: &str, data: &[u8]) -> Result<(), BootError> {
         let path = self.path(name);
-        edgeward_pki::store::write_atomic(&path, data, false).map_err(|e| BootError::io(&path, e))
+        edgeward_fs::write_atomic(&path, data, edgeward_fs::Access::Public)
+            .map_err(|e| BootError::io(&path, e))
     }
 }

@@ -12,7 +12,7 @@ use edgeward_boot::{
     boot::{boot_chain, confirm, BootOptions},
     example::{self, EXAMPLE_HARDWARE},
     measure::{BootLog, Register},
-    provision::sign_stage,
+    signing::sign_stage,
     state::StateDir,
     FailureKind,
 };

@@ -284,7 +284,7 @@ fn validity_is_judged_at_the_later_of_the_clock_and_the_elements_floor() {
     // signature is from the future and refused; a clock past it boots and raises the floor.
     let signed_at = floor + 3600;
     let (key, chain) = edgeward_boot::example::signer(&base.path().join("pki")).unwrap();
-    edgeward_boot::provision::sign_policy(
+    edgeward_boot::signing::sign_policy(
         &ex.chain,
         &key,
         chain,

@@ -9,7 +9,7 @@ use common::*;
 use edgeward_boot::{
     ab::{AbStage, Order, STEPS},
     example::{self, EXAMPLE_HARDWARE},
-    provision::sign_stage,
+    signing::sign_stage,
     stage::StageTrust,
 };
 use edgeward_core::{pem, statement::BootClaims};

@@ -1,7 +1,7 @@
 //! Exit statuses: 0 success or verified, 1 rejected (an untrusted or malformed artifact,
 //! signature or chain), 2 operator error (bad flags, unreadable files, wrong passphrase).
 
-use edgeward_model::ModelError;
+use edgeward_artifact::ArtifactError;
 
 /// Exit status for a rejected artifact or signature.
 pub const REJECTED: u8 = 1;
@@ -39,8 +39,8 @@ impl Failure {
     }
 }
 
-impl From<ModelError> for Failure {
-    fn from(e: ModelError) -> Self {
+impl From<ArtifactError> for Failure {
+    fn from(e: ArtifactError) -> Self {
         if e.is_rejection() {
             Failure::rejected(e)
         } else {

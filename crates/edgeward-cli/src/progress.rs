@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Bridges `edgeward_model::Progress` to an indicatif bar (hidden when not on a TTY).
+/// Bridges `edgeward_artifact::Progress` to an indicatif bar (hidden when not on a TTY).
 pub struct Bar(ProgressBar);
 
 impl Bar {
@@ -28,7 +28,7 @@ impl Bar {
     }
 }
 
-impl edgeward_model::Progress for Bar {
+impl edgeward_artifact::Progress for Bar {
     fn start(&self, total_bytes: u64) {
         self.0.set_length(total_bytes);
     }

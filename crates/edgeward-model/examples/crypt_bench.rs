@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use edgeward_artifact::{hashing, NoProgress};
 use edgeward_core::{
     keys::SigningKey,
     manifest::{Method, Serialization},
@@ -16,7 +17,7 @@ use edgeward_core::{
 };
 use edgeward_model::{
     crypt::{self, container::FixedHeader, stream::StreamKey, EncryptOptions, RecipientKey},
-    hashing, secure_load, NoProgress,
+    secure_load,
 };
 
 /// Shard size of the MiniLM signature (`SHARD_MIB`, default 2): small enough that a 90 MB
@@ -168,8 +169,15 @@ fn load(model: &str, se_dir: &str) {
     });
     let signed_t = time(runs, || {
         verify_bundle(&bundle, &trust, 0).expect("verify");
-        let v = edgeward_model::artifact::verify_path(model, &bundle, &trust, 0, &[], &NoProgress)
-            .expect("verify");
+        let v = edgeward_artifact::bundle_signing::verify_path(
+            model,
+            &bundle,
+            &trust,
+            0,
+            &[],
+            &NoProgress,
+        )
+        .expect("verify");
         drop(v);
         let bytes = std::fs::read(model).expect("read");
         let st = safetensors::SafeTensors::deserialize(&bytes).expect("parse");

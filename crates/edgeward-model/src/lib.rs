@@ -1,41 +1,16 @@
-//! Signing and verifying artifacts on disk — a firmware image, a model file or a whole model
-//! directory — in the OpenSSF model-signing format or as raw detached signatures.
+//! Protecting model weights: encrypted to a device and loaded only after verification
+//! ([`crypt`], [`secure_load`]), and ownership protection — keyed layer shuffling
+//! ([`shuffle`]) and watermarks ([`watermark`]) under a model key ([`model_key`]), over
+//! safetensors files ([`tensors`]).
 //!
-//! The formats and the trust decisions live in `edgeward-core`; this crate walks the
-//! filesystem with model-signing's rules ([`walk`]), hashes files and shards on every core
-//! ([`hashing`]), and ties both to bundles ([`artifact`]) and raw signatures ([`raw`]).
+//! Signing and verifying the files themselves is `edgeward-artifact`'s job; this crate
+//! checks a model's signature bundle through `edgeward-core` before it decrypts anything.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod artifact;
 pub mod crypt;
-pub mod error;
-pub mod hashing;
 pub mod model_key;
-pub mod raw;
 pub mod secure_load;
 pub mod shuffle;
 pub mod tensors;
-pub mod walk;
 pub mod watermark;
-
-pub use error::ModelError;
-
-/// Receives progress of long hashing work (the CLI draws a bar; libraries never print).
-pub trait Progress: Sync {
-    /// Hashing of `total_bytes` starts.
-    fn start(&self, total_bytes: u64);
-    /// `bytes` more were hashed (called from several threads).
-    fn advance(&self, bytes: u64);
-    /// Hashing ended.
-    fn finish(&self);
-}
-
-/// A [`Progress`] that reports nothing.
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn start(&self, _: u64) {}
-    fn advance(&self, _: u64) {}
-    fn finish(&self) {}
-}

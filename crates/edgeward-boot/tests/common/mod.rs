@@ -86,7 +86,7 @@ pub fn stage_files(dir: &Path, i: usize) -> (PathBuf, PathBuf) {
 /// `pki`, at policy security counter `counter`.
 pub fn resign_policy(dir: &Path, pki: &Path, counter: u64) {
     let (key, chain) = example::signer(pki).unwrap();
-    edgeward_boot::provision::sign_policy(
+    edgeward_boot::signing::sign_policy(
         &dir.join("chain.toml"),
         &key,
         chain,

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use edgeward_artifact::{bundle_signing, raw_signing};
 use edgeward_core::{keys::SigningKey, pem};
-use edgeward_model::{artifact, raw};
 use serde_json::json;
 
 use crate::{
@@ -57,7 +57,7 @@ pub fn run(a: SignArgs, json: bool) -> Outcome {
                 "--raw signatures carry no certificate chain",
             ));
         }
-        raw::sign_file(&a.path, &key, &bar)?
+        raw_signing::sign_file(&a.path, &key, &bar)?
     } else {
         let chain = match &a.cert_chain {
             Some(p) => Some(
@@ -73,13 +73,13 @@ pub fn run(a: SignArgs, json: bool) -> Outcome {
         if let Some(inside) = relative_to(&a.path, &a.output) {
             ignore_paths.push(inside);
         }
-        let options = artifact::SignOptions {
+        let options = bundle_signing::SignOptions {
             shard_size: (a.shard_size > 0).then_some(a.shard_size),
             ignore_paths,
             ignore_git_paths: !a.no_ignore_git_paths,
             signed_at: unix_now(),
         };
-        artifact::sign_path(&a.path, &key, chain, &options, &bar)?
+        bundle_signing::sign_path(&a.path, &key, chain, &options, &bar)?
             .to_json()
             .into_bytes()
     };

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use edgeward_artifact::{bundle_signing, raw_signing};
 use edgeward_core::{
     bundle::Bundle,
     chain::Policy,
@@ -12,7 +13,6 @@ use edgeward_core::{
     rawsig::MAX_RAW_SIGNATURE_BYTES,
     verify::{Trust, Verified},
 };
-use edgeward_model::{artifact, raw};
 use serde_json::{json, Value};
 
 use crate::{
@@ -97,7 +97,7 @@ fn verify(a: &VerifyArgs) -> Result<Value, Failure> {
     let bar = Bar::new("verifying");
     if a.raw {
         let key = load_pubkey(a)?;
-        raw::verify_file(&a.path, &key, &signature, &bar)?;
+        raw_signing::verify_file(&a.path, &key, &signature, &bar)?;
         return Ok(
             json!({ "format": "raw", "key": key.fingerprint(), "algorithm": key.algorithm() }),
         );
@@ -140,7 +140,7 @@ fn verify(a: &VerifyArgs) -> Result<Value, Failure> {
         }
     };
     let signature_inside: Vec<String> = relative_to(&a.path, &a.signature).into_iter().collect();
-    let verified = artifact::verify_path(
+    let verified = bundle_signing::verify_path(
         &a.path,
         &bundle,
         &trust,

@@ -4,8 +4,8 @@
 
 use std::{fs, path::Path};
 
+use edgeward_artifact::{bundle_signing, raw_signing, NoProgress};
 use edgeward_core::{bundle::Bundle, chain::Policy, keys::SigningKey, pem, verify::Trust};
-use edgeward_model::{artifact, raw, NoProgress};
 use edgeward_pki::{issue, Hierarchy};
 use rand_core::{OsRng, RngCore};
 use time::{Duration, OffsetDateTime};
@@ -73,8 +73,8 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
             .map_err(|e| e.to_string())?;
         Ok((roots, crls))
     };
-    let options = artifact::SignOptions {
-        shard_size: Some(edgeward_model::hashing::DEFAULT_SHARD_SIZE),
+    let options = bundle_signing::SignOptions {
+        shard_size: Some(edgeward_artifact::hashing::DEFAULT_SHARD_SIZE),
         ignore_paths: Vec::new(),
         ignore_git_paths: true,
         signed_at: unix_now(),
@@ -86,7 +86,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
             crls: &crls,
             policy: Policy::default(),
         };
-        artifact::verify_path(path, bundle, &trust, unix_now(), &[], &NoProgress)
+        bundle_signing::verify_path(path, bundle, &trust, unix_now(), &[], &NoProgress)
             .map(|v| {
                 let n = v.statement.manifest.items.len();
                 format!(
@@ -101,7 +101,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     let mut firmware_bundle = None;
     demo.step("sign firmware image (bundle, certificate mode)", || {
         let (key, chain) = signing()?;
-        let b = artifact::sign_path(&firmware, &key, Some(chain), &options, &NoProgress)
+        let b = bundle_signing::sign_path(&firmware, &key, Some(chain), &options, &NoProgress)
             .map_err(|e| e.to_string())?;
         fs::write(dir.join("firmware.bin.sig"), b.to_json()).map_err(|e| e.to_string())?;
         firmware_bundle = Some(b);
@@ -112,8 +112,8 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     });
     demo.step("raw signature, as openssl dgst -sha256 -sign makes it", || {
         let (key, _) = signing()?;
-        let sig = raw::sign_file(&firmware, &key, &NoProgress).map_err(|e| e.to_string())?;
-        raw::verify_file(&firmware, &key.public_key(), &sig, &NoProgress).map_err(|e| e.to_string())?;
+        let sig = raw_signing::sign_file(&firmware, &key, &NoProgress).map_err(|e| e.to_string())?;
+        raw_signing::verify_file(&firmware, &key.public_key(), &sig, &NoProgress).map_err(|e| e.to_string())?;
         fs::write(dir.join("firmware.bin.rawsig"), &sig).map_err(|e| e.to_string())?;
         Ok(format!(
             "{}-byte DER ECDSA-Sig-Value, the format `openssl dgst -sha256 -verify` reads (crates/edgeward-cli/tests/interop_openssl.rs checks that openssl verifies signatures made this way)",
@@ -124,7 +124,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     let mut model_bundle = None;
     demo.step("sign model directory", || {
         let (key, chain) = signing()?;
-        let b = artifact::sign_path(&model, &key, Some(chain), &options, &NoProgress)
+        let b = bundle_signing::sign_path(&model, &key, Some(chain), &options, &NoProgress)
             .map_err(|e| e.to_string())?;
         let n = b.payload.len();
         model_bundle = Some(b);
@@ -162,7 +162,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         let key =
             SigningKey::from_pkcs8_der(&rogue_key.serialize_der()).map_err(|e| e.to_string())?;
         let chain = vec![cert.der().to_vec(), rogue_root.der().to_vec()];
-        let b = artifact::sign_path(&firmware, &key, Some(chain), &options, &NoProgress)
+        let b = bundle_signing::sign_path(&firmware, &key, Some(chain), &options, &NoProgress)
             .map_err(|e| e.to_string())?;
         match verify(&firmware, &b) {
             Ok(_) => Err("the rogue signature verified!".into()),

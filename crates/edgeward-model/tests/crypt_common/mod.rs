@@ -9,16 +9,16 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
+use edgeward_artifact::{
+    bundle_signing::{sign_path, SignOptions},
+    NoProgress,
+};
 use edgeward_core::{
     bundle::Bundle,
     chain::Policy,
     keys::{PublicKey, SigningKey},
     pem,
     verify::Trust,
-};
-use edgeward_model::{
-    artifact::{sign_path, SignOptions},
-    NoProgress,
 };
 use edgeward_pki::{issue, Hierarchy};
 use edgeward_se::{KeyAlgorithm, SeError, SecureElement};

@@ -3,6 +3,10 @@
 
 use std::{fs, path::Path};
 
+use edgeward_artifact::{
+    bundle_signing::{sign_path, verify_path, SignOptions},
+    hashing, ArtifactError, NoProgress,
+};
 use edgeward_core::{
     bundle::{Bundle, Material},
     chain::Policy,
@@ -10,10 +14,6 @@ use edgeward_core::{
     keys::SigningKey,
     pem,
     verify::{verify_bundle, Trust},
-};
-use edgeward_model::{
-    artifact::{sign_path, verify_path, SignOptions},
-    hashing, ModelError, NoProgress,
 };
 use edgeward_pki::{issue, keyfile, Hierarchy};
 use rcgen::KeyPair;
@@ -122,7 +122,7 @@ impl Fixture {
         )
         .expect("sign")
     }
-    fn verify(&self, path: &Path, bundle: &Bundle) -> Result<(), ModelError> {
+    fn verify(&self, path: &Path, bundle: &Bundle) -> Result<(), ArtifactError> {
         let (roots, crls) = (self.roots(), self.crls());
         let trust = Trust::Roots {
             roots: &roots,
@@ -147,7 +147,7 @@ impl Fixture {
     }
 }
 
-fn rejected(result: Result<(), ModelError>, needle: &str) {
+fn rejected(result: Result<(), ArtifactError>, needle: &str) {
     match result {
         Ok(()) => panic!("accepted, expected a rejection mentioning {needle:?}"),
         Err(e) => {
@@ -361,7 +361,7 @@ fn unendorsed_keys_and_foreign_roots_are_refused() {
     rejected(f.verify(&f.firmware, &bare), "carries no certificate chain");
     // Key mode with the wrong public key.
     let wrong = other.signing_key().public_key();
-    let result = edgeward_model::artifact::verify_path(
+    let result = edgeward_artifact::bundle_signing::verify_path(
         &f.firmware,
         &bare,
         &Trust::PublicKey(&wrong),
@@ -532,7 +532,7 @@ fn malformed_json_base64_and_der_are_refused() {
     let parse = |s: &str| {
         Bundle::parse(s.as_bytes())
             .map(|_| ())
-            .map_err(ModelError::from)
+            .map_err(ArtifactError::from)
     };
     rejected(parse(&json[..json.len() / 2]), "malformed bundle JSON");
     rejected(parse("[]"), "malformed bundle JSON");

@@ -11,7 +11,7 @@ use edgeward_core::{
     verify::{verify_bundle, Trust, Verified},
 };
 
-use crate::{hashing, walk, ModelError, Progress};
+use crate::{hashing, walk, ArtifactError, Progress};
 
 /// How to sign.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ pub fn sign_path(
     chain: Option<Vec<Vec<u8>>>,
     options: &SignOptions,
     progress: &dyn Progress,
-) -> Result<Bundle, ModelError> {
+) -> Result<Bundle, ArtifactError> {
     let mut ignore_paths = options.ignore_paths.clone();
     if options.ignore_git_paths {
         ignore_paths.extend(walk::DEFAULT_IGNORES.iter().map(|s| s.to_string()));
@@ -78,7 +78,7 @@ pub fn verify_path(
     now: u64,
     extra_ignores: &[String],
     progress: &dyn Progress,
-) -> Result<Verified, ModelError> {
+) -> Result<Verified, ArtifactError> {
     let verified = verify_bundle(bundle, trust, now)?;
     let signed = &verified.statement.manifest;
     let mut serialization = signed.serialization.clone();
@@ -88,7 +88,7 @@ pub fn verify_path(
         }
     }
     if let Some(shape) = shape_mismatch(signed, root) {
-        return Err(ModelError::Core(edgeward_core::Error::Integrity(shape)));
+        return Err(ArtifactError::Core(edgeward_core::Error::Integrity(shape)));
     }
     let actual = hashing::manifest_of(root, &serialization, progress)?;
     signed.check_matches(&actual)?;

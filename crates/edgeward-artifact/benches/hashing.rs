@@ -3,13 +3,13 @@
 //! file. The files are written once to a temporary directory and are in the page cache, so
 //! this measures hashing and reading from cache, not the disk.
 //!
-//! Run with `cargo bench -p edgeward-model --bench hashing` (well under a minute).
+//! Run with `cargo bench -p edgeward-artifact --bench hashing` (well under a minute).
 
 use std::{io::Write, path::Path, time::Duration};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use edgeward_artifact::{hashing, NoProgress};
 use edgeward_core::manifest::{Method, Serialization};
-use edgeward_model::{hashing, NoProgress};
 
 const MIB: u64 = 1024 * 1024;
 

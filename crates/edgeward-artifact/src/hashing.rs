@@ -17,7 +17,7 @@ use edgeward_core::{
 use rayon::prelude::*;
 use sha2::Digest;
 
-use crate::{walk, ModelError, Progress};
+use crate::{walk, ArtifactError, Progress};
 
 /// Edgeward's default shard size: 64 MiB, so a 1 GiB file gives 16 shards to share between
 /// cores, while the statement stays small (16 entries per GiB).
@@ -37,7 +37,7 @@ pub fn manifest_of(
     root: &Path,
     serialization: &Serialization,
     progress: &dyn Progress,
-) -> Result<Manifest, ModelError> {
+) -> Result<Manifest, ArtifactError> {
     let entries = walk::list(root, &serialization.ignore_paths)?;
     let mut tasks = Vec::new();
     let mut empty_files = std::collections::BTreeSet::new();
@@ -66,7 +66,7 @@ pub fn manifest_of(
     // With fewer tasks than threads (e.g. one file in files mode) cores would idle: each
     // task then reads on a helper thread while its own thread hashes.
     let overlap_reads = tasks.len() < rayon::current_num_threads() && can_overlap();
-    let digests: Result<Vec<(ItemKey, Sha256Digest)>, ModelError> = tasks
+    let digests: Result<Vec<(ItemKey, Sha256Digest)>, ArtifactError> = tasks
         .par_iter()
         .map_init(
             || vec![0u8; READ_BUF],
@@ -101,16 +101,16 @@ fn hash_task(
     buf: &mut [u8],
     progress: &dyn Progress,
     overlap_reads: bool,
-) -> Result<Sha256Digest, ModelError> {
+) -> Result<Sha256Digest, ArtifactError> {
     let path = &task.entry.path;
-    let mut file = File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let mut file = File::open(path).map_err(|e| ArtifactError::io(path, e))?;
     let (start, want) = match task.range {
         Some((s, e)) => (s, e - s),
         None => (0, task.entry.len),
     };
     if start > 0 {
         file.seek(SeekFrom::Start(start))
-            .map_err(|e| ModelError::io(path, e))?;
+            .map_err(|e| ArtifactError::io(path, e))?;
     }
     let (hasher, got) = if overlap_reads && want >= MIN_OVERLAP_BYTES {
         hash_stream_overlapped(&mut file, Some(want), path, progress)?
@@ -124,7 +124,7 @@ fn hash_task(
     if task.range.is_none()
         && file
             .read(&mut buf[..1])
-            .map_err(|e| ModelError::io(path, e))?
+            .map_err(|e| ArtifactError::io(path, e))?
             != 0
     {
         return Err(changed(&task.entry.name));
@@ -140,7 +140,7 @@ fn hash_stream(
     buf: &mut [u8],
     path: &Path,
     progress: &dyn Progress,
-) -> Result<(sha2::Sha256, u64), ModelError> {
+) -> Result<(sha2::Sha256, u64), ArtifactError> {
     let mut hasher = sha2::Sha256::new();
     let mut total = 0u64;
     loop {
@@ -155,7 +155,7 @@ fn hash_stream(
         }
         let got = file
             .read(&mut buf[..n])
-            .map_err(|e| ModelError::io(path, e))?;
+            .map_err(|e| ArtifactError::io(path, e))?;
         if got == 0 {
             break;
         }
@@ -182,7 +182,7 @@ fn hash_stream_overlapped(
     limit: Option<u64>,
     path: &Path,
     progress: &dyn Progress,
-) -> Result<(sha2::Sha256, u64), ModelError> {
+) -> Result<(sha2::Sha256, u64), ArtifactError> {
     use std::sync::mpsc::sync_channel;
     std::thread::scope(|scope| {
         // Filled buffers go to the hasher; emptied ones come back to the reader. Both
@@ -224,7 +224,7 @@ fn hash_stream_overlapped(
         let mut hasher = sha2::Sha256::new();
         let mut total = 0u64;
         for message in full_rx {
-            let (buf, got) = message.map_err(|e| ModelError::io(path, e))?;
+            let (buf, got) = message.map_err(|e| ArtifactError::io(path, e))?;
             hasher.update(&buf[..got]);
             total += got as u64;
             progress.advance(got as u64);
@@ -239,8 +239,8 @@ fn can_overlap() -> bool {
     std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
 }
 
-fn changed(name: &str) -> ModelError {
-    ModelError::Artifact(format!(
+fn changed(name: &str) -> ArtifactError {
+    ArtifactError::Artifact(format!(
         "file {name:?} changed size while it was being hashed"
     ))
 }
@@ -249,8 +249,8 @@ fn changed(name: &str) -> ModelError {
 ///
 /// The file is read on a helper thread while this one hashes, when there is more than one
 /// CPU: one SHA-256 stream cannot use several cores, but the reads can move off its core.
-pub fn sha256_file(path: &Path, progress: &dyn Progress) -> Result<Sha256Digest, ModelError> {
-    let mut file = File::open(path).map_err(|e| ModelError::io(path, e))?;
+pub fn sha256_file(path: &Path, progress: &dyn Progress) -> Result<Sha256Digest, ArtifactError> {
+    let mut file = File::open(path).map_err(|e| ArtifactError::io(path, e))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     progress.start(len);
     let (hasher, _) = if len >= MIN_OVERLAP_BYTES && can_overlap() {

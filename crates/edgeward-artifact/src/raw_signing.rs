@@ -6,7 +6,7 @@ use std::{fs, path::Path};
 
 use edgeward_core::{keys::PublicKey, keys::SigningKey, rawsig};
 
-use crate::{hashing, ModelError, Progress};
+use crate::{hashing, ArtifactError, Progress};
 
 /// Largest file an Ed25519 raw signature is made or checked over: PureEdDSA needs the whole
 /// message in memory.
@@ -17,7 +17,7 @@ pub fn sign_file(
     path: &Path,
     key: &SigningKey,
     progress: &dyn Progress,
-) -> Result<Vec<u8>, ModelError> {
+) -> Result<Vec<u8>, ArtifactError> {
     match key {
         SigningKey::P256(_) => {
             let digest = hashing::sha256_file(path, progress)?;
@@ -33,7 +33,7 @@ pub fn verify_file(
     key: &PublicKey,
     signature: &[u8],
     progress: &dyn Progress,
-) -> Result<(), ModelError> {
+) -> Result<(), ArtifactError> {
     match key {
         PublicKey::Ed25519(_) => Ok(rawsig::verify_message(key, &read_whole(path)?, signature)?),
         _ => {
@@ -43,15 +43,15 @@ pub fn verify_file(
     }
 }
 
-fn read_whole(path: &Path) -> Result<Vec<u8>, ModelError> {
+fn read_whole(path: &Path) -> Result<Vec<u8>, ArtifactError> {
     let len = fs::metadata(path)
-        .map_err(|e| ModelError::io(path, e))?
+        .map_err(|e| ArtifactError::io(path, e))?
         .len();
     if len > MAX_ED25519_MESSAGE {
-        return Err(ModelError::Artifact(format!(
+        return Err(ArtifactError::Artifact(format!(
             "{} is {len} bytes; Ed25519 raw signatures are limited to {MAX_ED25519_MESSAGE}",
             path.display()
         )));
     }
-    fs::read(path).map_err(|e| ModelError::io(path, e))
+    fs::read(path).map_err(|e| ArtifactError::io(path, e))
 }

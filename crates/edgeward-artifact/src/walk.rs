@@ -5,7 +5,7 @@
 
 use std::{fs, path::Path, path::PathBuf};
 
-use crate::ModelError;
+use crate::ArtifactError;
 
 /// The paths model-signing ignores by default (git metadata).
 pub const DEFAULT_IGNORES: [&str; 4] = [".git", ".gitattributes", ".github", ".gitignore"];
@@ -32,10 +32,10 @@ pub fn is_ignored(name: &str, ignores: &[String]) -> bool {
 }
 
 /// Lists the files of the artifact at `root`, sorted by name.
-pub fn list(root: &Path, ignores: &[String]) -> Result<Vec<Entry>, ModelError> {
-    let meta = fs::symlink_metadata(root).map_err(|e| ModelError::io(root, e))?;
+pub fn list(root: &Path, ignores: &[String]) -> Result<Vec<Entry>, ArtifactError> {
+    let meta = fs::symlink_metadata(root).map_err(|e| ArtifactError::io(root, e))?;
     if meta.file_type().is_symlink() {
-        return Err(ModelError::Artifact(format!(
+        return Err(ArtifactError::Artifact(format!(
             "{} is a symbolic link; Edgeward does not follow links",
             root.display()
         )));
@@ -48,7 +48,7 @@ pub fn list(root: &Path, ignores: &[String]) -> Result<Vec<Entry>, ModelError> {
         }]);
     }
     if !meta.is_dir() {
-        return Err(ModelError::Artifact(format!(
+        return Err(ArtifactError::Artifact(format!(
             "{} is neither a file nor a directory",
             root.display()
         )));
@@ -64,14 +64,14 @@ fn walk_dir(
     prefix: &str,
     ignores: &[String],
     out: &mut Vec<Entry>,
-) -> Result<(), ModelError> {
-    let reader = fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))?;
+) -> Result<(), ArtifactError> {
+    let reader = fs::read_dir(dir).map_err(|e| ArtifactError::io(dir, e))?;
     for item in reader {
-        let item = item.map_err(|e| ModelError::io(dir, e))?;
+        let item = item.map_err(|e| ArtifactError::io(dir, e))?;
         let path = item.path();
         let file_name = item.file_name();
         let Some(file_name) = file_name.to_str() else {
-            return Err(ModelError::Artifact(format!(
+            return Err(ArtifactError::Artifact(format!(
                 "{} has a name that is not UTF-8",
                 path.display()
             )));
@@ -84,10 +84,10 @@ fn walk_dir(
         if is_ignored(&name, ignores) {
             continue;
         }
-        let meta = fs::symlink_metadata(&path).map_err(|e| ModelError::io(&path, e))?;
+        let meta = fs::symlink_metadata(&path).map_err(|e| ArtifactError::io(&path, e))?;
         let kind = meta.file_type();
         if kind.is_symlink() {
-            return Err(ModelError::Artifact(format!(
+            return Err(ArtifactError::Artifact(format!(
                 "{name} is a symbolic link; Edgeward does not follow links"
             )));
         } else if kind.is_dir() {
@@ -99,7 +99,7 @@ fn walk_dir(
                 len: meta.len(),
             });
         } else {
-            return Err(ModelError::Artifact(format!(
+            return Err(ArtifactError::Artifact(format!(
                 "{name} is a special file (device, socket or pipe)"
             )));
         }

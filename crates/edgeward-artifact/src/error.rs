@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// Why signing or verifying an artifact on disk failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ModelError {
+pub enum ArtifactError {
     /// A file the operator named (key, signature, trust root) could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -23,21 +23,21 @@ pub enum ModelError {
     Core(#[from] edgeward_core::Error),
 }
 
-impl ModelError {
+impl ArtifactError {
     /// Whether this error means the artifact or its signature was rejected, as opposed to
     /// an operator error (unreadable input, bad arguments, wrong passphrase).
     pub fn is_rejection(&self) -> bool {
         match self {
-            ModelError::Io { .. } => false,
-            ModelError::Artifact(_) => true,
-            ModelError::Core(edgeward_core::Error::InvalidArgument(_)) => false,
-            ModelError::Core(_) => true,
+            ArtifactError::Io { .. } => false,
+            ArtifactError::Artifact(_) => true,
+            ArtifactError::Core(edgeward_core::Error::InvalidArgument(_)) => false,
+            ArtifactError::Core(_) => true,
         }
     }
 
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ModelError::Io {
+        ArtifactError::Io {
             path: path.into(),
             source,
         }
