@@ -43,10 +43,14 @@ fn a_stale_world_readable_temporary_file_never_receives_the_secret() {
     let dir = tempfile::tempdir().unwrap();
     // The fixed name the old writer used, and names shaped like the new writer's, planted
     // world-readable (as a stale file or an attacker's would be).
-    let planted: Vec<_> = ["signing.tmp-edgeward", ".signing.key.tmp", ".signing.key.x.tmp"]
-        .iter()
-        .map(|n| dir.path().join(n))
-        .collect();
+    let planted: Vec<_> = [
+        "signing.tmp-edgeward",
+        ".signing.key.tmp",
+        ".signing.key.x.tmp",
+    ]
+    .iter()
+    .map(|n| dir.path().join(n))
+    .collect();
     for p in &planted {
         fs::write(p, b"").unwrap();
         fs::set_permissions(p, fs::Permissions::from_mode(0o666)).unwrap();
@@ -54,7 +58,12 @@ fn a_stale_world_readable_temporary_file_never_receives_the_secret() {
     let key = dir.path().join("signing.key");
     write_atomic(&key, b"SECRET", Access::Private).unwrap();
     for p in &planted {
-        assert_eq!(fs::read(p).unwrap(), b"", "{} received the secret", p.display());
+        assert_eq!(
+            fs::read(p).unwrap(),
+            b"",
+            "{} received the secret",
+            p.display()
+        );
         assert_eq!(mode(p), 0o666);
     }
     assert_eq!(fs::read(&key).unwrap(), b"SECRET");
