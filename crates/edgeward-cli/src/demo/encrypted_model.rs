@@ -4,11 +4,11 @@
 
 use std::{fs, path::Path};
 
+use edgeward_artifact::{bundle_signing, NoProgress};
 use edgeward_core::{chain::Policy, keys::SigningKey, pem, verify::Trust};
 use edgeward_model::{
-    artifact,
     crypt::{self, EncryptOptions, RecipientKey},
-    secure_load, NoProgress,
+    secure_load,
 };
 use edgeward_se::KeyAlgorithm;
 
@@ -52,14 +52,14 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
             let chain =
                 pem::parse_labelled(&read(&pki_dir.join("signing-chain.pem"))?, "CERTIFICATE")
                     .map_err(|e| e.to_string())?;
-            let options = artifact::SignOptions {
+            let options = bundle_signing::SignOptions {
                 shard_size: Some(1 << 20),
                 ignore_paths: Vec::new(),
                 ignore_git_paths: true,
                 signed_at: unix_now(),
             };
             bundle = Some(
-                artifact::sign_path(&model, &signer, Some(chain), &options, &NoProgress)
+                bundle_signing::sign_path(&model, &signer, Some(chain), &options, &NoProgress)
                     .map_err(|e| e.to_string())?,
             );
             let recipient = RecipientKey::new(&key_a).map_err(|e| e.to_string())?;
