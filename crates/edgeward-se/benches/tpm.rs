@@ -2,7 +2,7 @@
 //! backend doing the same operations in software: what a TPM round trip costs.
 //! `cargo bench -p edgeward-se --features tpm --bench tpm`.
 
-#[path = "../tests/support/swtpm.rs"]
+#[path = "../tests/se/swtpm.rs"]
 mod swtpm;
 
 use criterion::{criterion_group, criterion_main, Criterion};

@@ -116,7 +116,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         raw_signing::verify_file(&firmware, &key.public_key(), &sig, &NoProgress).map_err(|e| e.to_string())?;
         fs::write(dir.join("firmware.bin.rawsig"), &sig).map_err(|e| e.to_string())?;
         Ok(format!(
-            "{}-byte DER ECDSA-Sig-Value, the format `openssl dgst -sha256 -verify` reads (crates/edgeward-cli/tests/interop_openssl.rs checks that openssl verifies signatures made this way)",
+            "{}-byte DER ECDSA-Sig-Value, the format `openssl dgst -sha256 -verify` reads (crates/edgeward-cli/tests/cli/interop_openssl.rs checks that openssl verifies signatures made this way)",
             sig.len()
         ))
     });

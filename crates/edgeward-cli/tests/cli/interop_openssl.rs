@@ -4,8 +4,7 @@
 //! `edgeward sign --raw` output verifies with openssl. The hierarchy's files are read by
 //! openssl: the encrypted root key, the chains and the CRL.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::fs;
 
 #[test]

@@ -1,9 +1,7 @@
 //! The conformance suite on the soft backend, plus soft-only properties (file modes,
 //! crash safety, encryption at rest).
 
-mod common;
-
-use common::Fixture;
+use crate::common::Fixture;
 use edgeward_se::{KeyAlgorithm, SeError};
 
 fn soft() -> Fixture {
@@ -101,7 +99,7 @@ fn mtls_client_auth_signs_in_the_element() {
             .unwrap()
             .into();
     se.generate_key("tls", KeyAlgorithm::P256).unwrap();
-    common::tls::mtls_handshake(std::sync::Arc::clone(&se), "tls");
+    crate::common::tls::mtls_handshake(std::sync::Arc::clone(&se), "tls");
     se.generate_key("tls-ed", KeyAlgorithm::Ed25519).unwrap();
-    common::tls::mtls_handshake(se, "tls-ed");
+    crate::common::tls::mtls_handshake(se, "tls-ed");
 }

@@ -3,11 +3,9 @@
 //! chain at that stage with the right reason, and the later stages are never touched (their
 //! files are removed before booting, and the stage hook never sees a later index).
 
-mod common;
-
 use std::{cell::Cell, path::Path};
 
-use common::*;
+use crate::common::*;
 use edgeward_boot::{
     boot::{boot_chain, confirm, BootOptions},
     example::{self, EXAMPLE_HARDWARE},

@@ -26,47 +26,47 @@ macro_rules! conformance_suite {
     ($make:expr) => {
         #[test]
         fn p256_keygen_sign_verifies() {
-            common::p256_keygen_sign_verifies(&$make());
+            $crate::common::p256_keygen_sign_verifies(&$make());
         }
         #[test]
         fn ed25519_keygen_sign_verifies() {
-            common::ed25519_keygen_sign_verifies(&$make());
+            $crate::common::ed25519_keygen_sign_verifies(&$make());
         }
         #[test]
         fn sign_digest_verifies() {
-            common::sign_digest_verifies(&$make());
+            $crate::common::sign_digest_verifies(&$make());
         }
         #[test]
         fn ecdh_agrees_with_software_peer() {
-            common::ecdh_agrees_with_software_peer(&$make());
+            $crate::common::ecdh_agrees_with_software_peer(&$make());
         }
         #[test]
         fn random_differs() {
-            common::random_differs(&$make());
+            $crate::common::random_differs(&$make());
         }
         #[test]
         fn counters_only_rise() {
-            common::counters_only_rise(&$make());
+            $crate::common::counters_only_rise(&$make());
         }
         #[test]
         fn time_floor_never_moves_back() {
-            common::time_floor_never_moves_back(&$make());
+            $crate::common::time_floor_never_moves_back(&$make());
         }
         #[test]
         fn seal_roundtrip_and_rejections() {
-            common::seal_roundtrip_and_rejections(&$make(), &$make());
+            $crate::common::seal_roundtrip_and_rejections(&$make(), &$make());
         }
         #[test]
         fn certificates_are_stored() {
-            common::certificates_are_stored(&$make());
+            $crate::common::certificates_are_stored(&$make());
         }
         #[test]
         fn wipe_removes_keys_and_sealed_data() {
-            common::wipe_removes_keys_and_sealed_data(&$make());
+            $crate::common::wipe_removes_keys_and_sealed_data(&$make());
         }
         #[test]
         fn bad_names_and_missing_keys_are_typed_errors() {
-            common::bad_names_and_missing_keys_are_typed_errors(&$make());
+            $crate::common::bad_names_and_missing_keys_are_typed_errors(&$make());
         }
     };
 }

@@ -1,10 +1,5 @@
 //! Measured boot on a TPM: the example chain booted on a TPM element (swtpm on free loopback
 //! ports) leaves PCR 16 equal to the software register replayed from the PCR's old value.
-#![cfg(feature = "tpm")]
-
-mod common;
-#[path = "../../edgeward-se/tests/support/swtpm.rs"]
-mod swtpm;
 
 use edgeward_boot::{
     boot::{boot_chain, boot_chain_with_pcr, DEFAULT_PCR},
@@ -14,9 +9,9 @@ use sha2::{Digest as _, Sha256};
 
 #[test]
 fn boot_extends_each_stage_into_the_tpm_pcr() {
-    let swtpm = swtpm::Swtpm::start();
+    let swtpm = crate::swtpm::Swtpm::start();
     let base = tempfile::tempdir().unwrap();
-    common::pki(&base.path().join("pki"), "Boot TPM Test");
+    crate::common::pki(&base.path().join("pki"), "Boot TPM Test");
     let se = edgeward_se::open(&format!(
         "tpm:{}?state={}",
         swtpm.tcti(),
@@ -29,7 +24,7 @@ fn boot_extends_each_stage_into_the_tpm_pcr() {
         se.as_ref(),
         1 << 20,
         1 << 20,
-        common::now(),
+        crate::common::now(),
     )
     .unwrap();
     // PCR 16 is all zero after TPM2_Startup(CLEAR), like the software register.
@@ -39,7 +34,7 @@ fn boot_extends_each_stage_into_the_tpm_pcr() {
         &ex.chain,
         se.as_ref(),
         &edgeward_boot::boot::BootOptions {
-            now: common::unix_now(),
+            now: crate::common::unix_now(),
             ..Default::default()
         },
     )
@@ -59,7 +54,7 @@ fn boot_extends_each_stage_into_the_tpm_pcr() {
     // A PCR the element refuses stops the boot before the first stage counts as measured,
     // and leaves PCR 16 alone; `None` boots without touching any PCR.
     let options = edgeward_boot::boot::BootOptions {
-        now: common::unix_now(),
+        now: crate::common::unix_now(),
         ..Default::default()
     };
     let refused = boot_chain_with_pcr(&ex.chain, se.as_ref(), &options, Some(24)).unwrap_err();

@@ -1,17 +1,12 @@
 //! The conformance suite on the TPM backend against a real swtpm (one simulator per test on
 //! free loopback ports), plus TPM-only properties: keys cannot leave the TPM, PCR extend.
-#![cfg(feature = "tpm")]
-
-mod common;
-#[path = "support/swtpm.rs"]
-mod swtpm;
 
 use std::path::{Path, PathBuf};
 
-use common::Fixture;
+use crate::common::Fixture;
+use crate::swtpm::Swtpm;
 use edgeward_se::{tpm::TpmElement, KeyAlgorithm, SeError, SecureElement};
 use sha2::{Digest as _, Sha256};
-use swtpm::Swtpm;
 
 fn tpm() -> Fixture {
     let swtpm = Swtpm::start();
@@ -194,7 +189,7 @@ fn mtls_client_auth_signs_in_the_tpm() {
     let dir = tempfile::tempdir().unwrap();
     let se: std::sync::Arc<dyn SecureElement> = std::sync::Arc::new(element(&swtpm, dir.path()));
     se.generate_key("tls", KeyAlgorithm::P256).unwrap();
-    common::tls::mtls_handshake(se, "tls");
+    crate::common::tls::mtls_handshake(se, "tls");
 }
 
 /// The NV index pair a counter name hashes to first (mirrors `tpm::nv`: top 18 bits of

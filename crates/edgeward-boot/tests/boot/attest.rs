@@ -2,10 +2,8 @@
 //! the nonce and the release's reference values; a stale nonce, an edited event log, a
 //! measurement outside the release and evidence from another device are refused.
 
-mod common;
-
+use crate::common::*;
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
-use common::*;
 use edgeward_boot::{
     attest::{produce, verify_evidence, AttestError, Expectations, ReferenceValues},
     example,

@@ -1,11 +1,9 @@
 //! `edgeward se`: keys generated in a (soft) secure element, signatures checked by
 //! `openssl dgst -sha256 -verify` and `openssl pkeyutl -verify`.
 
-mod common;
-
 use std::process::Command;
 
-use common::{edgeward, ok, openssl_verifies, run};
+use crate::common::{edgeward, ok, openssl_verifies, run};
 
 fn se(dir: &std::path::Path) -> String {
     format!("soft:{}", dir.join("se").display())

@@ -3,8 +3,7 @@
 //! PyPI `model_signing` 1.1 CLI verifying what `edgeward sign` signed, in key and certificate
 //! mode, and `edgeward verify` accepting what `model_signing sign` signed.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::{fs, path::Path};
 
 /// `verify_model` exactly as ../shared/reference/edge-ai-security-practices.txt gives it.

@@ -3,9 +3,7 @@
 //! counter must never be above the installed (active) image's counter. Raising the counter
 //! before confirming is shown to break that.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use edgeward_boot::{
     ab::{AbStage, Order, STEPS},
     example::{self, EXAMPLE_HARDWARE},

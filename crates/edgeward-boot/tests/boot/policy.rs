@@ -2,11 +2,9 @@
 //! the root, and the element keeps floors for the policy's counter and the CRL's number.
 //! Each attack is refused before any stage is opened, with the exact reason.
 
-mod common;
-
 use std::cell::Cell;
 
-use common::*;
+use crate::common::*;
 use edgeward_boot::{
     boot::{boot_chain, confirm, BootOptions},
     policy::{CRL_COUNTER, POLICY_COUNTER},

@@ -6,14 +6,12 @@
 //! and dependency imgtool writes is reported; an MCUboot stage signed with the hierarchy's
 //! signing key boots in a chain.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
 };
 
-use common::*;
+use crate::common::*;
 use edgeward_boot::{
     chain::{StageFormat, StageSpec},
     mcuboot::{Image, KeyReference, McubootError},

@@ -2,11 +2,9 @@
 //! software element (stage files sort in chain order); `edgeward mcuboot verify` accepts an
 //! image made by the real `imgtool` and rejects a tampered one with the reason (exit 1).
 
-mod common;
-
 use std::{path::PathBuf, process::Command};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn boot_example_boots() {

@@ -1,8 +1,7 @@
 //! The CLI contract: exit statuses (0 verified, 1 rejected, 2 operator error), one line on
 //! stderr naming what failed, `--json` verdicts, the key-hierarchy commands and the demo.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::fs;
 
 fn json(out: &str) -> serde_json::Value {

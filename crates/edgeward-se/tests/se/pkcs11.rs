@@ -3,8 +3,6 @@
 //! Needs `softhsm2` (module `/usr/lib/softhsm/libsofthsm2.so`, `softhsm2-util`); fails if
 //! it is missing.
 
-mod common;
-
 use std::{
     path::Path,
     process::Command,
@@ -14,7 +12,7 @@ use std::{
     },
 };
 
-use common::Fixture;
+use crate::common::Fixture;
 use cryptoki::{
     mechanism::Mechanism,
     object::{Attribute, AttributeInfo, AttributeType, ObjectClass},
@@ -203,5 +201,5 @@ fn mtls_client_auth_signs_in_the_token() {
     let se: std::sync::Arc<dyn edgeward_se::SecureElement> =
         edgeward_se::open(&uri(&new_token())).unwrap().into();
     se.generate_key("tls", KeyAlgorithm::P256).unwrap();
-    common::tls::mtls_handshake(se, "tls");
+    crate::common::tls::mtls_handshake(se, "tls");
 }

@@ -1,17 +1,12 @@
 //! `edgeward se` on a TPM (swtpm on free loopback ports, built with `--features tpm`): the key
 //! is generated in the TPM, `openssl dgst -sha256 -verify` accepts its signature, Ed25519 is
 //! refused as unsupported, and a wipe empties the slot.
-#![cfg(feature = "tpm")]
 
-mod common;
-#[path = "../../edgeward-se/tests/support/swtpm.rs"]
-mod swtpm;
-
-use common::{edgeward, ok, openssl_verifies, run};
+use crate::common::{edgeward, ok, openssl_verifies, run};
 
 #[test]
 fn tpm_key_signs_and_openssl_verifies() {
-    let swtpm = swtpm::Swtpm::start();
+    let swtpm = crate::swtpm::Swtpm::start();
     let dir = tempfile::tempdir().unwrap();
     let backend = format!(
         "tpm:{}?state={}",

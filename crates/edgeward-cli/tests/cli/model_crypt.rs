@@ -1,11 +1,9 @@
 //! `edgeward model encrypt | decrypt | rewrap | inspect` with real `soft` secure elements
 //! as the devices.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{bytes, edgeward, fails, ok};
+use crate::common::{bytes, edgeward, fails, ok};
 use edgeward_se::KeyAlgorithm;
 
 struct Device {
@@ -89,7 +87,7 @@ fn encrypt_inspect_decrypt_rewrap_and_refusals() {
     // Each recipient decrypts (with a warning that plaintext is written).
     for dev in [&a, &b] {
         let out_path = d.join(format!("plain-{}.bin", dev.fingerprint));
-        let o = common::run(
+        let o = crate::common::run(
             edgeward()
                 .args(["model", "decrypt"])
                 .arg(&enc)
@@ -103,7 +101,7 @@ fn encrypt_inspect_decrypt_rewrap_and_refusals() {
     }
 
     // `-o -` streams the plaintext to standard output (for pipes; nothing else is printed).
-    let o = common::run(
+    let o = crate::common::run(
         edgeward()
             .args(["model", "decrypt"])
             .arg(&enc)
@@ -197,7 +195,7 @@ fn encrypt_inspect_decrypt_rewrap_and_refusals() {
             .args(["--remove", "xyz", "--se", &a.uri]),
         2,
     );
-    let out = common::run(
+    let out = crate::common::run(
         edgeward()
             .args(["model", "decrypt", "--json"])
             .arg(&bad_path)

@@ -4,11 +4,9 @@
 //! and prune 50 %, detect; accuracy drop ≤ 0.5 pp). Python with numpy, scikit-learn and
 //! safetensors is found at `$EDGEWARD_PYTHON`; the tests fail when it is missing.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{edgeward, fails, ok, python};
+use crate::common::{edgeward, fails, ok, python};
 
 const MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -103,7 +101,7 @@ fn embed_detect_and_exit_codes() {
     assert!(found["p_value"].as_f64().unwrap() < 1e-6);
     // Not found: the unmarked model, and the marked one under another key: exit 1.
     for (model, k) in [(Path::new(MODEL), &key), (marked.as_path(), &other)] {
-        let out = common::run(
+        let out = crate::common::run(
             edgeward()
                 .args(["model", "watermark", "detect"])
                 .arg(model)

@@ -2,8 +2,7 @@
 //! loopback: register, enroll from a CSR, call the device API with the written credentials,
 //! list, quarantine, release, revoke; a reused token and a bad device id are refused.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::{fs, path::PathBuf};
 
 struct Env {

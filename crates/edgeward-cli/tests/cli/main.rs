@@ -1,0 +1,19 @@
+//! The `edgeward` binary's integration tests, one test binary (one link on a two-core
+//! machine instead of ten): each module runs the real binary against real peers (openssl,
+//! Python `cryptography` and `model_signing`, SoftHSM2, swtpm, a server on loopback).
+
+mod common;
+
+mod boot;
+mod cli;
+mod fleet;
+mod interop_openssl;
+mod interop_python;
+mod model_crypt;
+mod model_wm;
+mod se;
+#[cfg(feature = "tpm")]
+mod se_tpm;
+#[cfg(feature = "tpm")]
+#[path = "../../../edgeward-se/tests/se/swtpm.rs"]
+mod swtpm;
