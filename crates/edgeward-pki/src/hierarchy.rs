@@ -129,7 +129,8 @@ impl Hierarchy {
     }
 
     /// Runs the key ceremony in `dir`: root CA, first signing certificate (`signing_days`,
-    /// at most 90), device CA and an empty CRL. Refuses to overwrite an existing root.
+    /// at most 90), device CA and an empty CRL. Refuses a directory that holds any of
+    /// [`INIT_OUTPUTS`] (no key is overwritten) and a path that is not a directory.
     pub fn init(
         dir: &Path,
         org: &str,
@@ -138,6 +139,35 @@ impl Hierarchy {
         signing_alg: KeyAlg,
         now: OffsetDateTime,
     ) -> Result<Self, PkiError> {
+        let (h, _) = Self::ceremony(dir, org, passphrase, signing_days, signing_alg, now, false)?;
+        Ok(h)
+    }
+
+    /// [`Hierarchy::init`] over an existing hierarchy: once the arguments are checked, every
+    /// one of [`INIT_OUTPUTS`] found in `dir` moves aside to `NAME.old-YYYYMMDDTHHMMSSZ`
+    /// (`now`, UTC) in the same directory, so that no key is destroyed. Returns the new
+    /// hierarchy and each move, from and to. Refuses, moving nothing, when a destination
+    /// already exists.
+    pub fn init_replacing(
+        dir: &Path,
+        org: &str,
+        passphrase: &[u8],
+        signing_days: i64,
+        signing_alg: KeyAlg,
+        now: OffsetDateTime,
+    ) -> Result<(Self, Vec<(PathBuf, PathBuf)>), PkiError> {
+        Self::ceremony(dir, org, passphrase, signing_days, signing_alg, now, true)
+    }
+
+    fn ceremony(
+        dir: &Path,
+        org: &str,
+        passphrase: &[u8],
+        signing_days: i64,
+        signing_alg: KeyAlg,
+        now: OffsetDateTime,
+        replace: bool,
+    ) -> Result<(Self, Vec<(PathBuf, PathBuf)>), PkiError> {
         check_signing_days(signing_days)?;
         if passphrase.len() < keyfile::MIN_PASSPHRASE_LEN {
             return Err(PkiError::Refused(format!(
@@ -145,14 +175,24 @@ impl Hierarchy {
                 keyfile::MIN_PASSPHRASE_LEN
             )));
         }
+        refuse_non_directory(dir)?;
         fs::create_dir_all(dir).map_err(io(dir))?;
         let h = Hierarchy {
             dir: dir.to_path_buf(),
         };
-        if h.path("root.key").exists() || h.path("root.pem").exists() {
+        // No private key is ever replaced silently: any output of an earlier ceremony
+        // (not only the root) stops `init`; `init_replacing` moves them aside instead.
+        let moved = if replace {
+            move_aside(dir, now)?
+        } else {
+            Vec::new()
+        };
+        let existing = existing_outputs(dir);
+        if !existing.is_empty() {
             return Err(PkiError::Refused(format!(
-                "{} already holds a root; refusing to overwrite it",
-                dir.display()
+                "{} already holds {}; refusing to overwrite it (--force moves the old files aside)",
+                dir.display(),
+                existing.join(", ")
             )));
         }
         let start = now - BACKDATE;
@@ -180,7 +220,7 @@ impl Hierarchy {
 
         h.issue_signing(&issuer, org, signing_days, signing_alg, now)?;
         h.write_crl(&issuer, &[], 1, now)?;
-        Ok(h)
+        Ok((h, moved))
     }
 
     /// Issues the next signing certificate (new key, valid from now for `days`); the current
@@ -439,6 +479,71 @@ impl Hierarchy {
         let p = self.path(name);
         write_atomic(&p, data, secret).map_err(io(&p))
     }
+}
+
+/// Everything `init` writes, plus `previous/` (rotated-out signing keys): `init` refuses a
+/// directory holding any of them, and `move_aside` moves them.
+pub const INIT_OUTPUTS: [&str; 9] = [
+    "root.key",
+    "root.pem",
+    "signing.key",
+    "signing.pem",
+    "signing-chain.pem",
+    "device-ca.key",
+    "device-ca.pem",
+    "crl.pem",
+    "previous",
+];
+
+/// Moves each of [`INIT_OUTPUTS`] found in `dir` to `NAME.old-YYYYMMDDTHHMMSSZ`, or none
+/// when one destination exists.
+fn move_aside(dir: &Path, now: OffsetDateTime) -> Result<Vec<(PathBuf, PathBuf)>, PkiError> {
+    let now = now.to_offset(time::UtcOffset::UTC);
+    let stamp = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let moves: Vec<(PathBuf, PathBuf)> = existing_outputs(dir)
+        .into_iter()
+        .map(|name| (dir.join(name), dir.join(format!("{name}.old-{stamp}"))))
+        .collect();
+    if let Some((_, to)) = moves.iter().find(|(_, to)| to.symlink_metadata().is_ok()) {
+        return Err(PkiError::Refused(format!(
+            "{} already exists; refusing to move the old files over it",
+            to.display()
+        )));
+    }
+    for (from, to) in &moves {
+        fs::rename(from, to).map_err(io(from))?;
+    }
+    Ok(moves)
+}
+
+/// The outputs of `init` present in `dir` (a dangling symbolic link counts).
+fn existing_outputs(dir: &Path) -> Vec<&'static str> {
+    INIT_OUTPUTS
+        .into_iter()
+        .filter(|name| dir.join(name).symlink_metadata().is_ok())
+        .collect()
+}
+
+/// Refuses `dir` when it, or the nearest of its ancestors that exists, is not a directory
+/// (the OS would only say "File exists" or "Not a directory" about some path).
+fn refuse_non_directory(dir: &Path) -> Result<(), PkiError> {
+    if let Some(existing) = dir.ancestors().find(|p| p.exists()) {
+        if !existing.is_dir() {
+            return Err(PkiError::Refused(format!(
+                "{} is not a directory",
+                existing.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_signing_days(days: i64) -> Result<(), PkiError> {

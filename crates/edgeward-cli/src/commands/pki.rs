@@ -69,6 +69,9 @@ pub struct PkiInitArgs {
     /// Key type of the signing certificate.
     #[arg(long, value_enum, default_value_t = KeyType::P256)]
     pub key_type: KeyType,
+    /// Replace an existing hierarchy: its files move aside to NAME.old-TIMESTAMP first.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `pki rotate`.
@@ -132,7 +135,16 @@ pub fn run(cmd: PkiCommand, json: bool) -> Outcome {
     match cmd {
         PkiCommand::Init(a) => {
             let pass = passphrase(&a.passphrase.passphrase_env, "Root key passphrase: ", true)?;
-            let h = Hierarchy::init(&a.dir.dir, &a.org, &pass, a.days, key_alg(a.key_type), now)?;
+            let (dir, alg) = (&a.dir.dir, key_alg(a.key_type));
+            let h = if a.force {
+                let (h, moved) = Hierarchy::init_replacing(dir, &a.org, &pass, a.days, alg, now)?;
+                for (from, to) in moved {
+                    eprintln!("moved {} aside to {}", from.display(), to.display());
+                }
+                h
+            } else {
+                Hierarchy::init(dir, &a.org, &pass, a.days, alg, now)?
+            };
             report(&h, now, json, "created")
         }
         PkiCommand::Rotate(a) => {
