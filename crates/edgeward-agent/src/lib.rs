@@ -1,5 +1,19 @@
-//! The Edgeward device agent's logic (the binary only parses arguments): tamper response.
+//! The Edgeward device agent's logic (the binary only parses arguments): the daemon
+//! ([`daemon`]) that enrolls from the secure element, streams telemetry over mutual TLS and
+//! answers signed commands, and the one-shot device operations (tamper response).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod enroll;
+pub mod error;
+pub mod files;
+pub mod metrics;
+pub mod net;
+pub mod status;
 pub mod tamper;
+
+pub use config::AgentConfig;
+pub use error::AgentError;

@@ -1,11 +1,17 @@
-//! `edgeward-agent`: runs on each device. Exit statuses: 0 booted / done, 2 operator error,
-//! 3 recovery mode (the chain stopped or the element was wiped; the record is printed).
+//! `edgeward-agent`: runs on each device. `run` is the daemon; the other commands are
+//! one-shot operations. Exit statuses: 0 booted / done, 1 the daemon is not running
+//! (`status`), 2 operator error, 3 recovery mode (the chain stopped or the element was
+//! wiped; the record is printed).
 
 use std::{path::PathBuf, process::ExitCode, sync::atomic::AtomicBool, time::Duration};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use edgeward_agent::tamper::{self, TamperInput};
+use edgeward_agent::{
+    daemon, status,
+    tamper::{self, TamperInput},
+    AgentConfig,
+};
 use edgeward_boot::{
     attest,
     boot::{boot_chain, confirm, BootOptions},
@@ -14,6 +20,7 @@ use edgeward_boot::{
     FailureKind,
 };
 use edgeward_se::SecureElement;
+use tokio::signal::unix::{signal, SignalKind};
 
 /// Exit status of recovery mode.
 const RECOVERY: u8 = 3;
@@ -52,6 +59,21 @@ impl DeviceArgs {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the daemon: enroll if needed, then telemetry and signed commands until SIGTERM.
+    Run {
+        /// The configuration file.
+        #[arg(long, default_value = "/etc/edgeward/agent.toml")]
+        config: PathBuf,
+    },
+    /// Show what the running daemon is doing (exit 1 when it is not running).
+    Status {
+        /// The configuration file (names the status socket).
+        #[arg(long, default_value = "/etc/edgeward/agent.toml")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Verify and measure the boot chain; exit 3 in recovery mode.
     Boot {
         /// The chain description.
@@ -121,8 +143,55 @@ fn tampered(state: &StateDir, input: &std::path::Path) -> anyhow::Result<u8> {
     recovery(state, &record)
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // One thread: the agent's work is I/O bound, and a device's memory is scarce.
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn daemon(config: PathBuf) -> anyhow::Result<u8> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = AgentConfig::load(&config)?;
+    runtime()?.block_on(async move {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+            let _ = stop.send(true);
+        });
+        daemon::run(config, shutdown).await?;
+        Ok(0)
+    })
+}
+
+fn status(config: PathBuf, json: bool) -> anyhow::Result<u8> {
+    let config = AgentConfig::load(&config)?;
+    let socket = config.status_socket();
+    match runtime()?.block_on(status::query(&socket)) {
+        Ok(s) if json => println!("{}", serde_json::to_string_pretty(&s)?),
+        Ok(s) => print!("{}", status::render(&s)),
+        Err(e) => {
+            eprintln!("edgeward-agent: not running ({e})");
+            return Ok(1);
+        }
+    }
+    Ok(0)
+}
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
+        Command::Run { config } => daemon(config),
+        Command::Status { config, json } => status(config, json),
         Command::Boot {
             chain,
             device,

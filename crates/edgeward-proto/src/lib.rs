@@ -1,12 +1,13 @@
 //! The contract between an Edgeward device and the cloud that both sides compile against:
 //! who a device is ([`device_id`]), how it authenticates each call ([`token`]), how the
 //! server derives every device's token secret from one master key ([`secret`]), and the rate
-//! rule the server applies to each device ([`gcra`]), and the JSON bodies of every call
-//! ([`api`]).
+//! rule the server applies to each device ([`gcra`]), the JSON bodies of every call
+//! ([`api`]), and the signed commands and results ([`command`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod command;
 pub mod device_id;
 pub mod gcra;
 pub mod secret;

@@ -139,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
         data_dir: dir.path().to_path_buf(),
         listen: ([127, 0, 0, 1], 0).into(),
         admin_listen: ([127, 0, 0, 1], 0).into(),
+        enroll_listen: ([127, 0, 0, 1], 0).into(),
         ip_limit: unlimited,
         device_limit: unlimited,
         ..Default::default()

@@ -1,6 +1,5 @@
-//! The admin API (`/v1/admin/…`, bearer API keys with roles viewer < operator < admin) and
-//! enrollment (`/v1/enroll`, a one-time token plus a CSR), both on the server-authenticated
-//! listener. Every admin action and every refused enrollment goes into the audit log.
+//! The admin API (`/v1/admin/…`, bearer API keys with roles viewer < operator < admin) on
+//! the server-authenticated admin listener. Every admin action goes into the audit log.
 
 use axum::{
     body::Bytes,
@@ -18,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::{
     app::{ApiError, Shared},
-    db::{DeviceStatus, Role, TokenRefusal},
+    db::{DeviceStatus, Role},
 };
 
 /// An authenticated admin.
@@ -338,73 +337,4 @@ async fn add_key(
         StatusCode::CREATED,
         Json(json!({ "name": k.name, "role": role, "key": key })),
     ))
-}
-
-/// `POST /v1/enroll`: a one-time token and a CSR for a key the device generated; answers
-/// with the device certificate, the device CA, the server CA and the device token secret.
-pub async fn enroll(State(app): State<Shared>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let e = api::enrollment(&body).map_err(|e| ApiError::bad_request(e.0))?;
-    let now = app.now();
-    let outcome = app
-        .db
-        .consume_enrollment_token(&secret_hash(e.token.trim()), now)
-        .await?;
-    let device_id = match outcome {
-        Ok(id) => id,
-        Err(refusal) => {
-            let reason = match refusal {
-                TokenRefusal::Unknown => "unknown enrollment token",
-                TokenRefusal::Reused => "enrollment token already used",
-                TokenRefusal::Expired => "enrollment token expired",
-            };
-            app.metrics
-                .inc("edgeward_enrollments_total", "outcome=\"refused\"".into());
-            app.audit("enrollment", "enroll.refused", None, reason)
-                .await;
-            return Err(ApiError::unauthenticated(reason));
-        }
-    };
-    let device = app
-        .db
-        .device(&device_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("the token's device is gone"))?;
-    if device.status != DeviceStatus::Pending {
-        app.audit(
-            "enrollment",
-            "enroll.refused",
-            Some(&device_id),
-            &format!("device is {}", device.status),
-        )
-        .await;
-        return Err(ApiError::forbidden(
-            "status",
-            format!("device {device_id} is {}", device.status),
-        ));
-    }
-    let now_dt = time::OffsetDateTime::from_unix_timestamp(now).map_err(ApiError::internal)?;
-    let issued = app
-        .identity
-        .device_ca
-        .issue(&e.csr, &device_id, app.config.device_cert_days, now_dt)
-        .map_err(ApiError::bad_request)?;
-    app.db.activate(&device_id, &issued.serial, now).await?;
-    app.registry.invalidate(&device_id);
-    app.metrics
-        .inc("edgeward_enrollments_total", "outcome=\"enrolled\"".into());
-    app.audit(
-        "enrollment",
-        "device.enroll",
-        Some(&device_id),
-        &format!("certificate serial {}", issued.serial),
-    )
-    .await;
-    let secret = app.identity.secrets.derive(&device_id);
-    Ok(Json(json!({
-        "device_id": device_id,
-        "certificate": issued.cert_pem,
-        "device_ca": app.identity.device_ca.cert_pem,
-        "server_ca": app.identity.server_ca_pem,
-        "secret": secret.as_str(),
-    })))
 }

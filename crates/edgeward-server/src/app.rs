@@ -38,6 +38,8 @@ pub struct App {
     pub registry: crate::registry_cache::RegistryCache,
     /// Group-committed telemetry writes.
     pub ingest: crate::ingest::Ingest,
+    /// Signs the commands handed to devices.
+    pub command_signer: crate::command_signing::CommandSigner,
 }
 
 /// Shared handle to the state.

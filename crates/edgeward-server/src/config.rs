@@ -31,8 +31,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The device API listener (mTLS).
     pub listen: SocketAddr,
-    /// The admin and enrollment listener (server-authenticated TLS).
+    /// The admin listener (server-authenticated TLS; private: loopback by default).
     pub admin_listen: SocketAddr,
+    /// The enrollment listener (server-authenticated TLS, `/v1/enroll` only): where devices
+    /// without a certificate yet reach the server without reaching the admin API.
+    pub enroll_listen: SocketAddr,
     /// `sqlite://…` or `postgres://…`; default: SQLite in the data directory.
     pub database_url: Option<String>,
     /// `redis://…` for fleet-wide rate limits and nonce caches; default: in process.
@@ -65,6 +68,7 @@ impl Default for Config {
             data_dir: PathBuf::from("edgeward-data"),
             listen: ([127, 0, 0, 1], 8443).into(),
             admin_listen: ([127, 0, 0, 1], 8444).into(),
+            enroll_listen: ([127, 0, 0, 1], 8445).into(),
             database_url: None,
             redis_url: None,
             device_ca_cert: None,
@@ -94,7 +98,7 @@ impl Config {
     }
 
     /// Applies `EDGEWARD_DATABASE_URL`, `EDGEWARD_REDIS_URL`, `EDGEWARD_DATA_DIR`,
-    /// `EDGEWARD_LISTEN`, `EDGEWARD_ADMIN_LISTEN` when set.
+    /// `EDGEWARD_LISTEN`, `EDGEWARD_ADMIN_LISTEN`, `EDGEWARD_ENROLL_LISTEN` when set.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
         if let Some(v) = get("EDGEWARD_DATABASE_URL") {
             self.database_url = Some(v);
@@ -112,6 +116,11 @@ impl Config {
             self.admin_listen = v
                 .parse()
                 .map_err(|e| format!("EDGEWARD_ADMIN_LISTEN={v}: {e}"))?;
+        }
+        if let Some(v) = get("EDGEWARD_ENROLL_LISTEN") {
+            self.enroll_listen = v
+                .parse()
+                .map_err(|e| format!("EDGEWARD_ENROLL_LISTEN={v}: {e}"))?;
         }
         Ok(())
     }

@@ -242,8 +242,11 @@ async fn gate(app: &Shared, req: Request) -> Result<Gated, ApiError> {
             ApiError::forbidden("unknown_device", "the device is not registered")
         })?;
     let path = parts.uri.path();
+    // The command channel (commands and their results) and the forensic upload stay open.
     let quarantine_allows = (parts.method == "GET" && path == "/v1/device/commands")
-        || (parts.method == "POST" && path == "/v1/device/forensics");
+        || (parts.method == "POST"
+            && (path == "/v1/device/forensics"
+                || (path.starts_with("/v1/device/commands/") && path.ends_with("/result"))));
     match device.status {
         DeviceStatus::Active => {}
         DeviceStatus::Quarantined if quarantine_allows => {}
@@ -291,7 +294,18 @@ async fn telemetry(State(app): State<Shared>, call: Gated) -> Result<Response, A
 }
 
 async fn commands(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, ApiError> {
-    let commands = app.db.take_commands(&call.device, app.now()).await?;
+    let now = app.now();
+    let commands = app.db.take_commands(&call.device, now).await?;
+    // Each command goes out signed by the command key (see crate::command_signing).
+    let commands: Vec<Value> = commands
+        .into_iter()
+        .map(|c| {
+            let signed = app
+                .command_signer
+                .sign(&call.device, c.id, &c.kind, &c.body, now);
+            json!({ "id": c.id, "kind": c.kind, "body": c.body, "status": c.status, "signed": signed })
+        })
+        .collect();
     Ok(Json(json!({ "commands": commands })))
 }
 

@@ -9,10 +9,12 @@
 pub mod admin_api;
 pub mod app;
 pub mod clock;
+pub mod command_signing;
 pub mod config;
 pub mod conns;
 pub mod db;
 pub mod device_api;
+pub mod enrollment;
 pub mod identity;
 pub mod ingest;
 pub mod metrics;

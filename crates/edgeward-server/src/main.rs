@@ -25,9 +25,12 @@ struct Args {
     /// Device API address (mTLS).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Admin and enrollment API address.
+    /// Admin API address (keep it private).
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// Enrollment address (what devices without a certificate yet reach).
+    #[arg(long)]
+    enroll_listen: Option<SocketAddr>,
 }
 
 fn load(args: &Args) -> Result<Config, String> {
@@ -48,6 +51,9 @@ fn load(args: &Args) -> Result<Config, String> {
     }
     if let Some(a) = args.admin_listen {
         config.admin_listen = a;
+    }
+    if let Some(a) = args.enroll_listen {
+        config.enroll_listen = a;
     }
     Ok(config)
 }

@@ -26,7 +26,7 @@ use crate::{
     conns::Connections,
     db::{Db, Role},
     device_api::{self, Peer},
-    identity,
+    enrollment, identity,
     metrics::Metrics,
     rate_limit::Store,
     tls,
@@ -48,8 +48,10 @@ fn start_err(context: &str) -> impl FnOnce(String) -> StartError + '_ {
 pub struct Running {
     /// Where the device API listens.
     pub device_addr: SocketAddr,
-    /// Where the admin and enrollment API listens.
+    /// Where the admin API listens (it answers `/v1/enroll` too).
     pub admin_addr: SocketAddr,
+    /// Where the enrollment listener (`/v1/enroll` only) listens.
+    pub enroll_addr: SocketAddr,
     /// The shared state (tests inspect it).
     pub app: Shared,
     shutdown: watch::Sender<bool>,
@@ -118,6 +120,9 @@ pub async fn start_with_clock(
     let ingest = crate::ingest::Ingest::start(&db)
         .await
         .map_err(|e| StartError(format!("telemetry writer: {e}")))?;
+    let command_signer =
+        crate::command_signing::CommandSigner::load_or_create(&config.data_dir.join("command.key"))
+            .map_err(StartError)?;
     let app = Arc::new(App {
         config: config.clone(),
         db,
@@ -132,6 +137,7 @@ pub async fn start_with_clock(
             db_backend == crate::db::Backend::Sqlite && config.redis_url.is_none(),
         ),
         ingest,
+        command_signer,
     });
     write_device_crl(&app)
         .await
@@ -153,8 +159,15 @@ pub async fn start_with_clock(
     let admin_addr = admin_listener
         .local_addr()
         .map_err(|e| StartError(e.to_string()))?;
+    let enroll_listener = TcpListener::bind(config.enroll_listen)
+        .await
+        .map_err(|e| StartError(format!("{}: {e}", config.enroll_listen)))?;
+    let enroll_addr = enroll_listener
+        .local_addr()
+        .map_err(|e| StartError(e.to_string()))?;
     tracing::info!("device API (mTLS) listening on https://{device_addr}");
-    tracing::info!("admin and enrollment API listening on https://{admin_addr}");
+    tracing::info!("admin API listening on https://{admin_addr}");
+    tracing::info!("enrollment listening on https://{enroll_addr}");
 
     let common = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -168,9 +181,12 @@ pub async fn start_with_clock(
         .layer(MapResponseLayer::new(counter(app.clone(), "device")))
         .with_state(app.clone());
     let admin_router = admin_api::routes(app.clone())
-        .route("/v1/enroll", axum::routing::post(admin_api::enroll))
+        .route("/v1/enroll", axum::routing::post(enrollment::enroll))
         .merge(common)
         .layer(MapResponseLayer::new(counter(app.clone(), "admin")))
+        .with_state(app.clone());
+    let enroll_router = enrollment::routes()
+        .layer(MapResponseLayer::new(counter(app.clone(), "enroll")))
         .with_state(app.clone());
 
     let (shutdown, rx) = watch::channel(false);
@@ -185,16 +201,25 @@ pub async fn start_with_clock(
         )),
         tokio::spawn(accept_loop(
             admin_listener,
-            TlsAcceptor::from(admin_tls),
+            TlsAcceptor::from(admin_tls.clone()),
             admin_router,
             app.clone(),
             "admin",
+            rx.clone(),
+        )),
+        tokio::spawn(accept_loop(
+            enroll_listener,
+            TlsAcceptor::from(admin_tls),
+            enroll_router,
+            app.clone(),
+            "enroll",
             rx,
         )),
     ];
     Ok(Running {
         device_addr,
         admin_addr,
+        enroll_addr,
         app,
         shutdown,
         tasks,

@@ -46,6 +46,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         data_dir: dir.to_path_buf(),
         listen: ([127, 0, 0, 1], 0).into(),
         admin_listen: ([127, 0, 0, 1], 0).into(),
+        enroll_listen: ([127, 0, 0, 1], 0).into(),
         ..Default::default()
     };
     config.class_limits.insert(

@@ -40,6 +40,7 @@ async fn fleet_and_device_enroll_against_a_real_server() {
         data_dir: data.path().to_path_buf(),
         listen: ([127, 0, 0, 1], 0).into(),
         admin_listen: ([127, 0, 0, 1], 0).into(),
+        enroll_listen: ([127, 0, 0, 1], 0).into(),
         ..Default::default()
     })
     .await

@@ -77,6 +77,7 @@ pub async fn config(backend: Backend, dir: &std::path::Path) -> Config {
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
+        enroll_listen: "127.0.0.1:0".parse().expect("addr"),
         ..Config::default()
     };
     if backend == Backend::Postgres {

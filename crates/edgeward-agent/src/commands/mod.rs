@@ -1,0 +1,3 @@
+//! Signed incident commands: verification ([`verify`]) before anything runs.
+
+pub mod verify;

@@ -1,0 +1,226 @@
+//! `edgeward-agent run`: the long-running process. It enrolls when the device has no
+//! identity (waiting for a token file and for the server, as long as it takes), then
+//! samples the device and sends telemetry and polls for signed commands over mutual TLS,
+//! until SIGTERM. Every failure to reach the server is logged, shown in the status, and
+//! retried on the next tick; nothing stops the loop but shutdown.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use edgeward_se::SecureElement;
+use reqwest::Method;
+use tokio::sync::watch;
+
+use crate::{
+    enroll::{self, Identity},
+    files, metrics,
+    net::DeviceClient,
+    status::{self, SharedStatus},
+    AgentConfig, AgentError,
+};
+
+/// Largest enrollment token file read.
+const MAX_TOKEN_FILE: u64 = 1024;
+
+/// Runs the agent until `shutdown` turns true.
+pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
+    files::ensure_private_dir(&config.state_dir)?;
+    let element: Arc<dyn SecureElement> = edgeward_se::open(&config.element)?.into();
+    let status = SharedStatus::default();
+    status::update(&status, |s| s.state = "starting".into());
+    let listener = status::bind(&config.status_socket())?;
+    let server = tokio::spawn(status::serve(listener, status.clone(), shutdown.clone()));
+    let mut agent = Agent {
+        config,
+        element,
+        status,
+        shutdown,
+        cpu: None,
+    };
+    let result = agent.main().await;
+    server.abort();
+    let _ = files::remove(&agent.config.status_socket());
+    tracing::info!("stopped");
+    result
+}
+
+struct Agent {
+    config: AgentConfig,
+    element: Arc<dyn SecureElement>,
+    status: SharedStatus,
+    shutdown: watch::Receiver<bool>,
+    cpu: Option<metrics::CpuTimes>,
+}
+
+impl Agent {
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Sleeps `d` or until shutdown; true when shutting down.
+    async fn pause(&mut self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => self.stopping(),
+            _ = self.shutdown.changed() => true,
+        }
+    }
+
+    fn failed(&self, e: &AgentError) {
+        tracing::warn!(error = %e, "attempt failed; retrying");
+        let reachable = !matches!(e, AgentError::Unreachable(_));
+        status::update(&self.status, |s| {
+            s.server_reachable = reachable;
+            s.last_error = Some(e.to_string());
+        });
+    }
+
+    async fn main(&mut self) -> Result<(), AgentError> {
+        while !self.stopping() {
+            let Some(identity) = self.identity().await? else {
+                return Ok(());
+            };
+            tracing::info!(device = %identity.stored.device_id, slot = %identity.stored.key_slot, "enrolled");
+            status::update(&self.status, |s| {
+                s.state = "running".into();
+                s.device_id = Some(identity.stored.device_id.clone());
+                s.key_slot = Some(identity.stored.key_slot.clone());
+            });
+            let client = DeviceClient::new(
+                &self.config.server,
+                &self.config.server_ca,
+                Arc::clone(&self.element),
+                &identity.stored.key_slot,
+                vec![identity.certificate_der.clone()],
+                &identity.stored.device_id,
+                identity.secret.clone(),
+            )?;
+            self.online(&client).await?;
+        }
+        Ok(())
+    }
+
+    /// The stored identity, or a new one from enrollment; `None` on shutdown.
+    async fn identity(&mut self) -> Result<Option<Identity>, AgentError> {
+        if let Some(identity) = enroll::load(&self.config.state_dir, self.element.as_ref())? {
+            return Ok(Some(identity));
+        }
+        status::update(&self.status, |s| s.state = "awaiting_enrollment".into());
+        let mut request: Option<enroll::Request> = None;
+        loop {
+            if let Some(token) = self.token()? {
+                let req = match &request {
+                    Some(r) => r.clone(),
+                    None => request.insert(enroll::Request::new(&self.element)?).clone(),
+                };
+                match enroll::enroll(
+                    &self.config.enroll_server,
+                    &self.config.server_ca,
+                    &self.config.state_dir,
+                    &self.element,
+                    &req,
+                    &token,
+                )
+                .await
+                {
+                    Ok(identity) => {
+                        if let Some(path) = &self.config.enrollment_token_file {
+                            files::remove(path)?;
+                        }
+                        status::update(&self.status, |s| {
+                            s.server_reachable = true;
+                            s.last_error = None;
+                        });
+                        return Ok(Some(identity));
+                    }
+                    Err(e) => self.failed(&e),
+                }
+            }
+            if self.pause(self.config.command_interval()).await {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn token(&self) -> Result<Option<String>, AgentError> {
+        let Some(path) = &self.config.enrollment_token_file else {
+            return Ok(None);
+        };
+        Ok(files::read_bounded(path, MAX_TOKEN_FILE)?
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .filter(|t| !t.is_empty()))
+    }
+
+    /// Telemetry and command polling until shutdown.
+    async fn online(&mut self, client: &DeviceClient) -> Result<(), AgentError> {
+        let mut telemetry = tokio::time::interval(self.config.telemetry_interval());
+        let mut commands = tokio::time::interval(self.config.command_interval());
+        for t in [&mut telemetry, &mut commands] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                _ = telemetry.tick() => {
+                    if let Err(e) = self.send_sample(client).await {
+                        self.failed(&e);
+                    }
+                }
+                _ = commands.tick() => {
+                    if let Err(e) = self.poll(client).await {
+                        self.failed(&e);
+                    }
+                }
+                _ = self.shutdown.changed() => return Ok(()),
+            }
+        }
+    }
+
+    fn device_record(&mut self) -> serde_json::Value {
+        let sample = metrics::sample(Path::new("/"), &mut self.cpu);
+        let mut record = serde_json::json!({
+            "type": "device",
+            "at": unix_now(),
+            "metrics": sample,
+        });
+        if let Some(l) = self.config.location {
+            record["location"] = serde_json::json!({
+                "latitude": l.latitude, "longitude": l.longitude, "source": "configured"
+            });
+        }
+        record
+    }
+
+    async fn send_sample(&mut self, client: &DeviceClient) -> Result<(), AgentError> {
+        let record = self.device_record();
+        let body = serde_json::to_vec(&serde_json::json!({ "records": [record] }))
+            .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        client
+            .call(Method::POST, "/v1/device/telemetry", body)
+            .await?;
+        status::update(&self.status, |s| {
+            s.telemetry_sent += 1;
+            s.server_reachable = true;
+            s.last_error = None;
+        });
+        Ok(())
+    }
+
+    async fn poll(&mut self, client: &DeviceClient) -> Result<(), AgentError> {
+        let body = client
+            .call(Method::GET, "/v1/device/commands", Vec::new())
+            .await?;
+        let delivered = edgeward_proto::command::parse_delivery(&body)
+            .map_err(|e| AgentError::Protocol(e.0))?;
+        status::update(&self.status, |s| s.server_reachable = true);
+        for c in delivered {
+            tracing::info!(id = c.id, "command received");
+        }
+        Ok(())
+    }
+}
+
+/// Now, Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

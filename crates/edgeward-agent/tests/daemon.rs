@@ -1,0 +1,136 @@
+//! The agent binary as a daemon against the real server: it enrolls from the secure element
+//! through the enrollment listener (which serves nothing of the admin API), sends telemetry
+//! over mutual TLS that lands in the registry, answers `status` on its socket, and stops
+//! cleanly on SIGTERM.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn agent() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_edgeward-agent"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolls_sends_telemetry_reports_status_and_stops_on_sigterm() {
+    let server = Server::start().await;
+    let id = device_id("cam");
+    let token = server.register(&id).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = agent_config(
+        &server,
+        dir.path(),
+        &token,
+        "[location]\nlatitude = 48.85\nlongitude = 2.35\n",
+    );
+
+    // The enrollment listener answers enrollment only: no admin route behind it.
+    let (_, _, enroll) = server.ports();
+    let r = server
+        .admin
+        .get(format!("https://localhost:{enroll}/v1/admin/devices"))
+        .bearer_auth(&server.admin_key)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.status(), 404);
+
+    let mut child = agent()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent starts");
+
+    wait_for(30, "telemetry from the agent", || async {
+        !server.telemetry(&id).await.is_empty()
+    })
+    .await;
+    let device = server.device(&id).await;
+    assert_eq!(device["device"]["status"], "active");
+    let batches = server.telemetry(&id).await;
+    let record = &batches[0]["records"][0];
+    assert_eq!(record["type"], "device");
+    assert!(
+        record["metrics"]["processes"].as_u64().unwrap_or(0) > 0,
+        "{record}"
+    );
+    assert_eq!(record["location"]["source"], "configured");
+    // The token was used and removed; the key is in the element, not in the state dir.
+    assert!(!dir.path().join("enrollment-token").exists());
+    let state: Vec<String> = std::fs::read_dir(dir.path().join("state"))
+        .expect("state")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!state.iter().any(|n| n.contains("key")), "{state:?}");
+
+    let out = agent()
+        .args(["status", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .expect("status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["device_id"], id.as_str());
+    assert_eq!(status["key_slot"], "device-1");
+    let out = agent()
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .expect("status");
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains(&format!("device: {id} (key in slot device-1)")));
+
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let exit = child.wait().expect("wait");
+    assert_eq!(exit.code(), Some(0));
+    let mut log = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("log");
+    assert!(
+        log.contains("SIGTERM: shutting down") && log.contains("stopped"),
+        "{log}"
+    );
+    assert!(!dir.path().join("state/status.sock").exists());
+    let out = agent()
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .expect("status");
+    assert_eq!(out.status.code(), Some(1));
+
+    // A restart uses the stored identity: no second enrollment (the token is gone).
+    let mut child = agent()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent");
+    let before = server.telemetry(&id).await.len();
+    wait_for(30, "telemetry after a restart", || async {
+        server.telemetry(&id).await.len() > before
+    })
+    .await;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+}
