@@ -163,8 +163,5 @@ fn reads_are_bounded() {
     assert_eq!(read_bounded(&path, 5).unwrap().unwrap(), b"12345");
     let err = read_bounded(&path, 4).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
-    assert_eq!(
-        err.to_string(),
-        format!("{} is longer than 4 bytes", path.display())
-    );
+    assert_eq!(err.to_string(), "longer than 4 bytes");
 }

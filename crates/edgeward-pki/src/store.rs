@@ -1,25 +1,18 @@
-//! Writing the hierarchy's files safely: private keys 0600, every file replaced atomically
-//! (written beside, fsynced, renamed) so a crash never leaves half a key or half a CRL.
+//! Writing the hierarchy's files safely: private keys 0600 from the moment their temporary
+//! file exists, every file replaced atomically so a crash never leaves half a key or half a
+//! CRL. The one implementation is `edgeward-fs`; this names the hierarchy's choice.
 
-use std::{
-    fs::{self, OpenOptions},
-    io::Write,
-    path::Path,
-};
+use std::path::Path;
 
-/// Writes `data` to `path` atomically; `secret` files get mode 0600.
+use edgeward_fs::Access;
+
+/// Writes `data` to `path` atomically (see `edgeward_fs::write_atomic`); `secret` files get
+/// mode 0600, others 0644.
 pub fn write_atomic(path: &Path, data: &[u8], secret: bool) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp-edgeward");
-    let mut opts = OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(if secret { 0o600 } else { 0o644 });
-    }
-    let mut f = opts.open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)
+    let access = if secret {
+        Access::Private
+    } else {
+        Access::Public
+    };
+    edgeward_fs::write_atomic(path, data, access)
 }

@@ -1,14 +1,15 @@
-//! Crash-safe file primitives for the file-backed parts of the backends (the soft element's
-//! keys and state, the TPM's wrapped blobs): every write goes to a 0600 temporary file in the
-//! same directory, is fsynced, renamed over (or next to) the target and the directory
-//! fsynced, so a crash leaves either the old or the new file, never a torn one. Errors name
-//! the backend they happened in.
+//! File primitives for the file-backed parts of the backends (the soft element's keys and
+//! state, the TPM's wrapped blobs): every write is `edgeward-fs`'s crash-safe write of a
+//! 0600 file, so a crash leaves either the old or the new file, never a torn one; reads are
+//! bounded. Errors name the backend they happened in.
 
 use std::{
     fs::{self, File},
-    io::{self, Read, Write},
+    io::{self, Read},
     path::Path,
 };
+
+use edgeward_fs::Access;
 
 use crate::SeError;
 
@@ -23,18 +24,10 @@ pub enum Replace {
 
 /// Writes `bytes` to `path` atomically with mode 0600.
 pub fn write_atomic(path: &Path, bytes: &[u8], replace: Replace) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no directory"))?;
-    // tempfile creates the file with mode 0600 on Unix.
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
     match replace {
-        Replace::Yes => tmp.persist(path).map_err(|e| e.error)?,
-        Replace::No => tmp.persist_noclobber(path).map_err(|e| e.error)?,
-    };
-    sync_dir(dir)
+        Replace::Yes => edgeward_fs::write_atomic(path, bytes, Access::Private),
+        Replace::No => edgeward_fs::write_new(path, bytes, Access::Private),
+    }
 }
 
 /// Reads `path` if it exists, refusing files longer than `max` bytes.
@@ -89,18 +82,7 @@ pub fn create_private_dir(backend: &'static str, dir: &Path) -> Result<(), SeErr
     }
 }
 
-/// Fsyncs a directory so a rename or removal in it is durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
-}
+pub use edgeward_fs::sync_dir;
 
 /// A file-system error naming the path.
 pub fn io_error(backend: &'static str, path: &Path, e: io::Error) -> SeError {

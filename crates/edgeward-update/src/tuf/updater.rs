@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use edgeward_fs::{Access, AtomicFile};
+
 use super::error::TufError;
 use super::hash::{self, HashCheck};
 use super::metadata::{DelegatedRoles, Root, TargetFile};
@@ -338,12 +340,12 @@ impl<'t> Updater<'t> {
             what: what.clone(),
             source,
         })?;
-        let tmp = dir.join(format!(".{}.part", quote(&target.path)));
         let storage = |source| TufError::Storage {
-            path: tmp.display().to_string(),
+            path: dest.display().to_string(),
             source,
         };
-        let mut file = std::fs::File::create(&tmp).map_err(storage)?;
+        // Dropped on any failure, the temporary file is removed and `dest` left untouched.
+        let mut file = AtomicFile::create(&dest, Access::Public).map_err(storage)?;
         let url = self.target_url(base_url, target);
         let fetched = self
             .transport
@@ -356,15 +358,8 @@ impl<'t> Updater<'t> {
                 .finish(Some(target.file.length))
                 .map_err(|source| TufError::Hash { what, source })
         });
-        if let Err(e) = verified {
-            drop(file);
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        file.sync_all().map_err(storage)?;
-        drop(file);
-        std::fs::rename(&tmp, &dest).map_err(storage)?;
-        fsio::sync_dir(dir).map_err(storage)?;
+        verified?;
+        file.commit().map_err(storage)?;
         Ok(dest)
     }
 }

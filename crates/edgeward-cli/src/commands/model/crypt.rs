@@ -9,6 +9,7 @@ use std::{
 
 use clap::Args;
 use edgeward_core::keys::PublicKey;
+use edgeward_fs::{Access, AtomicFile};
 use edgeward_model::crypt::{
     self,
     container::{Header, MAX_HEADER_LEN, MAX_PLAINTEXT_LEN},
@@ -155,16 +156,12 @@ pub fn decrypt(a: ModelDecryptArgs, json: bool) -> Outcome {
         crypt::decrypt_file_to(&container, &*se, &a.slot, &mut out)?;
         return Ok(());
     }
-    // To a temporary file beside the output, renamed only once every chunk authenticated;
-    // removed on any failure.
+    // To a 0600 temporary file beside the output, renamed only once every chunk
+    // authenticated; removed on any failure.
     let dir = parent_dir(&a.output);
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_failure(dir, e))?;
+    let mut tmp = AtomicFile::create(&a.output, Access::Private).map_err(|e| io_failure(dir, e))?;
     let len = crypt::decrypt_file_to(&container, &*se, &a.slot, &mut tmp)?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| io_failure(&a.output, e))?;
-    tmp.persist(&a.output)
-        .map_err(|e| io_failure(&a.output, e.error))?;
+    tmp.commit().map_err(|e| io_failure(&a.output, e))?;
     if json {
         print_json(&json!({
             "decrypted": a.input,
@@ -202,13 +199,11 @@ pub fn rewrap(a: ModelRewrapArgs, json: bool) -> Outcome {
         .map_err(|e| io_failure(&a.input, e))?;
     let output = a.output.as_deref().unwrap_or(&a.input);
     let dir = parent_dir(output);
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_failure(dir, e))?;
+    let mut tmp = AtomicFile::create(output, Access::Private).map_err(|e| io_failure(dir, e))?;
     tmp.write_all(&rewrapped.header)
         .and_then(|()| std::io::copy(&mut file, &mut tmp).map(|_| ()))
-        .and_then(|()| tmp.as_file().sync_all())
+        .and_then(|()| tmp.commit())
         .map_err(|e| io_failure(output, e))?;
-    tmp.persist(output)
-        .map_err(|e| io_failure(output, e.error))?;
     if json {
         print_json(&json!({
             "rewrapped": a.input,
@@ -298,13 +293,11 @@ fn read_head(file: &mut File, path: &Path) -> Result<Vec<u8>, Failure> {
 /// Writes `parts` to `path` through a temporary file in the same directory (mode 0600).
 fn write_atomic(path: &Path, parts: &[&[u8]]) -> Result<(), Failure> {
     let dir = parent_dir(path);
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_failure(dir, e))?;
+    let mut tmp = AtomicFile::create(path, Access::Private).map_err(|e| io_failure(dir, e))?;
     for part in parts {
         tmp.write_all(part).map_err(|e| io_failure(path, e))?;
     }
-    tmp.as_file().sync_all().map_err(|e| io_failure(path, e))?;
-    tmp.persist(path).map_err(|e| io_failure(path, e.error))?;
-    Ok(())
+    tmp.commit().map_err(|e| io_failure(path, e))
 }
 
 fn parent_dir(path: &Path) -> &Path {
