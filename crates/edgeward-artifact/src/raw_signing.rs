@@ -1,10 +1,16 @@
 //! Raw detached signatures over one file, interchangeable with
 //! `openssl dgst -sha256 -sign/-verify` (ECDSA P-256 DER, RSA PKCS#1 v1.5) and with Python
-//! `cryptography`'s Ed25519 `sign`/`verify` over the file's bytes.
+//! `cryptography`'s Ed25519 `sign`/`verify` over the file's bytes. P-384 and P-521 keys are
+//! verified over the file's SHA-384 and SHA-512 (`openssl dgst -sha384`/`-sha512 -sign`).
 
-use std::{fs, path::Path};
+use std::{fs, io::Read, path::Path};
 
-use edgeward_core::{keys::PublicKey, keys::SigningKey, rawsig};
+use edgeward_core::{
+    digest::{HashAlg, Hasher},
+    keys::PublicKey,
+    keys::SigningKey,
+    rawsig,
+};
 
 use crate::{hashing, ArtifactError, Progress};
 
@@ -36,11 +42,35 @@ pub fn verify_file(
 ) -> Result<(), ArtifactError> {
     match key {
         PublicKey::Ed25519(_) => Ok(rawsig::verify_message(key, &read_whole(path)?, signature)?),
-        _ => {
+        _ if key.hash_alg() == HashAlg::Sha256 => {
             let digest = hashing::sha256_file(path, progress)?;
             Ok(rawsig::verify_digest(key, &digest, signature)?)
         }
+        _ => {
+            let hash = key.hash_alg();
+            let digest = hash_file(path, hash, progress)?;
+            Ok(rawsig::verify_prehash(key, hash, &digest, signature)?)
+        }
     }
+}
+
+/// The `hash` digest of the file at `path`, read as a stream (the SHA-384 and SHA-512 that
+/// P-384 and P-521 raw signatures are made over).
+fn hash_file(path: &Path, hash: HashAlg, progress: &dyn Progress) -> Result<Vec<u8>, ArtifactError> {
+    let mut file = fs::File::open(path).map_err(|e| ArtifactError::io(path, e))?;
+    progress.start(file.metadata().map(|m| m.len()).unwrap_or(0));
+    let mut hasher = Hasher::new(hash);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| ArtifactError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        progress.advance(n as u64);
+    }
+    progress.finish();
+    Ok(hasher.finalize())
 }
 
 fn read_whole(path: &Path) -> Result<Vec<u8>, ArtifactError> {

@@ -164,7 +164,8 @@ pub fn relative_to(root: &Path, path: &Path) -> Option<String> {
     (!joined.is_empty()).then_some(joined)
 }
 
-fn relative_ignores(root: &Path, paths: &[PathBuf]) -> Result<Vec<String>, Failure> {
+/// `--ignore-paths` as paths relative to the artifact `root`; one outside it is refused.
+pub fn relative_ignores(root: &Path, paths: &[PathBuf]) -> Result<Vec<String>, Failure> {
     paths
         .iter()
         .map(|p| {

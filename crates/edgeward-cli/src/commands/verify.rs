@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use edgeward_artifact::{bundle_signing, raw_signing};
 use edgeward_core::{
     bundle::Bundle,
@@ -11,15 +11,28 @@ use edgeward_core::{
     limits::MAX_BUNDLE_BYTES,
     pem,
     rawsig::MAX_RAW_SIGNATURE_BYTES,
+    sigstore::{trusted_root::MAX_TRUSTED_ROOT_BYTES, KeylessPolicy, TrustedRoot},
+    statement::StatementVersion,
     verify::{Trust, Verified},
 };
 use serde_json::{json, Value};
 
 use crate::{
-    commands::sign::{relative_to, unix_now},
+    commands::sign::{relative_ignores, relative_to, unix_now},
     outcome::{print_json, read_operator_file, Failure, Outcome},
     progress::Bar,
 };
+
+/// Which rules a certificate chain is judged by (`--policy`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertPolicy {
+    /// Edgeward's own: at most `--max-signing-days` of validity, the code-signing EKU, an
+    /// end-entity signer, revocation against `--crl`.
+    Edgeward,
+    /// The upstream model_signing verifier's: a chain to the root, whatever the validity
+    /// period and CA flags (for another organisation's PKI); no revocation.
+    ModelSigning,
+}
 
 /// Arguments of `verify`.
 #[derive(Args, Debug)]
@@ -30,25 +43,38 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub signature: PathBuf,
     /// Trust exactly this public key (PEM public key or certificate).
-    #[arg(
-        long,
-        conflicts_with = "trust_root",
-        required_unless_present = "trust_root"
-    )]
+    #[arg(long, conflicts_with_all = ["trust_root", "sigstore_trusted_root"])]
     pub pubkey: Option<PathBuf>,
     /// Trust signing certificates endorsed by this root (PEM; may hold several roots).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sigstore_trusted_root")]
     pub trust_root: Option<PathBuf>,
+    /// The rules a certificate chain is judged by (with --trust-root; default edgeward).
+    #[arg(long, value_enum, requires = "trust_root")]
+    pub policy: Option<CertPolicy>,
     /// A root-signed CRL (PEM or DER) to check revocation against (repeatable). Without
     /// one, revocation is not checked and a warning says so.
-    #[arg(long, conflicts_with = "pubkey")]
+    #[arg(long, conflicts_with_all = ["pubkey", "sigstore_trusted_root"])]
     pub crl: Vec<PathBuf>,
     /// Longest validity, in days, accepted for the signing certificate (policy; at most 90).
-    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=90), conflicts_with = "pubkey")]
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=90), conflicts_with_all = ["pubkey", "sigstore_trusted_root"])]
     pub max_signing_days: u64,
     /// The signature is raw (as `openssl dgst -sha256 -sign` makes it); needs --pubkey.
-    #[arg(long, conflicts_with = "trust_root")]
+    #[arg(long, conflicts_with_all = ["trust_root", "sigstore_trusted_root"])]
     pub raw: bool,
+    /// Keyless Sigstore: the trusted root (`trusted_root.json`) of the Sigstore instance,
+    /// verified offline; needs --identity and --identity-provider.
+    #[arg(long, value_name = "TRUSTED_ROOT_JSON")]
+    pub sigstore_trusted_root: Option<PathBuf>,
+    /// Keyless Sigstore: the signer's identity (e-mail or URI in the Fulcio certificate).
+    #[arg(long, requires = "sigstore_trusted_root")]
+    pub identity: Option<String>,
+    /// Keyless Sigstore: the OIDC issuer that vouched for the identity.
+    #[arg(long, value_name = "URL", requires = "sigstore_trusted_root")]
+    pub identity_provider: Option<String>,
+    /// Paths inside the model to leave out on disk (repeatable), for bundles that did not
+    /// record what their signer ignored (model_signing before v1.1).
+    #[arg(long = "ignore-paths")]
+    pub ignore_paths: Vec<PathBuf>,
 }
 
 /// Runs `verify`: a verdict on stdout with `--json`.
@@ -68,13 +94,139 @@ pub fn run(a: VerifyArgs, json: bool) -> Outcome {
             }),
         };
         print_json(&verdict);
-    } else if result.is_ok() {
-        println!("verified {}", a.path.display());
+    } else if let Ok(details) = &result {
+        println!("verified {} ({})", a.path.display(), summary(details));
     }
     result.map(|_| ()).map_err(|mut f| {
         f.reported = true;
         f
     })
+}
+
+/// The text result's parenthesis: the policy and who signed under it.
+fn summary(details: &Value) -> String {
+    let policy = details["policy"].as_str().unwrap_or("key");
+    let key = details["key"].as_str().unwrap_or("");
+    match policy {
+        "sigstore" => format!(
+            "policy sigstore: {} via {}, log entry {} of {}",
+            details["sigstore"]["identity"].as_str().unwrap_or(""),
+            details["sigstore"]["identity_provider"]
+                .as_str()
+                .unwrap_or(""),
+            details["sigstore"]["log_index"],
+            details["sigstore"]["log_url"].as_str().unwrap_or(""),
+        ),
+        "key" => format!("policy key: key {key}"),
+        other => format!(
+            "policy {other}: key {key}, certificate {}",
+            details["certificate"]["subject"].as_str().unwrap_or("")
+        ),
+    }
+}
+
+/// What the operator told `verify` to trust, loaded.
+enum Anchor {
+    Key(PublicKey),
+    Roots {
+        roots: Vec<Vec<u8>>,
+        crls: Vec<Vec<u8>>,
+        policy: CertPolicy,
+    },
+    Sigstore {
+        root: TrustedRoot,
+        identity: String,
+        issuer: String,
+    },
+}
+
+impl Anchor {
+    fn trust(&self, max_signing_days: u64) -> Trust<'_> {
+        match self {
+            Anchor::Key(k) => Trust::PublicKey(k),
+            Anchor::Roots {
+                roots,
+                crls,
+                policy: CertPolicy::Edgeward,
+            } => Trust::Roots {
+                roots,
+                crls,
+                policy: Policy {
+                    max_signing_validity_secs: max_signing_days * 86_400,
+                },
+            },
+            Anchor::Roots { roots, .. } => Trust::ModelSigningRoots { roots },
+            Anchor::Sigstore {
+                root,
+                identity,
+                issuer,
+            } => Trust::Sigstore(KeylessPolicy {
+                root,
+                identity,
+                issuer,
+            }),
+        }
+    }
+}
+
+/// Loads what to trust from the flags; every missing or mismatched piece is an operator
+/// error naming the flag to give.
+fn load_anchor(a: &VerifyArgs) -> Result<Anchor, Failure> {
+    if let Some(path) = &a.sigstore_trusted_root {
+        let (Some(identity), Some(issuer)) = (&a.identity, &a.identity_provider) else {
+            return Err(Failure::operator(
+                "keyless verification needs the signer's --identity and --identity-provider: without them a signature by anyone with a Sigstore certificate would verify",
+            ));
+        };
+        let bytes = read_bounded(path, MAX_TRUSTED_ROOT_BYTES, "Sigstore trusted root")?;
+        let root = TrustedRoot::parse(&bytes)
+            .map_err(|e| Failure::operator(format!("{}: {e}", path.display())))?;
+        return Ok(Anchor::Sigstore {
+            root,
+            identity: identity.clone(),
+            issuer: issuer.clone(),
+        });
+    }
+    if let Some(root_path) = &a.trust_root {
+        let policy = a.policy.unwrap_or(CertPolicy::Edgeward);
+        if policy == CertPolicy::ModelSigning && !a.crl.is_empty() {
+            return Err(Failure::operator(
+                "--crl is not checked under --policy model-signing (the upstream verifier has no revocation); use --policy edgeward to check a CRL",
+            ));
+        }
+        let roots = pem::parse_labelled(&read_operator_file(root_path)?, "CERTIFICATE")
+            .map_err(|e| Failure::operator(format!("{}: {e}", root_path.display())))?;
+        let crls = a
+            .crl
+            .iter()
+            .map(|p| load_crl(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        if crls.is_empty() && policy == CertPolicy::Edgeward {
+            eprintln!(
+                "warning: no --crl given: revocation of the signing certificate is not checked"
+            );
+        }
+        return Ok(Anchor::Roots {
+            roots,
+            crls,
+            policy,
+        });
+    }
+    Ok(Anchor::Key(load_pubkey(a)?))
+}
+
+/// Reads a file the operator named, refusing one larger than `limit` before reading it.
+fn read_bounded(path: &Path, limit: usize, what: &str) -> Result<Vec<u8>, Failure> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| Failure::operator(format!("{}: {e}", path.display())))?
+        .len();
+    if size > limit as u64 {
+        return Err(Failure::operator(format!(
+            "{}: {size} bytes is larger than any {what} ({limit} bytes at most)",
+            path.display()
+        )));
+    }
+    read_operator_file(path)
 }
 
 fn verify(a: &VerifyArgs) -> Result<Value, Failure> {
@@ -98,9 +250,12 @@ fn verify(a: &VerifyArgs) -> Result<Value, Failure> {
     if a.raw {
         let key = load_pubkey(a)?;
         raw_signing::verify_file(&a.path, &key, &signature, &bar)?;
-        return Ok(
-            json!({ "format": "raw", "key": key.fingerprint(), "algorithm": key.algorithm() }),
-        );
+        return Ok(json!({
+            "format": "raw",
+            "policy": "key",
+            "key": key.fingerprint(),
+            "algorithm": key.algorithm(),
+        }));
     }
     let bundle = Bundle::parse(&signature).map_err(|e| {
         let hint = if signature.first() == Some(&b'{') {
@@ -110,47 +265,29 @@ fn verify(a: &VerifyArgs) -> Result<Value, Failure> {
         };
         Failure::rejected(format!("{}: {e}{hint}", a.signature.display()))
     })?;
-    let (roots, crls);
-    let pubkey;
-    let trust = match &a.trust_root {
-        Some(root_path) => {
-            roots = pem::parse_labelled(&read_operator_file(root_path)?, "CERTIFICATE")
-                .map_err(|e| Failure::operator(format!("{}: {e}", root_path.display())))?;
-            crls = a
-                .crl
-                .iter()
-                .map(|p| load_crl(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            if crls.is_empty() {
-                eprintln!(
-                    "warning: no --crl given: revocation of the signing certificate is not checked"
-                );
-            }
-            Trust::Roots {
-                roots: &roots,
-                crls: &crls,
-                policy: Policy {
-                    max_signing_validity_secs: a.max_signing_days * 86_400,
-                },
-            }
-        }
-        None => {
-            pubkey = load_pubkey(a)?;
-            Trust::PublicKey(&pubkey)
-        }
-    };
-    let signature_inside: Vec<String> = relative_to(&a.path, &a.signature).into_iter().collect();
-    let verified = bundle_signing::verify_path(
-        &a.path,
-        &bundle,
-        &trust,
-        unix_now(),
-        &signature_inside,
-        &bar,
-    )?;
+    let anchor = load_anchor(a)?;
+    let trust = anchor.trust(a.max_signing_days);
+    let mut ignores = relative_ignores(&a.path, &a.ignore_paths)?;
+    ignores.extend(relative_to(&a.path, &a.signature));
+    let verified = bundle_signing::verify_path(&a.path, &bundle, &trust, unix_now(), &ignores, &bar)?;
     let mut details = describe(&verified);
-    if a.trust_root.is_some() {
+    if let Anchor::Roots {
+        policy: CertPolicy::Edgeward,
+        ..
+    } = anchor
+    {
         details["revocation_checked"] = json!(!a.crl.is_empty());
+    }
+    if let (Anchor::Sigstore { issuer, .. }, Some(k)) = (&anchor, &verified.keyless) {
+        details["sigstore"] = json!({
+            "identity": k.identity.names.first(),
+            "identity_provider": issuer,
+            "certificate_authority": k.certificate_authority,
+            "log_url": k.log_url,
+            "log_index": k.log_index,
+            "integrated_time": edgeward_core::civil::format_unix(k.integrated_time as i64),
+            "inclusion_proof_checked": k.inclusion_proof_checked,
+        });
     }
     Ok(details)
 }
@@ -165,6 +302,11 @@ fn describe(v: &Verified) -> Value {
         "model_name": m.model_name,
         "files": files.len() + m.empty_files.len(),
         "items": m.items.len(),
+        "policy": v.policy,
+        "statement": match v.statement_version {
+            StatementVersion::V1 => "v1.0",
+            StatementVersion::V0_2 => "v0.2",
+        },
         "signed_at": v.statement.signed_at.map(|t| edgeward_core::civil::format_unix(t as i64)),
         "certificate": v.certificate.as_ref().map(|c| json!({
             "subject": c.subject,
@@ -176,7 +318,11 @@ fn describe(v: &Verified) -> Value {
 
 fn load_pubkey(a: &VerifyArgs) -> Result<PublicKey, Failure> {
     let path = a.pubkey.as_ref().ok_or_else(|| {
-        Failure::operator("--raw needs --pubkey (a raw signature carries no certificate)")
+        Failure::operator(if a.raw {
+            "--raw needs --pubkey (a raw signature carries no certificate)"
+        } else {
+            "nothing to trust: give --pubkey KEY (the signer's public key) or --trust-root ROOT (the certificate authority that endorses signers), or --sigstore-trusted-root for a keyless Sigstore bundle"
+        })
     })?;
     PublicKey::from_pem(&read_operator_file(path)?)
         .map_err(|e| Failure::operator(format!("{}: {e}", path.display())))

@@ -124,6 +124,81 @@ fn mcuboot_verify_with_imgtool_images() {
     assert_eq!(v["verified"], true);
     assert_eq!(v["security_counter"], 4);
     assert_eq!(v["version"], "2.0.1+0");
+    assert_eq!(v["bootable"], true);
+    assert_eq!(v["flags"]["names"], serde_json::json!([]));
+    assert_eq!(v["load_address"], serde_json::Value::Null);
+    assert_eq!(v["warnings"], serde_json::json!([]));
+    assert_eq!(v["signature_algorithm"], "ecdsa-p256-sha256");
+    assert_eq!(v["key_reference"]["kind"], "hash");
+    assert_eq!(v["hash_algorithm"], "sha256");
+    assert_eq!(
+        v["hash"], v["measurement"],
+        "a SHA-256 image measures what it records"
+    );
+
+    // Flags and dependencies as imgtool writes them; a non-bootable image is called out.
+    let flagged: PathBuf = dir.path().join("fw.flags.bin");
+    ok(Command::new(&imgtool)
+        .args([
+            "sign",
+            "--header-size",
+            "0x200",
+            "--pad-header",
+            "--align",
+            "8",
+            "--version",
+            "1.2.3+4",
+            "--slot-size",
+            "0x10000",
+            "--non-bootable",
+            "--load-addr",
+            "0x20000000",
+            "--dependencies",
+            "(1, 2.3.4+5)",
+            "-k",
+        ])
+        .arg(&key)
+        .arg(&input)
+        .arg(&flagged));
+    let out = run(edgeward()
+        .args(["mcuboot", "verify", "--json", "--key"])
+        .arg(&public)
+        .arg(&flagged));
+    assert_eq!(out.status.code(), Some(0));
+    let warning = "the image is marked NON_BOOTABLE: MCUboot will not boot it (a data or dependency-only image)";
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("warning: {warning}\n")
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["version"], "1.2.3+4");
+    assert_eq!(v["build"], 4);
+    assert_eq!(v["bootable"], false);
+    assert_eq!(
+        v["flags"],
+        serde_json::json!({
+            "value": "0x00000030",
+            "names": ["NON_BOOTABLE", "RAM_LOAD"],
+            "non_bootable": true,
+            "ram_load": true,
+            "encrypted": false,
+            "compressed": false,
+        })
+    );
+    assert_eq!(v["load_address"], "0x20000000");
+    assert_eq!(
+        v["dependencies"],
+        serde_json::json!([{ "image_id": 1, "min_version": "2.3.4+5" }])
+    );
+    assert_eq!(v["warnings"], serde_json::json!([warning]));
+    let text = ok(edgeward()
+        .args(["mcuboot", "verify", "--key"])
+        .arg(&public)
+        .arg(&flagged));
+    assert!(
+        text.contains("  flags      NON_BOOTABLE, RAM_LOAD (load address 0x20000000)\n  depends on image 1 at version 2.3.4+5 or later\n"),
+        "{text}"
+    );
     let mut b = std::fs::read(&image).unwrap();
     b[0x200 + 5] ^= 1;
     std::fs::write(&image, b).unwrap();

@@ -11,6 +11,7 @@ mod interop_openssl;
 mod interop_python;
 mod model_crypt;
 mod model_wm;
+mod peer_formats;
 mod pki_init;
 mod se;
 #[cfg(feature = "tpm")]
