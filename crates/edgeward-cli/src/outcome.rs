@@ -1,22 +1,25 @@
 //! Exit statuses: 0 success or verified, 1 rejected (an untrusted or malformed artifact,
-//! signature or chain), 2 operator error (bad flags, unreadable files, wrong passphrase).
+//! signature or chain), 2 operator error (bad flags, unreadable files, wrong passphrase);
+//! and the one JSON shape every command prints on failure with `--json` ([`failure_json`]).
 
 use edgeward_artifact::ArtifactError;
+use serde_json::{json, Map, Value};
 
 /// Exit status for a rejected artifact or signature.
 pub const REJECTED: u8 = 1;
 /// Exit status for an operator error.
 pub const OPERATOR: u8 = 2;
 
-/// A command's failure: the one line to print on stderr and the exit status.
+/// A command's failure: the one line to print on stderr, the exit status, and what the
+/// command adds to its JSON error object.
 #[derive(Debug)]
 pub struct Failure {
     /// Exit status.
     pub code: u8,
     /// One line saying what failed and why.
     pub message: String,
-    /// The command already printed its own JSON verdict for this failure.
-    pub reported: bool,
+    /// Fields the command adds beside `ok`, `exit_code` and `error` (e.g. `verify`'s `path`).
+    pub context: Map<String, Value>,
 }
 
 impl Failure {
@@ -25,7 +28,7 @@ impl Failure {
         Failure {
             code: OPERATOR,
             message: message.to_string(),
-            reported: false,
+            context: Map::new(),
         }
     }
 
@@ -34,9 +37,43 @@ impl Failure {
         Failure {
             code: REJECTED,
             message: message.to_string(),
-            reported: false,
+            context: Map::new(),
         }
     }
+
+    /// Adds the fields of the JSON object `fields` to the failure's JSON.
+    pub fn with_context(mut self, fields: Value) -> Self {
+        if let Value::Object(fields) = fields {
+            self.context.extend(fields);
+        }
+        self
+    }
+
+    /// `rejected` or `operator-error`.
+    pub fn kind(&self) -> &'static str {
+        if self.code == REJECTED {
+            KIND_REJECTED
+        } else {
+            KIND_OPERATOR
+        }
+    }
+}
+
+/// `error.kind` of a rejection (exit 1).
+pub const KIND_REJECTED: &str = "rejected";
+/// `error.kind` of an operator error (exit 2).
+pub const KIND_OPERATOR: &str = "operator-error";
+/// `error.kind` of a command line the argument parser refused (exit 2).
+pub const KIND_USAGE: &str = "usage";
+
+/// The JSON object every command prints on failure with `--json`:
+/// `{"ok":false,"exit_code":N,"error":{"kind":K,"message":M}, …context}`.
+pub fn failure_json(kind: &str, message: &str, code: u8, context: &Map<String, Value>) -> Value {
+    let mut out = context.clone();
+    out.insert("ok".into(), json!(false));
+    out.insert("exit_code".into(), json!(code));
+    out.insert("error".into(), json!({ "kind": kind, "message": message }));
+    Value::Object(out)
 }
 
 impl From<ArtifactError> for Failure {

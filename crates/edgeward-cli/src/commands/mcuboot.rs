@@ -67,16 +67,10 @@ fn verify(a: McubootVerifyArgs, json: bool) -> Outcome {
             }
             Ok(())
         }
-        Err(reason) => {
-            if json {
-                print_json(
-                    &json!({ "verified": false, "image": a.image, "error": reason, "kind": "rejected" }),
-                );
-            }
-            let mut f = Failure::rejected(format!("{}: {reason}", a.image.display()));
-            f.reported = json;
-            Err(f)
-        }
+        Err(reason) => Err(
+            Failure::rejected(format!("{}: {reason}", a.image.display()))
+                .with_context(json!({ "verified": false, "image": a.image })),
+        ),
     }
 }
 

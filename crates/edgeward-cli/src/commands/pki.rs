@@ -1,6 +1,6 @@
 //! `edgeward pki …`: the key ceremony.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use edgeward_pki::{issue::KeyAlg, Hierarchy, RootKey};
@@ -130,6 +130,19 @@ pub fn key_alg(k: KeyType) -> KeyAlg {
     }
 }
 
+/// Refuses a ceremony, before asking for the passphrase, when no `--root-key` was given and
+/// `DIR/root.key` is gone (the root key is kept offline once the ceremony is over).
+fn root_key_present(dir: &Path, arg: &RootKeyArg) -> Outcome {
+    let default = dir.join("root.key");
+    if arg.root_key.is_none() && !default.exists() {
+        return Err(Failure::operator(format!(
+            "{} is not there (the root key is kept offline?): pass --root-key PATH to the encrypted root key",
+            default.display()
+        )));
+    }
+    Ok(())
+}
+
 pub fn run(cmd: PkiCommand, json: bool) -> Outcome {
     let now = OffsetDateTime::now_utc();
     match cmd {
@@ -149,6 +162,7 @@ pub fn run(cmd: PkiCommand, json: bool) -> Outcome {
         }
         PkiCommand::Rotate(a) => {
             let h = Hierarchy::open(&a.dir.dir)?;
+            root_key_present(&a.dir.dir, &a.root_key)?;
             let pass = passphrase(&a.passphrase.passphrase_env, "Root key passphrase: ", false)?;
             let root = RootKey {
                 path: a.root_key.root_key.as_deref(),
@@ -159,6 +173,7 @@ pub fn run(cmd: PkiCommand, json: bool) -> Outcome {
         }
         PkiCommand::Revoke(a) => {
             let h = Hierarchy::open(&a.dir.dir)?;
+            root_key_present(&a.dir.dir, &a.root_key)?;
             let pass = passphrase(&a.passphrase.passphrase_env, "Root key passphrase: ", false)?;
             let root = RootKey {
                 path: a.root_key.root_key.as_deref(),
@@ -176,6 +191,7 @@ pub fn run(cmd: PkiCommand, json: bool) -> Outcome {
         }
         PkiCommand::Crl(a) => {
             let h = Hierarchy::open(&a.dir.dir)?;
+            root_key_present(&a.dir.dir, &a.root_key)?;
             let pass = passphrase(&a.passphrase.passphrase_env, "Root key passphrase: ", false)?;
             let root = RootKey {
                 path: a.root_key.root_key.as_deref(),

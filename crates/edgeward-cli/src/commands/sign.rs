@@ -139,8 +139,12 @@ pub fn load_signing_key(path: &Path, passphrase_env: &str) -> Result<SigningKey,
     } else {
         None
     };
-    SigningKey::from_pem(&pem_bytes, pass.as_ref().map(|p| p.as_slice()))
-        .map_err(|e| Failure::operator(format!("{}: {e}", path.display())))
+    SigningKey::from_pem(&pem_bytes, pass.as_ref().map(|p| p.as_slice())).map_err(|e| {
+        Failure::operator(
+            crate::hints::not_a_private_key(path, &pem_bytes)
+                .unwrap_or_else(|| format!("{}: {e}", path.display())),
+        )
+    })
 }
 
 pub fn unix_now() -> u64 {

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use crate::{
     commands::sign::{relative_ignores, relative_to, unix_now},
+    hints,
     outcome::{print_json, read_operator_file, Failure, Outcome},
     progress::Bar,
 };
@@ -79,28 +80,17 @@ pub struct VerifyArgs {
 
 /// Runs `verify`: a verdict on stdout with `--json`.
 pub fn run(a: VerifyArgs, json: bool) -> Outcome {
-    let result = verify(&a);
+    let details = verify(&a).map_err(|f| {
+        f.with_context(json!({ "verified": false, "path": a.path, "signature": a.signature }))
+    })?;
     if json {
-        let verdict = match &result {
-            Ok(details) => {
-                json!({ "verified": true, "path": a.path, "signature": a.signature, "details": details })
-            }
-            Err(f) => json!({
-                "verified": false,
-                "path": a.path,
-                "signature": a.signature,
-                "error": f.message,
-                "kind": if f.code == crate::outcome::REJECTED { "rejected" } else { "operator-error" },
-            }),
-        };
-        print_json(&verdict);
-    } else if let Ok(details) = &result {
-        println!("verified {} ({})", a.path.display(), summary(details));
+        print_json(
+            &json!({ "verified": true, "path": a.path, "signature": a.signature, "details": details }),
+        );
+    } else {
+        println!("verified {} ({})", a.path.display(), summary(&details));
     }
-    result.map(|_| ()).map_err(|mut f| {
-        f.reported = true;
-        f
-    })
+    Ok(())
 }
 
 /// The text result's parenthesis: the policy and who signed under it.
@@ -194,8 +184,13 @@ fn load_anchor(a: &VerifyArgs) -> Result<Anchor, Failure> {
                 "--crl is not checked under --policy model-signing (the upstream verifier has no revocation); use --policy edgeward to check a CRL",
             ));
         }
-        let roots = pem::parse_labelled(&read_operator_file(root_path)?, "CERTIFICATE")
-            .map_err(|e| Failure::operator(format!("{}: {e}", root_path.display())))?;
+        let bytes = read_operator_file(root_path)?;
+        let roots = pem::parse_labelled(&bytes, "CERTIFICATE").map_err(|e| {
+            Failure::operator(
+                hints::pubkey_given_as_trust_root(root_path, &bytes)
+                    .unwrap_or_else(|| format!("{}: {e}", root_path.display())),
+            )
+        })?;
         let crls = a
             .crl
             .iter()
@@ -230,6 +225,12 @@ fn read_bounded(path: &Path, limit: usize, what: &str) -> Result<Vec<u8>, Failur
 }
 
 fn verify(a: &VerifyArgs) -> Result<Value, Failure> {
+    if a.pubkey.is_none() && a.trust_root.is_none() && a.sigstore_trusted_root.is_none() {
+        return Err(Failure::operator(NOTHING_TO_TRUST));
+    }
+    if let Some(hint) = hints::directory_as_signature(&a.signature) {
+        return Err(Failure::operator(hint));
+    }
     let limit = if a.raw {
         MAX_RAW_SIGNATURE_BYTES
     } else {
@@ -249,7 +250,8 @@ fn verify(a: &VerifyArgs) -> Result<Value, Failure> {
     let bar = Bar::new("verifying");
     if a.raw {
         let key = load_pubkey(a)?;
-        raw_signing::verify_file(&a.path, &key, &signature, &bar)?;
+        raw_signing::verify_file(&a.path, &key, &signature, &bar)
+            .map_err(|e| with_pubkey_hint(a, Failure::from(e)))?;
         return Ok(json!({
             "format": "raw",
             "policy": "key",
@@ -269,7 +271,8 @@ fn verify(a: &VerifyArgs) -> Result<Value, Failure> {
     let trust = anchor.trust(a.max_signing_days);
     let mut ignores = relative_ignores(&a.path, &a.ignore_paths)?;
     ignores.extend(relative_to(&a.path, &a.signature));
-    let verified = bundle_signing::verify_path(&a.path, &bundle, &trust, unix_now(), &ignores, &bar)?;
+    let verified = bundle_signing::verify_path(&a.path, &bundle, &trust, unix_now(), &ignores, &bar)
+        .map_err(|e| with_pubkey_hint(a, Failure::from(e)))?;
     let mut details = describe(&verified);
     if let Anchor::Roots {
         policy: CertPolicy::Edgeward,
@@ -321,11 +324,26 @@ fn load_pubkey(a: &VerifyArgs) -> Result<PublicKey, Failure> {
         Failure::operator(if a.raw {
             "--raw needs --pubkey (a raw signature carries no certificate)"
         } else {
-            "nothing to trust: give --pubkey KEY (the signer's public key) or --trust-root ROOT (the certificate authority that endorses signers), or --sigstore-trusted-root for a keyless Sigstore bundle"
+            NOTHING_TO_TRUST
         })
     })?;
     PublicKey::from_pem(&read_operator_file(path)?)
         .map_err(|e| Failure::operator(format!("{}: {e}", path.display())))
+}
+
+/// The refusal when no trust flag is given: it names every one.
+const NOTHING_TO_TRUST: &str = "nothing to trust: give --pubkey PUB (exactly this signer's public key) or --trust-root ROOT (signing certificates this root endorses), or --sigstore-trusted-root for a keyless Sigstore bundle";
+
+/// Adds the "use --trust-root" hint to a refusal when `--pubkey` was a root certificate.
+fn with_pubkey_hint(a: &VerifyArgs, mut f: Failure) -> Failure {
+    let hint = a.pubkey.as_deref().and_then(|path| {
+        let bytes = std::fs::read(path).ok()?;
+        hints::root_given_as_pubkey(path, &bytes)
+    });
+    if let Some(hint) = hint {
+        f.message = format!("{} ({hint})", f.message);
+    }
+    f
 }
 
 fn load_crl(path: &Path) -> Result<Vec<u8>, Failure> {

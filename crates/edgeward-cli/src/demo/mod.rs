@@ -94,13 +94,14 @@ pub fn run(a: DemoArgs, json: bool) -> Outcome {
     control_plane::story(&mut demo, &dir.join("server"));
     let passed = demo.steps.iter().filter(|s| s.ok).count();
     let all_ok = passed == demo.steps.len();
-    if json {
-        print_json(&serde_json::json!({
-            "ok": all_ok,
-            "dir": dir,
-            "steps": demo.steps,
-        }));
-    } else {
+    let report = serde_json::json!({
+        "ok": all_ok,
+        "dir": dir,
+        "steps": demo.steps,
+    });
+    if json && all_ok {
+        print_json(&report);
+    } else if !json {
         println!(
             "\nsummary: {passed}/{} steps as expected — {}",
             demo.steps.len(),
@@ -114,7 +115,8 @@ pub fn run(a: DemoArgs, json: bool) -> Outcome {
     if all_ok {
         Ok(())
     } else {
-        Err(Failure::rejected("the demo did not go as expected"))
+        // With --json the steps go out inside the error object, as the one line printed.
+        Err(Failure::rejected("the demo did not go as expected").with_context(report))
     }
 }
 

@@ -60,7 +60,7 @@ fn verify_exit_statuses_and_json_verdicts() {
     let out = run(&mut verify(&["--json"]));
     let v = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(
-        (v["verified"].clone(), v["kind"].clone()),
+        (v["verified"].clone(), v["error"]["kind"].clone()),
         (false.into(), "rejected".into()),
         "{v}"
     );
@@ -405,7 +405,7 @@ fn flag_conflicts_preflight_and_json_errors() {
     let v = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(v["ok"], false);
     assert!(
-        v["error"]
+        v["error"]["message"]
             .as_str()
             .expect("error")
             .contains("refusing to sign"),
@@ -461,8 +461,16 @@ fn offline_root_key_and_crl_refresh() {
     // The root key leaves the directory (kept offline); ceremonies name it explicitly.
     let offline = t.path().join("usb-root.key");
     fs::rename(p.join("root.key"), &offline).expect("move");
-    let err = fails(edgeward().args(["pki", "rotate", "--dir"]).arg(&p), 2);
-    assert!(err.contains("root.key"), "{err}");
+    for cmd in ["rotate", "crl"] {
+        let err = fails(edgeward().args(["pki", cmd, "--dir"]).arg(&p), 2);
+        assert_eq!(
+            err,
+            format!(
+                "edgeward: {} is not there (the root key is kept offline?): pass --root-key PATH to the encrypted root key\n",
+                p.join("root.key").display()
+            )
+        );
+    }
     ok(edgeward()
         .args(["pki", "rotate", "--dir"])
         .arg(&p)
@@ -513,4 +521,116 @@ fn offline_root_key_and_crl_refresh() {
         2,
     );
     assert!(!fresh.exists());
+}
+
+/// With `--json`, every failure is one object of one shape on stdout:
+/// `{"ok":false,"exit_code":N,"error":{"kind":K,"message":M}}` plus the command's context,
+/// the message the same sentence as on stderr.
+#[test]
+fn every_failure_prints_one_json_error_shape() {
+    let t = tempfile::tempdir().expect("tmp");
+    let d = t.path();
+    let p = d.join("pki");
+    pki(&p);
+    fs::write(d.join("fw.bin"), b"firmware").expect("write");
+    let shape = |cmd: &mut std::process::Command, code: i32, kind: &str| {
+        let out = run(cmd);
+        assert_eq!(out.status.code(), Some(code), "{cmd:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
+        let v = json(&stdout);
+        assert_eq!(v["ok"], false, "{v}");
+        assert_eq!(v["exit_code"], code, "{v}");
+        assert_eq!(v["error"]["kind"], kind, "{v}");
+        let message = v["error"]["message"].as_str().expect("message").to_string();
+        if kind != "usage" {
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr).lines().last(),
+                Some(format!("edgeward: {message}").as_str())
+            );
+        }
+        (v, message)
+    };
+    // verify: an operator error and a rejection, with the verify context.
+    let (v, message) = shape(
+        edgeward()
+            .args(["verify", "--json"])
+            .arg(d.join("fw.bin"))
+            .arg("--signature")
+            .arg(d.join("missing.sig"))
+            .arg("--pubkey")
+            .arg(p.join("signing.pem")),
+        2,
+        "operator-error",
+    );
+    assert_eq!(
+        message,
+        format!(
+            "{}: No such file or directory (os error 2)",
+            d.join("missing.sig").display()
+        )
+    );
+    assert_eq!(v["verified"], false);
+    assert_eq!(v["path"], d.join("fw.bin").to_str().expect("utf-8"));
+    fs::write(d.join("fw.sig"), "{\"mediaType\":").expect("write");
+    let (v, _) = shape(
+        edgeward()
+            .args(["verify", "--json"])
+            .arg(d.join("fw.bin"))
+            .arg("--signature")
+            .arg(d.join("fw.sig"))
+            .arg("--pubkey")
+            .arg(p.join("signing.pem")),
+        1,
+        "rejected",
+    );
+    assert_eq!(v["signature"], d.join("fw.sig").to_str().expect("utf-8"));
+    // mcuboot verify: a rejection and an operator error.
+    let pubkey = d.join("signing.pub");
+    ok(openssl()
+        .args(["x509", "-pubkey", "-noout", "-in"])
+        .arg(p.join("signing.pem"))
+        .arg("-out")
+        .arg(&pubkey));
+    let (v, message) = shape(
+        edgeward()
+            .args(["mcuboot", "verify", "--json", "--key"])
+            .arg(&pubkey)
+            .arg(d.join("fw.bin")),
+        1,
+        "rejected",
+    );
+    assert_eq!(v["verified"], false);
+    assert!(message.contains("malformed MCUboot image"), "{message}");
+    let (_, message) = shape(
+        edgeward()
+            .args(["mcuboot", "verify", "--json", "--key"])
+            .arg(d.join("nokey.pem"))
+            .arg(d.join("fw.bin")),
+        2,
+        "operator-error",
+    );
+    assert!(
+        message.ends_with("No such file or directory (os error 2)"),
+        "{message}"
+    );
+    // sign and pki: operator errors.
+    shape(
+        edgeward()
+            .args(["sign", "--json", "--key"])
+            .arg(d.join("nokey.pem"))
+            .arg("-o")
+            .arg(d.join("x.sig"))
+            .arg(d.join("fw.bin")),
+        2,
+        "operator-error",
+    );
+    shape(
+        edgeward().args(["--json", "pki", "init", "--dir"]).arg(&p),
+        2,
+        "operator-error",
+    );
+    // A command line the parser refuses: its usage text on stderr, the same object on stdout.
+    let (_, message) = shape(edgeward().args(["verify", "--json", "--bogus"]), 2, "usage");
+    assert_eq!(message, "unexpected argument '--bogus' found");
 }

@@ -7,6 +7,7 @@ mod common;
 mod boot;
 mod cli;
 mod fleet;
+mod hints;
 mod interop_openssl;
 mod interop_python;
 mod model_crypt;

@@ -123,7 +123,7 @@ fn wipe_needs_yes_and_destroys_keys() {
     assert_eq!(gone.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&gone.stdout).unwrap();
     assert_eq!(v["ok"], false);
-    assert!(v["error"]
+    assert!(v["error"]["message"]
         .as_str()
         .unwrap()
         .contains("no key in slot `device`"));

@@ -238,8 +238,7 @@ fn detect(a: DetectArgs, json: bool) -> Outcome {
         .bits_matching
         .map(|m| format!(", {m}/{} payload bits", whitebox::PAYLOAD_BITS))
         .unwrap_or_default();
-    report(
-        json,
+    let report = (
         json!({
             "detected": detected, "input": a.input, "key_id": key.id(), "z": d.z,
             "p_value": d.p_value, "alpha": a.alpha, "payload": format!("{:016x}", d.payload),
@@ -257,7 +256,7 @@ fn detect(a: DetectArgs, json: bool) -> Outcome {
             d.payload
         ),
     );
-    verdict(detected, "watermark not found")
+    verdict(detected, "watermark not found", json, report)
 }
 
 fn write_triggers(a: TriggersArgs, json: bool) -> Outcome {
@@ -283,8 +282,7 @@ fn verify_triggers(a: VerifyTriggersArgs, json: bool) -> Outcome {
         .verify(&predictions)
         .map_err(|e| Failure::operator(format!("{}: {e}", a.predictions.display())))?;
     let detected = v.p_value < a.alpha;
-    report(
-        json,
+    let report = (
         json!({
             "detected": detected, "matches": v.matches, "count": v.count,
             "chance": 1.0 / f64::from(a.shape.classes), "p_value": v.p_value, "alpha": a.alpha,
@@ -302,7 +300,7 @@ fn verify_triggers(a: VerifyTriggersArgs, json: bool) -> Outcome {
             v.p_value
         ),
     );
-    verdict(detected, "trigger-set watermark not found")
+    verdict(detected, "trigger-set watermark not found", json, report)
 }
 
 fn trigger_set(key: &ModelKey, s: &TriggerShape) -> Result<TriggerSet, Failure> {
@@ -319,14 +317,16 @@ fn check_alpha(alpha: f64) -> Outcome {
     }
 }
 
-fn verdict(detected: bool, message: &str) -> Outcome {
+/// A detection's outcome: the report (printed as text either way; as JSON on success, or
+/// inside the error object when no mark was found) and exit 1 when none was.
+fn verdict(detected: bool, message: &str, json: bool, (value, text): (Value, String)) -> Outcome {
+    if detected || !json {
+        report(json, value.clone(), text);
+    }
     if detected {
         Ok(())
     } else {
-        Err(Failure {
-            reported: true,
-            ..Failure::rejected(message)
-        })
+        Err(Failure::rejected(message).with_context(value))
     }
 }
 
