@@ -9,8 +9,12 @@ use std::{
 
 pub const PASS: &str = "integration-test-passphrase";
 
+/// The `edgeward` binary under test: Cargo's, or `$EDGEWARD_BIN` (for a target directory
+/// shared by several worktrees, where Cargo's copy may be another worktree's build).
 pub fn edgeward() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_edgeward"));
+    let bin =
+        std::env::var_os("EDGEWARD_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_edgeward").into());
+    let mut c = Command::new(bin);
     c.env("EDGEWARD_ROOT_PASSPHRASE", PASS);
     c
 }

@@ -24,11 +24,17 @@ fn json(out: &str) -> serde_json::Value {
 /// `edgeward verify DIR --signature DIR/model.sig` plus `extra`. Bundles before v1.1 did
 /// not record that their signer left `ignore-me` out, so it is named here, as upstream's
 /// own verification of these files does.
+/// The v0.3.1 and v1.0.0 key-mode bundles were made over the single file `signme-1`.
 fn verify_golden(dir: &str, extra: &[&str]) -> std::process::Command {
     let root = golden(&format!("model-transparency/{dir}"));
+    let signed = if root.join("signme-2").exists() {
+        root.clone()
+    } else {
+        root.join("signme-1")
+    };
     let mut c = edgeward();
     c.arg("verify")
-        .arg(&root)
+        .arg(&signed)
         .arg("--signature")
         .arg(root.join("model.sig"));
     if root.join("ignore-me").exists() {
@@ -80,7 +86,7 @@ fn key_mode_bundles_of_every_model_signing_version_verify_with_their_p384_key_on
         "v1.0.1-elliptic-key",
         "v1.1.0-elliptic-key",
     ] {
-        let v = json(&ok(verify_golden(
+        let v = json(&ok(&mut verify_golden(
             dir,
             &["--pubkey", path_str(&public), "--json"],
         )));
@@ -88,7 +94,7 @@ fn key_mode_bundles_of_every_model_signing_version_verify_with_their_p384_key_on
         assert_eq!(v["details"]["policy"], "key", "{dir}");
         assert_eq!(v["details"]["algorithm"], "ecdsa-p384-sha384", "{dir}");
         assert_eq!(v["details"]["key"], fp.as_str(), "{dir}");
-        let text = ok(verify_golden(dir, &["--pubkey", path_str(&public)]));
+        let text = ok(&mut verify_golden(dir, &["--pubkey", path_str(&public)]));
         assert!(
             text.ends_with(&format!("(policy key: key {fp})\n")),
             "{dir}: {text}"
@@ -166,7 +172,7 @@ fn certificate_bundles_verify_under_the_model_signing_policy_only() {
         "v1.0.1-certificate",
         "v1.1.0-certificate",
     ] {
-        let v = json(&ok(verify_golden(
+        let v = json(&ok(&mut verify_golden(
             dir,
             &[
                 "--trust-root",
@@ -191,7 +197,7 @@ fn certificate_bundles_verify_under_the_model_signing_policy_only() {
             "{dir}"
         );
         assert!(v["details"].get("revocation_checked").is_none(), "{dir}");
-        let text = ok(verify_golden(
+        let text = ok(&mut verify_golden(
             dir,
             &["--trust-root", path_str(&root), "--policy", "model-signing"],
         ));
