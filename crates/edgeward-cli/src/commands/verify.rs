@@ -271,8 +271,9 @@ fn verify(a: &VerifyArgs) -> Result<Value, Failure> {
     let trust = anchor.trust(a.max_signing_days);
     let mut ignores = relative_ignores(&a.path, &a.ignore_paths)?;
     ignores.extend(relative_to(&a.path, &a.signature));
-    let verified = bundle_signing::verify_path(&a.path, &bundle, &trust, unix_now(), &ignores, &bar)
-        .map_err(|e| with_pubkey_hint(a, Failure::from(e)))?;
+    let verified =
+        bundle_signing::verify_path(&a.path, &bundle, &trust, unix_now(), &ignores, &bar)
+            .map_err(|e| with_pubkey_hint(a, Failure::from(e)))?;
     let mut details = describe(&verified);
     if let Anchor::Roots {
         policy: CertPolicy::Edgeward,

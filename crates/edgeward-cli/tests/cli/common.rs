@@ -11,10 +11,13 @@ pub const PASS: &str = "integration-test-passphrase";
 
 /// The `edgeward` binary under test: Cargo's, or `$EDGEWARD_BIN` (for a target directory
 /// shared by several worktrees, where Cargo's copy may be another worktree's build).
+pub fn edgeward_bin() -> std::ffi::OsString {
+    std::env::var_os("EDGEWARD_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_edgeward").into())
+}
+
+/// `edgeward` ([`edgeward_bin`]) with the test root passphrase in its environment.
 pub fn edgeward() -> Command {
-    let bin =
-        std::env::var_os("EDGEWARD_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_edgeward").into());
-    let mut c = Command::new(bin);
+    let mut c = Command::new(edgeward_bin());
     c.env("EDGEWARD_ROOT_PASSPHRASE", PASS);
     c
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{edgeward, fails, ok, python};
+use crate::common::{edgeward, edgeward_bin, fails, ok, python};
 
 const MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -183,7 +183,7 @@ fn short_evaluation_on_the_digits_mlp() {
     let out = ok(std::process::Command::new(python())
         .arg(script)
         .arg("--quick")
-        .env("EDGEWARD_BIN", env!("CARGO_BIN_EXE_edgeward")));
+        .env("EDGEWARD_BIN", edgeward_bin()));
     let r = json(&out);
     assert!(r["drop_wb_pp"].as_f64().unwrap() <= 0.5, "{r}");
     let stolen = &r["rows"][1];
