@@ -56,13 +56,19 @@ pub fn verify_file(
 
 /// The `hash` digest of the file at `path`, read as a stream (the SHA-384 and SHA-512 that
 /// P-384 and P-521 raw signatures are made over).
-fn hash_file(path: &Path, hash: HashAlg, progress: &dyn Progress) -> Result<Vec<u8>, ArtifactError> {
+fn hash_file(
+    path: &Path,
+    hash: HashAlg,
+    progress: &dyn Progress,
+) -> Result<Vec<u8>, ArtifactError> {
     let mut file = fs::File::open(path).map_err(|e| ArtifactError::io(path, e))?;
     progress.start(file.metadata().map(|m| m.len()).unwrap_or(0));
     let mut hasher = Hasher::new(hash);
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).map_err(|e| ArtifactError::io(path, e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| ArtifactError::io(path, e))?;
         if n == 0 {
             break;
         }
