@@ -7,8 +7,11 @@ use edgeward_proto::api;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(n) = api::telemetry(data) {
-        assert!((1..=api::MAX_RECORDS).contains(&n));
+    if let Ok(b) = api::telemetry(data) {
+        assert!((1..=api::MAX_RECORDS).contains(&b.records));
+        if let Some((first, last)) = b.seq {
+            assert!(first >= 1 && last - first + 1 == b.records as u64);
+        }
     }
     if let Ok(r) = api::command_result(data) {
         assert!(r.output.len() <= api::MAX_OUTPUT);

@@ -1,7 +1,7 @@
 //! `edgeward-agent run`: the long-running process. It enrolls when the device has no
 //! identity (waiting for a token file and for the server, as long as it takes), then
-//! samples the device and sends telemetry and polls for signed commands over mutual TLS,
-//! until SIGTERM. Every failure to reach the server is logged, shown in the status, and
+//! samples the device into the on-disk queue, delivers the queue in order and polls for
+//! signed commands over mutual TLS, until SIGTERM. Every failure to reach the server is logged, shown in the status, and
 //! retried on the next tick; nothing stops the loop but shutdown.
 
 use std::{path::Path, sync::Arc, time::Duration};
@@ -14,6 +14,7 @@ use crate::{
     enroll::{self, Identity},
     files, metrics,
     net::DeviceClient,
+    queue::Queue,
     status::{self, SharedStatus},
     AgentConfig, AgentError,
 };
@@ -29,12 +30,19 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
     status::update(&status, |s| s.state = "starting".into());
     let listener = status::bind(&config.status_socket())?;
     let server = tokio::spawn(status::serve(listener, status.clone(), shutdown.clone()));
+    let queue = Queue::open(&config.state_dir.join("queue"), config.queue_max_events)?;
+    let (len, dropped) = (queue.len(), queue.dropped());
+    status::update(&status, |s| {
+        s.queue_len = len;
+        s.queue_dropped = dropped;
+    });
     let mut agent = Agent {
         config,
         element,
         status,
         shutdown,
         cpu: None,
+        queue,
     };
     let result = agent.main().await;
     server.abort();
@@ -49,6 +57,7 @@ struct Agent {
     status: SharedStatus,
     shutdown: watch::Receiver<bool>,
     cpu: Option<metrics::CpuTimes>,
+    queue: Queue,
 }
 
 impl Agent {
@@ -164,7 +173,11 @@ impl Agent {
                     }
                 }
                 _ = commands.tick() => {
-                    if let Err(e) = self.poll(client).await {
+                    let polled = match self.flush(client).await {
+                        Ok(()) => self.poll(client).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = polled {
                         self.failed(&e);
                     }
                 }
@@ -188,18 +201,63 @@ impl Agent {
         record
     }
 
+    /// Queues an event (durably) and shows the queue's size.
+    fn queue_event(&mut self, event: &serde_json::Value) -> Result<(), AgentError> {
+        self.queue.push(event)?;
+        if self.queue.unreported_drops() > 0 {
+            let dropped = self.queue.dropped();
+            self.queue.push(&serde_json::json!({
+                "type": "queue", "at": unix_now(), "dropped_total": dropped,
+            }))?;
+            self.queue.drops_reported()?;
+            tracing::warn!(
+                dropped,
+                "the telemetry queue reached its bound; oldest events dropped"
+            );
+        }
+        let (len, dropped) = (self.queue.len(), self.queue.dropped());
+        status::update(&self.status, |s| {
+            s.queue_len = len;
+            s.queue_dropped = dropped;
+        });
+        Ok(())
+    }
+
+    /// Samples the device into the queue, then delivers what is queued.
     async fn send_sample(&mut self, client: &DeviceClient) -> Result<(), AgentError> {
         let record = self.device_record();
-        let body = serde_json::to_vec(&serde_json::json!({ "records": [record] }))
-            .map_err(|e| AgentError::Protocol(e.to_string()))?;
-        client
-            .call(Method::POST, "/v1/device/telemetry", body)
-            .await?;
-        status::update(&self.status, |s| {
-            s.telemetry_sent += 1;
-            s.server_reachable = true;
-            s.last_error = None;
-        });
+        self.queue_event(&record)?;
+        self.flush(client).await
+    }
+
+    /// Delivers queued events in order, batch by batch, recording each acknowledgement
+    /// before sending the next batch.
+    async fn flush(&mut self, client: &DeviceClient) -> Result<(), AgentError> {
+        #[derive(serde::Deserialize)]
+        struct Ack {
+            acked_through: u64,
+        }
+        while let Some(batch) = self.queue.batch(self.config.batch_max) {
+            let answer = client
+                .call(Method::POST, "/v1/device/telemetry", batch.body)
+                .await?;
+            let ack: Ack = serde_json::from_slice(&answer)
+                .map_err(|e| AgentError::Protocol(format!("telemetry answer: {e}")))?;
+            if ack.acked_through < batch.first || ack.acked_through > batch.last {
+                return Err(AgentError::Protocol(format!(
+                    "the server acknowledged up to {} for events {}..={}",
+                    ack.acked_through, batch.first, batch.last
+                )));
+            }
+            let sent = self.queue.ack(ack.acked_through)?;
+            let len = self.queue.len();
+            status::update(&self.status, |s| {
+                s.telemetry_sent += sent;
+                s.queue_len = len;
+                s.server_reachable = true;
+                s.last_error = None;
+            });
+        }
         Ok(())
     }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod files;
 pub mod metrics;
 pub mod net;
+pub mod queue;
 pub mod status;
 pub mod tamper;
 

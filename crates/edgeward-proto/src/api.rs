@@ -50,22 +50,48 @@ impl<'de> Deserialize<'de> for AnyObject {
     }
 }
 
-/// `POST /v1/device/telemetry`: `{"records": [ {…}, … ]}` with 1–1000 objects. Returns the
-/// number of records.
-pub fn telemetry(body: &[u8]) -> Result<usize, BodyError> {
+/// A parsed telemetry batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TelemetryBatch {
+    /// How many records it holds.
+    pub records: usize,
+    /// The agent's event numbers `first..=last`, when it numbers its events.
+    pub seq: Option<(u64, u64)>,
+}
+
+/// `POST /v1/device/telemetry`: `{"records": [ {…}, … ]}` with 1–1000 objects, optionally
+/// numbered with `"first_seq"` and `"last_seq"` (both or neither; one number per record, in
+/// order, starting at 1) so the server can recognise a batch it already stored.
+pub fn telemetry(body: &[u8]) -> Result<TelemetryBatch, BodyError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Batch {
+        first_seq: Option<u64>,
+        last_seq: Option<u64>,
         records: Vec<AnyObject>,
     }
     let b: Batch = json(body, "telemetry batch (expected {\"records\": [ {…}, … ]})")?;
-    if b.records.is_empty() || b.records.len() > MAX_RECORDS {
+    let n = b.records.len();
+    if n == 0 || n > MAX_RECORDS {
         return Err(BodyError(format!(
-            "a batch holds 1 to {MAX_RECORDS} records, not {}",
-            b.records.len()
+            "a batch holds 1 to {MAX_RECORDS} records, not {n}"
         )));
     }
-    Ok(b.records.len())
+    let seq = match (b.first_seq, b.last_seq) {
+        (None, None) => None,
+        (Some(first), Some(last))
+            if first >= 1 && last.checked_sub(first) == Some(n as u64 - 1) =>
+        {
+            Some((first, last))
+        }
+        (Some(first), Some(last)) => {
+            return Err(BodyError(format!(
+                "first_seq {first} and last_seq {last} do not number {n} records from 1 up"
+            )))
+        }
+        _ => return Err(BodyError("first_seq and last_seq go together".into())),
+    };
+    Ok(TelemetryBatch { records: n, seq })
 }
 
 /// `POST /v1/device/commands/{id}/result`.
@@ -182,10 +208,36 @@ mod tests {
 
     #[test]
     fn bodies_are_bounded_and_strict() {
-        assert_eq!(telemetry(br#"{"records":[{"a":1},{}]}"#), Ok(2));
+        let plain = |records| Ok(TelemetryBatch { records, seq: None });
+        assert_eq!(telemetry(br#"{"records":[{"a":1},{}]}"#), plain(2));
         assert_eq!(
             telemetry(br#"{"records":[{"a":[1,{"b":null}],"c":"d"}]}"#),
-            Ok(1)
+            plain(1)
+        );
+        assert_eq!(
+            telemetry(br#"{"first_seq":7,"last_seq":8,"records":[{},{}]}"#),
+            Ok(TelemetryBatch {
+                records: 2,
+                seq: Some((7, 8))
+            })
+        );
+        assert_eq!(
+            telemetry(br#"{"first_seq":7,"last_seq":9,"records":[{},{}]}"#)
+                .unwrap_err()
+                .0,
+            "first_seq 7 and last_seq 9 do not number 2 records from 1 up"
+        );
+        assert_eq!(
+            telemetry(br#"{"first_seq":0,"last_seq":0,"records":[{}]}"#)
+                .unwrap_err()
+                .0,
+            "first_seq 0 and last_seq 0 do not number 1 records from 1 up"
+        );
+        assert_eq!(
+            telemetry(br#"{"last_seq":1,"records":[{}]}"#)
+                .unwrap_err()
+                .0,
+            "first_seq and last_seq go together"
         );
         for bad in [
             &br#"{"records":[{"a":}]}"#[..],

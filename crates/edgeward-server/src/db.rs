@@ -243,6 +243,11 @@ impl Db {
         self.backend
     }
 
+    /// The connection pool, for the modules that keep tables of their own.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Registers a pending device.
     pub async fn add_device(&self, id: &str, class: &str, now: i64) -> Result<(), DbError> {
         let r = sqlx::query(

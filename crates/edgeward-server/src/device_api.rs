@@ -28,6 +28,7 @@ use zeroize::Zeroizing;
 use crate::{
     app::{ApiError, Shared},
     db::DeviceStatus,
+    telemetry_seq,
 };
 
 /// Largest body of any device call but the forensic upload.
@@ -280,17 +281,45 @@ async fn gate(app: &Shared, req: Request) -> Result<Gated, ApiError> {
 }
 
 async fn telemetry(State(app): State<Shared>, call: Gated) -> Result<Response, ApiError> {
-    let records = api::telemetry(&call.body).map_err(|e| ApiError::bad_request(e.0))?;
+    let batch = api::telemetry(&call.body).map_err(|e| ApiError::bad_request(e.0))?;
+    let json = |body: String| {
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    };
+    // Numbered events the server already holds are acknowledged, not stored twice.
+    if let Some((first, _)) = batch.seq {
+        if let telemetry_seq::Decision::AlreadyHave(through) =
+            telemetry_seq::decide(&app.db, &call.device, first).await?
+        {
+            app.metrics.inc(
+                "edgeward_telemetry_batches_total",
+                "outcome=\"duplicate\"".into(),
+            );
+            return Ok(json(format!(
+                "{{\"accepted\":0,\"acked_through\":{through}}}"
+            )));
+        }
+    }
     // Stored as received (it parsed as JSON): no re-serialization, no copy.
     app.ingest
-        .store(call.device, app.now(), call.body)
+        .store(call.device.clone(), app.now(), call.body)
         .await
         .map_err(ApiError::unavailable)?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        format!("{{\"accepted\":{records}}}"),
-    )
-        .into_response())
+    let records = batch.records;
+    let Some((_, last)) = batch.seq else {
+        return Ok(json(format!("{{\"accepted\":{records}}}")));
+    };
+    telemetry_seq::record(&app.db, &call.device, last).await?;
+    app.metrics.inc(
+        "edgeward_telemetry_batches_total",
+        "outcome=\"stored\"".into(),
+    );
+    Ok(json(format!(
+        "{{\"accepted\":{records},\"acked_through\":{last}}}"
+    )))
 }
 
 async fn commands(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, ApiError> {

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod rate_limit;
 pub mod registry_cache;
 pub mod server;
+pub mod telemetry_seq;
 pub mod tls;
 
 pub use config::Config;

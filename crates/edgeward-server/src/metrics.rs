@@ -25,6 +25,10 @@ const HELP: &[(&str, &str)] = &[
         "edgeward_connections_closed_total",
         "device connections closed by quarantine or revocation",
     ),
+    (
+        "edgeward_telemetry_batches_total",
+        "numbered telemetry batches, stored or recognised as already stored",
+    ),
 ];
 
 impl Metrics {
