@@ -47,6 +47,9 @@ pub enum Command {
     /// The device's secure element (soft, PKCS#11, TPM): keygen, pubkey, sign, wipe.
     #[command(subcommand)]
     Se(commands::se::SeCommand),
+    /// Signed releases: publish to a TUF repository, list, rotate keys.
+    #[command(subcommand)]
+    Release(commands::release::ReleaseCommand),
 }
 
 impl Command {
@@ -63,6 +66,7 @@ impl Command {
             Command::Boot(cmd) => commands::boot::run(cmd, json),
             Command::Mcuboot(cmd) => commands::mcuboot::run(cmd, json),
             Command::Se(cmd) => commands::se::run(cmd, json),
+            Command::Release(cmd) => commands::release::run(cmd, json),
         }
     }
 }

@@ -7,4 +7,5 @@
 pub mod delta;
 mod fsio;
 pub mod release;
+pub mod repo;
 pub mod tuf;

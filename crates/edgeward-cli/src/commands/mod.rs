@@ -6,6 +6,7 @@ pub mod fleet;
 pub mod mcuboot;
 pub mod model;
 pub mod pki;
+pub mod release;
 pub mod se;
 pub mod sign;
 pub mod verify;

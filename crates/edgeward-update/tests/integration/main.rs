@@ -2,4 +2,6 @@
 
 mod attacks;
 mod delta;
+mod repo;
+mod resume;
 mod sim;

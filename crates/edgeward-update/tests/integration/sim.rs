@@ -28,6 +28,10 @@ pub enum Behaviour {
     Stall,
     /// One byte every 300 ms.
     Trickle,
+    /// The announced length, but the connection is closed after this many body bytes.
+    Cut(usize),
+    /// Like `Cut` for the next request only, then `Normal`.
+    CutOnce(usize),
 }
 
 #[derive(Default)]
@@ -260,26 +264,61 @@ fn serve(mut stream: TcpStream, served: &Mutex<Served>) {
         .unwrap_or("/")
         .trim_start_matches('/')
         .to_string();
+    let mut range: Option<(usize, usize)> = None;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h).map(|n| n == 0).unwrap_or(true) || h == "\r\n" {
             break;
         }
+        if let Some(spec) = h
+            .strip_prefix("range: bytes=")
+            .or_else(|| h.strip_prefix("Range: bytes="))
+        {
+            range = spec
+                .trim()
+                .split_once('-')
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().unwrap_or(usize::MAX))));
+        }
     }
     let (file, behaviour) = {
-        let s = served.lock().expect("lock");
-        (
-            s.files.get(&path).cloned(),
-            s.behaviour.get(&path).copied().unwrap_or(Behaviour::Normal),
-        )
+        let mut s = served.lock().expect("lock");
+        let b = s.behaviour.get(&path).copied().unwrap_or(Behaviour::Normal);
+        if let Behaviour::CutOnce(_) = b {
+            s.behaviour.insert(path.clone(), Behaviour::Normal);
+        }
+        (s.files.get(&path).cloned(), b)
     };
     let Some(body) = file else {
         let _ = stream
             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return;
     };
+    if let (Some((a, b)), Behaviour::Normal | Behaviour::Cut(_) | Behaviour::CutOnce(_)) =
+        (range, behaviour)
+    {
+        let total = body.len();
+        let b = b.min(total.saturating_sub(1));
+        if a > b {
+            let _ = stream.write_all(
+                b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            return;
+        }
+        let part = &body[a..=b];
+        let head = format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {a}-{b}/{total}\r\nConnection: close\r\n\r\n",
+            part.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let send = match behaviour {
+            Behaviour::Cut(n) | Behaviour::CutOnce(n) => n.min(part.len()),
+            _ => part.len(),
+        };
+        let _ = stream.write_all(&part[..send]);
+        return;
+    }
     match behaviour {
-        Behaviour::Normal => {
+        Behaviour::Normal | Behaviour::Cut(_) | Behaviour::CutOnce(_) => {
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
