@@ -625,15 +625,12 @@ fn hash_file(path: &Path) -> Result<(u64, String, String), RepoError> {
     Ok((len, hex::encode(a.finish()), hex::encode(b.finish())))
 }
 
+/// Copies `source` to `dest` through edgeward-fs's atomic file (fsync, rename, fsync of
+/// the directory): a served target is never seen half-written.
 fn copy_durably(source: &Path, dest: &Path) -> Result<(), RepoError> {
-    let tmp = dest.with_extension("part");
-    std::fs::copy(source, &tmp).map_err(io_err(&tmp))?;
-    File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, dest).map_err(io_err(dest))?;
-    if let Some(d) = dest.parent() {
-        fsio::sync_dir(d).map_err(io_err(d))?;
-    }
-    Ok(())
+    let mut from = File::open(source).map_err(io_err(source))?;
+    let mut to =
+        edgeward_fs::AtomicFile::create(dest, edgeward_fs::Access::Public).map_err(io_err(dest))?;
+    io::copy(&mut from, &mut to).map_err(io_err(dest))?;
+    to.commit().map_err(io_err(dest))
 }

@@ -157,17 +157,9 @@ fn new_key(path: &Path, passphrase: Option<&[u8]>) -> Result<SigningKey, Failure
     Ok(key)
 }
 
+/// Writes a private key file (mode 0600) atomically, refusing to replace one.
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| op(format!("{}: {e}", path.display())))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
+    edgeward_fs::write_new(path, bytes, edgeward_fs::Access::Private)
         .map_err(|e| op(format!("{}: {e}", path.display())))
 }
 
