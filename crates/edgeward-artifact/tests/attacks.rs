@@ -515,9 +515,15 @@ fn swapped_digest_algorithms_are_refused_even_when_signed() {
         "unsupported resource digest algorithm",
     );
     let b = resign_with(&f, &bundle, |s| {
-        s["predicateType"] = "https://model_signing/Digests/v0.1".into()
+        s["predicateType"] = "https://model_signing/Digests/v9".into()
     });
     rejected(f.verify(&f.firmware, &b), "unsupported predicate type");
+    // Relabelled as model_signing v0.2's predicate, the statement is read in that layout
+    // (files as subjects, always a directory), which cannot describe this single file.
+    let b = resign_with(&f, &bundle, |s| {
+        s["predicateType"] = "https://model_signing/Digests/v0.1".into()
+    });
+    rejected(f.verify(&f.firmware, &b), "covers a directory");
     let b = resign_with(&f, &bundle, |s| {
         s["predicate"]["resources"][0]["digest"] = "00".repeat(32).into()
     });
