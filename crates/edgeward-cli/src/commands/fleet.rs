@@ -46,8 +46,11 @@ pub struct FleetAddArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// The device id (letters, digits, '.', '_', '-'; at most 128).
-    #[arg(long)]
-    pub id: String,
+    #[arg(value_name = "ID", required_unless_present = "id_flag")]
+    pub id: Option<String>,
+    /// The device id (the older spelling of ID).
+    #[arg(long = "id", value_name = "ID", conflicts_with = "id")]
+    pub id_flag: Option<String>,
     /// The hardware class (selects the device's rate limit).
     #[arg(long)]
     pub hardware: String,
@@ -136,10 +139,13 @@ impl Admin {
 pub fn run(cmd: FleetCommand, json: bool) -> Outcome {
     let (value, text) = match cmd {
         FleetCommand::AddDevice(a) => {
+            let id =
+                a.id.or(a.id_flag)
+                    .ok_or_else(|| Failure::operator("add-device needs the device id (ID)"))?;
             let admin = Admin::new(&a.server)?;
             let v = admin.post(
                 "/v1/admin/devices",
-                json!({ "id": a.id, "hardware_class": a.hardware }),
+                json!({ "id": id, "hardware_class": a.hardware }),
                 "add-device",
             )?;
             let text = v["enrollment_token"]

@@ -64,7 +64,7 @@ pub struct PkiInitArgs {
     #[arg(long, default_value = "Edgeward")]
     pub org: String,
     /// Validity of the first signing certificate in days (at most 90).
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(i64).range(1..=90))]
     pub days: i64,
     /// Key type of the signing certificate.
     #[arg(long, value_enum, default_value_t = KeyType::P256)]
@@ -84,7 +84,7 @@ pub struct PkiRotateArgs {
     #[command(flatten)]
     pub root_key: RootKeyArg,
     /// Validity of the new signing certificate in days (at most 90).
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(i64).range(1..=90))]
     pub days: i64,
     /// Key type of the new signing certificate.
     #[arg(long, value_enum, default_value_t = KeyType::P256)]

@@ -1,17 +1,20 @@
-//! `edgeward se keygen|pubkey|sign|wipe --backend URI`: operate a device's secure element
+//! `edgeward se keygen|pubkey|sign|wipe --se URI`: operate a device's secure element
 //! (soft, PKCS#11 or TPM) from the command line, for factories, tests and debugging. Keys
 //! are generated and used inside the element; nothing here ever sees a private key.
 
 use std::{io::Read, path::PathBuf};
 
 use base64::Engine;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use edgeward_core::keys::PublicKey;
 use edgeward_se::{KeyAlgorithm, SeError, SecureElement};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::outcome::{print_json, Failure, Outcome};
+use crate::{
+    args::KeyType,
+    outcome::{print_json, Failure, Outcome},
+};
 
 /// Largest file `se sign` reads for Ed25519 (which signs the whole message); P-256 files
 /// are hashed as a stream and have no limit.
@@ -34,8 +37,13 @@ pub enum SeCommand {
 #[derive(Args, Debug)]
 pub struct SeElementArgs {
     /// The element URI: soft:DIR, pkcs11:MODULE?token=LABEL&pin-env=VAR or tpm:TCTI?state=DIR.
-    #[arg(long, env = "EDGEWARD_SE")]
-    pub backend: String,
+    #[arg(
+        long = "se",
+        visible_alias = "backend",
+        value_name = "URI",
+        env = "EDGEWARD_SE"
+    )]
+    pub se: String,
 }
 
 /// An element and a key slot.
@@ -48,23 +56,14 @@ pub struct SeSlotArgs {
     pub slot: String,
 }
 
-/// Key algorithms on the command line.
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum SeAlg {
-    /// ECDSA/ECDH over NIST P-256.
-    P256,
-    /// Ed25519.
-    Ed25519,
-}
-
 /// Arguments of `se keygen`.
 #[derive(Args, Debug)]
 pub struct SeKeygenArgs {
     #[command(flatten)]
     pub slot: SeSlotArgs,
-    /// Key algorithm.
-    #[arg(long, value_enum, default_value = "p256")]
-    pub alg: SeAlg,
+    /// Key type.
+    #[arg(long, visible_alias = "alg", value_enum, default_value_t = KeyType::P256)]
+    pub key_type: KeyType,
 }
 
 /// Arguments of `se sign`.
@@ -73,10 +72,13 @@ pub struct SeSignArgs {
     #[command(flatten)]
     pub slot: SeSlotArgs,
     /// The file to sign.
-    #[arg(long = "in")]
-    pub input: PathBuf,
+    #[arg(value_name = "PATH", required_unless_present = "input_flag")]
+    pub input: Option<PathBuf>,
+    /// The file to sign (the older spelling of PATH).
+    #[arg(long = "in", value_name = "PATH", conflicts_with = "input")]
+    pub input_flag: Option<PathBuf>,
     /// Write the raw signature here instead of printing it as base64.
-    #[arg(long)]
+    #[arg(short = 'o', long = "output", visible_alias = "out")]
     pub out: Option<PathBuf>,
 }
 
@@ -101,14 +103,14 @@ pub fn run(cmd: SeCommand, json: bool) -> Outcome {
 }
 
 fn open(a: &SeElementArgs) -> Result<Box<dyn SecureElement>, Failure> {
-    edgeward_se::open(&a.backend).map_err(se_failure)
+    edgeward_se::open(&a.se).map_err(se_failure)
 }
 
 fn keygen(a: SeKeygenArgs, json: bool) -> Outcome {
     let se = open(&a.slot.element)?;
-    let algorithm = match a.alg {
-        SeAlg::P256 => KeyAlgorithm::P256,
-        SeAlg::Ed25519 => KeyAlgorithm::Ed25519,
+    let algorithm = match a.key_type {
+        KeyType::P256 => KeyAlgorithm::P256,
+        KeyType::Ed25519 => KeyAlgorithm::Ed25519,
     };
     let public = se
         .generate_key(&a.slot.slot, algorithm)
@@ -144,18 +146,22 @@ fn sign(a: SeSignArgs, json: bool) -> Outcome {
     let se = open(&a.slot.element)?;
     let slot = &a.slot.slot;
     let public = se.public_key(slot).map_err(se_failure)?;
-    let file = std::fs::File::open(&a.input)
-        .map_err(|e| Failure::operator(format!("{}: {e}", a.input.display())))?;
+    let input = a
+        .input
+        .or(a.input_flag)
+        .ok_or_else(|| Failure::operator("se sign needs the file to sign (PATH)"))?;
+    let file = std::fs::File::open(&input)
+        .map_err(|e| Failure::operator(format!("{}: {e}", input.display())))?;
     let signature = match public {
         PublicKey::Ed25519(_) => {
             let mut message = Vec::new();
             file.take(MAX_ED25519_MESSAGE + 1)
                 .read_to_end(&mut message)
-                .map_err(|e| Failure::operator(format!("{}: {e}", a.input.display())))?;
+                .map_err(|e| Failure::operator(format!("{}: {e}", input.display())))?;
             if message.len() as u64 > MAX_ED25519_MESSAGE {
                 return Err(Failure::operator(format!(
                     "{} is larger than {} MiB, the most an Ed25519 element signs in one piece",
-                    a.input.display(),
+                    input.display(),
                     MAX_ED25519_MESSAGE >> 20
                 )));
             }
@@ -164,7 +170,7 @@ fn sign(a: SeSignArgs, json: bool) -> Outcome {
         _ => {
             let mut hasher = Sha256::new();
             std::io::copy(&mut std::io::BufReader::new(file), &mut hasher)
-                .map_err(|e| Failure::operator(format!("{}: {e}", a.input.display())))?;
+                .map_err(|e| Failure::operator(format!("{}: {e}", input.display())))?;
             se.sign_digest(slot, &hasher.finalize().into())
                 .map_err(se_failure)?
         }
@@ -179,7 +185,7 @@ fn sign(a: SeSignArgs, json: bool) -> Outcome {
             "ok": true,
             "backend": se.backend(),
             "slot": slot,
-            "signed": a.input,
+            "signed": input,
             "algorithm": public.algorithm(),
             "key": public.fingerprint(),
             "signature": a.out,
@@ -188,7 +194,7 @@ fn sign(a: SeSignArgs, json: bool) -> Outcome {
     } else if let Some(out) = &a.out {
         println!(
             "signed {} with {} key {} in slot {slot} → {}",
-            a.input.display(),
+            input.display(),
             public.algorithm(),
             public.fingerprint(),
             out.display()

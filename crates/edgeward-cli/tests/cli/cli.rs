@@ -123,7 +123,11 @@ fn pki_rotate_revoke_show_and_policy() {
             .arg(&p),
         2,
     );
-    assert!(err.contains("1 to 90 days"), "{err}");
+    assert!(
+        err.starts_with("error: invalid value '91' for '--days <DAYS>': 91 is not in 1..=90\n"),
+        "{err}"
+    );
+    assert!(!p.exists(), "a refused ceremony leaves no directory");
     ok(edgeward()
         .args(["pki", "init", "--days", "10", "--dir"])
         .arg(&p));

@@ -51,14 +51,7 @@ async fn fleet_and_device_enroll_against_a_real_server() {
         token_file: data.path().join("admin-token"),
     };
     let token = cli(
-        args(&[
-            "fleet",
-            "add-device",
-            "--id",
-            "cam-7",
-            "--hardware",
-            "jetson",
-        ]),
+        args(&["fleet", "add-device", "cam-7", "--hardware", "jetson"]),
         &env,
         0,
     )

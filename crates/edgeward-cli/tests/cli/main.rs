@@ -17,6 +17,7 @@ mod pki_init;
 mod se;
 #[cfg(feature = "tpm")]
 mod se_tpm;
+mod snapshots;
 #[cfg(feature = "tpm")]
 #[path = "../../../edgeward-se/tests/se/swtpm.rs"]
 mod swtpm;

@@ -123,7 +123,7 @@ fn embed_detect_and_exit_codes() {
             .args(["--payload", "abcd"]),
         2,
     );
-    fails(
+    let err = fails(
         edgeward()
             .args(["model", "watermark", "detect"])
             .arg(&marked)
@@ -131,6 +131,10 @@ fn embed_detect_and_exit_codes() {
             .arg(&key)
             .args(["--alpha", "2"]),
         2,
+    );
+    assert!(
+        err.starts_with("error: invalid value '2' for '--alpha <ALPHA>': 2 is not in (0, 1)\n"),
+        "{err}"
     );
 }
 

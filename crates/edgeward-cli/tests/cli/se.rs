@@ -30,6 +30,16 @@ fn p256_signature_verifies_with_openssl() {
         .arg(&sig));
     assert!(out.contains("signed"), "{out}");
     assert!(openssl_verifies(&pub_path, &sig, &data));
+    // The grammar of `sign PATH -o SIG` and `--se` is the same call (the old spellings
+    // above stay as aliases).
+    let sig2 = dir.path().join("firmware.2.sig");
+    let out = ok(edgeward()
+        .args(["se", "sign", "--se", &backend, "--slot", "device"])
+        .arg(&data)
+        .arg("-o")
+        .arg(&sig2));
+    assert!(out.contains("signed"), "{out}");
+    assert!(openssl_verifies(&pub_path, &sig2, &data));
 
     // --json prints the base64 signature; it verifies too.
     let json = ok(edgeward()

@@ -94,7 +94,7 @@ pub struct DetectArgs {
     #[arg(long, value_parser = parse_payload)]
     pub payload: Option<u64>,
     /// Significance level: the mark is reported found when p < ALPHA.
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = 1e-6, value_parser = parse_alpha)]
     pub alpha: f64,
 }
 
@@ -137,7 +137,7 @@ pub struct VerifyTriggersArgs {
     #[command(flatten)]
     pub shape: TriggerShape,
     /// Significance level: the mark is reported found when p < ALPHA.
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = 1e-6, value_parser = parse_alpha)]
     pub alpha: f64,
 }
 
@@ -229,7 +229,6 @@ fn embed(a: EmbedArgs, json: bool) -> Outcome {
 }
 
 fn detect(a: DetectArgs, json: bool) -> Outcome {
-    check_alpha(a.alpha)?;
     let key = load_key(&a.key_file)?;
     let model = read_operator_file(&a.input)?;
     let d = whitebox::detect(&model, &key, &a.tensor, a.payload).map_err(wm_failure)?;
@@ -272,7 +271,6 @@ fn write_triggers(a: TriggersArgs, json: bool) -> Outcome {
 }
 
 fn verify_triggers(a: VerifyTriggersArgs, json: bool) -> Outcome {
-    check_alpha(a.alpha)?;
     let key = load_key(&a.key_file)?;
     let set = trigger_set(&key, &a.shape)?;
     let bytes = read_operator_file(&a.predictions)?;
@@ -307,13 +305,13 @@ fn trigger_set(key: &ModelKey, s: &TriggerShape) -> Result<TriggerSet, Failure> 
     TriggerSet::derive(key, s.count, s.inputs, s.classes).map_err(Failure::operator)
 }
 
-fn check_alpha(alpha: f64) -> Outcome {
+/// `--alpha`: a significance level strictly between 0 and 1 (checked by the parser).
+fn parse_alpha(s: &str) -> Result<f64, String> {
+    let alpha: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     if alpha > 0.0 && alpha < 1.0 {
-        Ok(())
+        Ok(alpha)
     } else {
-        Err(Failure::operator(format!(
-            "--alpha {alpha} is not in (0, 1)"
-        )))
+        Err(format!("{alpha} is not in (0, 1)"))
     }
 }
 
