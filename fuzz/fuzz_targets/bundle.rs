@@ -4,7 +4,7 @@
 
 use edgeward_core::{
     bundle::Bundle,
-    chain::Policy,
+    cert_policy::Policy,
     verify::{verify_bundle, Trust},
 };
 use edgeward_fuzz::{roots, signing_key, NOW};

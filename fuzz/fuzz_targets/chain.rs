@@ -1,12 +1,12 @@
-//! Certificate chains: `chain::verify_signing_chain` of a fuzzed chain (and optionally a
-//! fuzzed CRL) against the fixed trust root at a fixed time, and `chain::cert_info` of every
+//! Certificate chains: `cert_policy::verify_signing_chain` of a fuzzed chain (and optionally a
+//! fuzzed CRL) against the fixed trust root at a fixed time, and `cert_policy::cert_info` of every
 //! certificate.
 //!
 //! Input: frames of a little-endian u16 length and that many bytes (see
 //! `edgeward_fuzz::frames`). The first byte selects: bit 0 set, the last frame is a CRL.
 #![no_main]
 
-use edgeward_core::chain::{self, Policy};
+use edgeward_core::cert_policy::{self, Policy};
 use edgeward_fuzz::{frames, roots, NOW};
 use libfuzzer_sys::fuzz_target;
 
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         Vec::new()
     };
     for der in &parts {
-        let _ = chain::cert_info(der);
+        let _ = cert_policy::cert_info(der);
     }
     let policy = if flags & 2 == 2 {
         Policy {
@@ -31,8 +31,8 @@ fuzz_target!(|data: &[u8]| {
         Policy::default()
     };
     for at in [NOW, 0, u64::MAX / 2] {
-        if let Ok(signer) = chain::verify_signing_chain(&parts, roots(), &crls, at, &policy) {
-            let leaf = chain::cert_info(&parts[0]).expect("an endorsed leaf parses");
+        if let Ok(signer) = cert_policy::verify_signing_chain(&parts, roots(), &crls, at, &policy) {
+            let leaf = cert_policy::cert_info(&parts[0]).expect("an endorsed leaf parses");
             assert_eq!(signer.serial, leaf.serial);
             assert!(signer.not_before <= at as i64 && at as i64 <= signer.not_after);
         }

@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(issued) = ca().issue(pem, "fuzz-device", 30, now) {
         let der = edgeward_core::pem::parse_labelled(issued.cert_pem.as_bytes(), "CERTIFICATE")
             .expect("issued PEM");
-        let info = edgeward_core::chain::cert_info(&der[0]).expect("issued certificate parses");
+        let info = edgeward_core::cert_policy::cert_info(&der[0]).expect("issued certificate parses");
         assert_eq!(info.subject, "CN=fuzz-device");
     }
 });

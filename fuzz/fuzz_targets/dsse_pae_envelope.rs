@@ -105,6 +105,9 @@ fuzz_target!(|data: &[u8]| {
         payload_type: payload_type.to_string(),
         payload: payload.to_vec(),
         signature: signature.to_vec(),
+        embedded_key: None,
+        tlog_entries: Vec::new(),
+        rfc3161_timestamps: Vec::new(),
     };
     match Bundle::parse(bundle.to_json().as_bytes()) {
         Ok(again) => assert_eq!(again, bundle),

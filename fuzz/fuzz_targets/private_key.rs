@@ -2,20 +2,20 @@
 //! PKCS#8 DER. A key that parses must sign, and its signatures must verify.
 #![no_main]
 
-use edgeward_core::{keys::SigningKey, rawsig, sha256};
+use edgeward_core::{keys::SigningKey, raw_signature, sha256};
 use libfuzzer_sys::fuzz_target;
 
 fn exercise(key: &SigningKey) {
     let public = key.public_key();
     let message = b"edgeward fuzz message";
     let sig = key.sign(message);
-    rawsig::verify_message(&public, message, &sig).expect("own signature verifies");
+    raw_signature::verify_message(&public, message, &sig).expect("own signature verifies");
     if let SigningKey::P256(_) = key {
         let digest = sha256(message);
         let sig = key
             .sign_sha256_digest(&digest)
             .expect("P-256 signs a digest");
-        rawsig::verify_digest(&public, &digest, &sig).expect("own digest signature verifies");
+        raw_signature::verify_digest(&public, &digest, &sig).expect("own digest signature verifies");
     }
     let _ = format!("{key:?}");
 }

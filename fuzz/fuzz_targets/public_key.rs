@@ -1,8 +1,8 @@
 //! Public keys from SPKI DER, PEM and certificate DER; every key that parses survives
-//! `to_spki_der`/`to_pem` round trips. Certificate facts (`chain::cert_info`) too.
+//! `to_spki_der`/`to_pem` round trips. Certificate facts (`cert_policy::cert_info`) too.
 #![no_main]
 
-use edgeward_core::{chain, keys::PublicKey};
+use edgeward_core::{cert_policy, keys::PublicKey};
 use libfuzzer_sys::fuzz_target;
 
 fn exercise(key: &PublicKey) {
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(key) = PublicKey::from_certificate_der(data) {
         exercise(&key);
     }
-    if let Ok(info) = chain::cert_info(data) {
+    if let Ok(info) = cert_policy::cert_info(data) {
         let _ = (info.subject.len(), info.issuer.len(), info.serial.len());
     }
 });

@@ -3,14 +3,14 @@
 //! taken from the input.
 #![no_main]
 
-use edgeward_core::{rawsig, sha256};
+use edgeward_core::{raw_signature, sha256};
 use edgeward_fuzz::raw_keys;
 use libfuzzer_sys::fuzz_target;
 
 const MESSAGE: &[u8] = b"edgeward fuzz message";
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(sig) = rawsig::parse_ecdsa_der(data) {
+    if let Ok(sig) = raw_signature::parse_ecdsa_der(data) {
         // Strict DER: the parsed signature re-encodes to exactly the input.
         assert_eq!(sig.to_der().as_bytes(), data);
     }
@@ -23,11 +23,11 @@ fuzz_target!(|data: &[u8]| {
         (digest, s)
     });
     for key in raw_keys() {
-        let _ = rawsig::verify_digest(key, &fixed_digest, data);
-        let _ = rawsig::verify_message(key, MESSAGE, data);
+        let _ = raw_signature::verify_digest(key, &fixed_digest, data);
+        let _ = raw_signature::verify_message(key, MESSAGE, data);
         if let Some((digest, sig)) = &split {
-            let _ = rawsig::verify_digest(key, digest, sig);
-            let _ = rawsig::verify_message(key, &digest[..], sig);
+            let _ = raw_signature::verify_digest(key, digest, sig);
+            let _ = raw_signature::verify_message(key, &digest[..], sig);
         }
     }
 });

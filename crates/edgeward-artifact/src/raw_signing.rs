@@ -9,7 +9,7 @@ use edgeward_core::{
     digest::{HashAlg, Hasher},
     keys::PublicKey,
     keys::SigningKey,
-    rawsig,
+    raw_signature,
 };
 
 use crate::{hashing, ArtifactError, Progress};
@@ -41,15 +41,15 @@ pub fn verify_file(
     progress: &dyn Progress,
 ) -> Result<(), ArtifactError> {
     match key {
-        PublicKey::Ed25519(_) => Ok(rawsig::verify_message(key, &read_whole(path)?, signature)?),
+        PublicKey::Ed25519(_) => Ok(raw_signature::verify_message(key, &read_whole(path)?, signature)?),
         _ if key.hash_alg() == HashAlg::Sha256 => {
             let digest = hashing::sha256_file(path, progress)?;
-            Ok(rawsig::verify_digest(key, &digest, signature)?)
+            Ok(raw_signature::verify_digest(key, &digest, signature)?)
         }
         _ => {
             let hash = key.hash_alg();
             let digest = hash_file(path, hash, progress)?;
-            Ok(rawsig::verify_prehash(key, hash, &digest, signature)?)
+            Ok(raw_signature::verify_prehash(key, hash, &digest, signature)?)
         }
     }
 }

@@ -9,7 +9,7 @@ use edgeward_artifact::{
 };
 use edgeward_core::{
     bundle::{Bundle, Material},
-    chain::Policy,
+    cert_policy::Policy,
     dsse::pae,
     keys::SigningKey,
     pem,
@@ -445,7 +445,7 @@ fn a_revoked_signing_certificate_is_refused() {
     let bundle = f.sign(&f.firmware);
     f.verify(&f.firmware, &bundle)
         .expect("verifies before revocation");
-    let serial = edgeward_core::chain::cert_info(&f.chain()[0])
+    let serial = edgeward_core::cert_policy::cert_info(&f.chain()[0])
         .expect("info")
         .serial;
     f.pki

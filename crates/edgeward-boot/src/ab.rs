@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use edgeward_core::{
     bundle::Bundle,
-    chain::Policy,
+    cert_policy::Policy,
     verify::{verify_bundle, Trust},
 };
 use edgeward_se::SecureElement;

@@ -10,10 +10,10 @@
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use edgeward_core::{
     bundle::Bundle,
-    chain::Policy,
+    cert_policy::Policy,
     dsse::pae,
     keys::PublicKey,
-    rawsig,
+    raw_signature,
     verify::{verify_bundle, Trust},
 };
 use edgeward_se::SecureElement;
@@ -249,9 +249,10 @@ pub fn verify_evidence(bytes: &[u8], exp: &Expectations<'_>) -> Result<Claims, A
     }
     let payload = decode("payload", &env.payload)?;
     let signature = decode("signature", &env.signature)?;
-    rawsig::verify_message(&device_key, &pae(&env.payload_type, &payload), &signature).map_err(
-        |e| AttestError::BadSignature(format!("device key {}: {e}", device_key.fingerprint())),
-    )?;
+    raw_signature::verify_message(&device_key, &pae(&env.payload_type, &payload), &signature)
+        .map_err(|e| {
+            AttestError::BadSignature(format!("device key {}: {e}", device_key.fingerprint()))
+        })?;
     let claims: Claims =
         serde_json::from_slice(&payload).map_err(|e| malformed(format!("claims: {e}")))?;
     if claims.version != 1 {

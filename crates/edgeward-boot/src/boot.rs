@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use edgeward_core::{limits::MAX_CRL_BYTES, pem};
+use edgeward_core::{pem, size_limits::MAX_CRL_BYTES};
 use edgeward_se::{SeError, SecureElement};
 
 use crate::{
@@ -206,6 +206,6 @@ pub fn read_crl(path: &Path) -> Result<Vec<u8>, BootError> {
     } else {
         bytes
     };
-    edgeward_core::chain::check_crl_der(&der)?;
+    edgeward_core::cert_policy::check_crl_der(&der)?;
     Ok(der)
 }

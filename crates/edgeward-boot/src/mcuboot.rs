@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use edgeward_core::{digest::HashAlg, keys::PublicKey, rawsig, sha256};
+use edgeward_core::{digest::HashAlg, keys::PublicKey, raw_signature, sha256};
 
 /// Largest image accepted (MCUboot images fill a flash slot; 64 MiB is far above any MCU).
 pub const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -719,12 +719,15 @@ impl<'a> Image<'a> {
         for t in ours {
             let sig = self.value(t);
             let result = match key {
-                PublicKey::P256(_) | PublicKey::P384(_) => {
-                    rawsig::verify_prehash(key, hash_alg, &image_hash, strip_der_padding(sig))
-                }
-                PublicKey::Rsa(_) => rawsig::verify_prehash(key, hash_alg, &image_hash, sig),
-                _ if pure => rawsig::verify_message(key, hashed, sig),
-                _ => rawsig::verify_message(key, &image_hash, sig),
+                PublicKey::P256(_) | PublicKey::P384(_) => raw_signature::verify_prehash(
+                    key,
+                    hash_alg,
+                    &image_hash,
+                    strip_der_padding(sig),
+                ),
+                PublicKey::Rsa(_) => raw_signature::verify_prehash(key, hash_alg, &image_hash, sig),
+                _ if pure => raw_signature::verify_message(key, hashed, sig),
+                _ => raw_signature::verify_message(key, &image_hash, sig),
             };
             match result {
                 Ok(()) => {

@@ -19,9 +19,9 @@ use std::{
 
 use edgeward_core::{
     bundle::Bundle,
-    chain::{crl_number_signed_by_root, Policy},
-    limits::MAX_BUNDLE_BYTES,
+    cert_policy::{crl_number_signed_by_root, Policy},
     manifest::{ItemKey, Manifest, Method, Serialization},
+    size_limits::MAX_BUNDLE_BYTES,
     verify::{verify_bundle, Trust},
 };
 use edgeward_se::SecureElement;

@@ -11,10 +11,10 @@ use std::{io::Read, path::Path};
 use edgeward_artifact::{bundle_signing::verify_path, ArtifactError, NoProgress};
 use edgeward_core::{
     bundle::Bundle,
-    chain::{cert_info, verify_signing_chain, Policy},
+    cert_policy::{cert_info, verify_signing_chain, Policy},
     keys::PublicKey,
-    limits::{MAX_BUNDLE_BYTES, MAX_PEM_BYTES},
     pem,
+    size_limits::{MAX_BUNDLE_BYTES, MAX_PEM_BYTES},
     verify::{verify_bundle, Trust},
     Error as CoreError,
 };

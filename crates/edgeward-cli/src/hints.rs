@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use edgeward_core::{chain::cert_info, pem};
+use edgeward_core::{cert_policy::cert_info, pem};
 
 /// The labels of the PEM blocks in `bytes` (empty when they are not PEM).
 fn labels(bytes: &[u8]) -> Vec<String> {

@@ -10,7 +10,7 @@ use edgeward_core::{
     bundle::Bundle,
     keys::SigningKey,
     manifest::{ItemKey, Manifest, Method, Serialization},
-    rawsig,
+    raw_signature,
     sign::sign_manifest,
     statement::Statement,
     verify::{verify_bundle, Trust},
@@ -52,25 +52,29 @@ fn manifest(n: usize) -> Manifest {
 }
 
 fn raw_signatures(c: &mut Criterion) {
-    let mut g = c.benchmark_group("rawsig");
+    let mut g = c.benchmark_group("raw_signature");
 
     let key = p256_key();
     let public = key.public_key();
     let digest = edgeward_core::sha256(b"firmware image");
     let sig = key.sign_sha256_digest(&digest).unwrap();
-    rawsig::verify_digest(&public, &digest, &sig).unwrap();
+    raw_signature::verify_digest(&public, &digest, &sig).unwrap();
     g.bench_function("ecdsa_p256_verify_digest", |b| {
-        b.iter(|| rawsig::verify_digest(black_box(&public), black_box(&digest), black_box(&sig)))
+        b.iter(|| {
+            raw_signature::verify_digest(black_box(&public), black_box(&digest), black_box(&sig))
+        })
     });
 
     let key = ed25519_key();
     let public = key.public_key();
     let message: Vec<u8> = (0..1024u32).map(|i| (i * 31 % 251) as u8).collect();
     let sig = key.sign(&message);
-    rawsig::verify_message(&public, &message, &sig).unwrap();
+    raw_signature::verify_message(&public, &message, &sig).unwrap();
     g.throughput(Throughput::Bytes(message.len() as u64));
     g.bench_function("ed25519_verify_message_1KiB", |b| {
-        b.iter(|| rawsig::verify_message(black_box(&public), black_box(&message), black_box(&sig)))
+        b.iter(|| {
+            raw_signature::verify_message(black_box(&public), black_box(&message), black_box(&sig))
+        })
     });
     g.finish();
 }

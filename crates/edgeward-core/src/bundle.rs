@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     dsse::IN_TOTO_PAYLOAD_TYPE,
-    limits::{MAX_BUNDLE_BYTES, MAX_CERT_BYTES, MAX_CHAIN_CERTS},
     sigstore::tlog::{TlogEntry, TlogEntryJson},
+    size_limits::{MAX_BUNDLE_BYTES, MAX_CERT_BYTES, MAX_CHAIN_CERTS},
     Error,
 };
 

@@ -7,12 +7,14 @@
 //!
 //! - [`keys`]: public and private keys (ECDSA P-256, Ed25519; ECDSA P-384/P-521 and RSA for
 //!   verification), PEM/DER; [`digest`]: the hashes signatures are made over.
-//! - [`rawsig`]: detached raw signatures as `openssl dgst -sha256 -sign` and Python
+//! - [`raw_signature`]: detached raw signatures as `openssl dgst -sha256 -sign` and Python
 //!   `cryptography` make them.
 //! - [`dsse`], [`statement`], [`manifest`], [`bundle`]: the OpenSSF model-signing format
 //!   (Sigstore bundle v0.3 carrying a DSSE envelope with an in-toto statement).
-//! - [`chain`]: Edgeward's X.509 trust policy for signing certificates; [`chain_upstream`]:
-//!   the upstream model_signing verifier's rules, for another organisation's PKI.
+//! - [`cert_policy`]: Edgeward's X.509 trust policy for signing certificates;
+//!   [`cert_policy_upstream`]: the upstream model_signing verifier's rules, for another
+//!   organisation's PKI.
+//! - [`size_limits`]: the size bounds on everything parsed from untrusted bytes.
 //! - [`sigstore`]: keyless Sigstore bundles (Fulcio certificate, Rekor log entry) offline.
 //! - [`verify`] and [`sign`]: the whole bundle check and bundle creation.
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -22,19 +24,19 @@
 extern crate alloc;
 
 pub mod bundle;
-pub mod chain;
-pub mod chain_upstream;
+pub mod cert_policy;
+pub mod cert_policy_upstream;
 pub mod civil;
 pub mod digest;
 pub mod dsse;
 pub mod error;
 pub mod keys;
-pub mod limits;
 pub mod manifest;
 pub mod pem;
-pub mod rawsig;
+pub mod raw_signature;
 pub mod sign;
 pub mod sigstore;
+pub mod size_limits;
 pub mod statement;
 pub mod verify;
 pub mod x509sig;

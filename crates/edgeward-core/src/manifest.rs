@@ -10,7 +10,7 @@ use alloc::{
 };
 use core::cmp::Ordering;
 
-use crate::{limits::MAX_NAME_BYTES, Error, Sha256Digest};
+use crate::{size_limits::MAX_NAME_BYTES, Error, Sha256Digest};
 
 /// How an artifact is cut into manifest items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use alloc::{string::String, vec::Vec};
 
-use crate::{limits::MAX_PEM_BYTES, Error};
+use crate::{size_limits::MAX_PEM_BYTES, Error};
 
 /// One decoded PEM block.
 #[derive(Debug, Clone, PartialEq, Eq)]

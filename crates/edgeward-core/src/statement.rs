@@ -18,8 +18,8 @@ use alloc::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    limits::{MAX_IGNORE_PATHS, MAX_RESOURCES},
     manifest::{ItemKey, Manifest, Method, Serialization},
+    size_limits::{MAX_IGNORE_PATHS, MAX_RESOURCES},
     Error, Sha256Digest,
 };
 

@@ -7,13 +7,13 @@ use alloc::{format, string::String, vec::Vec};
 
 use crate::{
     bundle::{Bundle, Material},
-    chain::{verify_signing_chain, EndorsedSigner, Policy},
-    chain_upstream::verify_upstream_chain,
+    cert_policy::{verify_signing_chain, EndorsedSigner, Policy},
+    cert_policy_upstream::verify_upstream_chain,
     civil::format_unix,
     digest::HashAlg,
     dsse::{pae, pae_v0_2},
     keys::PublicKey,
-    rawsig,
+    raw_signature,
     sigstore::{verify_keyless, KeylessPolicy, KeylessSigner},
     statement::{Statement, StatementVersion},
     Error,
@@ -38,7 +38,7 @@ pub enum Trust<'a> {
         policy: Policy,
     },
     /// Signing certificates chaining to these roots (DER) under the upstream model_signing
-    /// verifier's rules ([`crate::chain_upstream`]), for another organisation's PKI.
+    /// verifier's rules ([`crate::cert_policy_upstream`]), for another organisation's PKI.
     ModelSigningRoots {
         /// Trust-root certificates.
         roots: &'a [Vec<u8>],
@@ -54,7 +54,7 @@ impl Trust<'_> {
         match self {
             Trust::PublicKey(_) => "key",
             Trust::Roots { .. } => "edgeward",
-            Trust::ModelSigningRoots { .. } => crate::chain_upstream::POLICY_NAME,
+            Trust::ModelSigningRoots { .. } => crate::cert_policy_upstream::POLICY_NAME,
             Trust::Sigstore(_) => "sigstore",
         }
     }
@@ -190,7 +190,7 @@ fn signer_key(bundle: &Bundle, trust: &Trust<'_>) -> Result<PublicKey, Error> {
 /// model_signing v0.2 signed [`pae_v0_2`] and, whatever the curve, over SHA-256; its bundles
 /// (and only those: their statement has the v0.2 layout) are also tried that way.
 fn check_envelope_signature(bundle: &Bundle, key: &PublicKey) -> Result<bool, Error> {
-    let standard = rawsig::verify_message(
+    let standard = raw_signature::verify_message(
         key,
         &pae(&bundle.payload_type, &bundle.payload),
         &bundle.signature,
@@ -208,7 +208,8 @@ fn check_envelope_signature(bundle: &Bundle, key: &PublicKey) -> Result<bool, Er
     if legacy {
         let message = pae_v0_2(&bundle.payload_type, &bundle.payload);
         for hash in [HashAlg::Sha256, key.hash_alg()] {
-            if rawsig::verify_prehash(key, hash, &hash.digest(&message), &bundle.signature).is_ok()
+            if raw_signature::verify_prehash(key, hash, &hash.digest(&message), &bundle.signature)
+                .is_ok()
             {
                 return Ok(true);
             }

@@ -1,13 +1,13 @@
 //! Checking that one certificate was signed by another's key, for the certificate rules that
 //! rustls-webpki cannot express (model_signing's, where the signing certificate may be a CA):
 //! the signed TBS bytes as they are in the file, the algorithm the certificate names, and the
-//! signature check from the key crates ([`crate::rawsig`]).
+//! signature check from the key crates ([`crate::raw_signature`]).
 
 use alloc::{format, string::ToString};
 
 use x509_cert::der::{Decode, Encode, Header};
 
-use crate::{digest::HashAlg, keys::PublicKey, rawsig, Error};
+use crate::{digest::HashAlg, keys::PublicKey, raw_signature, Error};
 
 /// The DER bytes of the `tbsCertificate` exactly as they appear in `cert_der` (a re-encoding
 /// could differ from what was signed).
@@ -46,7 +46,7 @@ pub fn verify_cert_signature(
         "1.2.840.113549.1.1.11" | "1.2.840.10045.4.3.2" => HashAlg::Sha256,
         "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => HashAlg::Sha384,
         "1.2.840.113549.1.1.13" | "1.2.840.10045.4.3.4" => HashAlg::Sha512,
-        "1.3.101.112" => return rawsig::verify_message(issuer_key, tbs, sig),
+        "1.3.101.112" => return raw_signature::verify_message(issuer_key, tbs, sig),
         other => {
             return Err(Error::unsupported(
                 "certificate signature algorithm",
@@ -61,5 +61,5 @@ pub fn verify_cert_signature(
             issuer_key.algorithm()
         )));
     }
-    rawsig::verify_prehash(issuer_key, hash, &hash.digest(tbs), sig)
+    raw_signature::verify_prehash(issuer_key, hash, &hash.digest(tbs), sig)
 }

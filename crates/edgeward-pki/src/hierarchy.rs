@@ -235,7 +235,7 @@ impl Hierarchy {
         check_signing_days(days)?;
         let issuer = self.root_issuer(root)?;
         let current = self.read("signing.pem")?;
-        let serial = edgeward_core::chain::cert_info(&pem_der(&current)?)
+        let serial = edgeward_core::cert_policy::cert_info(&pem_der(&current)?)
             .map_err(crypto)?
             .serial;
         let prev = self.path("previous");
@@ -314,7 +314,7 @@ impl Hierarchy {
         let mut out = Vec::new();
         for (role, path) in files {
             let pem = fs::read_to_string(&path).map_err(io(&path))?;
-            let info = edgeward_core::chain::cert_info(&pem_der(&pem)?).map_err(crypto)?;
+            let info = edgeward_core::cert_policy::cert_info(&pem_der(&pem)?).map_err(crypto)?;
             let serial_bytes = hex_bytes(&info.serial).unwrap_or_default();
             out.push(CertSummary {
                 role,
@@ -461,7 +461,7 @@ impl Hierarchy {
                 continue;
             }
             let pem = fs::read_to_string(&path).map_err(io(&path))?;
-            let info = edgeward_core::chain::cert_info(&pem_der(&pem)?).map_err(crypto)?;
+            let info = edgeward_core::cert_policy::cert_info(&pem_der(&pem)?).map_err(crypto)?;
             if info.not_after < now.unix_timestamp() {
                 fs::remove_file(path.with_extension("key")).ok();
                 fs::remove_file(&path).map_err(io(&path))?;

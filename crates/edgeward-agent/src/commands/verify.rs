@@ -92,7 +92,7 @@ pub fn verify(
         .signed
         .decode()
         .map_err(|e| Refusal::Malformed(e.0))?;
-    edgeward_core::rawsig::verify_message(
+    edgeward_core::raw_signature::verify_message(
         key,
         &command::signed_message(command::COMMAND_CONTEXT, &payload),
         &signature,

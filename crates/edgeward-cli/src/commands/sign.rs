@@ -111,7 +111,7 @@ pub fn run(a: SignArgs, json: bool) -> Outcome {
 /// not yet valid, longer than 90 days, without the code-signing EKU, broken), judged
 /// against the chain's own root when the chain ends in one.
 fn preflight_chain(chain: &[Vec<u8>]) -> Result<(), Failure> {
-    use edgeward_core::chain::{cert_info, verify_signing_chain, Policy};
+    use edgeward_core::cert_policy::{cert_info, verify_signing_chain, Policy};
     let Some(last) = chain.last() else {
         return Err(Failure::operator("the certificate chain is empty"));
     };

@@ -6,11 +6,11 @@ use clap::{Args, ValueEnum};
 use edgeward_artifact::{bundle_signing, raw_signing};
 use edgeward_core::{
     bundle::Bundle,
-    chain::Policy,
+    cert_policy::Policy,
     keys::PublicKey,
-    limits::MAX_BUNDLE_BYTES,
+    size_limits::MAX_BUNDLE_BYTES,
     pem,
-    rawsig::MAX_RAW_SIGNATURE_BYTES,
+    raw_signature::MAX_RAW_SIGNATURE_BYTES,
     sigstore::{trusted_root::MAX_TRUSTED_ROOT_BYTES, KeylessPolicy, TrustedRoot},
     statement::StatementVersion,
     verify::{Trust, Verified},
@@ -356,7 +356,7 @@ fn load_crl(path: &Path) -> Result<Vec<u8>, Failure> {
     } else {
         bytes
     };
-    edgeward_core::chain::check_crl_der(&der)
+    edgeward_core::cert_policy::check_crl_der(&der)
         .map_err(|e| Failure::operator(format!("{}: {e}", path.display())))?;
     Ok(der)
 }

@@ -26,7 +26,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
             let sig = se
                 .sign("device", b"attestation nonce")
                 .map_err(|e| e.to_string())?;
-            edgeward_core::rawsig::verify_message(&public, b"attestation nonce", &sig)
+            edgeward_core::raw_signature::verify_message(&public, b"attestation nonce", &sig)
                 .map_err(|e| e.to_string())?;
             let blob = se.seal(b"model key").map_err(|e| e.to_string())?;
             se.wipe().map_err(|e| e.to_string())?;

@@ -5,7 +5,7 @@
 use std::{fs, path::Path};
 
 use edgeward_artifact::{bundle_signing, NoProgress};
-use edgeward_core::{chain::Policy, keys::SigningKey, pem, verify::Trust};
+use edgeward_core::{cert_policy::Policy, keys::SigningKey, pem, verify::Trust};
 use edgeward_model::{
     crypt::{self, EncryptOptions, RecipientKey},
     secure_load,

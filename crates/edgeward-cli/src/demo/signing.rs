@@ -5,7 +5,7 @@
 use std::{fs, path::Path};
 
 use edgeward_artifact::{bundle_signing, raw_signing, NoProgress};
-use edgeward_core::{bundle::Bundle, chain::Policy, keys::SigningKey, pem, verify::Trust};
+use edgeward_core::{bundle::Bundle, cert_policy::Policy, keys::SigningKey, pem, verify::Trust};
 use edgeward_pki::{issue, Hierarchy};
 use rand_core::{OsRng, RngCore};
 use time::{Duration, OffsetDateTime};

@@ -4,7 +4,7 @@
 
 use alloc::{format, string::String, vec::Vec};
 
-use crate::{bundle::decode_b64, keys::PublicKey, rawsig, Error, Sha256Digest};
+use crate::{bundle::decode_b64, keys::PublicKey, raw_signature, Error, Sha256Digest};
 
 /// Longest checkpoint accepted.
 pub const MAX_CHECKPOINT_BYTES: usize = 16 * 1024;
@@ -107,7 +107,7 @@ impl Checkpoint {
                     hex::encode(ours)
                 ))
             })?;
-        rawsig::verify_message(log_key, self.text.as_bytes(), sig).map_err(|e| match e {
+        raw_signature::verify_message(log_key, self.text.as_bytes(), sig).map_err(|e| match e {
             Error::BadSignature(_) => Error::BadSignature(format!(
                 "the checkpoint of {} (tree size {}) is not signed by the log's key {}",
                 self.origin,

@@ -15,7 +15,7 @@ use alloc::{format, string::String};
 
 use crate::{
     bundle::Bundle,
-    chain::{verify_signing_chain, EndorsedSigner, Policy},
+    cert_policy::{verify_signing_chain, EndorsedSigner, Policy},
     civil::format_unix,
     Error,
 };

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     bundle::decode_b64,
     keys::PublicKey,
-    rawsig,
+    raw_signature,
     sigstore::{checkpoint::Checkpoint, merkle},
     Error, Sha256Digest,
 };
@@ -237,7 +237,7 @@ impl TlogEntry {
             hex::encode(&self.log_id),
             self.log_index
         );
-        rawsig::verify_message(log_key, payload.as_bytes(), set).map_err(|e| match e {
+        raw_signature::verify_message(log_key, payload.as_bytes(), set).map_err(|e| match e {
             Error::BadSignature(_) => Error::BadSignature(format!(
                 "the signed entry timestamp of log entry {} is not by the log's key {}",
                 self.log_index,

@@ -8,7 +8,8 @@ use alloc::{format, string::String, vec::Vec};
 use serde::Deserialize;
 
 use crate::{
-    bundle::decode_b64, civil::parse_rfc3339_utc, keys::PublicKey, limits::MAX_CERT_BYTES, Error,
+    bundle::decode_b64, civil::parse_rfc3339_utc, keys::PublicKey, size_limits::MAX_CERT_BYTES,
+    Error,
 };
 
 /// Largest trusted-root file accepted.
@@ -183,7 +184,7 @@ impl TrustedRoot {
         let mut certificate_authorities = Vec::with_capacity(raw.certificate_authorities.len());
         for ca in &raw.certificate_authorities {
             let certs = &ca.cert_chain.certificates;
-            if certs.is_empty() || certs.len() > crate::limits::MAX_CHAIN_CERTS {
+            if certs.is_empty() || certs.len() > crate::size_limits::MAX_CHAIN_CERTS {
                 return Err(Error::malformed(
                     "trusted root",
                     format!(

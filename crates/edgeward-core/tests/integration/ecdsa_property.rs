@@ -2,7 +2,7 @@
 //! and the rarer shorter ones) verifies, the high-S twin OpenSSL may produce verifies too,
 //! and any single flipped bit in the signature or a different message is refused.
 
-use edgeward_core::{keys::PublicKey, keys::SigningKey, rawsig, sha256};
+use edgeward_core::{keys::PublicKey, keys::SigningKey, raw_signature, sha256};
 use p256::elliptic_curve::{scalar::IsHigh, PrimeField};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -24,25 +24,25 @@ proptest! {
         let digest = sha256(&message);
         let der = sk.sign_sha256_digest(&digest).expect("sign");
         prop_assert!(der.len() <= 72);
-        prop_assert!(rawsig::verify_digest(&pk, &digest, &der).is_ok());
-        prop_assert!(rawsig::verify_message(&pk, &message, &der).is_ok());
+        prop_assert!(raw_signature::verify_digest(&pk, &digest, &der).is_ok());
+        prop_assert!(raw_signature::verify_message(&pk, &message, &der).is_ok());
 
         // The same signature with s replaced by n - s (what OpenSSL emits half the time).
-        let sig = rawsig::parse_ecdsa_der(&der).expect("parse");
+        let sig = raw_signature::parse_ecdsa_der(&der).expect("parse");
         let (r, s) = (sig.r(), sig.s());
         let s_twin = -*s.as_ref();
         let twin = p256::ecdsa::Signature::from_scalars(r.to_repr(), s_twin.to_repr()).expect("twin");
         prop_assert!(bool::from(s.is_high()) != bool::from(twin.s().is_high()));
-        prop_assert!(rawsig::verify_digest(&pk, &digest, twin.to_der().as_bytes()).is_ok());
+        prop_assert!(raw_signature::verify_digest(&pk, &digest, twin.to_der().as_bytes()).is_ok());
 
         let mut bad = der.clone();
         let bit = flip % (bad.len() * 8);
         bad[bit / 8] ^= 1 << (bit % 8);
-        prop_assert!(rawsig::verify_digest(&pk, &digest, &bad).is_err());
+        prop_assert!(raw_signature::verify_digest(&pk, &digest, &bad).is_err());
 
         let mut other = digest;
         other[flip % 32] ^= 0x80;
-        prop_assert!(rawsig::verify_digest(&pk, &other, &der).is_err());
+        prop_assert!(raw_signature::verify_digest(&pk, &other, &der).is_err());
     }
 }
 

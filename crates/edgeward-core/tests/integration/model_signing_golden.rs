@@ -9,7 +9,7 @@ use std::{fs, path::PathBuf};
 
 use edgeward_core::{
     bundle::Bundle,
-    chain::Policy,
+    cert_policy::Policy,
     keys::PublicKey,
     pem, sha256,
     sigstore::{KeylessPolicy, TrustedRoot},

@@ -15,7 +15,7 @@ use edgeward_artifact::{
 };
 use edgeward_core::{
     bundle::Bundle,
-    chain::Policy,
+    cert_policy::Policy,
     keys::{PublicKey, SigningKey},
     pem,
     verify::Trust,

@@ -6,7 +6,7 @@
 
 pub mod tls;
 
-use edgeward_core::{keys::PublicKey, rawsig};
+use edgeward_core::{keys::PublicKey, raw_signature};
 use edgeward_se::{KeyAlgorithm, SeError, SecureElement};
 use sha2::{Digest, Sha256};
 
@@ -77,8 +77,8 @@ pub fn p256_keygen_sign_verifies(f: &Fixture) {
     assert_eq!(f.se.public_key("device").unwrap(), public);
     let message = b"firmware manifest v7";
     let sig = f.se.sign("device", message).unwrap();
-    rawsig::verify_message(&public, message, &sig).unwrap();
-    assert!(rawsig::verify_message(&public, b"other message", &sig).is_err());
+    raw_signature::verify_message(&public, message, &sig).unwrap();
+    assert!(raw_signature::verify_message(&public, b"other message", &sig).is_err());
     assert!(matches!(
         f.se.generate_key("device", KeyAlgorithm::P256),
         Err(SeError::SlotOccupied(_))
@@ -96,7 +96,7 @@ pub fn ed25519_keygen_sign_verifies(f: &Fixture) {
     assert_eq!(f.se.public_key("ed").unwrap(), public);
     let sig = f.se.sign("ed", b"hello").unwrap();
     assert_eq!(sig.len(), 64);
-    rawsig::verify_message(&public, b"hello", &sig).unwrap();
+    raw_signature::verify_message(&public, b"hello", &sig).unwrap();
     assert!(matches!(
         f.se.sign_digest("ed", &[0; 32]),
         Err(SeError::InvalidArgument(_))
@@ -107,8 +107,8 @@ pub fn sign_digest_verifies(f: &Fixture) {
     let public = f.se.generate_key("d", KeyAlgorithm::P256).unwrap();
     let digest: [u8; 32] = Sha256::digest(b"a large model file").into();
     let sig = f.se.sign_digest("d", &digest).unwrap();
-    rawsig::verify_digest(&public, &digest, &sig).unwrap();
-    rawsig::verify_message(&public, b"a large model file", &sig).unwrap();
+    raw_signature::verify_digest(&public, &digest, &sig).unwrap();
+    raw_signature::verify_message(&public, b"a large model file", &sig).unwrap();
 }
 
 pub fn ecdh_agrees_with_software_peer(f: &Fixture) {
@@ -232,7 +232,7 @@ pub fn wipe_removes_keys_and_sealed_data(f: &Fixture) {
     assert!(matches!(f.se.unseal(&blob), Err(SeError::Unseal(_))));
     // Re-provisioning works after a wipe, and old blobs stay dead.
     let public = f.se.generate_key("device", KeyAlgorithm::P256).unwrap();
-    rawsig::verify_message(&public, b"m", &f.se.sign("device", b"m").unwrap()).unwrap();
+    raw_signature::verify_message(&public, b"m", &f.se.sign("device", b"m").unwrap()).unwrap();
     let fresh = f.se.seal(b"new").unwrap();
     assert_eq!(f.se.unseal(&fresh).unwrap().as_slice(), b"new");
     assert!(matches!(f.se.unseal(&blob), Err(SeError::Unseal(_))));

@@ -4,7 +4,7 @@
 //! certificate valid at the signing certificate's `notBefore` (upstream judges the chain at
 //! that instant), intermediates must be CAs allowed to sign certificates, and the signing
 //! certificate must allow digital signatures (key usage) or code signing (extended key
-//! usage). Unlike Edgeward's own policy ([`crate::chain`]) there is no bound on validity
+//! usage). Unlike Edgeward's own policy ([`crate::cert_policy`]) there is no bound on validity
 //! periods, the signing certificate may itself be a CA, and no CRL is consulted.
 //!
 //! rustls-webpki refuses a CA certificate as the signer, so the path is built here; each
@@ -19,10 +19,10 @@ use x509_cert::{
 };
 
 use crate::{
-    chain::EndorsedSigner,
+    cert_policy::EndorsedSigner,
     civil::format_unix,
     keys::PublicKey,
-    limits::{MAX_CERT_BYTES, MAX_CHAIN_CERTS},
+    size_limits::{MAX_CERT_BYTES, MAX_CHAIN_CERTS},
     x509sig::verify_cert_signature,
     Error,
 };

@@ -15,7 +15,7 @@ use x509_cert::der::{Decode, Encode};
 use crate::{
     civil::{format_date, format_unix},
     keys::PublicKey,
-    limits::{MAX_CERT_BYTES, MAX_CRL_BYTES},
+    size_limits::{MAX_CERT_BYTES, MAX_CRL_BYTES},
     Error,
 };
 
@@ -318,11 +318,13 @@ pub fn crl_number_signed_by_root(der: &[u8], roots: &[Vec<u8>]) -> Result<u64, E
         .signature
         .as_bytes()
         .ok_or_else(|| Error::malformed("CRL signature", "not a whole number of bytes"))?;
-    crate::rawsig::verify_message(&key, &tbs, signature).map_err(|_| Error::NotEndorsed {
-        key: key.fingerprint(),
-        reason: String::from(
-            "the CRL names the root as its issuer but was not signed by the root's key",
-        ),
+    crate::raw_signature::verify_message(&key, &tbs, signature).map_err(|_| {
+        Error::NotEndorsed {
+            key: key.fingerprint(),
+            reason: String::from(
+                "the CRL names the root as its issuer but was not signed by the root's key",
+            ),
+        }
     })?;
     let number_oid = x509_cert::der::oid::db::rfc5280::ID_CE_CRL_NUMBER;
     for ext in crl.tbs_cert_list.crl_extensions.iter().flatten() {
