@@ -41,7 +41,11 @@ pub fn verify_file(
     progress: &dyn Progress,
 ) -> Result<(), ArtifactError> {
     match key {
-        PublicKey::Ed25519(_) => Ok(raw_signature::verify_message(key, &read_whole(path)?, signature)?),
+        PublicKey::Ed25519(_) => Ok(raw_signature::verify_message(
+            key,
+            &read_whole(path)?,
+            signature,
+        )?),
         _ if key.hash_alg() == HashAlg::Sha256 => {
             let digest = hashing::sha256_file(path, progress)?;
             Ok(raw_signature::verify_digest(key, &digest, signature)?)
@@ -49,7 +53,9 @@ pub fn verify_file(
         _ => {
             let hash = key.hash_alg();
             let digest = hash_file(path, hash, progress)?;
-            Ok(raw_signature::verify_prehash(key, hash, &digest, signature)?)
+            Ok(raw_signature::verify_prehash(
+                key, hash, &digest, signature,
+            )?)
         }
     }
 }

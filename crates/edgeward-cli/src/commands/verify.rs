@@ -8,10 +8,10 @@ use edgeward_core::{
     bundle::Bundle,
     cert_policy::Policy,
     keys::PublicKey,
-    size_limits::MAX_BUNDLE_BYTES,
     pem,
     raw_signature::MAX_RAW_SIGNATURE_BYTES,
     sigstore::{trusted_root::MAX_TRUSTED_ROOT_BYTES, KeylessPolicy, TrustedRoot},
+    size_limits::MAX_BUNDLE_BYTES,
     statement::StatementVersion,
     verify::{Trust, Verified},
 };
