@@ -115,15 +115,26 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
             r.json().await.map_err(|e| e.to_string())
         })?;
         let cert = v["certificate"].as_str().ok_or_else(|| format!("enrollment refused: {v}"))?;
-        let reused: u16 = rt.block_on(async {
-            c.post(admin_url("/v1/enroll")).json(&json!({ "token": enrollment, "csr": csr })).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+        // The line claims the reused token is refused: check the status and the reason.
+        let (reused, why) = rt.block_on(async {
+            match c.post(admin_url("/v1/enroll")).json(&json!({ "token": enrollment, "csr": csr })).send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let v: Value = r.json().await.unwrap_or(Value::Null);
+                    (status, v["message"].as_str().unwrap_or_default().to_string())
+                }
+                Err(e) => (0, e.to_string()),
+            }
         });
+        if (reused, why.as_str()) != (401, "enrollment token already used") {
+            return Err(format!("reusing the enrollment token answered {reused} ({why})"));
+        }
         device = Some(Device {
             id: id.to_string(),
             secret: v["secret"].as_str().unwrap_or_default().to_string(),
             client: client(&ca, Some(format!("{cert}{}", key.serialize_pem())))?,
         });
-        Ok(format!("{id} holds a device-CA certificate for a key it generated; reusing the token is refused ({reused})"))
+        Ok(format!("{id} holds a device-CA certificate for a key it generated; reusing the token is refused ({reused}: {why})"))
     });
     let Some(dev) = device else { return };
     let telemetry = |auth: Option<String>, c: &reqwest::Client| -> u16 {

@@ -26,6 +26,32 @@ fn sample_safetensors(n: usize) -> Vec<u8> {
     out
 }
 
+/// Looks at every file under `dir` (the chapter's files: the container, both elements'
+/// state) and fails if one holds the plaintext model's safetensors header, which the
+/// in-memory load must never write; returns how many files were looked at.
+fn no_plaintext_in(dir: &Path) -> Result<usize, String> {
+    let plain = sample_safetensors(1 << 20);
+    let header_len = 8 + u64::from_le_bytes(plain[..8].try_into().unwrap_or_default()) as usize;
+    let needle = &plain[8..header_len.min(plain.len())];
+    let mut stack = vec![dir.to_path_buf()];
+    let mut files = 0;
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            files += 1;
+            let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                return Err(format!("{} holds the plaintext model", path.display()));
+            }
+        }
+    }
+    Ok(files)
+}
+
 /// Runs the chapter's steps; `pki_dir` holds the ceremony's root, signing key and CRL.
 pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
     let read = |p: &Path| fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
@@ -89,9 +115,11 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
         let m = secure_load::open_verified(&sealed, b, &trust, unix_now(), &*se, "device")
             .map_err(|e| e.to_string())?;
         let tensors = m.safetensors().map_err(|e| e.to_string())?;
+        let files = no_plaintext_in(dir)?;
         Ok(format!(
-            "signature verified against the root, decrypted in memory with the element's key, {} tensor(s) handed to the runtime; no plaintext on disk",
-            tensors.len()
+            "signature verified against the root, decrypted in memory with the element's key, {} tensor(s) handed to the runtime; no plaintext on disk (none of the {files} files in {} holds the model's header)",
+            tensors.len(),
+            dir.display()
         ))
     };
     demo.step(
