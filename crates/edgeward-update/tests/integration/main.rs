@@ -2,6 +2,7 @@
 
 mod attacks;
 mod delta;
+mod release_attacks;
 mod repo;
 mod resume;
 mod sim;
