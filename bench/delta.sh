@@ -9,4 +9,5 @@ cd "$(dirname "$0")/.."
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 echo "flags: $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2- | tr ' ' '\n' | grep -E '^(sha_ni|avx2|avx512f|aes|pclmulqdq|bmi2)$' | tr '\n' ' ')"
 echo "cores: $(nproc)"
+# DELTA_AVG_SIZE=4096 bench/delta.sh compares another average chunk size.
 cargo run --quiet --release -p edgeward-update --example delta_bench

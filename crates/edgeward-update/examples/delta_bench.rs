@@ -50,7 +50,7 @@ fn case(dir: &Path, name: &str, old: &[u8], new: &[u8], changed: usize) -> anyho
     let _ = std::fs::remove_file(&dest);
 
     let t = Instant::now();
-    let index = ChunkIndex::build(new, Params::default())?;
+    let index = ChunkIndex::build(new, params())?;
     let index_json = serde_json::to_vec(&index.to_json())?;
     let publish_s = t.elapsed().as_secs_f64();
     let file = TargetFile {
@@ -103,7 +103,28 @@ fn case(dir: &Path, name: &str, old: &[u8], new: &[u8], changed: usize) -> anyho
     Ok(())
 }
 
+/// The default parameters, or `min = avg / 4`, `max = avg * 8` for the average size in
+/// `$DELTA_AVG_SIZE` (to compare sizes).
+fn params() -> Params {
+    match std::env::var("DELTA_AVG_SIZE")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        Some(avg) => Params {
+            min_size: avg / 4,
+            avg_size: avg,
+            max_size: avg * 8,
+        },
+        None => Params::default(),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    let p = params();
+    println!(
+        "chunking: FastCDC min {} / avg {} / max {} bytes",
+        p.min_size, p.avg_size, p.max_size
+    );
     let dir = tempfile::tempdir()?;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let size = 256 * MIB;

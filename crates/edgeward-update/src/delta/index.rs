@@ -6,7 +6,7 @@
 //!
 //! ```json
 //! {"algorithm": "fastcdc-2020", "hash": "sha256",
-//!  "min_size": 2048, "avg_size": 8192, "max_size": 65536,
+//!  "min_size": 1536, "avg_size": 6144, "max_size": 49152,
 //!  "count": 3, "chunks": "<base64 of count × (u32 big-endian length ‖ 32-byte SHA-256)>"}
 //! ```
 //!
@@ -63,14 +63,14 @@ pub struct Params {
 }
 
 impl Default for Params {
-    /// 2 KiB / 8 KiB / 64 KiB: small enough that a 1 % scattered change of a 256 MiB
-    /// image costs under 5 % (bench/delta.sh), large enough that the index of a 256 MiB
-    /// image is about 1.5 MiB of metadata.
+    /// 1.5 KiB / 6 KiB / 48 KiB: small enough that a 1 % scattered change of a 256 MiB
+    /// image costs under 5 % including the index (bench/delta.sh), large enough that the
+    /// index of a 256 MiB image is about 1.4 MiB of metadata.
     fn default() -> Self {
         Params {
-            min_size: 2048,
-            avg_size: 8192,
-            max_size: 65536,
+            min_size: 1536,
+            avg_size: 6144,
+            max_size: 49152,
         }
     }
 }
@@ -394,7 +394,7 @@ mod tests {
             ChunkIndex::from_json(&short.to_json(), 100_000)
                 .unwrap_err()
                 .to_string(),
-            "chunk index: chunks[0].length: 100 is below min_size 2048 and it is not the last chunk"
+            "chunk index: chunks[0].length: 100 is below min_size 1536 and it is not the last chunk"
         );
         let mut v = index.to_json();
         v["algorithm"] = json!("rabin");
