@@ -1,23 +1,26 @@
 //! The admin API (`/v1/admin/…`, bearer API keys with roles viewer < operator < admin) on
 //! the server-authenticated admin listener. Every admin action goes into the audit log.
 
+use std::sync::Arc;
+
 use axum::{
-    body::Bytes,
-    extract::{Path, Query, Request, State},
-    http::StatusCode,
+    extract::{FromRequestParts, Path, Query, Request, State},
+    http::{request::Parts, StatusCode},
     middleware::Next,
     response::Response,
     routing::{get, post},
     Extension, Json, Router,
 };
-use edgeward_proto::api;
+use edgeward_proto::{api, gcra::Decision};
 use rand_core::{OsRng, RngCore};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::{
     app::{ApiError, Shared},
-    db::{DeviceStatus, Role},
+    body::Small,
+    db::{AuditFilter, Change, DeviceStatus, Role, Transition, MAX_AUDIT_PAGE},
+    device_api::Peer,
 };
 
 /// An authenticated admin.
@@ -68,17 +71,17 @@ pub fn routes(app: Shared) -> Router<Shared> {
         .route("/v1/admin/devices/{id}/quarantine", post(quarantine))
         .route("/v1/admin/devices/{id}/release", post(release))
         .route("/v1/admin/devices/{id}/revoke", post(revoke))
+        .route("/v1/admin/devices/{id}/reprovision", post(reprovision))
         .route("/v1/admin/devices/{id}/commands", post(add_command))
         .route("/v1/admin/audit", get(audit_log))
         .route("/v1/admin/keys", post(add_key))
         .layer(axum::middleware::from_fn_with_state(app, gate))
 }
 
-async fn gate(
-    State(app): State<Shared>,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+async fn gate(State(app): State<Shared>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    address_limit(&app, &parts, "admin", &app.config.ip_limit).await?;
+    let mut req = Request::from_parts(parts, body);
     let key = req
         .headers()
         .get("authorization")
@@ -97,10 +100,10 @@ async fn gate(
 async fn add_device(
     State(app): State<Shared>,
     Extension(admin): Extension<Admin>,
-    body: Bytes,
+    Small(body): Small,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     admin.require(Role::Operator)?;
-    let d = api::new_device(&body).map_err(|e| ApiError::bad_request(e.0))?;
+    let d = api::new_device(&body.bytes).map_err(|e| ApiError::bad_request(e.0))?;
     let now = app.now();
     match app.db.add_device(&d.id, &d.hardware_class, now).await {
         Ok(()) => {}
@@ -156,36 +159,65 @@ async fn show_device(
     Ok(Json(json!({ "device": d, "telemetry_batches": telemetry })))
 }
 
+/// Applies `change` to device `id` (one compare-and-set on its status, see
+/// [`crate::db::Db::transition`]), then brings what follows the registry into line with
+/// what was committed: the cached record dropped, a revoked certificate added to the TLS
+/// deny set and the CRL, the device's connections closed when it was cut off.
 async fn change_status(
     app: &Shared,
     admin: &Admin,
     id: &str,
-    from: &[DeviceStatus],
-    to: DeviceStatus,
-    action: &str,
+    change: Change<'_>,
 ) -> Result<Json<Value>, ApiError> {
-    let d = app
-        .db
-        .device(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
-    if !from.contains(&d.status) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "status",
-            format!("device {id} is {}; cannot {action} it", d.status),
-        ));
-    }
-    app.db.set_status(id, to, app.now()).await?;
+    let action = change.name();
+    let to = change.to();
+    let (from, revoked_serial) = match app.db.transition(id, change, app.now()).await? {
+        Transition::Done {
+            from,
+            revoked_serial,
+        } => (from, revoked_serial),
+        Transition::Refused(status) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "status",
+                format!("device {id} is {status}; cannot {action} it"),
+            ))
+        }
+        Transition::NoDevice => return Err(ApiError::not_found(format!("no device {id}"))),
+    };
     app.registry.invalidate(id);
+    if let Some(serial) = &revoked_serial {
+        app.deny(serial);
+    }
+    let closed = if matches!(to, DeviceStatus::Revoked | DeviceStatus::Pending) {
+        let closed = app.conns.close_all(id);
+        app.metrics.add(
+            "edgeward_connections_closed_total",
+            format!("reason=\"{action}\""),
+            closed as u64,
+        );
+        closed
+    } else {
+        0
+    };
+    let crl = match &revoked_serial {
+        Some(_) => crate::server::write_device_crl(app).await,
+        None => Ok(()),
+    };
     app.audit(
         &admin.actor(),
         &format!("device.{action}"),
         Some(id),
-        &format!("{} -> {to}", d.status),
+        &format!(
+            "{from} -> {to}; certificate {} revoked; {closed} connection(s) closed",
+            revoked_serial.as_deref().unwrap_or("(none)")
+        ),
     )
     .await;
-    Ok(Json(json!({ "id": id, "status": to })))
+    crl.map_err(ApiError::internal)?;
+    Ok(Json(
+        json!({ "id": id, "status": to, "connections_closed": closed }),
+    ))
 }
 
 async fn quarantine(
@@ -194,15 +226,7 @@ async fn quarantine(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin.require(Role::Operator)?;
-    change_status(
-        &app,
-        &admin,
-        &id,
-        &[DeviceStatus::Active],
-        DeviceStatus::Quarantined,
-        "quarantine",
-    )
-    .await
+    change_status(&app, &admin, &id, Change::Quarantine).await
 }
 
 async fn release(
@@ -211,15 +235,7 @@ async fn release(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin.require(Role::Operator)?;
-    change_status(
-        &app,
-        &admin,
-        &id,
-        &[DeviceStatus::Quarantined],
-        DeviceStatus::Active,
-        "release",
-    )
-    .await
+    change_status(&app, &admin, &id, Change::Release).await
 }
 
 async fn revoke(
@@ -228,59 +244,45 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin.require(Role::Admin)?;
-    let d = app
-        .db
-        .device(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
-    if d.status == DeviceStatus::Revoked {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "status",
-            format!("device {id} is already revoked"),
-        ));
-    }
-    app.db
-        .set_status(&id, DeviceStatus::Revoked, app.now())
-        .await?;
-    app.registry.invalidate(&id);
-    if let Some(serial) = &d.cert_serial {
-        if let Ok(mut set) = app.revoked.write() {
-            set.insert(serial.clone());
-        }
-        crate::server::write_device_crl(&app)
-            .await
-            .map_err(ApiError::internal)?;
-    }
-    let closed = app.conns.close_all(&id);
-    app.metrics.add(
-        "edgeward_connections_closed_total",
-        "reason=\"revoked\"".into(),
-        closed as u64,
-    );
-    app.audit(
-        &admin.actor(),
-        "device.revoke",
-        Some(&id),
-        &format!(
-            "certificate {} revoked; {closed} connection(s) closed",
-            d.cert_serial.as_deref().unwrap_or("(none)")
-        ),
+    change_status(&app, &admin, &id, Change::Revoke).await
+}
+
+/// `POST /v1/admin/devices/{id}/reprovision`: the device goes back to `pending` with a new
+/// enrollment token (earlier ones no longer work); its certificate, if it had one, is
+/// revoked for good.
+async fn reprovision(
+    State(app): State<Shared>,
+    Extension(admin): Extension<Admin>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    admin.require(Role::Admin)?;
+    let token = new_secret("ewe");
+    let expires_at =
+        app.now() + i64::try_from(app.config.enrollment_ttl_secs).unwrap_or(i64::MAX / 2);
+    let hash = secret_hash(&token);
+    let Json(mut v) = change_status(
+        &app,
+        &admin,
+        &id,
+        Change::Reprovision {
+            token_sha256: &hash,
+            expires_at,
+        },
     )
-    .await;
-    Ok(Json(
-        json!({ "id": id, "status": DeviceStatus::Revoked, "connections_closed": closed }),
-    ))
+    .await?;
+    v["enrollment_token"] = json!(token);
+    v["expires_at"] = json!(expires_at);
+    Ok((StatusCode::OK, Json(v)))
 }
 
 async fn add_command(
     State(app): State<Shared>,
     Extension(admin): Extension<Admin>,
     Path(id): Path<String>,
-    body: Bytes,
+    Small(body): Small,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     admin.require(Role::Operator)?;
-    let c = api::new_command(&body).map_err(|e| ApiError::bad_request(e.0))?;
+    let c = api::new_command(&body.bytes).map_err(|e| ApiError::bad_request(e.0))?;
     app.db
         .device(&id)
         .await?
@@ -299,28 +301,41 @@ async fn add_command(
     Ok((StatusCode::CREATED, Json(json!({ "id": cid }))))
 }
 
+/// `GET /v1/admin/audit` parameters: a page size, a cursor and filters.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AuditQuery {
     limit: Option<i64>,
+    /// The `next` of the previous page: entries older than this id.
+    before: Option<i64>,
+    #[serde(flatten)]
+    filter: AuditFilter,
 }
 
+/// The audit log, newest first, a page at a time: `next` is the cursor of the following
+/// page (`null` on the last).
 async fn audit_log(
     State(app): State<Shared>,
     Extension(admin): Extension<Admin>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     admin.require(Role::Viewer)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    Ok(Json(json!({ "entries": app.db.audit_log(limit).await? })))
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_AUDIT_PAGE);
+    let entries = app.db.audit_page(&q.filter, q.before, limit).await?;
+    let next = match entries.last() {
+        Some(last) if entries.len() as i64 == limit => Some(last.id),
+        _ => None,
+    };
+    Ok(Json(json!({ "entries": entries, "next": next })))
 }
 
 async fn add_key(
     State(app): State<Shared>,
     Extension(admin): Extension<Admin>,
-    body: Bytes,
+    Small(body): Small,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     admin.require(Role::Admin)?;
-    let k = api::new_key(&body).map_err(|e| ApiError::bad_request(e.0))?;
+    let k = api::new_key(&body.bytes).map_err(|e| ApiError::bad_request(e.0))?;
     let role: Role = k.role.parse().map_err(ApiError::bad_request)?;
     let key = new_secret("ewk");
     app.db
@@ -337,4 +352,29 @@ async fn add_key(
         StatusCode::CREATED,
         Json(json!({ "name": k.name, "role": role, "key": key })),
     ))
+}
+/// Checks the limit `quota` of the caller's source address under `scope` (429 when spent).
+pub(crate) async fn address_limit(
+    app: &Shared,
+    parts: &Parts,
+    scope: &str,
+    quota: &crate::config::LimitConfig,
+) -> Result<(), ApiError> {
+    let Some(peer) = parts.extensions.get::<Arc<Peer>>() else {
+        return Err(ApiError::internal("a call arrived without its connection"));
+    };
+    let key = format!("{scope}:{}", peer.addr.ip());
+    if let Decision::Deny { retry_after_ns } = app
+        .store
+        .check(&key, &quota.quota(), app.clock.now_ns())
+        .await
+        .map_err(ApiError::unavailable)?
+    {
+        app.metrics.inc(
+            "edgeward_auth_refusals_total",
+            format!("reason=\"{scope}_rate\""),
+        );
+        return Err(ApiError::rate_limited(retry_after_ns));
+    }
+    Ok(())
 }

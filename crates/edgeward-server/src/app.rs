@@ -1,6 +1,6 @@
 //! The state every request handler shares, and the JSON error shape of every refusal.
 
-use std::sync::{atomic::AtomicU64, Arc};
+use std::sync::Arc;
 
 use axum::{
     http::{HeaderValue, StatusCode},
@@ -32,10 +32,15 @@ pub struct App {
     pub revoked: RevokedSerials,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
-    /// The device CRL's number.
-    pub crl_number: AtomicU64,
+    /// Held while the device CRL is rewritten, so a later CRL never lands before an
+    /// earlier one.
+    pub crl_writer: tokio::sync::Mutex<()>,
     /// Device records for the hot path (embedded default only).
     pub registry: crate::registry_cache::RegistryCache,
+    /// Repeated refusals, counted for the audit log.
+    pub refusals: crate::audit_agg::Aggregator,
+    /// The memory request bodies may hold at once.
+    pub body_budget: crate::body::Budget,
     /// Group-committed telemetry writes.
     pub ingest: crate::ingest::Ingest,
     /// Signs the commands handed to devices.
@@ -51,14 +56,59 @@ impl App {
         i64::try_from(self.clock.now_secs()).unwrap_or(i64::MAX)
     }
 
+    /// Adds a revoked certificate serial to the set the TLS verifier refuses (fails closed:
+    /// even a poisoned lock takes it).
+    pub fn deny(&self, serial: &str) {
+        let mut set = self.revoked.write().unwrap_or_else(|e| e.into_inner());
+        set.insert(serial.to_string());
+    }
+
     /// Appends to the audit log; a failure to audit is logged (the action already happened).
     pub async fn audit(&self, actor: &str, action: &str, device: Option<&str>, detail: &str) {
+        self.audit_counted(actor, action, device, detail, 1).await;
+    }
+
+    /// Appends an entry that stands for `count` events.
+    pub async fn audit_counted(
+        &self,
+        actor: &str,
+        action: &str,
+        device: Option<&str>,
+        detail: &str,
+        count: u64,
+    ) {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
         if let Err(e) = self
             .db
-            .audit(self.now(), actor, action, device, detail)
+            .audit(self.now(), actor, action, device, detail, count)
             .await
         {
             tracing::error!(%e, action, "could not write the audit log");
+        }
+    }
+
+    /// Audits a refusal: the first of its kind at once, repeats within the aggregation
+    /// window as one entry with their count when the window closes (see `audit_agg`).
+    pub async fn audit_refusal(
+        &self,
+        actor: &str,
+        action: &'static str,
+        device: Option<&str>,
+        detail: &str,
+    ) {
+        if let Some((actor, action, device, detail, count)) =
+            self.refusals.refusal(actor, action, device, detail)
+        {
+            self.audit_counted(&actor, action, device.as_deref(), &detail, count)
+                .await;
+        }
+    }
+
+    /// Writes the counted repeats of refusal windows that have closed (all if `all`).
+    pub async fn flush_refusals(&self, all: bool) {
+        for (actor, action, device, detail, count) in self.refusals.flush(all) {
+            self.audit_counted(&actor, action, device.as_deref(), &detail, count)
+                .await;
         }
     }
 }

@@ -23,6 +23,42 @@ impl LimitConfig {
     }
 }
 
+/// Timeouts and caps on every connection of each listener (the `[connections]` table).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionLimits {
+    /// Seconds a client has to complete the TLS handshake.
+    pub handshake_timeout_secs: u64,
+    /// Seconds a client has to send a request's headers (HTTP/1.1).
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body, from its headers on.
+    pub body_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in progress.
+    pub idle_timeout_secs: u64,
+    /// Most connections open at once on one listener (lowered at start to what the process's
+    /// file descriptor limit allows).
+    pub max_connections: usize,
+    /// Most connections open at once from one source address on one listener.
+    pub max_connections_per_address: usize,
+    /// MiB of request bodies held in memory at once, over every connection of both
+    /// listeners; a body that would go past it is refused with 503.
+    pub body_memory_mib: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            handshake_timeout_secs: 10,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 4096,
+            max_connections_per_address: 64,
+            body_memory_mib: 256,
+        }
+    }
+}
+
 /// Everything the server can be configured with.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -56,10 +92,16 @@ pub struct Config {
     pub device_cert_days: i64,
     /// Per-source-address limit, applied before authentication.
     pub ip_limit: LimitConfig,
+    /// Per-source-address limit on enrollment (`POST /v1/enroll`, unauthenticated).
+    pub enroll_limit: LimitConfig,
+    /// Seconds over which repeated refusals are counted into one audit entry.
+    pub audit_aggregate_secs: u64,
     /// Per-device limit for hardware classes not listed in `class_limits`.
     pub device_limit: LimitConfig,
     /// Per-device limits by hardware class.
     pub class_limits: BTreeMap<String, LimitConfig>,
+    /// Timeouts and connection caps.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for Config {
@@ -82,11 +124,17 @@ impl Default for Config {
                 per_second: 200,
                 burst: 400,
             },
+            enroll_limit: LimitConfig {
+                per_second: 5,
+                burst: 20,
+            },
+            audit_aggregate_secs: 60,
             device_limit: LimitConfig {
                 per_second: 20,
                 burst: 40,
             },
             class_limits: BTreeMap::new(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -164,5 +212,9 @@ mod tests {
         );
         assert_eq!(c.limit_for("other"), Config::default().device_limit);
         assert!(Config::from_toml("lsten = 1").is_err());
+        let c = Config::from_toml("[connections]\nidle_timeout_secs = 5\n").expect("parse");
+        assert_eq!(c.connections.idle_timeout_secs, 5);
+        assert_eq!(c.connections.max_connections, 4096);
+        assert!(Config::from_toml("[connections]\nidle = 5\n").is_err());
     }
 }

@@ -24,6 +24,9 @@ pub enum DbError {
     /// The telemetry writer's thread could not be started.
     #[error("telemetry writer thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The database file could not be created private (0600).
+    #[error("database file: {0}")]
+    Files(String),
     /// The row to insert exists already.
     #[error("{0} already exists")]
     Exists(String),
@@ -127,6 +130,81 @@ impl fmt::Display for Role {
     }
 }
 
+/// A change of a device's status, made by [`Db::transition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// pending → active, with the certificate issued at enrollment.
+    Enroll {
+        /// The new certificate's serial (hex).
+        serial: &'a str,
+    },
+    /// active → quarantined.
+    Quarantine,
+    /// quarantined → active.
+    Release,
+    /// pending, active or quarantined → revoked; the current certificate is revoked for good.
+    Revoke,
+    /// active, quarantined or revoked → pending, to enroll again with a new token (earlier
+    /// tokens are deleted); the current certificate, if any, is revoked for good.
+    Reprovision {
+        /// SHA-256 (hex) of the new enrollment token.
+        token_sha256: &'a str,
+        /// When the new token expires (Unix seconds).
+        expires_at: i64,
+    },
+}
+
+impl Change<'_> {
+    /// The statuses the change may start from.
+    pub fn allowed_from(&self) -> &'static [DeviceStatus] {
+        use DeviceStatus::*;
+        match self {
+            Change::Enroll { .. } => &[Pending],
+            Change::Quarantine => &[Active],
+            Change::Release => &[Quarantined],
+            Change::Revoke => &[Pending, Active, Quarantined],
+            Change::Reprovision { .. } => &[Active, Quarantined, Revoked],
+        }
+    }
+
+    /// The status it leads to.
+    pub fn to(&self) -> DeviceStatus {
+        match self {
+            Change::Enroll { .. } | Change::Release => DeviceStatus::Active,
+            Change::Quarantine => DeviceStatus::Quarantined,
+            Change::Revoke => DeviceStatus::Revoked,
+            Change::Reprovision { .. } => DeviceStatus::Pending,
+        }
+    }
+
+    /// Its name in the audit log (`device.<name>`) and in refusals.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Change::Enroll { .. } => "enroll",
+            Change::Quarantine => "quarantine",
+            Change::Release => "release",
+            Change::Revoke => "revoke",
+            Change::Reprovision { .. } => "reprovision",
+        }
+    }
+}
+
+/// What [`Db::transition`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// The change was committed.
+    Done {
+        /// The status it changed from.
+        from: DeviceStatus,
+        /// The certificate it revoked (revoke and reprovision of an enrolled device).
+        revoked_serial: Option<String>,
+    },
+    /// The device's status does not allow the change.
+    Refused(DeviceStatus),
+    /// No such device.
+    NoDevice,
+}
+
 /// Why an enrollment token was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRefusal {
@@ -153,7 +231,23 @@ pub struct AuditEntry {
     pub device_id: Option<String>,
     /// Details (never secrets).
     pub detail: String,
+    /// How many events the entry stands for (repeated refusals are counted into one).
+    pub count: i64,
 }
+
+/// Filters of the audit API; every one given must match exactly.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct AuditFilter {
+    /// Who.
+    pub actor: Option<String>,
+    /// The device concerned.
+    pub device: Option<String>,
+    /// What.
+    pub action: Option<String>,
+}
+
+/// Most entries of one page of the audit log.
+pub const MAX_AUDIT_PAGE: i64 = 1000;
 
 /// A command queued for a device.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -205,6 +299,13 @@ impl Db {
         } else {
             return Err(DbError::Url(url.to_string()));
         };
+        if backend == Backend::Sqlite {
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+            let file = options.get_filename();
+            if file != std::path::Path::new(":memory:") {
+                crate::data_dir::private_sqlite_file(file).map_err(DbError::Files)?;
+            }
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
             .after_connect(move |conn, _| {
@@ -284,33 +385,94 @@ impl Db {
         Ok(rows.iter().map(device_from).collect::<Result<_, _>>()?)
     }
 
-    /// Sets a device's status; false if there is no such device.
-    pub async fn set_status(
+    /// Applies `change` to device `id` as one compare-and-set on its status: the device is
+    /// read, the change checked against its status, and the write made only if the status is
+    /// still the one read (`UPDATE … WHERE id = … AND status = …`), in one transaction with
+    /// what goes with it (the revoked certificate recorded for good, a new enrollment token).
+    /// If another transition got in between, it starts over from the new status; the change
+    /// therefore happens whole, after every transition committed before it, or is refused.
+    pub async fn transition(
         &self,
         id: &str,
-        status: DeviceStatus,
+        change: Change<'_>,
         now: i64,
-    ) -> Result<bool, DbError> {
-        let r = sqlx::query("UPDATE devices SET status = $1, updated_at = $2 WHERE id = $3")
-            .bind(status.to_string())
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
+    ) -> Result<Transition, DbError> {
+        loop {
+            let Some(device) = self.device(id).await? else {
+                return Ok(Transition::NoDevice);
+            };
+            if !change.allowed_from().contains(&device.status) {
+                return Ok(Transition::Refused(device.status));
+            }
+            // The compare covers the serial too: between the read and the write the device
+            // could have been re-provisioned and enrolled again, back to the same status.
+            let sql = match change {
+                Change::Enroll { .. } => "UPDATE devices SET status = $1, updated_at = $2, cert_serial = $6 WHERE id = $3 AND status = $4 AND COALESCE(cert_serial, '') = $5",
+                Change::Reprovision { .. } => "UPDATE devices SET status = $1, updated_at = $2, cert_serial = NULL WHERE id = $3 AND status = $4 AND COALESCE(cert_serial, '') = $5",
+                _ => "UPDATE devices SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4 AND COALESCE(cert_serial, '') = $5",
+            };
+            let mut query = sqlx::query(sql)
+                .bind(change.to().to_string())
+                .bind(now)
+                .bind(id)
+                .bind(device.status.to_string())
+                .bind(device.cert_serial.clone().unwrap_or_default());
+            if let Change::Enroll { serial } = change {
+                query = query.bind(serial);
+            }
+            let mut tx = self.pool.begin().await?;
+            if query.execute(&mut *tx).await?.rows_affected() != 1 {
+                // The device changed since it was read: read it again.
+                tx.rollback().await?;
+                continue;
+            }
+            let revoked_serial = match change {
+                Change::Revoke | Change::Reprovision { .. } => device.cert_serial.clone(),
+                _ => None,
+            };
+            if let Some(serial) = &revoked_serial {
+                sqlx::query(
+                    "INSERT INTO revoked_certs (serial, device_id, revoked_at) VALUES ($1, $2, $3) ON CONFLICT (serial) DO NOTHING",
+                )
+                .bind(serial)
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Change::Reprovision {
+                token_sha256,
+                expires_at,
+            } = change
+            {
+                // Tokens made earlier for this device must not enroll it again.
+                sqlx::query("DELETE FROM enrollment_tokens WHERE device_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("INSERT INTO enrollment_tokens (token_sha256, device_id, expires_at) VALUES ($1, $2, $3)")
+                    .bind(token_sha256)
+                    .bind(id)
+                    .bind(expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            return Ok(Transition::Done {
+                from: device.status,
+                revoked_serial,
+            });
+        }
     }
 
-    /// Records an issued certificate and activates the device.
-    pub async fn activate(&self, id: &str, serial: &str, now: i64) -> Result<(), DbError> {
-        sqlx::query(
-            "UPDATE devices SET status = 'active', cert_serial = $1, updated_at = $2 WHERE id = $3",
-        )
-        .bind(serial)
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    /// The next number for the device CRL (it only rises, across restarts and replicas).
+    pub async fn next_crl_number(&self) -> Result<u64, DbError> {
+        let row =
+            sqlx::query("UPDATE crl_number SET number = number + 1 WHERE id = 1 RETURNING number")
+                .fetch_one(&self.pool)
+                .await?;
+        let n: i64 = row.try_get("number")?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Stores an enrollment token (by its SHA-256 only).
@@ -359,7 +521,7 @@ impl Db {
         }))
     }
 
-    /// Appends to the audit log.
+    /// Appends to the audit log an entry standing for `count` events.
     pub async fn audit(
         &self,
         now: i64,
@@ -367,28 +529,62 @@ impl Db {
         action: &str,
         device: Option<&str>,
         detail: &str,
+        count: i64,
     ) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO audit (at, actor, action, device_id, detail) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO audit (at, actor, action, device_id, detail, count) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(now)
         .bind(actor)
         .bind(action)
         .bind(device)
         .bind(detail)
+        .bind(count)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// The newest `limit` audit entries, newest first.
-    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, DbError> {
-        let rows = sqlx::query(
-            "SELECT id, at, actor, action, device_id, detail FROM audit ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+    /// A page of the audit log, newest first: at most `limit` entries older than `before`
+    /// (an entry id; the newest when `None`) that match every filter given.
+    pub async fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, DbError> {
+        let mut conditions = Vec::new();
+        let mut values: Vec<&str> = Vec::new();
+        for (column, value) in [
+            ("actor", &filter.actor),
+            ("device_id", &filter.device),
+            ("action", &filter.action),
+        ] {
+            if let Some(v) = value {
+                values.push(v);
+                conditions.push(format!("{column} = ${}", values.len()));
+            }
+        }
+        if before.is_some() {
+            conditions.push(format!("id < ${}", values.len() + 1));
+        }
+        let sql = format!(
+            "SELECT id, at, actor, action, device_id, detail, count FROM audit {} ORDER BY id DESC LIMIT {}",
+            if conditions.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conditions.join(" AND "))
+            },
+            limit.clamp(1, MAX_AUDIT_PAGE)
+        );
+        let mut query = sqlx::query(&sql);
+        for v in values {
+            query = query.bind(v);
+        }
+        if let Some(before) = before {
+            query = query.bind(before);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(AuditEntry {
@@ -398,6 +594,7 @@ impl Db {
                     action: r.try_get("action")?,
                     device_id: r.try_get("device_id")?,
                     detail: r.try_get("detail")?,
+                    count: r.try_get("count")?,
                 })
             })
             .collect()
@@ -538,16 +735,14 @@ impl Db {
         Ok(row.try_get("id")?)
     }
 
-    /// Certificate serials of revoked devices (hex).
+    /// Every revoked device certificate serial (hex), oldest first.
     pub async fn revoked_serials(&self) -> Result<Vec<String>, DbError> {
-        let rows = sqlx::query(
-            "SELECT cert_serial FROM devices WHERE status = 'revoked' AND cert_serial IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT serial FROM revoked_certs ORDER BY revoked_at, serial")
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .iter()
-            .filter_map(|r| r.try_get::<String, _>("cert_serial").ok())
-            .collect())
+            .map(|r| r.try_get::<String, _>("serial"))
+            .collect::<Result<_, _>>()?)
     }
 }

@@ -10,12 +10,11 @@ use std::{net::SocketAddr, sync::Arc};
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Path, Request, State},
-    http::{request::Parts, StatusCode},
+    http::request::Parts,
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
-use base64::Engine;
 use edgeward_proto::{
     api,
     gcra::Decision,
@@ -93,6 +92,8 @@ pub struct Gated {
     pub body: Bytes,
     /// The rest of the request, for extractors that must run after the gate.
     pub parts: Parts,
+    /// The body's share of the server's body memory budget, given back when the call ends.
+    _held: crate::body::Held,
 }
 
 impl FromRequest<Shared> for Gated {
@@ -120,10 +121,40 @@ fn refused(app: &Shared, reason: &'static str) {
     );
 }
 
-/// The gate in front of every device endpoint.
-async fn gate(app: &Shared, req: Request) -> Result<Gated, ApiError> {
+/// What the gate established before reading the body.
+struct Admitted {
+    peer: Arc<Peer>,
+    /// A v2 token (its text), whose MAC binds the body: checked once the body is read.
+    v2: Option<String>,
+}
+
+impl Admitted {
+    fn device(&self) -> Result<&PeerDevice, ApiError> {
+        self.peer
+            .device
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("an admitted call without its device"))
+    }
+}
+
+/// Audits a refused device authentication (repeats are counted into one entry).
+async fn audit_refusal(app: &Shared, device: &str, detail: &str) {
+    app.audit_refusal(
+        &format!("device:{device}"),
+        "auth.refused",
+        Some(device),
+        detail,
+    )
+    .await;
+}
+
+/// The first half of the gate: everything that does not need the body, so that nothing is
+/// read from a caller that cannot be let through. In order: the source address's limit, the
+/// client certificate, the token's form and device id, for v1 its MAC and window (for v2
+/// the window; its MAC binds the body), the registry status, the device's limit.
+async fn admit(app: &Shared, parts: &Parts) -> Result<Admitted, ApiError> {
     let now_ns = app.clock.now_ns();
-    let Some(peer) = req.extensions().get::<Arc<Peer>>().cloned() else {
+    let Some(peer) = parts.extensions.get::<Arc<Peer>>().cloned() else {
         return Err(ApiError::internal(
             "a device call arrived without its connection",
         ));
@@ -145,20 +176,6 @@ async fn gate(app: &Shared, req: Request) -> Result<Gated, ApiError> {
     };
     let cert_device = &*peer_device.id;
 
-    let (parts, body) = req.into_parts();
-    let limit = if parts.uri.path() == "/v1/device/forensics" {
-        MAX_FORENSICS
-    } else {
-        MAX_BODY
-    };
-    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the body exceeds {limit} bytes"),
-        )
-    })?;
-
     let header = parts
         .headers
         .get("authorization")
@@ -174,10 +191,9 @@ async fn gate(app: &Shared, req: Request) -> Result<Gated, ApiError> {
     })?;
     if parsed.device_id != cert_device {
         refused(app, "token_device_mismatch");
-        app.audit(
-            &format!("device:{cert_device}"),
-            "auth.refused",
-            Some(cert_device),
+        audit_refusal(
+            app,
+            cert_device,
             &format!("token names device {:?}", parsed.device_id),
         )
         .await;
@@ -185,53 +201,26 @@ async fn gate(app: &Shared, req: Request) -> Result<Gated, ApiError> {
             "the token's device id is not the certificate's",
         ));
     }
-    // Only a v2 token binds the request; a v1 token's check never reads the binding.
-    let binding = parsed.nonce.is_some().then(|| token::Request {
-        method: parts.method.as_str(),
-        target: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/"),
-        body_sha256: token::body_sha256(&body),
-    });
     let window = app.config.token_window_secs;
-    if let Err(e) = parsed.verify(
-        &peer_device.secret,
-        app.clock.now_secs(),
-        window,
-        binding.as_ref(),
-    ) {
-        refused(app, "bad_token");
-        app.audit(
-            &format!("device:{cert_device}"),
-            "auth.refused",
-            Some(cert_device),
-            &e.to_string(),
-        )
-        .await;
-        return Err(ApiError::unauthenticated(e.to_string()));
-    }
-    if let Some(nonce) = parsed.nonce {
-        let key = format!("{cert_device}:{}", hex::encode(nonce));
-        if !app
-            .store
-            .first_use(&key, 2 * window, now_ns)
-            .await
-            .map_err(ApiError::unavailable)?
-        {
-            refused(app, "replay");
-            app.audit(
-                &format!("device:{cert_device}"),
-                "auth.refused",
-                Some(cert_device),
-                "replayed v2 nonce",
-            )
-            .await;
-            return Err(ApiError::unauthenticated(
-                "this token's nonce was used before (replay)",
-            ));
+    let now = app.clock.now_secs();
+    let checked = if parsed.is_v2() {
+        let skew = now.abs_diff(parsed.timestamp);
+        if skew > window {
+            Err(token::TokenError::OutsideWindow {
+                timestamp: parsed.timestamp,
+                skew,
+                window,
+            })
+        } else {
+            Ok(())
         }
+    } else {
+        parsed.verify(&peer_device.secret, now, window, None)
+    };
+    if let Err(e) = checked {
+        refused(app, "bad_token");
+        audit_refusal(app, cert_device, &e.to_string()).await;
+        return Err(ApiError::unauthenticated(e.to_string()));
     }
 
     let device = app
@@ -273,14 +262,126 @@ async fn gate(app: &Shared, req: Request) -> Result<Gated, ApiError> {
         refused(app, "device_rate");
         return Err(ApiError::rate_limited(retry_after_ns));
     }
+    let v2 = parsed.is_v2().then(|| header.trim().to_string());
+    Ok(Admitted { peer, v2 })
+}
+
+/// The second half of the gate for a v2 token, once the body's SHA-256 is known: its MAC
+/// over the request, then its nonce, which may be used once.
+async fn finish_v2(
+    app: &Shared,
+    admitted: &Admitted,
+    parts: &Parts,
+    body_sha256: [u8; 32],
+) -> Result<(), ApiError> {
+    let Some(text) = admitted.v2.as_deref() else {
+        return Ok(());
+    };
+    let peer_device = admitted.device()?;
+    let cert_device = &*peer_device.id;
+    let parsed = Token::parse(text).map_err(|e| ApiError::unauthenticated(e.to_string()))?;
+    let binding = token::Request {
+        method: parts.method.as_str(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/"),
+        body_sha256,
+    };
+    let window = app.config.token_window_secs;
+    if let Err(e) = parsed.verify(
+        &peer_device.secret,
+        app.clock.now_secs(),
+        window,
+        Some(&binding),
+    ) {
+        refused(app, "bad_token");
+        audit_refusal(app, cert_device, &e.to_string()).await;
+        return Err(ApiError::unauthenticated(e.to_string()));
+    }
+    if let Some(nonce) = parsed.nonce {
+        let key = format!("{cert_device}:{}", hex::encode(nonce));
+        if !app
+            .store
+            .first_use(&key, 2 * window, app.clock.now_ns())
+            .await
+            .map_err(ApiError::unavailable)?
+        {
+            refused(app, "replay");
+            audit_refusal(app, cert_device, "replayed v2 nonce").await;
+            return Err(ApiError::unauthenticated(
+                "this token's nonce was used before (replay)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The gate in front of every device endpoint but the forensic upload: admits the call,
+/// then reads its body (at most [`MAX_BODY`] bytes, under the server's body memory budget)
+/// and finishes a v2 token's check.
+async fn gate(app: &Shared, req: Request) -> Result<Gated, ApiError> {
+    let (parts, body) = req.into_parts();
+    let admitted = admit(app, &parts).await?;
+    let held = crate::body::read(body, MAX_BODY, &app.body_budget).await?;
+    if admitted.v2.is_some() {
+        finish_v2(app, &admitted, &parts, token::body_sha256(&held.bytes)).await?;
+    }
     Ok(Gated {
-        device: peer_device.id.clone(),
-        body,
+        device: admitted.device()?.id.clone(),
+        body: held.bytes.clone(),
         parts,
+        _held: held,
     })
 }
 
+/// A forensic upload that passed the first half of the gate: its body is still unread, to
+/// be streamed to disk while it is hashed; [`Unfinished::finish`] then completes the gate.
+pub struct Streamed {
+    /// The device.
+    pub device: Arc<str>,
+    /// The unread body.
+    pub body: axum::body::Body,
+    /// What completes the gate.
+    pub unfinished: Unfinished,
+}
+
+/// The second half of the gate, still to pass once the body has been read.
+pub struct Unfinished {
+    parts: Parts,
+    admitted: Admitted,
+}
+
+impl Unfinished {
+    /// Completes the gate with the body's SHA-256 (a v2 token's MAC and nonce).
+    pub async fn finish(&self, app: &Shared, body_sha256: [u8; 32]) -> Result<(), ApiError> {
+        finish_v2(app, &self.admitted, &self.parts, body_sha256).await
+    }
+}
+
+impl FromRequest<Shared> for Streamed {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &Shared) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let admitted = admit(app, &parts).await?;
+        Ok(Streamed {
+            device: admitted.device()?.id.clone(),
+            body,
+            unfinished: Unfinished { parts, admitted },
+        })
+    }
+}
+
 async fn telemetry(State(app): State<Shared>, call: Gated) -> Result<Response, ApiError> {
+    // Stored exactly as sent, so it must be text: JSON parsing skips over the inside of
+    // strings it does not keep without checking their UTF-8.
+    if let Err(e) = std::str::from_utf8(&call.body) {
+        return Err(ApiError::bad_request(format!(
+            "the telemetry batch is not UTF-8 ({e})"
+        )));
+    }
     let batch = api::telemetry(&call.body).map_err(|e| ApiError::bad_request(e.0))?;
     let json = |body: String| {
         (
@@ -378,13 +479,19 @@ async fn attestation(State(app): State<Shared>, call: Gated) -> Result<Json<Valu
     Ok(Json(json!({ "id": id, "sha256": sha })))
 }
 
-async fn forensics(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, ApiError> {
-    let (dev, body) = (call.device, call.body);
-    if body.is_empty() {
+async fn forensics(State(app): State<Shared>, call: Streamed) -> Result<Json<Value>, ApiError> {
+    let Streamed {
+        device: dev,
+        body,
+        unfinished,
+    } = call;
+    let incoming = crate::forensics::receive(&app, body, MAX_FORENSICS).await?;
+    if incoming.bytes == 0 {
         return Err(ApiError::bad_request("empty forensic bundle"));
     }
-    let sha = hex::encode(edgeward_core::sha256(&body));
-    let stored = base64::engine::general_purpose::STANDARD.encode(&body);
+    unfinished.finish(&app, incoming.sha256).await?;
+    let (sha, bytes) = (hex::encode(incoming.sha256), incoming.bytes);
+    let stored = incoming.keep()?;
     let id = app
         .db
         .insert_upload(&dev, "forensics", &sha, &stored, app.now())
@@ -393,10 +500,8 @@ async fn forensics(State(app): State<Shared>, call: Gated) -> Result<Json<Value>
         &format!("device:{dev}"),
         "forensics.received",
         Some(&dev),
-        &format!("{} bytes, sha256 {sha}", body.len()),
+        &format!("{bytes} bytes, sha256 {sha}"),
     )
     .await;
-    Ok(Json(
-        json!({ "id": id, "sha256": sha, "bytes": body.len() }),
-    ))
+    Ok(Json(json!({ "id": id, "sha256": sha, "bytes": bytes })))
 }

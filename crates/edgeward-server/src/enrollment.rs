@@ -3,22 +3,20 @@
 //! enrollment listener, which serves nothing else, so the admin API can stay private; the
 //! admin listener answers it too for factory tools that already hold an admin session.
 
-use std::sync::Arc;
-
 use axum::{
-    body::Bytes,
-    extract::State,
+    extract::{FromRequestParts, State},
+    http::request::Parts,
     routing::{get, post},
-    Extension, Json, Router,
+    Json, Router,
 };
-use edgeward_proto::{api, gcra::Decision};
+use edgeward_proto::api;
 use serde_json::{json, Value};
 
 use crate::{
-    admin_api::secret_hash,
+    admin_api::{address_limit, secret_hash},
     app::{ApiError, Shared},
-    db::{DeviceStatus, TokenRefusal},
-    device_api::Peer,
+    body::Small,
+    db::{Change, TokenRefusal, Transition},
 };
 
 /// The routes of the enrollment listener: `/v1/enroll` and `/healthz`, nothing else.
@@ -28,27 +26,31 @@ pub fn routes() -> Router<Shared> {
         .route("/healthz", get(|| async { "ok" }))
 }
 
+/// Admits an enrollment under its source address's limit (`enroll_limit`, in a bucket of
+/// its own so that enrollment and device traffic from one address do not starve each
+/// other), before its body is read or its token looked up: the listener faces the devices'
+/// network.
+pub struct EnrollAllowed;
+
+impl FromRequestParts<Shared> for EnrollAllowed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, ApiError> {
+        address_limit(app, parts, "enroll", &app.config.enroll_limit).await?;
+        Ok(EnrollAllowed)
+    }
+}
+
 /// `POST /v1/enroll`: a one-time token and a CSR for a key the device generated; answers
 /// with the device certificate, the device CA, the server CA, the device token secret and
-/// the public key that signs its commands.
-/// Calls are limited per source address first (`ip_limit`, in a bucket of its own so that
-/// enrollment and device traffic from one address do not starve each other): the listener
-/// faces the devices' network.
+/// the public key that signs its commands. Refused tokens are audited, repeats counted
+/// into one entry.
 pub async fn enroll(
     State(app): State<Shared>,
-    Extension(peer): Extension<Arc<Peer>>,
-    body: Bytes,
+    _: EnrollAllowed,
+    Small(body): Small,
 ) -> Result<Json<Value>, ApiError> {
-    let ip_key = format!("enroll-ip:{}", peer.addr.ip());
-    if let Decision::Deny { retry_after_ns } = app
-        .store
-        .check(&ip_key, &app.config.ip_limit.quota(), app.clock.now_ns())
-        .await
-        .map_err(ApiError::unavailable)?
-    {
-        return Err(ApiError::rate_limited(retry_after_ns));
-    }
-    let e = api::enrollment(&body).map_err(|e| ApiError::bad_request(e.0))?;
+    let e = api::enrollment(&body.bytes).map_err(|e| ApiError::bad_request(e.0))?;
     let now = app.now();
     let outcome = app
         .db
@@ -64,36 +66,39 @@ pub async fn enroll(
             };
             app.metrics
                 .inc("edgeward_enrollments_total", "outcome=\"refused\"".into());
-            app.audit("enrollment", "enroll.refused", None, reason)
+            app.audit_refusal("enrollment", "enroll.refused", None, reason)
                 .await;
             return Err(ApiError::unauthenticated(reason));
         }
     };
-    let device = app
-        .db
-        .device(&device_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("the token's device is gone"))?;
-    if device.status != DeviceStatus::Pending {
-        app.audit(
-            "enrollment",
-            "enroll.refused",
-            Some(&device_id),
-            &format!("device is {}", device.status),
-        )
-        .await;
-        return Err(ApiError::forbidden(
-            "status",
-            format!("device {device_id} is {}", device.status),
-        ));
-    }
     let now_dt = time::OffsetDateTime::from_unix_timestamp(now).map_err(ApiError::internal)?;
     let issued = app
         .identity
         .device_ca
         .issue(&e.csr, &device_id, app.config.device_cert_days, now_dt)
         .map_err(ApiError::bad_request)?;
-    app.db.activate(&device_id, &issued.serial, now).await?;
+    // Activated only if still pending when the certificate is recorded: a revocation (or
+    // anything else) that got in first wins, and the certificate is never handed out.
+    let change = Change::Enroll {
+        serial: &issued.serial,
+    };
+    match app.db.transition(&device_id, change, now).await? {
+        Transition::Done { .. } => {}
+        Transition::Refused(status) => {
+            app.audit(
+                "enrollment",
+                "enroll.refused",
+                Some(&device_id),
+                &format!("device is {status}"),
+            )
+            .await;
+            return Err(ApiError::forbidden(
+                "status",
+                format!("device {device_id} is {status}"),
+            ));
+        }
+        Transition::NoDevice => return Err(ApiError::not_found("the token's device is gone")),
+    }
     app.registry.invalidate(&device_id);
     app.metrics
         .inc("edgeward_enrollments_total", "outcome=\"enrolled\"".into());

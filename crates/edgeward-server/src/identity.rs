@@ -44,12 +44,11 @@ pub struct Identity {
     pub secrets: edgeward_proto::secret::Deriver,
 }
 
-/// Loads the identity, creating on the embedded default whatever is missing: a development
-/// key hierarchy (`pki/`), the server CA and certificate, and the master key.
+/// Loads the identity from the (existing, locked) data directory, creating on the embedded
+/// default whatever is missing: a development key hierarchy (`pki/`), the server CA and
+/// certificate, and the master key.
 pub fn load_or_create(config: &Config, now: OffsetDateTime) -> Result<Identity, IdentityError> {
     let file = |name: &str| config.data_dir.join(name);
-    fs::create_dir_all(&config.data_dir)
-        .map_err(|e| IdentityError(format!("{}: {e}", config.data_dir.display())))?;
     let device_ca = match (&config.device_ca_cert, &config.device_ca_key) {
         (Some(cert), Some(key)) => DeviceCa::load(cert, key).map_err(IdentityError)?,
         (None, None) => {

@@ -8,13 +8,18 @@
 
 pub mod admin_api;
 pub mod app;
+pub mod audit_agg;
+pub mod body;
 pub mod clock;
 pub mod command_signing;
 pub mod config;
+pub mod conn_limits;
 pub mod conns;
+pub mod data_dir;
 pub mod db;
 pub mod device_api;
 pub mod enrollment;
+pub mod forensics;
 pub mod identity;
 pub mod ingest;
 pub mod metrics;

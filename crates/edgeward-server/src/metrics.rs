@@ -22,6 +22,14 @@ const HELP: &[(&str, &str)] = &[
         "enrollment attempts, by outcome",
     ),
     (
+        "edgeward_handshake_failures_total",
+        "TLS handshakes refused, by listener",
+    ),
+    (
+        "edgeward_connections_refused_total",
+        "connections closed unserved: a connection cap reached, or out of file descriptors",
+    ),
+    (
         "edgeward_connections_closed_total",
         "device connections closed by quarantine or revocation",
     ),

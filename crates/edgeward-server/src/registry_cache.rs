@@ -79,7 +79,7 @@ impl RegistryCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::DeviceStatus;
+    use crate::db::{Change, DeviceStatus};
 
     /// A record read before a status change is not cached after it: otherwise a request
     /// racing a quarantine would bring the old status back until the next change.
@@ -93,15 +93,15 @@ mod tests {
 
         let before = cache.invalidations.load(Ordering::Acquire);
         let stale = Arc::new(db.device("cam-1").await.expect("read").expect("known"));
-        db.set_status("cam-1", DeviceStatus::Quarantined, 2)
+        db.transition("cam-1", Change::Revoke, 2)
             .await
-            .expect("quarantine");
+            .expect("revoke");
         cache.invalidate("cam-1");
         cache.remember("cam-1", &stale, before);
 
         let now = cache.device(&db, "cam-1").await.expect("lookup");
-        assert_eq!(now.expect("known").status, DeviceStatus::Quarantined);
+        assert_eq!(now.expect("known").status, DeviceStatus::Revoked);
         let again = cache.device(&db, "cam-1").await.expect("cached lookup");
-        assert_eq!(again.expect("known").status, DeviceStatus::Quarantined);
+        assert_eq!(again.expect("known").status, DeviceStatus::Revoked);
     }
 }

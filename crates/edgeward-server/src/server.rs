@@ -4,7 +4,7 @@
 use std::{
     collections::HashSet,
     net::SocketAddr,
-    sync::{atomic::Ordering, Arc, RwLock},
+    sync::{Arc, RwLock},
     time::Duration,
 };
 
@@ -16,14 +16,16 @@ use hyper_util::{
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
-use tower::util::MapResponseLayer;
+use tower::util::{MapRequestLayer, MapResponseLayer};
 
 use crate::{
     admin_api,
     app::{App, Shared},
     clock::{Clock, SystemClock},
-    config::Config,
+    config::{Config, ConnectionLimits},
+    conn_limits::{Activity, Caps},
     conns::Connections,
+    data_dir::DataDir,
     db::{Db, Role},
     device_api::{self, Peer},
     enrollment, identity,
@@ -56,6 +58,8 @@ pub struct Running {
     pub app: Shared,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Held (locked) until the server stops.
+    _data_dir: DataDir,
 }
 
 impl Running {
@@ -68,20 +72,22 @@ impl Running {
     }
 }
 
-/// Writes `device-crl.pem` into the data directory from the revoked set.
+/// Writes `device-crl.pem` into the data directory from the committed revocations (the
+/// registry's `revoked_certs`, which also refills the TLS deny set), under the next CRL
+/// number, one writer at a time.
 pub async fn write_device_crl(app: &App) -> Result<(), String> {
-    let serials: Vec<String> = app
-        .revoked
-        .read()
-        .map(|s| s.iter().cloned().collect())
-        .map_err(|_| "lock poisoned".to_string())?;
-    let number = app.crl_number.fetch_add(1, Ordering::SeqCst) + 1;
+    let _writing = app.crl_writer.lock().await;
+    let serials = app.db.revoked_serials().await.map_err(|e| e.to_string())?;
+    for serial in &serials {
+        app.deny(serial);
+    }
+    let number = app.db.next_crl_number().await.map_err(|e| e.to_string())?;
     let now = time::OffsetDateTime::from_unix_timestamp(app.now()).map_err(|e| e.to_string())?;
     let pem = app.identity.device_ca.crl(&serials, number, now)?;
     edgeward_pki::store::write_atomic(
         &app.config.data_dir.join("device-crl.pem"),
         pem.as_bytes(),
-        false,
+        true,
     )
     .map_err(|e| e.to_string())
 }
@@ -96,6 +102,17 @@ pub async fn start_with_clock(
     config: Config,
     clock: Arc<dyn Clock>,
 ) -> Result<Running, StartError> {
+    // Listeners first: a port in use must not leave a half-made data directory behind.
+    let device_listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| StartError(format!("{}: {e}", config.listen)))?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|e| StartError(format!("{}: {e}", config.admin_listen)))?;
+    let enroll_listener = TcpListener::bind(config.enroll_listen)
+        .await
+        .map_err(|e| StartError(format!("{}: {e}", config.enroll_listen)))?;
+    let mut data_dir = DataDir::lock(&config.data_dir).map_err(StartError)?;
     let now =
         time::OffsetDateTime::from_unix_timestamp(i64::try_from(clock.now_secs()).unwrap_or(0))
             .map_err(|e| StartError(e.to_string()))?;
@@ -132,7 +149,11 @@ pub async fn start_with_clock(
         conns: Connections::default(),
         revoked: Arc::new(RwLock::new(revoked)),
         metrics: Metrics::default(),
-        crl_number: Default::default(),
+        crl_writer: Default::default(),
+        body_budget: crate::body::Budget::new(config.connections.body_memory_mib),
+        refusals: crate::audit_agg::Aggregator::new(Duration::from_secs(
+            config.audit_aggregate_secs.max(1),
+        )),
         registry: crate::registry_cache::RegistryCache::new(
             db_backend == crate::db::Backend::Sqlite && config.redis_url.is_none(),
         ),
@@ -147,21 +168,13 @@ pub async fn start_with_clock(
     let device_tls = tls::device_config(&app.identity, None, app.revoked.clone())
         .map_err(|e| StartError(e.to_string()))?;
     let admin_tls = tls::admin_config(&app.identity).map_err(|e| StartError(e.to_string()))?;
-    let device_listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| StartError(format!("{}: {e}", config.listen)))?;
-    let admin_listener = TcpListener::bind(config.admin_listen)
-        .await
-        .map_err(|e| StartError(format!("{}: {e}", config.admin_listen)))?;
+    data_dir.started().map_err(StartError)?;
     let device_addr = device_listener
         .local_addr()
         .map_err(|e| StartError(e.to_string()))?;
     let admin_addr = admin_listener
         .local_addr()
         .map_err(|e| StartError(e.to_string()))?;
-    let enroll_listener = TcpListener::bind(config.enroll_listen)
-        .await
-        .map_err(|e| StartError(format!("{}: {e}", config.enroll_listen)))?;
     let enroll_addr = enroll_listener
         .local_addr()
         .map_err(|e| StartError(e.to_string()))?;
@@ -191,6 +204,7 @@ pub async fn start_with_clock(
 
     let (shutdown, rx) = watch::channel(false);
     let tasks = vec![
+        tokio::spawn(flush_refusals(app.clone(), rx.clone())),
         tokio::spawn(accept_loop(
             device_listener,
             TlsAcceptor::from(device_tls),
@@ -223,7 +237,21 @@ pub async fn start_with_clock(
         app,
         shutdown,
         tasks,
+        _data_dir: data_dir,
     })
+}
+
+/// Writes the counted repeats of refusals as their windows close, and all of them when the
+/// server stops.
+async fn flush_refusals(app: Shared, mut shutdown: watch::Receiver<bool>) {
+    let every = (app.refusals.window() / 4).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => app.flush_refusals(false).await,
+            _ = shutdown.changed() => break,
+        }
+    }
+    app.flush_refusals(true).await;
 }
 
 /// Counts every response of `listener` by status for `/metrics` (a plain response map: no
@@ -278,7 +306,7 @@ fn write_public_files(app: &App) -> Result<(), StartError> {
         ("server-ca.pem", &app.identity.server_ca_pem),
         ("device-ca.pem", &app.identity.device_ca.cert_pem),
     ] {
-        edgeward_pki::store::write_atomic(&dir.join(name), content.as_bytes(), false)
+        edgeward_pki::store::write_atomic(&dir.join(name), content.as_bytes(), true)
             .map_err(|e| StartError(format!("{}: {e}", dir.join(name).display())))?;
     }
     Ok(())
@@ -297,7 +325,106 @@ async fn metrics(axum::extract::State(app): axum::extract::State<Shared>) -> imp
     ([("content-type", "text/plain; version=0.0.4")], body)
 }
 
-/// Accepts TLS connections and serves HTTP/1.1 and HTTP/2 on each until shutdown.
+/// How long to wait before accepting again when the process is out of file descriptors: it
+/// doubles from the first to the last while accepting keeps failing.
+const ACCEPT_BACKOFF_MS: (u64, u64) = (10, 1000);
+
+/// Whether an accept error means the process or system ran out of file descriptors.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    let code = e.raw_os_error().map(rustix::io::Errno::from_raw_os_error);
+    code == Some(rustix::io::Errno::MFILE) || code == Some(rustix::io::Errno::NFILE)
+}
+
+/// The connection caps in effect: the configured ones, the overall one lowered to what the
+/// file descriptor limit leaves for each of the two listeners (with room for the database,
+/// the files and the clients the server holds itself).
+fn caps(limits: &ConnectionLimits) -> Arc<Caps> {
+    let max = match rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+        Some(fds) => {
+            let room = usize::try_from(fds.saturating_sub(256) / 2).unwrap_or(usize::MAX);
+            if room < limits.max_connections {
+                tracing::warn!(
+                    room,
+                    configured = limits.max_connections,
+                    "the file descriptor limit lowers max_connections"
+                );
+            }
+            limits.max_connections.min(room.max(1))
+        }
+        None => limits.max_connections,
+    };
+    Caps::new(max, limits.max_connections_per_address)
+}
+
+/// Serves one TLS connection until it closes, its device is cut off, it has been idle for
+/// the idle timeout, or the server stops.
+async fn serve_connection(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    addr: SocketAddr,
+    router: Router,
+    app: Shared,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = app.config.connections;
+    let device_id = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| tls::common_name_of(c));
+    let peer = Arc::new(Peer::new(addr, device_id.as_deref(), &app.identity.secrets));
+    let registration = device_id.as_deref().map(|d| app.conns.register(d));
+    let mut closed = registration.as_ref().map(|r| r.closed.clone());
+    let activity = Arc::new(Activity::default());
+    let (begun, ended) = (activity.clone(), activity.clone());
+    let body_secs = limits.body_timeout_secs;
+    let svc = router
+        .layer(Extension(peer))
+        .layer(MapRequestLayer::new(move |req: axum::extract::Request| {
+            begun.begin();
+            req.map(|body| crate::body::with_deadline(body, body_secs))
+        }))
+        .layer(MapResponseLayer::new(
+            move |response: axum::response::Response| {
+                ended.end();
+                response
+            },
+        ));
+    let timer = hyper_util::rt::TokioTimer::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(timer.clone())
+        .header_read_timeout(Duration::from_secs(limits.header_timeout_secs));
+    builder.http2().timer(timer).max_concurrent_streams(32);
+    let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
+    tokio::pin!(conn);
+    let idle_ms = limits.idle_timeout_secs.saturating_mul(1000);
+    let mut tick = tokio::time::interval(Duration::from_millis((idle_ms / 4).clamp(50, 5000)));
+    let mut closing: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            _ = async { match closed.as_mut() { Some(c) => { let _ = c.changed().await; } None => std::future::pending::<()>().await } } => break,
+            _ = shutdown.changed() => break,
+            _ = tick.tick() => match closing {
+                // A client that does not finish closing within a second is dropped.
+                Some(since) if since.elapsed() > Duration::from_secs(1) => break,
+                Some(_) => {}
+                None if activity.idle_ms() >= idle_ms => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now());
+                }
+                None => {}
+            },
+        }
+    }
+    drop(registration);
+}
+
+/// Accepts TLS connections and serves HTTP/1.1 and HTTP/2 on each until shutdown. A
+/// connection over a cap is closed at once; when the process runs out of file descriptors,
+/// accepting pauses (backing off) and resumes.
 async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -306,56 +433,68 @@ async fn accept_loop(
     name: &'static str,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let limits = app.config.connections;
+    let caps = caps(&limits);
     let mut conns = tokio::task::JoinSet::new();
+    let mut backoff_ms = ACCEPT_BACKOFF_MS.0;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => break,
         };
         let (tcp, addr) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                backoff_ms = ACCEPT_BACKOFF_MS.0;
+                a
+            }
+            Err(e) if out_of_descriptors(&e) => {
+                tracing::warn!(%e, backoff_ms, "out of file descriptors; accepting again shortly");
+                app.metrics.inc(
+                    "edgeward_connections_refused_total",
+                    format!("listener=\"{name}\",reason=\"out_of_descriptors\""),
+                );
+                tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                backoff_ms = (2 * backoff_ms).min(ACCEPT_BACKOFF_MS.1);
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(%e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(ACCEPT_BACKOFF_MS.0)).await;
+                continue;
+            }
+        };
+        let slot = match caps.admit(addr.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                app.metrics.inc(
+                    "edgeward_connections_refused_total",
+                    format!("listener=\"{name}\",reason=\"{}\"", full.label()),
+                );
+                drop(tcp);
                 continue;
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, router, app, mut shutdown) = (
+        let (acceptor, router, app, shutdown) = (
             acceptor.clone(),
             router.clone(),
             app.clone(),
             shutdown.clone(),
         );
         conns.spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
+            let handshake = Duration::from_secs(app.config.connections.handshake_timeout_secs);
+            match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => serve_connection(tls, addr, router, app, shutdown).await,
                 Ok(Err(e)) => {
                     tracing::debug!(%addr, %e, "TLS handshake refused");
-                    app.metrics.inc("edgeward_handshake_failures_total", format!("listener=\"{name}\""));
-                    return;
+                    app.metrics.inc(
+                        "edgeward_handshake_failures_total",
+                        format!("listener=\"{name}\""),
+                    );
                 }
-                Err(_) => return,
-            };
-            let device_id = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| tls::common_name_of(c));
-            let peer = Arc::new(Peer::new(addr, device_id.as_deref(), &app.identity.secrets));
-            let registration = device_id.as_deref().map(|d| app.conns.register(d));
-            let mut closed = registration.as_ref().map(|r| r.closed.clone());
-            let svc = router.layer(Extension(peer));
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = async { match closed.as_mut() { Some(c) => { let _ = c.changed().await; } None => std::future::pending::<()>().await } } => {}
-                _ = shutdown.changed() => {}
+                Err(_) => {}
             }
-            drop(registration);
+            drop(slot);
         });
         while conns.try_join_next().is_some() {}
     }

@@ -50,7 +50,7 @@ impl Ingest {
         Ok(Ingest { tx })
     }
 
-    /// Stores one device's batch (JSON, so UTF-8); returns once it is committed.
+    /// Stores one device's batch (UTF-8 JSON); returns once it is committed.
     pub async fn store(&self, device: Arc<str>, at: i64, body: Bytes) -> Result<(), String> {
         let (done, wait) = oneshot::channel();
         self.tx
@@ -93,10 +93,11 @@ fn insert_statement(rows: usize, placeholders: impl Fn(usize) -> String) -> Stri
     )
 }
 
-/// The body as text to store. A body that parsed as JSON is UTF-8, so this borrows; should
-/// one not be, its invalid bytes are replaced rather than the batch refused.
-fn body_text(body: &Bytes) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(body)
+/// The body as text to store, exactly as received. The telemetry handler refuses what is
+/// not UTF-8, so this only fails (failing the batch, never altering a byte) if a caller did
+/// not check.
+fn body_text(body: &Bytes) -> Result<&str, String> {
+    std::str::from_utf8(body).map_err(|e| format!("a telemetry body is not UTF-8: {e}"))
 }
 
 /// Answers every request of a batch with the batch's outcome.

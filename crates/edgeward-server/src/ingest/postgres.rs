@@ -40,10 +40,13 @@ async fn insert(
             format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3)
         }));
     }
-    let bodies: Vec<_> = rows.iter().map(|(_, _, body)| body_text(body)).collect();
+    let bodies = rows
+        .iter()
+        .map(|(_, _, body)| body_text(body))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut query = sqlx::query(&statements[rows.len() - 1]);
     for ((device, at, _), body) in rows.iter().zip(&bodies) {
-        query = query.bind(&**device).bind(*at).bind(body.as_ref());
+        query = query.bind(&**device).bind(*at).bind(*body);
     }
     match query.execute(conn).await {
         Ok(_) => Ok(()),

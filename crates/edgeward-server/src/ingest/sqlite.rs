@@ -68,7 +68,10 @@ fn insert(conn: &Connection, statements: &mut Vec<String>, rows: &[Row]) -> Resu
             "(?, ?, ?)".to_string()
         }));
     }
-    let bodies: Vec<_> = rows.iter().map(|(_, _, body)| body_text(body)).collect();
+    let bodies = rows
+        .iter()
+        .map(|(_, _, body)| body_text(body))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut params: Vec<&dyn ToSql> = Vec::with_capacity(3 * rows.len());
     for ((device, at, _), body) in rows.iter().zip(&bodies) {
         params.extend([device as &dyn ToSql, at, body]);

@@ -206,14 +206,22 @@ pub struct Enrolled {
 
 /// Enrolls with `token` and a fresh key; (status, (response, enrolled)).
 pub async fn enroll_with(server: &Server, token: &str) -> (u16, (Value, Enrolled)) {
+    enroll_at(&server.admin, &server.admin_url("/v1/enroll"), token).await
+}
+
+/// Enrolls with `token` and a fresh key through `admin` at `url`.
+pub async fn enroll_at(
+    admin: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> (u16, (Value, Enrolled)) {
     let key = rcgen::KeyPair::generate().expect("key");
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())
         .expect("params")
         .serialize_request(&key)
         .expect("csr");
-    let r = server
-        .admin
-        .post(server.admin_url("/v1/enroll"))
+    let r = admin
+        .post(url)
         .json(&json!({ "token": token, "csr": csr.pem().expect("pem") }))
         .send()
         .await
@@ -242,4 +250,27 @@ pub fn v1(e: &Enrolled, ts: u64) -> String {
         "Device {}",
         edgeward_proto::token::create_v1(&e.id, &e.secret, ts)
     )
+}
+
+/// A second replica of `a` as a deployment would run one: a data directory of its own
+/// (each server locks its own), holding copies of `a`'s server CA and master key, `a`'s
+/// device CA, and `a`'s database (PostgreSQL, for replicas). The directory is returned to
+/// be kept for the replica's lifetime.
+pub async fn replica(a: &Server, edit: impl FnOnce(&mut Config)) -> (Running, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tmp");
+    for name in ["server-ca.pem", "server-ca.key", "master.key"] {
+        std::fs::copy(a.dir.path().join(name), dir.path().join(name)).expect("copy identity");
+    }
+    let mut c = Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_listen: "127.0.0.1:0".parse().expect("addr"),
+        database_url: Some(a.running.app.config.database_url()),
+        device_ca_cert: Some(a.dir.path().join("pki/device-ca.pem")),
+        device_ca_key: Some(a.dir.path().join("pki/device-ca.key")),
+        ..Config::default()
+    };
+    edit(&mut c);
+    let running = edgeward_server::start(c).await.expect("replica starts");
+    (running, dir)
 }

@@ -5,7 +5,11 @@
 #[macro_use]
 mod common;
 
+mod abuse;
 mod api;
+mod data_dir;
 mod interop;
+mod memory;
 mod rate_limit;
 mod revocation;
+mod transitions;

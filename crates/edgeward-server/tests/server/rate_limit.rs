@@ -1,6 +1,7 @@
 //! Rate limits: exactly the burst, then exactly the rate (with a controllable clock); the
-//! per-address limit in front of authentication; two servers sharing one Redis admitting no
-//! more than the quota in total, and refusing on one a v2 nonce already used on the other.
+//! per-address limit in front of authentication; two replicas sharing one PostgreSQL and one
+//! Redis admitting no more than the quota in total, and refusing on one a v2 nonce already
+//! used on the other.
 
 use std::sync::Arc;
 
@@ -99,11 +100,9 @@ async fn two_servers_sharing_redis_admit_the_quota_once() {
             burst: 10,
         };
     };
-    let a = start_with(Backend::Sqlite, limit, None).await;
-    // The second replica shares the first one's data directory (registry and keys) and Redis.
-    let mut cb = config(Backend::Sqlite, a.dir.path()).await;
-    limit(&mut cb);
-    let b_running = edgeward_server::start(cb).await.expect("second replica");
+    let a = start_with(Backend::Postgres, limit, None).await;
+    // The second replica shares the first one's registry (PostgreSQL), keys and Redis.
+    let (b_running, _b_dir) = replica(&a, limit).await;
     let e = a.enroll(&device_id("fleet"), "cam").await;
     let c = a.device_client(&e);
     let mut allowed = 0;
@@ -142,10 +141,8 @@ async fn a_v2_nonce_used_on_one_replica_is_refused_on_the_other() {
     let redis =
         std::env::var("EDGEWARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let shared = |c: &mut edgeward_server::Config| c.redis_url = Some(redis.clone());
-    let a = start_with(Backend::Sqlite, shared, None).await;
-    let mut cb = config(Backend::Sqlite, a.dir.path()).await;
-    shared(&mut cb);
-    let b_running = edgeward_server::start(cb).await.expect("second replica");
+    let a = start_with(Backend::Postgres, shared, None).await;
+    let (b_running, _b_dir) = replica(&a, shared).await;
     let e = a.enroll(&device_id("replay"), "cam").await;
     let c = a.device_client(&e);
     let req = edgeward_proto::token::Request {
