@@ -308,8 +308,9 @@ struct AuditQuery {
     limit: Option<i64>,
     /// The `next` of the previous page: entries older than this id.
     before: Option<i64>,
-    #[serde(flatten)]
-    filter: AuditFilter,
+    actor: Option<String>,
+    device: Option<String>,
+    action: Option<String>,
 }
 
 /// The audit log, newest first, a page at a time: `next` is the cursor of the following
@@ -321,7 +322,12 @@ async fn audit_log(
 ) -> Result<Json<Value>, ApiError> {
     admin.require(Role::Viewer)?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_AUDIT_PAGE);
-    let entries = app.db.audit_page(&q.filter, q.before, limit).await?;
+    let filter = AuditFilter {
+        actor: q.actor,
+        device: q.device,
+        action: q.action,
+    };
+    let entries = app.db.audit_page(&filter, q.before, limit).await?;
     let next = match entries.last() {
         Some(last) if entries.len() as i64 == limit => Some(last.id),
         _ => None,

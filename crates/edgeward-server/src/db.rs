@@ -236,7 +236,7 @@ pub struct AuditEntry {
 }
 
 /// Filters of the audit API; every one given must match exactly.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     /// Who.
     pub actor: Option<String>,

@@ -7,6 +7,7 @@ mod common;
 
 mod abuse;
 mod api;
+mod audit;
 mod data_dir;
 mod interop;
 mod memory;
