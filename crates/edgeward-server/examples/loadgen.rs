@@ -141,7 +141,12 @@ async fn main() -> anyhow::Result<()> {
         admin_listen: ([127, 0, 0, 1], 0).into(),
         enroll_listen: ([127, 0, 0, 1], 0).into(),
         ip_limit: unlimited,
+        enroll_limit: unlimited,
         device_limit: unlimited,
+        connections: edgeward_server::config::ConnectionLimits {
+            max_connections_per_address: 100_000,
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await?;

@@ -270,9 +270,12 @@ pub struct Db {
     url: String,
 }
 
-/// SQLite connection settings: memory-mapped reads and a 16 MiB page cache (without them
-/// every insert re-reads index pages through read(2) system calls).
-pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16384;";
+/// SQLite connection settings: every commit synced to disk before it is acknowledged
+/// (`synchronous = FULL`: with WAL's `NORMAL` a commit survives a crash of the process but
+/// not a power loss, and registry transitions, the audit log and acknowledged telemetry must
+/// survive both), memory-mapped reads and a 16 MiB page cache (without them every insert
+/// re-reads index pages through read(2) system calls).
+pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16384;";
 
 fn device_from(row: &sqlx::any::AnyRow) -> Result<Device, sqlx::Error> {
     let status: String = row.try_get("status")?;
@@ -733,6 +736,16 @@ impl Db {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("id")?)
+    }
+
+    /// Every revoked certificate: its serial (hex) and its device.
+    pub async fn revocations(&self) -> Result<Vec<(String, String)>, DbError> {
+        let rows = sqlx::query("SELECT serial, device_id FROM revoked_certs")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("serial")?, r.try_get("device_id")?)))
+            .collect()
     }
 
     /// Every revoked device certificate serial (hex), oldest first.

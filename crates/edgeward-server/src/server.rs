@@ -205,6 +205,7 @@ pub async fn start_with_clock(
     let (shutdown, rx) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(flush_refusals(app.clone(), rx.clone())),
+        tokio::spawn(follow_revocations(app.clone(), rx.clone())),
         tokio::spawn(accept_loop(
             device_listener,
             TlsAcceptor::from(device_tls),
@@ -239,6 +240,48 @@ pub async fn start_with_clock(
         tasks,
         _data_dir: data_dir,
     })
+}
+
+/// How often a server reads the revocations other replicas committed.
+pub const REVOCATION_SYNC: Duration = Duration::from_millis(400);
+
+/// Follows revocations committed through other replicas sharing the registry: every
+/// [`REVOCATION_SYNC`] it reads `revoked_certs`, and for each serial it did not know it
+/// refuses the certificate at the handshake, closes the device's open connections here,
+/// drops its cached record, and rewrites its CRL. (Revocations made here are applied at
+/// once by the request that made them; this also catches them, to no effect.)
+async fn follow_revocations(app: Shared, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(REVOCATION_SYNC) => {}
+            _ = shutdown.changed() => return,
+        }
+        let revoked = match app.db.revocations().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(%e, "reading the revocations of other replicas");
+                continue;
+            }
+        };
+        let known = app.revoked.read().map(|s| s.clone()).unwrap_or_default();
+        let mut new = false;
+        for (serial, device) in revoked.iter().filter(|(s, _)| !known.contains(s)) {
+            app.deny(serial);
+            app.registry.invalidate(device);
+            let closed = app.conns.close_all(device);
+            app.metrics.add(
+                "edgeward_connections_closed_total",
+                "reason=\"revoked_elsewhere\"".into(),
+                closed as u64,
+            );
+            new = true;
+        }
+        if new {
+            if let Err(e) = write_device_crl(&app).await {
+                tracing::error!(%e, "rewriting the device CRL");
+            }
+        }
+    }
 }
 
 /// Writes the counted repeats of refusals as their windows close, and all of them when the

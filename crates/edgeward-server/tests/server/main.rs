@@ -12,5 +12,6 @@ mod data_dir;
 mod interop;
 mod memory;
 mod rate_limit;
+mod replicas;
 mod revocation;
 mod transitions;

@@ -247,6 +247,11 @@ async fn unauthenticated_bodies_do_not_hold_the_servers_memory() {
     peak = peak.max(p.rss_kib());
     let _ = release.send(true);
     let grown_mib = peak.saturating_sub(before) / 1024;
+    eprintln!(
+        "server resident set: {} MiB idle, {} MiB peak under the attack",
+        before / 1024,
+        peak / 1024
+    );
     assert!(
         grown_mib < BOUND_MIB,
         "the server's resident set grew by {grown_mib} MiB (from {} MiB), bound {BOUND_MIB} MiB",
