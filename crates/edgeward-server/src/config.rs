@@ -125,8 +125,8 @@ impl Default for Config {
                 burst: 400,
             },
             enroll_limit: LimitConfig {
-                per_second: 5,
-                burst: 20,
+                per_second: 20,
+                burst: 100,
             },
             audit_aggregate_secs: 60,
             device_limit: LimitConfig {

@@ -265,6 +265,7 @@ pub async fn replica(a: &Server, edit: impl FnOnce(&mut Config)) -> (Running, te
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: "127.0.0.1:0".parse().expect("addr"),
+        enroll_listen: "127.0.0.1:0".parse().expect("addr"),
         database_url: Some(a.running.app.config.database_url()),
         device_ca_cert: Some(a.dir.path().join("pki/device-ca.pem")),
         device_ca_key: Some(a.dir.path().join("pki/device-ca.key")),

@@ -49,6 +49,7 @@ impl Process {
             &config,
             format!(
                 "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+                 enroll_listen = \"127.0.0.1:0\"\n\
                  ip_limit = {{ per_second = 100000, burst = 100000 }}\n\
                  [connections]\nmax_connections_per_address = 2000\n",
                 dir.path().join("data")
@@ -69,7 +70,16 @@ impl Process {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(at) = line.find("https://") {
                     let addr = line[at + 8..].split_whitespace().next().unwrap_or("");
-                    let _ = tx.send((line.contains("device API"), addr.to_string()));
+                    let which = if line.contains("device API") {
+                        Some(true)
+                    } else if line.contains("admin API") {
+                        Some(false)
+                    } else {
+                        None
+                    };
+                    if let Some(is_device) = which {
+                        let _ = tx.send((is_device, addr.to_string()));
+                    }
                 }
             }
         });

@@ -1,14 +1,12 @@
--- Every revoked device certificate, for good: the device CRL and the TLS deny set are made
--- from this table, not from the devices' current status (a device re-provisioned after a
--- revocation is `pending` again, but its old certificate stays revoked). Append-only, like
--- the audit log. `crl_number` is the device CRL's number, kept so it rises across restarts.
-CREATE TABLE revoked_certs (
-    serial TEXT PRIMARY KEY,
-    device_id TEXT NOT NULL,
-    revoked_at BIGINT NOT NULL
-);
+-- `revoked_certs` (made by 0010) holds every revoked device certificate, for good: the
+-- device CRL and the TLS deny set are made from it, not from the devices' current status (a
+-- device re-provisioned after a revocation is `pending` again, but its old certificate stays
+-- revoked). It is filled from the revocations made before it existed and made append-only,
+-- like the audit log. `crl_number` is the device CRL's number, kept so it rises across
+-- restarts.
 INSERT INTO revoked_certs (serial, device_id, revoked_at)
-SELECT cert_serial, id, updated_at FROM devices WHERE status = 'revoked' AND cert_serial IS NOT NULL;
+SELECT cert_serial, id, updated_at FROM devices WHERE status = 'revoked' AND cert_serial IS NOT NULL
+ON CONFLICT (serial) DO NOTHING;
 CREATE FUNCTION revoked_certs_permanent() RETURNS trigger AS $$
 BEGIN RAISE EXCEPTION 'revocations are permanent'; END;
 $$ LANGUAGE plpgsql;
