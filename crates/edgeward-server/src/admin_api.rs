@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::{FromRequestParts, Path, Query, Request, State},
+    extract::{Path, Query, Request, State},
     http::{request::Parts, StatusCode},
     middleware::Next,
     response::Response,
