@@ -89,8 +89,8 @@ pub fn signer(pki: &Path) -> Result<(SigningKey, Vec<Vec<u8>>), BootError> {
         let p = pki.join(name);
         std::fs::read(&p).map_err(|e| BootError::io(p, e))
     };
-    let key = SigningKey::from_pem(&read("signing.key")?, None)?;
-    let chain = pem::parse_labelled(&read("signing-chain.pem")?, "CERTIFICATE")?;
+    let key = SigningKey::from_pem(&read(edgeward_pki::files::SIGNING_KEY)?, None)?;
+    let chain = pem::parse_labelled(&read(edgeward_pki::files::SIGNING_CHAIN)?, "CERTIFICATE")?;
     Ok((key, chain))
 }
 
@@ -110,7 +110,7 @@ pub fn write_example(
     let signed_at = u64::try_from(now.unix_timestamp()).unwrap_or(0);
     // The hierarchy's root-signed CRL travels with the chain; the signed description names it.
     let crl = out.join("crl.pem");
-    std::fs::copy(pki.join("crl.pem"), &crl).map_err(|e| BootError::io(&crl, e))?;
+    std::fs::copy(pki.join(edgeward_pki::files::CRL), &crl).map_err(|e| BootError::io(&crl, e))?;
     let mut toml = format!(
         "# Edgeward boot chain: stages are verified in this order. It is signed (chain.toml.sig):\n# edit it and re-sign, or the device refuses to boot.\nversion = 1\nhardware = \"{EXAMPLE_HARDWARE}\"\ncrl = \"crl.pem\"\n"
     );
@@ -149,15 +149,18 @@ pub fn write_example(
         let p = pki.join(name);
         std::fs::read_to_string(&p).map_err(|e| BootError::io(p, e))
     };
-    let root_der = pem::parse_labelled(read("root.pem")?.as_bytes(), "CERTIFICATE")?
-        .into_iter()
-        .next()
-        .ok_or_else(|| BootError::Provision("root.pem holds no certificate".into()))?;
+    let root_der = pem::parse_labelled(
+        read(edgeward_pki::files::ROOT_CERT)?.as_bytes(),
+        "CERTIFICATE",
+    )?
+    .into_iter()
+    .next()
+    .ok_or_else(|| BootError::Provision("root.pem holds no certificate".into()))?;
     provision::provision(
         se,
         &root_der,
-        &read("device-ca.pem")?,
-        &read("device-ca.key")?,
+        &read(edgeward_pki::files::DEVICE_CA_CERT)?,
+        &read(edgeward_pki::files::DEVICE_CA_KEY)?,
         "sim-device-1",
         now,
     )?;

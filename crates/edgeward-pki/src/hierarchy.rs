@@ -20,6 +20,7 @@ use x509_parser::prelude::FromDer;
 use zeroize::Zeroizing;
 
 use crate::{
+    files,
     issue::{self, KeyAlg},
     keyfile,
     store::write_atomic,
@@ -113,7 +114,7 @@ impl Hierarchy {
         let h = Hierarchy {
             dir: dir.to_path_buf(),
         };
-        if !h.path("root.pem").exists() {
+        if !h.path(files::ROOT_CERT).exists() {
             return Err(PkiError::Refused(format!(
                 "{} holds no key hierarchy (no root.pem); run `edgeward pki init --dir {}` first",
                 dir.display(),
@@ -202,8 +203,8 @@ impl Hierarchy {
         let root_key_der = Zeroizing::new(root_key.serialize_der());
         let root_key_pem =
             keyfile::encrypt_pkcs8(&root_key_der, passphrase).map_err(PkiError::Refused)?;
-        h.write("root.key", root_key_pem.as_bytes(), true)?;
-        h.write("root.pem", root_cert.pem().as_bytes(), false)?;
+        h.write(files::ROOT_KEY, root_key_pem.as_bytes(), true)?;
+        h.write(files::ROOT_CERT, root_cert.pem().as_bytes(), false)?;
 
         let issuer = issue::issuer_from_pem(&root_cert.pem(), root_key).map_err(crypto)?;
         let device_key = issue::generate_key(KeyAlg::P256).map_err(crypto)?;
@@ -212,11 +213,11 @@ impl Hierarchy {
                 .signed_by(&device_key, &issuer)
                 .map_err(crypto)?;
         h.write(
-            "device-ca.key",
+            files::DEVICE_CA_KEY,
             keyfile::pkcs8_pem(&device_key.serialize_der()).as_bytes(),
             true,
         )?;
-        h.write("device-ca.pem", device_cert.pem().as_bytes(), false)?;
+        h.write(files::DEVICE_CA_CERT, device_cert.pem().as_bytes(), false)?;
 
         h.issue_signing(&issuer, org, signing_days, signing_alg, now)?;
         h.write_crl(&issuer, &[], 1, now)?;
@@ -234,13 +235,13 @@ impl Hierarchy {
     ) -> Result<CertSummary, PkiError> {
         check_signing_days(days)?;
         let issuer = self.root_issuer(root)?;
-        let current = self.read("signing.pem")?;
+        let current = self.read(files::SIGNING_CERT)?;
         let serial = edgeward_core::cert_policy::cert_info(&pem_der(&current)?)
             .map_err(crypto)?
             .serial;
-        let prev = self.path("previous");
+        let prev = self.path(files::PREVIOUS);
         fs::create_dir_all(&prev).map_err(io(&prev))?;
-        let old_key = self.read("signing.key")?;
+        let old_key = self.read(files::SIGNING_KEY)?;
         write_atomic(
             &prev.join(format!("signing-{serial}.key")),
             old_key.as_bytes(),
@@ -299,11 +300,11 @@ impl Hierarchy {
     pub fn show(&self, now: OffsetDateTime) -> Result<Vec<CertSummary>, PkiError> {
         let (revoked, _) = self.crl_state()?;
         let mut files: Vec<(String, PathBuf)> = vec![
-            ("root".into(), self.path("root.pem")),
-            ("signing".into(), self.path("signing.pem")),
-            ("device-ca".into(), self.path("device-ca.pem")),
+            ("root".into(), self.path(files::ROOT_CERT)),
+            ("signing".into(), self.path(files::SIGNING_CERT)),
+            ("device-ca".into(), self.path(files::DEVICE_CA_CERT)),
         ];
-        if let Ok(entries) = fs::read_dir(self.path("previous")) {
+        if let Ok(entries) = fs::read_dir(self.path(files::PREVIOUS)) {
             let mut prev: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "pem"))
@@ -369,12 +370,16 @@ impl Hierarchy {
         let cert = issue::signing_params(org, start, start + Duration::days(days), true)
             .signed_by(&key, issuer)
             .map_err(crypto)?;
-        let root_pem = self.read("root.pem")?;
+        let root_pem = self.read(files::ROOT_CERT)?;
         let key_der = keyfile::portable_pkcs8(&key.serialize_der()).map_err(PkiError::Crypto)?;
-        self.write("signing.key", keyfile::pkcs8_pem(&key_der).as_bytes(), true)?;
-        self.write("signing.pem", cert.pem().as_bytes(), false)?;
         self.write(
-            "signing-chain.pem",
+            files::SIGNING_KEY,
+            keyfile::pkcs8_pem(&key_der).as_bytes(),
+            true,
+        )?;
+        self.write(files::SIGNING_CERT, cert.pem().as_bytes(), false)?;
+        self.write(
+            files::SIGNING_CHAIN,
             format!("{}{}", cert.pem(), root_pem).as_bytes(),
             false,
         )
@@ -384,27 +389,27 @@ impl Hierarchy {
         let path = root
             .path
             .map(Path::to_path_buf)
-            .unwrap_or_else(|| self.path("root.key"));
+            .unwrap_or_else(|| self.path(files::ROOT_KEY));
         let key_pem = fs::read_to_string(&path).map_err(io(&path))?;
         let der = keyfile::decrypt_pkcs8(&key_pem, root.passphrase)
             .map_err(|e| PkiError::Refused(format!("{}: {e}", path.display())))?;
         let key = KeyPair::try_from(der.as_slice()).map_err(crypto)?;
-        let issuer = issue::issuer_from_pem(&self.read("root.pem")?, key).map_err(crypto)?;
-        let root_cert = pem_der(&self.read("root.pem")?)?;
+        let issuer = issue::issuer_from_pem(&self.read(files::ROOT_CERT)?, key).map_err(crypto)?;
+        let root_cert = pem_der(&self.read(files::ROOT_CERT)?)?;
         let cert_key =
             edgeward_core::keys::PublicKey::from_certificate_der(&root_cert).map_err(crypto)?;
         if cert_key.to_spki_der() != issuer.key().subject_public_key_info() {
             return Err(PkiError::Refused(format!(
                 "{} is not the key of {}",
                 path.display(),
-                self.path("root.pem").display()
+                self.path(files::ROOT_CERT).display()
             )));
         }
         Ok(issuer)
     }
 
     fn crl_state(&self) -> Result<(Vec<Revoked>, u64), PkiError> {
-        let pem = self.read("crl.pem")?;
+        let pem = self.read(files::CRL)?;
         let der = edgeward_core::pem::parse_labelled(pem.as_bytes(), "X509 CRL").map_err(crypto)?;
         let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der[0])
             .map_err(|e| PkiError::Crypto(format!("crl.pem: {e}")))?;
@@ -447,11 +452,11 @@ impl Hierarchy {
             key_identifier_method: KeyIdMethod::Sha256,
         };
         let crl = params.signed_by(issuer).map_err(crypto)?;
-        self.write("crl.pem", crl.pem().map_err(crypto)?.as_bytes(), false)
+        self.write(files::CRL, crl.pem().map_err(crypto)?.as_bytes(), false)
     }
 
     fn prune_previous(&self, now: OffsetDateTime) -> Result<(), PkiError> {
-        let prev = self.path("previous");
+        let prev = self.path(files::PREVIOUS);
         let Ok(entries) = fs::read_dir(&prev) else {
             return Ok(());
         };
@@ -484,15 +489,15 @@ impl Hierarchy {
 /// Everything `init` writes, plus `previous/` (rotated-out signing keys): `init` refuses a
 /// directory holding any of them, and `move_aside` moves them.
 pub const INIT_OUTPUTS: [&str; 9] = [
-    "root.key",
-    "root.pem",
-    "signing.key",
-    "signing.pem",
-    "signing-chain.pem",
-    "device-ca.key",
-    "device-ca.pem",
-    "crl.pem",
-    "previous",
+    files::ROOT_KEY,
+    files::ROOT_CERT,
+    files::SIGNING_KEY,
+    files::SIGNING_CERT,
+    files::SIGNING_CHAIN,
+    files::DEVICE_CA_KEY,
+    files::DEVICE_CA_CERT,
+    files::CRL,
+    files::PREVIOUS,
 ];
 
 /// Moves each of [`INIT_OUTPUTS`] found in `dir` to `NAME.old-YYYYMMDDTHHMMSSZ`, or none

@@ -10,6 +10,7 @@ mod error;
 mod files;
 mod names;
 pub mod pkcs11;
+pub mod sealed;
 pub mod soft;
 pub mod tls;
 #[cfg(feature = "tpm")]

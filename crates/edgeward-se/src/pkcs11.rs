@@ -40,7 +40,12 @@ use edgeward_core::keys::PublicKey;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::{checks, names::check_name, KeyAlgorithm, SeError, SecureElement};
+use crate::{
+    checks,
+    names::check_name,
+    sealed::{encode_sealed_blob, no_sealing_key, not_authentic, parse_sealed_blob, NONCE_LEN},
+    KeyAlgorithm, SeError, SecureElement,
+};
 
 const BACKEND: &str = "pkcs11";
 /// DER of the P-256 curve OID (`CKA_EC_PARAMS`).
@@ -51,9 +56,6 @@ const SEAL_LABEL: &str = "edgeward:seal";
 const TIME_FLOOR_LABEL: &str = "edgeward:time-floor";
 const SEAL_AAD: &[u8] = b"edgeward-se/pkcs11/seal/v1";
 /// Version byte of a sealed blob: version ‖ 12-byte IV ‖ AES-GCM ciphertext ‖ 16-byte tag.
-pub const SEAL_VERSION: u8 = 1;
-const IV_LEN: usize = 12;
-const TAG_LEN: usize = 16;
 /// Largest certificate stored.
 pub const MAX_CERTIFICATE_LEN: usize = 16 * 1024;
 
@@ -486,7 +488,7 @@ impl SecureElement for Pkcs11Element {
         let key = self
             .seal_key(&session, true)?
             .ok_or_else(|| backend_error("no sealing key"))?;
-        let mut iv = [0u8; IV_LEN];
+        let mut iv = [0u8; NONCE_LEN];
         session
             .generate_random_slice(&mut iv)
             .map_err(|e| ck("C_GenerateRandom", e))?;
@@ -496,32 +498,22 @@ impl SecureElement for Pkcs11Element {
         let ciphertext = session
             .encrypt(&Mechanism::AesGcm(params), key, plaintext)
             .map_err(|e| ck("C_Encrypt (CKM_AES_GCM)", e))?;
-        let mut blob = Vec::with_capacity(1 + IV_LEN + ciphertext.len());
-        blob.push(SEAL_VERSION);
-        blob.extend_from_slice(&iv);
-        blob.extend_from_slice(&ciphertext);
-        Ok(blob)
+        Ok(encode_sealed_blob(&iv, &ciphertext))
     }
 
     fn unseal(&self, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, SeError> {
-        let (iv, ciphertext) = parse_sealed_blob(blob)?;
+        let parsed = parse_sealed_blob(blob)?;
         let session = self.session();
-        let key = self.seal_key(&session, false)?.ok_or_else(|| {
-            SeError::Unseal("this token has no sealing key (it was wiped or never sealed)".into())
-        })?;
-        let mut iv = iv;
+        let key = self.seal_key(&session, false)?.ok_or_else(no_sealing_key)?;
+        let mut iv = *parsed.nonce;
         let params = GcmParams::new(&mut iv, SEAL_AAD, 128.into())
             .map_err(|e| ck("CKM_AES_GCM parameters", e))?;
         session
-            .decrypt(&Mechanism::AesGcm(params), key, ciphertext)
+            .decrypt(&Mechanism::AesGcm(params), key, parsed.ciphertext)
             .map(Zeroizing::new)
             // Tokens report a failed tag check differently (SoftHSM2: CKR_GENERAL_ERROR);
             // every refusal of a well-formed blob is a rejection.
-            .map_err(|e| {
-                SeError::Unseal(format!(
-                    "authentication failed (tampered, or sealed by another element or before a wipe): {e}"
-                ))
-            })
+            .map_err(|_| not_authentic())
     }
 
     fn store_certificate(&self, slot: &str, der: &[u8]) -> Result<(), SeError> {
@@ -570,34 +562,6 @@ impl SecureElement for Pkcs11Element {
                 .map_err(|e| ck("C_DestroyObject", e))?;
         }
         Ok(())
-    }
-}
-
-/// Splits a sealed blob into its IV and ciphertext-with-tag (total, bounded).
-pub fn parse_sealed_blob(blob: &[u8]) -> Result<([u8; IV_LEN], &[u8]), SeError> {
-    let max = 1 + IV_LEN + crate::MAX_SEALED_LEN + TAG_LEN;
-    if blob.len() > max {
-        return Err(SeError::Unseal(format!(
-            "blob is {} bytes (at most {max})",
-            blob.len()
-        )));
-    }
-    match blob.split_first() {
-        None => Err(SeError::Unseal("blob is empty".into())),
-        Some((&v, _)) if v != SEAL_VERSION => Err(SeError::Unseal(format!(
-            "blob version {v} (this build reads version {SEAL_VERSION})"
-        ))),
-        Some((_, rest)) if rest.len() < IV_LEN + TAG_LEN => Err(SeError::Unseal(format!(
-            "blob is {} bytes, shorter than a version, IV and tag",
-            blob.len()
-        ))),
-        Some((_, rest)) => {
-            let (iv, ciphertext) = rest.split_at(IV_LEN);
-            let iv = iv
-                .try_into()
-                .map_err(|_| SeError::Unseal("blob IV is truncated".into()))?;
-            Ok((iv, ciphertext))
-        }
     }
 }
 
@@ -713,13 +677,5 @@ mod tests {
         assert_eq!(unwrap_octet_string(&wrapped), &raw[..]);
         assert_eq!(unwrap_octet_string(&raw), &raw[..]);
         assert_eq!(unwrap_octet_string(&[0x04, 5, 1]), &[0x04, 5, 1][..]);
-    }
-
-    #[test]
-    fn sealed_blob_parser_is_bounded() {
-        assert!(parse_sealed_blob(&[]).is_err());
-        assert!(parse_sealed_blob(&[1; 28]).is_err());
-        assert!(parse_sealed_blob(&[1; 29]).is_ok());
-        assert!(parse_sealed_blob(&[9; 29]).is_err());
     }
 }

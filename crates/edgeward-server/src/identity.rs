@@ -53,7 +53,7 @@ pub fn load_or_create(config: &Config, now: OffsetDateTime) -> Result<Identity, 
         (Some(cert), Some(key)) => DeviceCa::load(cert, key).map_err(IdentityError)?,
         (None, None) => {
             let pki = file("pki");
-            if !pki.join("device-ca.pem").exists() {
+            if !pki.join(edgeward_pki::files::DEVICE_CA_CERT).exists() {
                 let mut pass = [0u8; 24];
                 OsRng.fill_bytes(&mut pass);
                 let pass = Zeroizing::new(hex::encode(pass));
@@ -68,8 +68,11 @@ pub fn load_or_create(config: &Config, now: OffsetDateTime) -> Result<Identity, 
                 .map_err(|e| IdentityError(format!("creating the development PKI: {e}")))?;
                 write(&file("pki-root-passphrase"), pass.as_bytes(), true)?;
             }
-            DeviceCa::load(&pki.join("device-ca.pem"), &pki.join("device-ca.key"))
-                .map_err(IdentityError)?
+            DeviceCa::load(
+                &pki.join(edgeward_pki::files::DEVICE_CA_CERT),
+                &pki.join(edgeward_pki::files::DEVICE_CA_KEY),
+            )
+            .map_err(IdentityError)?
         }
         _ => {
             return Err(IdentityError(

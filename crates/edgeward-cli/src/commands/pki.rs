@@ -133,7 +133,7 @@ pub fn key_alg(k: KeyType) -> KeyAlg {
 /// Refuses a ceremony, before asking for the passphrase, when no `--root-key` was given and
 /// `DIR/root.key` is gone (the root key is kept offline once the ceremony is over).
 fn root_key_present(dir: &Path, arg: &RootKeyArg) -> Outcome {
-    let default = dir.join("root.key");
+    let default = dir.join(edgeward_pki::files::ROOT_KEY);
     if arg.root_key.is_none() && !default.exists() {
         return Err(Failure::operator(format!(
             "{} is not there (the root key is kept offline?): pass --root-key PATH to the encrypted root key",

@@ -79,7 +79,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
         || {
             let log = log.as_ref().ok_or("nothing booted")?;
             let root = edgeward_core::pem::parse_labelled(
-                &read(&pki_dir.join("root.pem"))?,
+                &read(&pki_dir.join(edgeward_pki::files::ROOT_CERT))?,
                 "CERTIFICATE",
             )
             .map_err(|e| e.to_string())?;

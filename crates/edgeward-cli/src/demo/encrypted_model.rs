@@ -73,11 +73,16 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
                 .map_err(|e| e.to_string())?;
             let plain = sample_safetensors(1 << 20);
             fs::write(&model, &plain).map_err(|e| e.to_string())?;
-            let signer = SigningKey::from_pem(&read(&pki_dir.join("signing.key"))?, None)
-                .map_err(|e| e.to_string())?;
-            let chain =
-                pem::parse_labelled(&read(&pki_dir.join("signing-chain.pem"))?, "CERTIFICATE")
-                    .map_err(|e| e.to_string())?;
+            let signer = SigningKey::from_pem(
+                &read(&pki_dir.join(edgeward_pki::files::SIGNING_KEY))?,
+                None,
+            )
+            .map_err(|e| e.to_string())?;
+            let chain = pem::parse_labelled(
+                &read(&pki_dir.join(edgeward_pki::files::SIGNING_CHAIN))?,
+                "CERTIFICATE",
+            )
+            .map_err(|e| e.to_string())?;
             let options = bundle_signing::SignOptions {
                 shard_size: Some(1 << 20),
                 ignore_paths: Vec::new(),
@@ -101,9 +106,12 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
         },
     );
     let load = |se_dir: &Path| -> Result<String, String> {
-        let roots = pem::parse_labelled(&read(&pki_dir.join("root.pem"))?, "CERTIFICATE")
-            .map_err(|e| e.to_string())?;
-        let crls = pem::parse_labelled(&read(&pki_dir.join("crl.pem"))?, "X509 CRL")
+        let roots = pem::parse_labelled(
+            &read(&pki_dir.join(edgeward_pki::files::ROOT_CERT))?,
+            "CERTIFICATE",
+        )
+        .map_err(|e| e.to_string())?;
+        let crls = pem::parse_labelled(&read(&pki_dir.join(edgeward_pki::files::CRL))?, "X509 CRL")
             .map_err(|e| e.to_string())?;
         let trust = Trust::Roots {
             roots: &roots,

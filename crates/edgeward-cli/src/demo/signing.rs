@@ -60,16 +60,25 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     }
 
     let signing = || -> Result<(SigningKey, Vec<Vec<u8>>), String> {
-        let key = SigningKey::from_pem(&read(&pki_dir.join("signing.key"))?, None)
-            .map_err(|e| e.to_string())?;
-        let chain = pem::parse_labelled(&read(&pki_dir.join("signing-chain.pem"))?, "CERTIFICATE")
-            .map_err(|e| e.to_string())?;
+        let key = SigningKey::from_pem(
+            &read(&pki_dir.join(edgeward_pki::files::SIGNING_KEY))?,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        let chain = pem::parse_labelled(
+            &read(&pki_dir.join(edgeward_pki::files::SIGNING_CHAIN))?,
+            "CERTIFICATE",
+        )
+        .map_err(|e| e.to_string())?;
         Ok((key, chain))
     };
     let roots = || -> Result<(DerList, DerList), String> {
-        let roots = pem::parse_labelled(&read(&pki_dir.join("root.pem"))?, "CERTIFICATE")
-            .map_err(|e| e.to_string())?;
-        let crls = pem::parse_labelled(&read(&pki_dir.join("crl.pem"))?, "X509 CRL")
+        let roots = pem::parse_labelled(
+            &read(&pki_dir.join(edgeward_pki::files::ROOT_CERT))?,
+            "CERTIFICATE",
+        )
+        .map_err(|e| e.to_string())?;
+        let crls = pem::parse_labelled(&read(&pki_dir.join(edgeward_pki::files::CRL))?, "X509 CRL")
             .map_err(|e| e.to_string())?;
         Ok((roots, crls))
     };

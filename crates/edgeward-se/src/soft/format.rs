@@ -1,34 +1,29 @@
 //! The soft element's on-disk formats. Every file in the element's directory is untrusted
 //! input (anyone with write access to the directory can change it), so every parser here is
-//! total and bounded; the fuzz targets `se_soft_key` and `se_sealed_blob` drive them.
+//! total and bounded; the fuzz target `se_soft_files` drives them.
 //!
 //! * Key file `keys/SLOT.key`, exactly [`KEY_FILE_LEN`] bytes:
 //!   `"EWSK"` ‖ version (1) ‖ algorithm (1 = P-256, 2 = Ed25519) ‖ nonce (12) ‖
 //!   AES-256-GCM(secret scalar or seed, 32 bytes) ‖ tag (16). The associated data is the
 //!   6-byte header followed by the slot name, so a key file moved to another slot fails.
-//! * Sealed blob: version (1) ‖ nonce (12) ‖ AES-256-GCM ciphertext ‖ tag (16); the
-//!   associated data is [`SEAL_AAD`] followed by the version byte.
+//! * Sealed blob: the layout of [`crate::sealed`]; the associated data is [`SEAL_AAD`]
+//!   followed by the version byte.
 //! * Counter and time-floor files: exactly 8 bytes, big-endian `u64`.
 //! * `master.key`: exactly 32 random bytes.
 
-use crate::{KeyAlgorithm, SeError, MAX_SEALED_LEN};
+use crate::{
+    sealed::{NONCE_LEN, TAG_LEN},
+    KeyAlgorithm, SeError,
+};
 
 /// Magic at the start of a key file.
 pub const KEY_MAGIC: &[u8; 4] = b"EWSK";
 /// The key-file format version this code writes and reads.
 pub const KEY_VERSION: u8 = 1;
-/// The sealed-blob format version this code writes and reads.
-pub const SEAL_VERSION: u8 = 1;
-/// AES-GCM nonce length.
-pub const NONCE_LEN: usize = 12;
-/// AES-GCM tag length.
-pub const TAG_LEN: usize = 16;
 /// Length of the key-file header (magic, version, algorithm).
 pub const KEY_HEADER_LEN: usize = 6;
 /// Exact length of a key file.
 pub const KEY_FILE_LEN: usize = KEY_HEADER_LEN + NONCE_LEN + 32 + TAG_LEN;
-/// Longest sealed blob accepted.
-pub const MAX_SEALED_BLOB_LEN: usize = 1 + NONCE_LEN + MAX_SEALED_LEN + TAG_LEN;
 /// Associated-data prefix of a sealed blob.
 pub const SEAL_AAD: &[u8] = b"edgeward-se/soft/seal/v1";
 
@@ -96,44 +91,6 @@ pub fn key_header(algorithm: KeyAlgorithm) -> [u8; KEY_HEADER_LEN] {
     ]
 }
 
-/// A parsed sealed blob (still encrypted).
-#[derive(Debug, PartialEq, Eq)]
-pub struct SealedBlob<'a> {
-    /// The AES-GCM nonce.
-    pub nonce: &'a [u8; NONCE_LEN],
-    /// Ciphertext and tag.
-    pub ciphertext: &'a [u8],
-}
-
-/// Parses a sealed blob's layout (see the module documentation).
-pub fn parse_sealed_blob(blob: &[u8]) -> Result<SealedBlob<'_>, SeError> {
-    if blob.len() > MAX_SEALED_BLOB_LEN {
-        return Err(SeError::Unseal(format!(
-            "blob is {} bytes (at most {MAX_SEALED_BLOB_LEN})",
-            blob.len()
-        )));
-    }
-    let (&version, rest) = blob
-        .split_first()
-        .ok_or_else(|| SeError::Unseal("blob is empty".into()))?;
-    if version != SEAL_VERSION {
-        return Err(SeError::Unseal(format!(
-            "blob version {version} (this build reads version {SEAL_VERSION})"
-        )));
-    }
-    if rest.len() < NONCE_LEN + TAG_LEN {
-        return Err(SeError::Unseal(format!(
-            "blob is {} bytes, shorter than a version, nonce and tag",
-            blob.len()
-        )));
-    }
-    let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
-    let nonce = nonce
-        .try_into()
-        .map_err(|_| SeError::Unseal("blob nonce is truncated".into()))?;
-    Ok(SealedBlob { nonce, ciphertext })
-}
-
 /// Parses an 8-byte big-endian counter or time-floor file; `what` names it in errors.
 pub fn parse_u64_file(what: &str, bytes: &[u8]) -> Result<u64, SeError> {
     let array: [u8; 8] = bytes.try_into().map_err(|_| {
@@ -176,12 +133,7 @@ mod tests {
     }
 
     #[test]
-    fn sealed_blob_layout_is_bounded() {
-        assert!(parse_sealed_blob(&[]).is_err());
-        assert!(parse_sealed_blob(&[1; 28]).is_err());
-        assert!(parse_sealed_blob(&[1; 29]).is_ok());
-        assert!(parse_sealed_blob(&[2; 29]).is_err());
-        assert!(parse_sealed_blob(&vec![1; MAX_SEALED_BLOB_LEN + 1]).is_err());
+    fn counter_files_are_exactly_eight_bytes() {
         assert_eq!(parse_u64_file("counter", &7u64.to_be_bytes()).unwrap(), 7);
         assert!(parse_u64_file("counter", &[0; 9]).is_err());
     }

@@ -22,7 +22,10 @@ use aes_gcm::{aead::Aead, aead::Payload, Aes256Gcm, KeyInit, Nonce};
 use edgeward_core::keys::{PublicKey, SigningKey};
 use zeroize::Zeroizing;
 
-use self::format::{NONCE_LEN, SEAL_AAD, SEAL_VERSION};
+use self::format::SEAL_AAD;
+use crate::sealed::{
+    encode_sealed_blob, no_sealing_key, not_authentic, parse_sealed_blob, NONCE_LEN, SEAL_VERSION,
+};
 use crate::{
     files::{
         self, create_private_dir, io_error, read_bounded, remove_if_present, write_atomic, Replace,
@@ -324,18 +327,12 @@ impl SecureElement for SoftElement {
                 },
             )
             .map_err(|_| backend_error("AES-GCM encryption failed"))?;
-        let mut blob = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
-        blob.push(SEAL_VERSION);
-        blob.extend_from_slice(&nonce);
-        blob.extend_from_slice(&ciphertext);
-        Ok(blob)
+        Ok(encode_sealed_blob(&nonce, &ciphertext))
     }
 
     fn unseal(&self, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, SeError> {
-        let parsed = format::parse_sealed_blob(blob)?;
-        let master = self.master(false)?.ok_or_else(|| {
-            SeError::Unseal("this element has no sealing key (it was wiped or never sealed)".into())
-        })?;
+        let parsed = parse_sealed_blob(blob)?;
+        let master = self.master(false)?.ok_or_else(no_sealing_key)?;
         Self::cipher(&master, SEAL_INFO)?
             .decrypt(
                 Nonce::from_slice(parsed.nonce),
@@ -345,12 +342,7 @@ impl SecureElement for SoftElement {
                 },
             )
             .map(Zeroizing::new)
-            .map_err(|_| {
-                SeError::Unseal(
-                    "authentication failed (tampered, or sealed by another element or before a wipe)"
-                        .into(),
-                )
-            })
+            .map_err(|_| not_authentic())
     }
 
     fn store_certificate(&self, slot: &str, der: &[u8]) -> Result<(), SeError> {

@@ -39,16 +39,18 @@ use tss_esapi::{
 };
 use zeroize::Zeroizing;
 
-use crate::{checks, names::check_name, KeyAlgorithm, SeError, SecureElement};
+use crate::{
+    checks,
+    names::check_name,
+    sealed::{encode_sealed_blob, no_sealing_key, not_authentic, parse_sealed_blob, NONCE_LEN},
+    KeyAlgorithm, SeError, SecureElement,
+};
 use nv::PASSWORD;
 use store::{Store, MAX_FILE_LEN};
 
 const BACKEND: &str = "tpm";
 const SEAL_AAD: &[u8] = b"edgeward-se/tpm/seal/v1";
 /// Version byte of a sealed blob: version ‖ 12-byte IV ‖ AES-256-GCM ciphertext ‖ 16-byte tag.
-pub const SEAL_VERSION: u8 = 1;
-const IV_LEN: usize = 12;
-const TAG_LEN: usize = 16;
 /// Largest certificate stored.
 pub const MAX_CERTIFICATE_LEN: usize = 16 * 1024;
 /// Number of PCRs addressable through [`SecureElement::extend_pcr`].
@@ -364,7 +366,7 @@ impl SecureElement for TpmElement {
         let key = self
             .sealing_key(true)?
             .ok_or_else(|| backend_error("no sealing key"))?;
-        let mut iv = [0u8; IV_LEN];
+        let mut iv = [0u8; NONCE_LEN];
         getrandom::getrandom(&mut iv).map_err(|e| backend_error(format!("getrandom: {e}")))?;
         let cipher = Aes256Gcm::new_from_slice(key.as_slice())
             .map_err(|_| backend_error("AES-256-GCM key setup"))?;
@@ -377,35 +379,24 @@ impl SecureElement for TpmElement {
                 },
             )
             .map_err(|_| backend_error("AES-256-GCM encryption failed"))?;
-        let mut blob = Vec::with_capacity(1 + IV_LEN + ciphertext.len());
-        blob.push(SEAL_VERSION);
-        blob.extend_from_slice(&iv);
-        blob.extend_from_slice(&ciphertext);
-        Ok(blob)
+        Ok(encode_sealed_blob(&iv, &ciphertext))
     }
 
     fn unseal(&self, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, SeError> {
-        let (iv, ciphertext) = parse_sealed_blob(blob)?;
-        let key = self.sealing_key(false)?.ok_or_else(|| {
-            SeError::Unseal("this element has no sealing key (wiped, or never sealed)".into())
-        })?;
+        let parsed = parse_sealed_blob(blob)?;
+        let key = self.sealing_key(false)?.ok_or_else(no_sealing_key)?;
         let cipher = Aes256Gcm::new_from_slice(key.as_slice())
             .map_err(|_| backend_error("AES-256-GCM key setup"))?;
         cipher
             .decrypt(
-                Nonce::from_slice(iv),
+                Nonce::from_slice(parsed.nonce),
                 aes_gcm::aead::Payload {
-                    msg: ciphertext,
+                    msg: parsed.ciphertext,
                     aad: SEAL_AAD,
                 },
             )
             .map(Zeroizing::new)
-            .map_err(|_| {
-                SeError::Unseal(
-                    "authentication failed (tampered, or sealed by another element or before a wipe)"
-                        .into(),
-                )
-            })
+            .map_err(|_| not_authentic())
     }
 
     fn store_certificate(&self, slot: &str, der: &[u8]) -> Result<(), SeError> {
@@ -473,26 +464,6 @@ impl SecureElement for TpmElement {
             .try_into()
             .map_err(|_| backend_error("a SHA-256 PCR value is not 32 bytes"))
     }
-}
-
-/// Splits a sealed blob into its IV and AES-GCM ciphertext (with tag), checking the version
-/// and the length bounds; blobs are untrusted input.
-pub fn parse_sealed_blob(blob: &[u8]) -> Result<(&[u8], &[u8]), SeError> {
-    let min = 1 + IV_LEN + TAG_LEN;
-    let max = min + crate::MAX_SEALED_LEN;
-    if blob.len() < min || blob.len() > max {
-        return Err(SeError::Unseal(format!(
-            "blob is {} bytes ({min} to {max} expected)",
-            blob.len()
-        )));
-    }
-    if blob[0] != SEAL_VERSION {
-        return Err(SeError::Unseal(format!(
-            "unknown blob version {} (expected {SEAL_VERSION})",
-            blob[0]
-        )));
-    }
-    Ok((&blob[1..1 + IV_LEN], &blob[1 + IV_LEN..]))
 }
 
 /// Parses a slot's state-dir files — the marshalled `TPMT_PUBLIC` and the `TPM2B_PRIVATE`
