@@ -36,6 +36,14 @@ if [ "${#targets[@]}" -eq 0 ]; then
     exit 2
 fi
 
+# Build every target in one cargo run (shared dependencies built once, both cores busy);
+# `cargo fuzz run` below then finds them up to date.
+if [ "$#" -gt 0 ]; then
+    for target in "${targets[@]}"; do cargo +nightly fuzz build "$target"; done
+else
+    cargo +nightly fuzz build
+fi
+
 failed=()
 for target in "${targets[@]}"; do
     corpus="$root/fuzz/corpus/$target"

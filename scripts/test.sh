@@ -1,112 +1,205 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing (idempotent), then runs the whole
-# suite: unit, integration and interop tests against the real openssl, Python
-# `cryptography` and `model_signing`; the no_std build of edgeward-core; a fuzz smoke run.
+# suite: the dependency audit, the no_std check of edgeward-core, one build of the workspace
+# with every feature the suite needs, the unit, integration and interop tests against the
+# real openssl, Python `cryptography` and `model_signing`, SoftHSM2 and swtpm, the TUF
+# conformance suite, a fuzz smoke run and the demo.
+#
+# The console gets one line per phase with its time; everything the tools print goes to
+# $CARGO_TARGET_DIR/test-logs/<phase>.log, and a failing phase shows the end of its log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/edgeward/target}"
 VENV="${EDGEWARD_VENV:-/var/cache/edgeward/venv}"
-mkdir -p "$CARGO_TARGET_DIR" "$(dirname "$VENV")"
+LOGS="$CARGO_TARGET_DIR/test-logs"
+mkdir -p "$CARGO_TARGET_DIR" "$(dirname "$VENV")" "$LOGS"
 
-say() { printf '\n== %s\n' "$*"; }
-
-say "system packages"
-missing=()
-command -v openssl >/dev/null || missing+=(openssl)
-command -v python3 >/dev/null || missing+=(python3 python3-venv)
-command -v cc >/dev/null || missing+=(build-essential)
-command -v curl >/dev/null || missing+=(curl)
-command -v unshare >/dev/null || missing+=(util-linux)
-command -v psql >/dev/null || missing+=(postgresql postgresql-client)
-command -v redis-server >/dev/null || missing+=(redis-server)
-# Secure-element backends: SoftHSM2 (PKCS#11), swtpm + the TSS libraries (TPM 2.0).
-command -v softhsm2-util >/dev/null || missing+=(softhsm2)
-command -v swtpm >/dev/null || missing+=(swtpm swtpm-tools)
-command -v tpm2_startup >/dev/null || missing+=(tpm2-tools)
-command -v pkg-config >/dev/null || missing+=(pkg-config)
-pkg-config --exists tss2-esys 2>/dev/null || missing+=(libtss2-dev)
-# aws-lc-rs builds its C library with cmake; age is the peer of the model-encryption tests.
-command -v cmake >/dev/null || missing+=(cmake)
-command -v age >/dev/null || missing+=(age)
-if ((${#missing[@]})); then
-  if [ "$(id -u)" -eq 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-  else
-    echo "missing: ${missing[*]} (run as root or install them)" >&2
-    exit 1
-  fi
-fi
-openssl version
-
-say "services: PostgreSQL and Redis on loopback"
-if ! psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'select 1' >/dev/null 2>&1; then
-  cluster=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
-  if [ -n "$cluster" ]; then
-    hba="/etc/postgresql/$cluster/main/pg_hba.conf"
-    # The tests connect as postgres over TCP on loopback without a password.
-    grep -q '^host all all 127.0.0.1/32 trust' "$hba" || sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
-    pg_ctlcluster --skip-systemctl-redirect "$cluster" main start 2>/dev/null ||
-      pg_ctlcluster --skip-systemctl-redirect "$cluster" main reload
-  fi
-  for _ in $(seq 1 30); do
-    psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'select 1' >/dev/null 2>&1 && break
-    sleep 1
-  done
-fi
-psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'select version()'
-if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
-  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
-  for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.5; done
-fi
-redis-cli -h 127.0.0.1 -p 6379 ping
-
-say "python venv ($VENV)"
-if ! "$VENV/bin/python" -c 'import model_signing, cryptography, OpenSSL, imgtool, onnx, numpy, sklearn, safetensors' 2>/dev/null; then
-  python3 -m venv "$VENV" || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && python3 -m venv "$VENV"; }
-  "$VENV/bin/pip" install -q --upgrade pip
-  # model_signing 1.1 imports pyOpenSSL for certificate mode without declaring it.
-  "$VENV/bin/pip" install -q 'model-signing>=1.1,<1.2' 'cryptography>=42' pyopenssl
-  # MCUboot's imgtool (boot tests); onnx, numpy, scikit-learn, safetensors (model tests).
-  "$VENV/bin/pip" install -q 'imgtool>=2.1' 'onnx>=1.15' numpy 'scikit-learn>=1.3' safetensors
-fi
-"$VENV/bin/python" -c 'import importlib.metadata as m; print("model_signing", m.version("model-signing"), "cryptography", m.version("cryptography"))'
-export EDGEWARD_PYTHON="$VENV/bin/python"
-export EDGEWARD_MODEL_SIGNING="$VENV/bin/model_signing"
-
-say "edgeward-core builds as no_std + alloc"
-cargo build -q -p edgeward-core --no-default-features
-if cargo tree -p edgeward-core --no-default-features -e normal,features | grep -q 'feature "std"'; then
-  echo "edgeward-core --no-default-features pulls in a dependency's std feature:" >&2
-  cargo tree -p edgeward-core --no-default-features -e normal,features -i std 2>&1 | head -20 >&2 || true
+# Every optional feature the suite tests, built together once. .ci/run's clippy uses the
+# same set (checked below) so that both share build scripts and dependencies in the cache.
+FEATURES=edgeward-model/onnx,edgeward-se/tpm,edgeward-boot/provision,edgeward-boot/tpm,edgeward-cli/tpm
+if ! grep -q -- "--features $FEATURES" .ci/run; then
+  echo "test.sh: .ci/run's clippy does not use --features $FEATURES; keep the two in step" >&2
   exit 1
 fi
 
-say "cargo test"
-cargo test --workspace --all-targets
-# Optional features, each with its own real peer: tract-onnx (the ONNX secure-load test) and
-# the TPM 2.0 backend (on swtpm).
-cargo test -p edgeward-model --features onnx --test crypt_onnx
-cargo test -p edgeward-se --features tpm
-cargo test -p edgeward-boot --features tpm --test tpm
-cargo test -p edgeward-cli --features tpm --test se_tpm
+suite_start=$SECONDS
+# phase NAME COMMAND...: runs COMMAND with its output in $LOGS/NAME.log and prints one line.
+phase() {
+  local name=$1 start=$SECONDS status=0
+  shift
+  # In the background so that `set -e` holds inside the phase (it is off on the left of ||).
+  "$@" >"$LOGS/$name.log" 2>&1 &
+  wait $! || status=$?
+  local took=$((SECONDS - start))
+  if [ "$status" -ne 0 ]; then
+    printf '%-16s FAILED (exit %d) after %dm%02ds; end of %s:\n' \
+      "$name" "$status" $((took / 60)) $((took % 60)) "$LOGS/$name.log" >&2
+    tail -n 60 "$LOGS/$name.log" >&2
+    exit "$status"
+  fi
+  printf '%-16s ok  %3dm%02ds  %s\n' "$name" $((took / 60)) $((took % 60)) \
+    "$(summary "$name")"
+}
+# summary NAME: the phase's one-line result, read from its log.
+summary() {
+  case $1 in
+  tests)
+    awk '/^test result:/ { p += $4; f += $6; i += $8 }
+         END { printf "%d passed, %d failed, %d ignored", p, f, i }' "$LOGS/tests.log"
+    ;;
+  *) grep -h '^summary: ' "$LOGS/$1.log" | tail -n 1 | cut -c10- ;;
+  esac
+}
 
-say "TUF conformance suite (theupdateframework/tuf-conformance, no expected failures)"
-# The suite is read from a local git copy (see the script); CI has no GitHub access, so a
-# machine without one says NOT RUN here, loudly, instead of passing silently.
-tuf_status=0
-scripts/tuf-conformance.sh || tuf_status=$?
-if [ "$tuf_status" -eq 3 ]; then
-  echo "TUF conformance: NOT RUN (no copy of the suite on this machine); the client's own tests ran above"
-elif [ "$tuf_status" -ne 0 ]; then
-  exit "$tuf_status"
-fi
+system_packages() {
+  local missing=()
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v python3 >/dev/null || missing+=(python3 python3-venv)
+  command -v cc >/dev/null || missing+=(build-essential)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v unshare >/dev/null || missing+=(util-linux)
+  command -v psql >/dev/null || missing+=(postgresql postgresql-client)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  # Secure-element backends: SoftHSM2 (PKCS#11), swtpm + the TSS libraries (TPM 2.0).
+  command -v softhsm2-util >/dev/null || missing+=(softhsm2)
+  command -v swtpm >/dev/null || missing+=(swtpm swtpm-tools)
+  command -v tpm2_startup >/dev/null || missing+=(tpm2-tools)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  pkg-config --exists tss2-esys 2>/dev/null || missing+=(libtss2-dev)
+  # aws-lc-rs builds its C library with cmake; age is the peer of the model-encryption tests.
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v age >/dev/null || missing+=(age)
+  # The TUF conformance suite runs its client under faketime.
+  command -v faketime >/dev/null || missing+=(faketime)
+  if ((${#missing[@]})); then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "missing: ${missing[*]} (run as root or install them)"
+      return 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
+  echo "summary: $(openssl version | cut -d' ' -f1-2)${missing[*]:+; installed ${missing[*]}}"
+}
 
-say "fuzz smoke"
-if [ -x scripts/fuzz-smoke.sh ]; then
+services() {
+  if ! psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'select 1' >/dev/null 2>&1; then
+    local cluster hba
+    cluster=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+    if [ -n "$cluster" ]; then
+      hba="/etc/postgresql/$cluster/main/pg_hba.conf"
+      # The tests connect as postgres over TCP on loopback without a password.
+      grep -q '^host all all 127.0.0.1/32 trust' "$hba" || sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+      pg_ctlcluster --skip-systemctl-redirect "$cluster" main start ||
+        pg_ctlcluster --skip-systemctl-redirect "$cluster" main reload
+    fi
+    for _ in $(seq 1 30); do
+      psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'select 1' >/dev/null 2>&1 && break
+      sleep 1
+    done
+  fi
+  local pg
+  pg=$(psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'show server_version')
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+    for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.5; done
+  fi
+  redis-cli -h 127.0.0.1 -p 6379 ping
+  echo "summary: PostgreSQL $pg on 127.0.0.1:5432, Redis on 127.0.0.1:6379"
+}
+
+python_venv() {
+  if ! "$VENV/bin/python" -c 'import model_signing, cryptography, OpenSSL, imgtool, onnx, numpy, sklearn, safetensors' 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    # model_signing 1.1 imports pyOpenSSL for certificate mode without declaring it.
+    "$VENV/bin/pip" install -q 'model-signing>=1.1,<1.2' 'cryptography>=42' pyopenssl
+    # MCUboot's imgtool (boot tests); onnx, numpy, scikit-learn, safetensors (model tests).
+    "$VENV/bin/pip" install -q 'imgtool>=2.1' 'onnx>=1.15' numpy 'scikit-learn>=1.3' safetensors
+  fi
+  echo "summary: $VENV: $("$VENV/bin/python" -c 'import importlib.metadata as m; print("model_signing", m.version("model-signing"), "cryptography", m.version("cryptography"))')"
+}
+
+# The RustSec database is a local snapshot (its repository cannot be reached from CI):
+# $EDGEWARD_ADVISORY_DB, by default shared/advisory-db next to the main clone (for a git
+# worktree, next to the clone that holds its .git). Ignored advisories and the reasons are
+# in .cargo/audit.toml.
+audit() {
+  local db="${EDGEWARD_ADVISORY_DB:-}"
+  if [ -z "$db" ]; then
+    local common
+    common=$(git rev-parse --path-format=absolute --git-common-dir 2>/dev/null || pwd)
+    db="$(dirname "$common")/../shared/advisory-db"
+  fi
+  if [ ! -d "$db/crates" ]; then
+    echo "no RustSec advisory database at $db: put a snapshot there or set EDGEWARD_ADVISORY_DB"
+    return 1
+  fi
+  if ! cargo audit --version >/dev/null 2>&1; then
+    cargo install --locked cargo-audit
+  fi
+  cargo audit --db "$db" --no-fetch
+  cargo audit --db "$db" --no-fetch --file fuzz/Cargo.lock
+  echo "summary: no advisories in Cargo.lock or fuzz/Cargo.lock ($(cargo audit --version), database $(cd "$db" && pwd))"
+}
+
+no_std() {
+  cargo check -p edgeward-core --no-default-features
+  if cargo tree -p edgeward-core --no-default-features -e normal,features | grep -q 'feature "std"'; then
+    echo "edgeward-core --no-default-features pulls in a dependency's std feature:"
+    cargo tree -p edgeward-core --no-default-features -e normal,features -i std 2>&1 | head -20 || true
+    return 1
+  fi
+  echo "summary: edgeward-core checks with --no-default-features (no_std + alloc), no std feature"
+}
+
+# One build of every target. It also makes the programs (edgeward, edgeward-agent,
+# edgeward-server, edgeward-tuf-client) in $CARGO_TARGET_DIR/debug, for the integration
+# tests, the README tour, the TUF suite and the demo. (A separate `cargo build` would resolve
+# features without the dev-dependencies and rebuild much of the dependency graph.)
+build() {
+  cargo test --workspace --all-targets --features "$FEATURES" --no-run
+  echo "summary: workspace, features $FEATURES"
+}
+
+tests() {
+  cargo test --workspace --all-targets --features "$FEATURES" --no-fail-fast
+}
+
+tuf() {
+  local status=0
+  EDGEWARD_TUF_CLIENT="$CARGO_TARGET_DIR/debug/edgeward-tuf-client" scripts/tuf-conformance.sh || status=$?
+  case $status in
+  0) echo "summary: every test passed, no expected failures" ;;
+  # No copy of the suite on this machine: said loudly, not passed silently.
+  3) echo "summary: NOT RUN (no copy of the suite on this machine); the client's own tests ran" ;;
+  *) return "$status" ;;
+  esac
+}
+
+fuzz() {
   FUZZ_RUNS="${FUZZ_RUNS:-2000}" scripts/fuzz-smoke.sh
-fi
+  echo "summary: $(grep -h '^fuzz-smoke: all' "$LOGS/fuzz-smoke.log" | cut -c13-)"
+}
 
-say "demo"
-cargo run -q --release -p edgeward-cli -- demo --json | "$VENV/bin/python" -c 'import json,sys; d=json.load(sys.stdin); assert d["ok"], d; print(len(d["steps"]), "demo steps ok")'
+demo() {
+  "$CARGO_TARGET_DIR/debug/edgeward" demo --json >"$LOGS/demo.json"
+  "$VENV/bin/python" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["ok"], d; print("summary:", len(d["steps"]), "demo steps ok")' "$LOGS/demo.json"
+}
+
+echo "logs in $LOGS"
+phase system system_packages
+phase services services
+phase venv python_venv
+export EDGEWARD_VENV="$VENV" EDGEWARD_PYTHON="$VENV/bin/python"
+export EDGEWARD_MODEL_SIGNING="$VENV/bin/model_signing"
+phase audit audit
+phase no_std no_std
+phase build build
+phase tests tests
+phase tuf-conformance tuf
+phase fuzz-smoke fuzz
+phase demo demo
+took=$((SECONDS - suite_start))
+printf 'suite passed in %dm%02ds\n' $((took / 60)) $((took % 60))

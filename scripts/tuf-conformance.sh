@@ -37,8 +37,17 @@ if ! command -v faketime >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime
 fi
 
-cargo build -q -p edgeward-update --bin edgeward-tuf-client
-client="$CARGO_TARGET_DIR/debug/edgeward-tuf-client"
+# scripts/test.sh passes the client its workspace build made (EDGEWARD_TUF_CLIENT); building
+# it here with -p would resolve other features and rebuild shared dependencies.
+client="${EDGEWARD_TUF_CLIENT:-}"
+if [ -z "$client" ]; then
+  cargo build -q -p edgeward-update --bin edgeward-tuf-client
+  client="$CARGO_TARGET_DIR/debug/edgeward-tuf-client"
+fi
+if [ ! -x "$client" ]; then
+  echo "no TUF client at $client" >&2
+  exit 1
+fi
 if [ -e "$client.xfails" ]; then
   echo "refusing to run with expected failures listed in $client.xfails" >&2
   exit 1

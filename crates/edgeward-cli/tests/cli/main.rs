@@ -21,3 +21,4 @@ mod snapshots;
 #[cfg(feature = "tpm")]
 #[path = "../../../edgeward-se/tests/se/swtpm.rs"]
 mod swtpm;
+mod tour;
