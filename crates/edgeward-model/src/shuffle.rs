@@ -199,7 +199,7 @@ fn permute_rows(
     inverse: bool,
 ) -> Vec<u8> {
     let rows = entry.shape.first().copied().unwrap_or(0);
-    if rows < 2 || data.len() % rows != 0 {
+    if rows < 2 || !data.len().is_multiple_of(rows) {
         return data.to_vec();
     }
     let row_bytes = data.len() / rows;

@@ -234,7 +234,7 @@ pub fn write(metadata: &BTreeMap<String, String>, tensors: &[NewTensor<'_>]) -> 
         offset = end;
     }
     let mut json = serde_json::Value::Object(header).to_string().into_bytes();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + json.len() + offset);

@@ -79,7 +79,7 @@ impl Params {
     /// Checks the parameters against FastCDC's accepted ranges (it asserts on others).
     pub fn validate(&self) -> Result<(), IndexError> {
         let check = |name: &str, v: u32, lo: usize, hi: usize| {
-            if (v as usize) < lo || (v as usize) > hi || v % 2 != 0 {
+            if (v as usize) < lo || (v as usize) > hi || !v.is_multiple_of(2) {
                 bad(name, format!("{v} is not an even number in {lo}..={hi}"))
             } else {
                 Ok(())
