@@ -33,6 +33,24 @@ redis.call('SET', KEYS[1], new, 'PX', math.ceil((new - now) / 1000) + 1000)
 return {1, new}
 ";
 
+/// How long a Redis call may take. While Redis is down its connection manager keeps trying
+/// to reconnect, and a call would wait with it; past this the call fails, so the request is
+/// refused (503) at once rather than left hanging.
+pub const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `call`'s answer, or a [`StoreError`] if Redis fails or takes longer than [`REDIS_TIMEOUT`].
+async fn answer_in_time<T>(
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(REDIS_TIMEOUT, call).await {
+        Ok(answer) => Ok(answer?),
+        Err(_) => Err(StoreError(format!(
+            "Redis did not answer within {} ms",
+            REDIS_TIMEOUT.as_millis()
+        ))),
+    }
+}
+
 /// Keys with the time (ns) from which they may be forgotten: a GCRA key once its
 /// theoretical arrival time has passed (an absent key means the same), a nonce once the
 /// token window has.
@@ -113,12 +131,12 @@ impl Store {
             }
             Store::Redis(conn) => {
                 let mut conn = conn.clone();
-                let (allowed, value): (i64, i64) = redis::Script::new(GCRA_LUA)
-                    .key(format!("edgeward:gcra:{key}"))
-                    .arg(quota.emission_ns() / 1000)
-                    .arg(quota.tolerance_ns() / 1000)
-                    .invoke_async(&mut conn)
-                    .await?;
+                let script = redis::Script::new(GCRA_LUA);
+                let mut call = script.key(format!("edgeward:gcra:{key}"));
+                call.arg(quota.emission_ns() / 1000)
+                    .arg(quota.tolerance_ns() / 1000);
+                let (allowed, value): (i64, i64) =
+                    answer_in_time(call.invoke_async(&mut conn)).await?;
                 Ok(if allowed == 1 {
                     Decision::Allow {
                         tat: u64::try_from(value).unwrap_or(0).saturating_mul(1000),
@@ -158,14 +176,13 @@ impl Store {
             }
             Store::Redis(conn) => {
                 let mut conn = conn.clone();
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(format!("edgeward:nonce:{nonce_key}"))
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(format!("edgeward:nonce:{nonce_key}"))
                     .arg(1)
                     .arg("NX")
                     .arg("EX")
-                    .arg(ttl_secs.max(1))
-                    .query_async(&mut conn)
-                    .await?;
+                    .arg(ttl_secs.max(1));
+                let set: Option<String> = answer_in_time(cmd.query_async(&mut conn)).await?;
                 Ok(set.is_some())
             }
         }

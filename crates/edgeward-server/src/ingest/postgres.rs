@@ -1,5 +1,7 @@
 //! The PostgreSQL telemetry writer: a task on the runtime with a connection of its own, so
-//! its statements stay prepared and it never waits for the registry's pool.
+//! its statements stay prepared and it never waits for the registry's pool. A batch that
+//! fails drops the connection, and the next batch connects again: a connection lost to a
+//! restart or a network cut fails the batches of that moment (503), not every later one.
 
 use sqlx::{Connection, PgConnection};
 use tokio::sync::mpsc;
@@ -10,17 +12,33 @@ use crate::db::DbError;
 /// Connects to `url` and starts the writer task on the current runtime.
 pub(super) async fn start(url: &str, rx: mpsc::Receiver<Item>) -> Result<(), DbError> {
     let conn = PgConnection::connect(url).await?;
-    tokio::spawn(run(conn, rx));
+    tokio::spawn(run(url.to_string(), Some(conn), rx));
     Ok(())
 }
 
-async fn run(mut conn: PgConnection, mut rx: mpsc::Receiver<Item>) {
+async fn run(url: String, mut conn: Option<PgConnection>, mut rx: mpsc::Receiver<Item>) {
     let mut statements = Vec::new();
     let mut previous = 0;
     while let Some(batch) = gather(&mut rx, previous).await {
         previous = batch.len();
         let (rows, acks): (Vec<Row>, Vec<_>) = batch.into_iter().unzip();
-        let result = insert(&mut conn, &mut statements, &rows).await;
+        if conn.is_none() {
+            conn = match PgConnection::connect(&url).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(%e, "the telemetry writer cannot reach PostgreSQL");
+                    None
+                }
+            };
+        }
+        let result = match conn.as_mut() {
+            Some(c) => insert(c, &mut statements, &rows).await,
+            None => Err("telemetry insert: PostgreSQL is unreachable".to_string()),
+        };
+        if result.is_err() {
+            // Whatever broke, the next batch starts on a fresh connection.
+            conn = None;
+        }
         acknowledge(acks, result);
     }
 }

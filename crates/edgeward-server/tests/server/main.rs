@@ -9,6 +9,7 @@ mod abuse;
 mod api;
 mod audit;
 mod data_dir;
+mod faults;
 mod interop;
 mod memory;
 mod rate_limit;
