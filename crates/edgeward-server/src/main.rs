@@ -31,6 +31,34 @@ struct Args {
     /// Enrollment address (what devices without a certificate yet reach).
     #[arg(long)]
     enroll_listen: Option<SocketAddr>,
+    /// Log format on stderr: `text` (colours only on a terminal) or `json` (one object per
+    /// line, for log shippers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How the server writes its log.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    /// Human-readable lines; ANSI colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields).
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        // Colours only on a terminal: a log file or journal gets plain text.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn load(args: &Args) -> Result<Config, String> {
@@ -60,15 +88,8 @@ fn load(args: &Args) -> Result<Config, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Colours only on a terminal: a log file or journal gets plain text.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    init_logging(args.log_format);
     let config = match load(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -11,6 +11,7 @@ mod audit;
 mod data_dir;
 mod faults;
 mod interop;
+mod logs;
 mod memory;
 mod rate_limit;
 mod replicas;
