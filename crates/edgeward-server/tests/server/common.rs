@@ -4,6 +4,7 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use edgeward_server::{clock::Clock, Config, Running};
+use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{json, Value};
 
 /// Which database a test runs against.
@@ -274,4 +275,34 @@ pub async fn replica(a: &Server, edit: impl FnOnce(&mut Config)) -> (Running, te
     edit(&mut c);
     let running = edgeward_server::start(c).await.expect("replica starts");
     (running, dir)
+}
+
+/// A raw TLS connection to the device listener at `addr` as device `e` (its certificate and
+/// key), trusting the server CA at `server_ca`: for tests that hold a connection open.
+pub async fn tls_connect(
+    server_ca: &std::path::Path,
+    addr: std::net::SocketAddr,
+    e: &Enrolled,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(server_ca).expect("ca") {
+        roots.add(c.expect("cert")).expect("add");
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(e.cert_pem.as_bytes())
+        .map(|c| c.expect("cert"))
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(e.key_pem.as_bytes()).expect("key");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .expect("client auth");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("handshake")
 }

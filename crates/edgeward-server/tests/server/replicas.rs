@@ -2,13 +2,9 @@
 //! device revoked through one loses its open connection on the other within a second and
 //! cannot handshake there again.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use crate::common::*;
-use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,29 +18,7 @@ async fn a_revocation_through_one_replica_reaches_the_other_within_a_second() {
     let e = a.enroll(&device_id("fleet"), "cam").await;
 
     // A keep-alive connection to replica b, answered once.
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(a.server_ca()).expect("ca") {
-        roots.add(c.expect("cert")).expect("add");
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(e.cert_pem.as_bytes())
-        .map(|c| c.expect("cert"))
-        .collect();
-    let key = PrivateKeyDer::from_pem_slice(e.key_pem.as_bytes()).expect("key");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .expect("client auth");
-    let tcp = tokio::net::TcpStream::connect(b.device_addr)
-        .await
-        .expect("tcp");
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
-        .expect("handshake");
+    let mut tls = tls_connect(&a.server_ca(), b.device_addr, &e).await;
     let request = format!(
         "GET /v1/device/commands HTTP/1.1\r\nhost: localhost\r\nauthorization: {}\r\n\r\n",
         v1(&e, unix_now())

@@ -2,44 +2,11 @@
 //! with the revoked certificate fails (also for `openssl s_client`), and the device CRL
 //! lists it.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use crate::common::*;
-use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn tls_connect(
-    s: &Server,
-    e: &Enrolled,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(s.server_ca()).expect("ca") {
-        roots.add(c.expect("cert")).expect("add");
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(e.cert_pem.as_bytes())
-        .map(|c| c.expect("cert"))
-        .collect();
-    let key = PrivateKeyDer::from_pem_slice(e.key_pem.as_bytes()).expect("key");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .expect("client auth");
-    let tcp = tokio::net::TcpStream::connect(s.running.device_addr)
-        .await
-        .expect("tcp");
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
-        .expect("handshake")
-}
 
 both_backends!(
     revocation_closes_open_connections_within_a_second,
@@ -55,7 +22,7 @@ both_backends!(
             .await
             .expect("call");
         assert_eq!(r.status(), 200);
-        let mut tls = tls_connect(&s, &e).await;
+        let mut tls = tls_connect(&s.server_ca(), s.running.device_addr, &e).await;
         let request = format!(
         "GET /v1/device/commands HTTP/1.1\r\nhost: localhost\r\nauthorization: {}\r\nconnection: keep-alive\r\n\r\n",
         v1(&e, unix_now())
