@@ -1,6 +1,6 @@
 //! Every JSON body of the device and admin APIs (telemetry, command result, attestation,
-//! device registration, command, admin key, enrollment): bounded, typed parsing; nothing may
-//! panic, and what parses must satisfy the documented bounds.
+//! device registration, command, admin key, enrollment, update report): bounded, typed
+//! parsing; nothing may panic, and what parses must satisfy the documented bounds.
 #![no_main]
 
 use edgeward_proto::api;
@@ -27,5 +27,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(e) = api::enrollment(data) {
         assert!(e.csr.len() <= api::MAX_CSR && e.token.len() <= api::MAX_ENROLLMENT_TOKEN);
+    }
+    if let Ok(r) = edgeward_proto::update_report::parse(data) {
+        assert!(r.validate().is_ok());
+        assert_eq!(edgeward_proto::update_report::parse(&r.to_json()), Ok(r));
     }
 });

@@ -2,7 +2,8 @@
 //! who a device is ([`device_id`]), how it authenticates each call ([`token`]), how the
 //! server derives every device's token secret from one master key ([`secret`]), and the rate
 //! rule the server applies to each device ([`gcra`]), the JSON bodies of every call
-//! ([`api`]), and the signed commands and results ([`command`]).
+//! ([`api`]), the signed commands and results ([`command`]), and the update reports a
+//! device sends ([`update_report`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -12,3 +13,4 @@ pub mod device_id;
 pub mod gcra;
 pub mod secret;
 pub mod token;
+pub mod update_report;
