@@ -6,6 +6,7 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
+use edgeward_core::civil::unix_now;
 use edgeward_se::SecureElement;
 use reqwest::Method;
 use tokio::sync::watch;
@@ -273,12 +274,4 @@ impl Agent {
         }
         Ok(())
     }
-}
-
-/// Now, Unix seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

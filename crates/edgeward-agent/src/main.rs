@@ -19,6 +19,7 @@ use edgeward_boot::{
     state::StateDir,
     FailureKind,
 };
+use edgeward_core::civil::unix_now;
 use edgeward_se::SecureElement;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -115,13 +116,6 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         poll_ms: u64,
     },
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn recovery(state: &StateDir, record: &RecoveryRecord) -> anyhow::Result<u8> {

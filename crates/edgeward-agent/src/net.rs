@@ -167,10 +167,7 @@ impl DeviceClient {
         let what = format!("{method} {path}");
         let mut nonce = [0u8; 16];
         OsRng.fill_bytes(&mut nonce);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = edgeward_core::civil::unix_now();
         let request = token::Request {
             method: method.as_str(),
             target: path,

@@ -20,7 +20,7 @@ fn boot_attest_tamper() {
         "Agent Test",
         b"agent-test-pass",
         90,
-        edgeward_pki::issue::KeyAlg::P256,
+        edgeward_core::keys::KeyAlgorithm::P256,
         now,
     )
     .unwrap();

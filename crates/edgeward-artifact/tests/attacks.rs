@@ -54,7 +54,7 @@ fn fixture_of(org: &str) -> Fixture {
         org,
         PASS,
         90,
-        issue::KeyAlg::P256,
+        edgeward_core::keys::KeyAlgorithm::P256,
         now,
     )
     .expect("init");
@@ -380,7 +380,7 @@ fn unendorsed_keys_and_foreign_roots_are_refused() {
 
 fn bundle_with_cert(f: &Fixture, params: rcgen::CertificateParams, signed_at: u64) -> Bundle {
     let issuer = f.root_issuer();
-    let key = issue::generate_key(issue::KeyAlg::P256).expect("key");
+    let key = issue::generate_key(edgeward_core::keys::KeyAlgorithm::P256).expect("key");
     let cert = params.signed_by(&key, &issuer).expect("cert");
     let signer = SigningKey::from_pkcs8_der(&key.serialize_der()).expect("signer");
     let mut options = f.options(Some(SHARD));

@@ -1,16 +1,5 @@
 //! Argument types and parsers that several commands share.
 
-use clap::ValueEnum;
-
-/// A signing key's type on the command line.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyType {
-    /// ECDSA P-256 (verifies with openssl and model_signing).
-    P256,
-    /// Ed25519 (Edgeward and openssl; model_signing 1.1 only verifies EC keys).
-    Ed25519,
-}
-
 /// Parses a byte count: plain digits, or with a KiB/MiB/GiB (or K/M/G) suffix.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();

@@ -1,7 +1,18 @@
 //! Unix time to calendar dates for messages such as "certificate expired 2026-03-01", without
-//! a clock or a time crate (the core crate is `no_std`).
+//! a time crate (the core crate is `no_std`). Everything in this crate takes the time as an
+//! argument; [`unix_now`] (with `std`) is the one reading of the system clock that the
+//! programs and tests above pass in.
 
 use alloc::{format, string::String};
+
+/// The system clock in whole seconds since the Unix epoch (0 for a clock set before 1970).
+#[cfg(feature = "std")]
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 /// Formats seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
 pub fn format_unix(secs: i64) -> String {

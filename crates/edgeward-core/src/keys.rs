@@ -35,6 +35,20 @@ pub const MAX_SCRYPT_MEMORY: u64 = 256 * 1024 * 1024;
 /// Most scrypt work for one key, `128 * r * N * p` bytes mixed.
 pub const MAX_SCRYPT_WORK: u64 = 1024 * 1024 * 1024;
 
+/// The algorithm of a key Edgeward generates: for the key hierarchy (`edgeward-pki`), inside a
+/// secure element (`edgeward-se`) and on the command line (`--key-type`, with the `clap`
+/// feature). Other algorithms are accepted for verification only (see [`PublicKey`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum KeyAlgorithm {
+    /// ECDSA P-256 with SHA-256 (every secure-element backend; verifies with openssl and
+    /// model_signing).
+    P256,
+    /// Ed25519 (where the secure element has it; Edgeward and openssl verify it,
+    /// model_signing 1.1 only verifies EC keys).
+    Ed25519,
+}
+
 /// A public key that can verify Edgeward signatures.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PublicKey {

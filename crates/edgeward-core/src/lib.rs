@@ -1,9 +1,10 @@
 //! Edgeward's formats and verification policy.
 //!
 //! This crate is the part of Edgeward that a bootloader, a device agent and the cloud all
-//! share, so it is pure logic: no I/O, no clock, no printing, and it builds as `no_std` +
-//! `alloc` (disable the default `std` feature). Every parser here takes untrusted bytes and
-//! returns a typed [`Error`] instead of panicking.
+//! share, so it is pure logic: no I/O, no clock (its functions take the time as an argument;
+//! [`civil::unix_now`] reads the system clock for callers, with `std`), no printing, and it
+//! builds as `no_std` + `alloc` (disable the default `std` feature). Every parser here takes
+//! untrusted bytes and returns a typed [`Error`] instead of panicking.
 //!
 //! - [`keys`]: public and private keys (ECDSA P-256, Ed25519; ECDSA P-384/P-521 and RSA for
 //!   verification), PEM/DER; [`digest`]: the hashes signatures are made over.

@@ -19,12 +19,9 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer;
 use zeroize::Zeroizing;
 
-use crate::{
-    files,
-    issue::{self, KeyAlg},
-    keyfile,
-    store::write_atomic,
-};
+use edgeward_core::keys::KeyAlgorithm;
+
+use crate::{files, issue, keyfile, store::write_atomic};
 
 /// Longest signing-certificate validity the ceremony will issue, in days.
 pub const MAX_SIGNING_DAYS: i64 = 90;
@@ -137,7 +134,7 @@ impl Hierarchy {
         org: &str,
         passphrase: &[u8],
         signing_days: i64,
-        signing_alg: KeyAlg,
+        signing_alg: KeyAlgorithm,
         now: OffsetDateTime,
     ) -> Result<Self, PkiError> {
         let (h, _) = Self::ceremony(dir, org, passphrase, signing_days, signing_alg, now, false)?;
@@ -154,7 +151,7 @@ impl Hierarchy {
         org: &str,
         passphrase: &[u8],
         signing_days: i64,
-        signing_alg: KeyAlg,
+        signing_alg: KeyAlgorithm,
         now: OffsetDateTime,
     ) -> Result<(Self, Vec<(PathBuf, PathBuf)>), PkiError> {
         Self::ceremony(dir, org, passphrase, signing_days, signing_alg, now, true)
@@ -165,7 +162,7 @@ impl Hierarchy {
         org: &str,
         passphrase: &[u8],
         signing_days: i64,
-        signing_alg: KeyAlg,
+        signing_alg: KeyAlgorithm,
         now: OffsetDateTime,
         replace: bool,
     ) -> Result<(Self, Vec<(PathBuf, PathBuf)>), PkiError> {
@@ -197,7 +194,7 @@ impl Hierarchy {
             )));
         }
         let start = now - BACKDATE;
-        let root_key = issue::generate_key(KeyAlg::P256).map_err(crypto)?;
+        let root_key = issue::generate_key(KeyAlgorithm::P256).map_err(crypto)?;
         let root_params = issue::root_params(org, start, start + Duration::days(365 * ROOT_YEARS));
         let root_cert = root_params.self_signed(&root_key).map_err(crypto)?;
         let root_key_der = Zeroizing::new(root_key.serialize_der());
@@ -207,7 +204,7 @@ impl Hierarchy {
         h.write(files::ROOT_CERT, root_cert.pem().as_bytes(), false)?;
 
         let issuer = issue::issuer_from_pem(&root_cert.pem(), root_key).map_err(crypto)?;
-        let device_key = issue::generate_key(KeyAlg::P256).map_err(crypto)?;
+        let device_key = issue::generate_key(KeyAlgorithm::P256).map_err(crypto)?;
         let device_cert =
             issue::device_ca_params(org, start, start + Duration::days(365 * DEVICE_CA_YEARS))
                 .signed_by(&device_key, &issuer)
@@ -230,7 +227,7 @@ impl Hierarchy {
         &self,
         root: &RootKey<'_>,
         days: i64,
-        alg: KeyAlg,
+        alg: KeyAlgorithm,
         now: OffsetDateTime,
     ) -> Result<CertSummary, PkiError> {
         check_signing_days(days)?;
@@ -362,7 +359,7 @@ impl Hierarchy {
         issuer: &rcgen::Issuer<'_, KeyPair>,
         org: &str,
         days: i64,
-        alg: KeyAlg,
+        alg: KeyAlgorithm,
         now: OffsetDateTime,
     ) -> Result<(), PkiError> {
         let start = now - BACKDATE;

@@ -10,20 +10,13 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-/// Which key algorithm a new key uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyAlg {
-    /// ECDSA P-256 with SHA-256.
-    P256,
-    /// Ed25519.
-    Ed25519,
-}
+use edgeward_core::keys::KeyAlgorithm;
 
 /// Generates a key pair.
-pub fn generate_key(alg: KeyAlg) -> Result<KeyPair, rcgen::Error> {
+pub fn generate_key(alg: KeyAlgorithm) -> Result<KeyPair, rcgen::Error> {
     KeyPair::generate_for(match alg {
-        KeyAlg::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-        KeyAlg::Ed25519 => &rcgen::PKCS_ED25519,
+        KeyAlgorithm::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        KeyAlgorithm::Ed25519 => &rcgen::PKCS_ED25519,
     })
 }
 

@@ -6,7 +6,8 @@
 
 use std::{fs, os::unix::fs::PermissionsExt, path::Path};
 
-use edgeward_pki::{issue::KeyAlg, Hierarchy};
+use edgeward_core::keys::KeyAlgorithm;
+use edgeward_pki::Hierarchy;
 
 fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -32,7 +33,7 @@ fn a_stale_world_readable_temporary_file_never_receives_a_private_key() {
         "Store Test",
         b"correct horse battery",
         90,
-        KeyAlg::P256,
+        KeyAlgorithm::P256,
         time::OffsetDateTime::now_utc(),
     )
     .unwrap();

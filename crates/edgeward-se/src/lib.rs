@@ -17,20 +17,13 @@ pub mod tls;
 pub mod tpm;
 mod uri;
 
+/// Key types an element can generate (P-256 on every backend, Ed25519 where it has it).
+pub use edgeward_core::keys::KeyAlgorithm;
 pub use edgeward_core::keys::PublicKey;
 pub use error::SeError;
 pub use names::{check_name, MAX_NAME_LEN};
 pub use uri::{parse_uri, ElementUri, MAX_URI_LEN};
 use zeroize::Zeroizing;
-
-/// Key types an element can generate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyAlgorithm {
-    /// ECDSA / ECDH over NIST P-256 (every backend).
-    P256,
-    /// Ed25519 (where the backend has it).
-    Ed25519,
-}
 
 /// What the layers above need from a secure element. Slots and counters are named by short
 /// ASCII names (`[A-Za-z0-9._-]{1,64}`); backends map them to their own object handles.

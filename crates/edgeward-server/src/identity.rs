@@ -62,7 +62,7 @@ pub fn load_or_create(config: &Config, now: OffsetDateTime) -> Result<Identity, 
                     "Edgeward Development",
                     pass.as_bytes(),
                     90,
-                    edgeward_pki::issue::KeyAlg::P256,
+                    edgeward_core::keys::KeyAlgorithm::P256,
                     now,
                 )
                 .map_err(|e| IdentityError(format!("creating the development PKI: {e}")))?;

@@ -19,14 +19,19 @@ pub fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-pub fn unix_now() -> u64 {
-    now().unix_timestamp() as u64
-}
+pub use edgeward_core::civil::unix_now;
 
 /// `edgeward pki init` in `dir`.
 pub fn pki(dir: &Path, org: &str) {
-    edgeward_pki::Hierarchy::init(dir, org, PASS, 90, edgeward_pki::issue::KeyAlg::P256, now())
-        .unwrap();
+    edgeward_pki::Hierarchy::init(
+        dir,
+        org,
+        PASS,
+        90,
+        edgeward_core::keys::KeyAlgorithm::P256,
+        now(),
+    )
+    .unwrap();
 }
 
 pub fn open_se(dir: &Path) -> Box<dyn SecureElement> {

@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use edgeward_pki::{issue::KeyAlg, Hierarchy, RootKey};
+use edgeward_core::keys::KeyAlgorithm;
+use edgeward_pki::{Hierarchy, RootKey};
 use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::{
-    args::KeyType,
     outcome::{print_json, Failure, Outcome},
     secrets::passphrase,
 };
@@ -67,8 +67,8 @@ pub struct PkiInitArgs {
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(i64).range(1..=90))]
     pub days: i64,
     /// Key type of the signing certificate.
-    #[arg(long, value_enum, default_value_t = KeyType::P256)]
-    pub key_type: KeyType,
+    #[arg(long, value_enum, default_value_t = KeyAlgorithm::P256)]
+    pub key_type: KeyAlgorithm,
     /// Replace an existing hierarchy: its files move aside to NAME.old-TIMESTAMP first.
     #[arg(long)]
     pub force: bool,
@@ -87,8 +87,8 @@ pub struct PkiRotateArgs {
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(i64).range(1..=90))]
     pub days: i64,
     /// Key type of the new signing certificate.
-    #[arg(long, value_enum, default_value_t = KeyType::P256)]
-    pub key_type: KeyType,
+    #[arg(long, value_enum, default_value_t = KeyAlgorithm::P256)]
+    pub key_type: KeyAlgorithm,
 }
 
 /// Arguments of `pki revoke`.
@@ -123,13 +123,6 @@ pub struct PkiCrlArgs {
     pub root_key: RootKeyArg,
 }
 
-pub fn key_alg(k: KeyType) -> KeyAlg {
-    match k {
-        KeyType::P256 => KeyAlg::P256,
-        KeyType::Ed25519 => KeyAlg::Ed25519,
-    }
-}
-
 /// Refuses a ceremony, before asking for the passphrase, when no `--root-key` was given and
 /// `DIR/root.key` is gone (the root key is kept offline once the ceremony is over).
 fn root_key_present(dir: &Path, arg: &RootKeyArg) -> Outcome {
@@ -148,7 +141,7 @@ pub fn run(cmd: PkiCommand, json: bool) -> Outcome {
     match cmd {
         PkiCommand::Init(a) => {
             let pass = passphrase(&a.passphrase.passphrase_env, "Root key passphrase: ", true)?;
-            let (dir, alg) = (&a.dir.dir, key_alg(a.key_type));
+            let (dir, alg) = (&a.dir.dir, a.key_type);
             let h = if a.force {
                 let (h, moved) = Hierarchy::init_replacing(dir, &a.org, &pass, a.days, alg, now)?;
                 for (from, to) in moved {
@@ -168,7 +161,7 @@ pub fn run(cmd: PkiCommand, json: bool) -> Outcome {
                 path: a.root_key.root_key.as_deref(),
                 passphrase: &pass,
             };
-            h.rotate(&root, a.days, key_alg(a.key_type), now)?;
+            h.rotate(&root, a.days, a.key_type, now)?;
             report(&h, now, json, "rotated")
         }
         PkiCommand::Revoke(a) => {

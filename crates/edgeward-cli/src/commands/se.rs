@@ -11,10 +11,7 @@ use edgeward_se::{KeyAlgorithm, SeError, SecureElement};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::{
-    args::KeyType,
-    outcome::{print_json, Failure, Outcome},
-};
+use crate::outcome::{print_json, Failure, Outcome};
 
 /// Largest file `se sign` reads for Ed25519 (which signs the whole message); P-256 files
 /// are hashed as a stream and have no limit.
@@ -62,8 +59,8 @@ pub struct SeKeygenArgs {
     #[command(flatten)]
     pub slot: SeSlotArgs,
     /// Key type.
-    #[arg(long, visible_alias = "alg", value_enum, default_value_t = KeyType::P256)]
-    pub key_type: KeyType,
+    #[arg(long, visible_alias = "alg", value_enum, default_value_t = KeyAlgorithm::P256)]
+    pub key_type: KeyAlgorithm,
 }
 
 /// Arguments of `se sign`.
@@ -108,12 +105,8 @@ fn open(a: &SeElementArgs) -> Result<Box<dyn SecureElement>, Failure> {
 
 fn keygen(a: SeKeygenArgs, json: bool) -> Outcome {
     let se = open(&a.slot.element)?;
-    let algorithm = match a.key_type {
-        KeyType::P256 => KeyAlgorithm::P256,
-        KeyType::Ed25519 => KeyAlgorithm::Ed25519,
-    };
     let public = se
-        .generate_key(&a.slot.slot, algorithm)
+        .generate_key(&a.slot.slot, a.key_type)
         .map_err(se_failure)?;
     report_key(se.backend(), &a.slot, &public, true, json);
     Ok(())

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use edgeward_artifact::{bundle_signing, raw_signing};
-use edgeward_core::{keys::SigningKey, pem};
+use edgeward_core::{civil::unix_now, keys::SigningKey, pem};
 use serde_json::json;
 
 use crate::{
@@ -145,13 +145,6 @@ pub fn load_signing_key(path: &Path, passphrase_env: &str) -> Result<SigningKey,
                 .unwrap_or_else(|| format!("{}: {e}", path.display())),
         )
     })
-}
-
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// `path` relative to the artifact `root`, as a POSIX string, when it lies inside it.

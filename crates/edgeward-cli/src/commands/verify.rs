@@ -7,6 +7,7 @@ use edgeward_artifact::{bundle_signing, raw_signing};
 use edgeward_core::{
     bundle::Bundle,
     cert_policy::Policy,
+    civil::unix_now,
     keys::PublicKey,
     pem,
     raw_signature::MAX_RAW_SIGNATURE_BYTES,
@@ -18,7 +19,7 @@ use edgeward_core::{
 use serde_json::{json, Value};
 
 use crate::{
-    commands::sign::{relative_ignores, relative_to, unix_now},
+    commands::sign::{relative_ignores, relative_to},
     hints,
     outcome::{print_json, read_operator_file, Failure, Outcome},
     progress::Bar,

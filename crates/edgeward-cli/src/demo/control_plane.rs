@@ -17,7 +17,7 @@ struct Device {
 }
 
 fn now() -> u64 {
-    crate::commands::sign::unix_now()
+    edgeward_core::civil::unix_now()
 }
 
 fn client(ca_pem: &[u8], identity: Option<String>) -> Result<reqwest::Client, String> {

@@ -12,7 +12,9 @@ use edgeward_model::{
 };
 use edgeward_se::KeyAlgorithm;
 
-use crate::{commands::sign::unix_now, demo::Demo};
+use edgeward_core::civil::unix_now;
+
+use crate::demo::Demo;
 
 /// A tiny valid safetensors file: one F32 tensor `w` of `n` values.
 fn sample_safetensors(n: usize) -> Vec<u8> {

@@ -5,15 +5,14 @@
 use std::{fs, path::Path};
 
 use edgeward_artifact::{bundle_signing, raw_signing, NoProgress};
-use edgeward_core::{bundle::Bundle, cert_policy::Policy, keys::SigningKey, pem, verify::Trust};
+use edgeward_core::{
+    bundle::Bundle, cert_policy::Policy, civil::unix_now, keys::SigningKey, pem, verify::Trust,
+};
 use edgeward_pki::{issue, Hierarchy};
 use rand_core::{OsRng, RngCore};
 use time::{Duration, OffsetDateTime};
 
-use crate::{
-    commands::sign::unix_now,
-    demo::{random_bytes, read, Demo},
-};
+use crate::demo::{random_bytes, read, Demo};
 
 /// DER certificates or CRLs.
 type DerList = Vec<Vec<u8>>;
@@ -27,7 +26,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     let now = OffsetDateTime::now_utc();
 
     demo.step("key ceremony", || {
-        Hierarchy::init(&pki_dir, "Edgeward Demo", &pass, 90, issue::KeyAlg::P256, now)
+        Hierarchy::init(&pki_dir, "Edgeward Demo", &pass, 90, edgeward_core::keys::KeyAlgorithm::P256, now)
             .map_err(|e| e.to_string())?;
         // The demo's throwaway root passphrase, so a kept demo (--keep) can be rotated.
         edgeward_pki::store::write_atomic(&dir.join("DEMO-ROOT-PASSPHRASE"), &pass, true)
@@ -157,8 +156,10 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     });
 
     demo.step("attack: a key the root never endorsed is refused", || {
-        let rogue_key = issue::generate_key(issue::KeyAlg::P256).map_err(|e| e.to_string())?;
-        let rogue_root_key = issue::generate_key(issue::KeyAlg::P256).map_err(|e| e.to_string())?;
+        let rogue_key = issue::generate_key(edgeward_core::keys::KeyAlgorithm::P256)
+            .map_err(|e| e.to_string())?;
+        let rogue_root_key = issue::generate_key(edgeward_core::keys::KeyAlgorithm::P256)
+            .map_err(|e| e.to_string())?;
         let start = now - Duration::minutes(5);
         let rogue_root = issue::root_params("Mallory", start, start + Duration::days(365))
             .self_signed(&rogue_root_key)

@@ -131,10 +131,7 @@ async fn fleet_and_device_enroll_against_a_real_server() {
         .identity(reqwest::Identity::from_pem(identity.as_bytes()).expect("identity"))
         .build()
         .expect("client");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
+    let now = edgeward_core::civil::unix_now();
     let token = edgeward_proto::token::create_v1("cam-7", secret.trim(), now);
     let url = format!(
         "https://localhost:{}/v1/device/commands",

@@ -20,7 +20,7 @@ use edgeward_core::{
     pem,
     verify::Trust,
 };
-use edgeward_pki::{issue, Hierarchy};
+use edgeward_pki::Hierarchy;
 use edgeward_se::{KeyAlgorithm, SeError, SecureElement};
 use zeroize::Zeroizing;
 
@@ -40,7 +40,7 @@ pub fn pki() -> Pki {
         "Crypt",
         b"a passphrase for tests",
         90,
-        issue::KeyAlg::P256,
+        edgeward_core::keys::KeyAlgorithm::P256,
         now,
     )
     .unwrap();

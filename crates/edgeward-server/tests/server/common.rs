@@ -238,12 +238,8 @@ pub async fn enroll_at(
     (status, (v, e))
 }
 
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
+/// The system clock, as the programs read it.
+pub use edgeward_core::civil::unix_now;
 
 /// A v1 token for `e` at `ts`.
 pub fn v1(e: &Enrolled, ts: u64) -> String {
