@@ -1,7 +1,8 @@
 //! The device API (`/v1/device/…`), reachable only over mutual TLS. Every call passes the
 //! gate in order: source-address limit, certificate identity, device token (v1 or v2, the
 //! token's device id must be the certificate's; v2 binds the request and its nonce may be
-//! used once), registry status, per-device limit by hardware class. The gate is the
+//! used once), then the transport-independent part every transport shares
+//! ([`crate::device_gate`]: registry status, per-device limit by hardware class). The gate is the
 //! `Gated` extractor rather than a middleware layer: the call reaches its handler in one
 //! step, with the body read once and no request rebuilt.
 
@@ -26,8 +27,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     app::{ApiError, Shared},
-    db::DeviceStatus,
-    telemetry_seq,
+    device_gate::{self, Call, Transport},
 };
 
 /// Largest body of any device call but the forensic upload.
@@ -73,7 +73,7 @@ impl Peer {
             ip_key: format!("ip:{}", addr.ip()),
             device: device_id.map(|id| PeerDevice {
                 id: id.into(),
-                limit_key: format!("dev:{id}"),
+                limit_key: device_gate::limit_key(id),
                 secret: secrets.derive(id),
             }),
         }
@@ -115,10 +115,7 @@ pub fn routes() -> Router<Shared> {
 }
 
 fn refused(app: &Shared, reason: &'static str) {
-    app.metrics.inc(
-        "edgeward_auth_refusals_total",
-        format!("reason=\"{reason}\""),
-    );
+    device_gate::refused(app, reason);
 }
 
 /// What the gate established before reading the body.
@@ -223,45 +220,14 @@ async fn admit(app: &Shared, parts: &Parts) -> Result<Admitted, ApiError> {
         return Err(ApiError::unauthenticated(e.to_string()));
     }
 
-    let device = app
-        .registry
-        .device(&app.db, cert_device)
-        .await?
-        .ok_or_else(|| {
-            refused(app, "unknown_device");
-            ApiError::forbidden("unknown_device", "the device is not registered")
-        })?;
-    let path = parts.uri.path();
-    // The command channel (commands and their results) and the forensic upload stay open.
-    let quarantine_allows = (parts.method == "GET" && path == "/v1/device/commands")
-        || (parts.method == "POST"
-            && (path == "/v1/device/forensics"
-                || (path.starts_with("/v1/device/commands/") && path.ends_with("/result"))));
-    match device.status {
-        DeviceStatus::Active => {}
-        DeviceStatus::Quarantined if quarantine_allows => {}
-        status => {
-            refused(app, "status");
-            return Err(ApiError::forbidden(
-                match status {
-                    DeviceStatus::Quarantined => "quarantined",
-                    DeviceStatus::Revoked => "revoked",
-                    _ => "not_active",
-                },
-                format!("device {cert_device} is {status}"),
-            ));
-        }
-    }
-    let quota = app.config.limit_for(&device.hardware_class).quota();
-    if let Decision::Deny { retry_after_ns } = app
-        .store
-        .check(&peer_device.limit_key, &quota, now_ns)
-        .await
-        .map_err(ApiError::unavailable)?
-    {
-        refused(app, "device_rate");
-        return Err(ApiError::rate_limited(retry_after_ns));
-    }
+    device_gate::check(
+        app,
+        cert_device,
+        &peer_device.limit_key,
+        Call::of_http(&parts.method, parts.uri.path()),
+        Transport::Https,
+    )
+    .await?;
     let v2 = parsed.is_v2().then(|| header.trim().to_string());
     Ok(Admitted { peer, v2 })
 }
@@ -375,68 +341,31 @@ impl FromRequest<Shared> for Streamed {
 }
 
 async fn telemetry(State(app): State<Shared>, call: Gated) -> Result<Response, ApiError> {
-    // Stored exactly as sent, so it must be text: JSON parsing skips over the inside of
-    // strings it does not keep without checking their UTF-8.
-    if let Err(e) = std::str::from_utf8(&call.body) {
-        return Err(ApiError::bad_request(format!(
-            "the telemetry batch is not UTF-8 ({e})"
-        )));
-    }
-    let batch = api::telemetry(&call.body).map_err(|e| ApiError::bad_request(e.0))?;
-    let json = |body: String| {
-        (
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()
-    };
-    // Numbered events the server already holds are acknowledged, not stored twice.
-    if let Some((first, _)) = batch.seq {
-        if let telemetry_seq::Decision::AlreadyHave(through) =
-            telemetry_seq::decide(&app.db, &call.device, first).await?
-        {
-            app.metrics.inc(
-                "edgeward_telemetry_batches_total",
-                "outcome=\"duplicate\"".into(),
-            );
-            return Ok(json(format!(
-                "{{\"accepted\":0,\"acked_through\":{through}}}"
-            )));
-        }
-    }
-    // Stored as received (it parsed as JSON): no re-serialization, no copy.
-    app.ingest
-        .store(call.device.clone(), app.now(), call.body)
-        .await
-        .map_err(ApiError::unavailable)?;
-    let records = batch.records;
-    let Some((_, last)) = batch.seq else {
-        return Ok(json(format!("{{\"accepted\":{records}}}")));
-    };
-    telemetry_seq::record(&app.db, &call.device, last).await?;
-    app.metrics.inc(
-        "edgeward_telemetry_batches_total",
-        "outcome=\"stored\"".into(),
-    );
-    Ok(json(format!(
-        "{{\"accepted\":{records},\"acked_through\":{last}}}"
-    )))
+    let accepted = crate::telemetry::accept(&app, call.device, call.body).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        accepted.to_json(),
+    )
+        .into_response())
 }
 
 async fn commands(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, ApiError> {
+    pending_commands(&app, &call.device).await.map(Json)
+}
+
+/// A device's pending commands, each signed by the command key (see
+/// [`crate::command_signing`]): the answer to a command poll over any transport.
+pub async fn pending_commands(app: &crate::app::App, device: &str) -> Result<Value, ApiError> {
     let now = app.now();
-    let commands = app.db.take_commands(&call.device, now).await?;
-    // Each command goes out signed by the command key (see crate::command_signing).
+    let commands = app.db.take_commands(device, now).await?;
     let commands: Vec<Value> = commands
         .into_iter()
         .map(|c| {
-            let signed = app
-                .command_signer
-                .sign(&call.device, c.id, &c.kind, &c.body, now);
+            let signed = app.command_signer.sign(device, c.id, &c.kind, &c.body, now);
             json!({ "id": c.id, "kind": c.kind, "body": c.body, "status": c.status, "signed": signed })
         })
         .collect();
-    Ok(Json(json!({ "commands": commands })))
+    Ok(json!({ "commands": commands }))
 }
 
 async fn command_result(
@@ -447,18 +376,29 @@ async fn command_result(
     let Path(id) = Path::<i64>::from_request_parts(&mut call.parts, &app)
         .await
         .map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let (dev, body) = (call.device, call.body);
-    let r = api::command_result(&body).map_err(|e| ApiError::bad_request(e.0))?;
+    record_result(&app, &call.device, id, &call.body)
+        .await
+        .map(Json)
+}
+
+/// Records `device`'s result `body` for command `id` (over any transport).
+pub async fn record_result(
+    app: &crate::app::App,
+    device: &str,
+    id: i64,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let r = api::command_result(body).map_err(|e| ApiError::bad_request(e.0))?;
     if !app
         .db
-        .command_result(&dev, id, r.ok, &r.output, app.now())
+        .command_result(device, id, r.ok, &r.output, app.now())
         .await?
     {
         return Err(ApiError::not_found(format!(
             "no command {id} awaiting a result from this device"
         )));
     }
-    Ok(Json(json!({ "recorded": id })))
+    Ok(json!({ "recorded": id }))
 }
 
 async fn attestation(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, ApiError> {

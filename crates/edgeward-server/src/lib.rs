@@ -18,6 +18,7 @@ pub mod conns;
 pub mod data_dir;
 pub mod db;
 pub mod device_api;
+pub mod device_gate;
 pub mod enrollment;
 pub mod forensics;
 pub mod identity;
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod rate_limit;
 pub mod registry_cache;
 pub mod server;
+pub mod telemetry;
 pub mod telemetry_seq;
 pub mod tls;
 
