@@ -2,7 +2,7 @@
 //! tree ([`merkle`]); the log signs its size and root as a C2SP checkpoint ([`checkpoint`]) in
 //! a C2SP signed note ([`note`]); [`log`] verifies a log against its checkpoint and against
 //! the last checkpoint a verifier kept, so editing, dropping, reordering or truncating
-//! entries is caught.
+//! entries is caught. [`proof`] is the JSON of the proofs a log serves.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -10,3 +10,4 @@ pub mod checkpoint;
 pub mod log;
 pub mod merkle;
 pub mod note;
+pub mod proof;

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
-use crate::merkle::{self, Hash};
+use crate::merkle::{self, Frontier, Hash};
 use crate::note::{NoteError, NoteSigner, NoteVerifier};
 
 /// One audit-log entry, as the server stores it.
@@ -28,6 +28,8 @@ pub struct Entry {
     pub device_id: Option<String>,
     /// Free-form detail.
     pub detail: String,
+    /// How many events the entry stands for (repeated refusals are counted into one).
+    pub count: u64,
 }
 
 impl Entry {
@@ -95,6 +97,9 @@ pub enum AuditError {
         /// Size of the trusted checkpoint.
         trusted: u64,
     },
+    /// A proof the log gave does not verify.
+    #[error("the log's {0} proof does not verify against its signed checkpoints")]
+    Proof(&'static str),
 }
 
 /// Signs the checkpoint of `entries` as `signer` (whose name is the log's origin).
@@ -121,44 +126,113 @@ pub fn verify_log(
     entries: &[Entry],
     trusted: Option<&Checkpoint>,
 ) -> Result<Checkpoint, AuditError> {
-    let cp = Checkpoint::parse(verifier.open(note)?)?;
-    if cp.origin != verifier.name() {
-        return Err(AuditError::Origin {
-            expected: verifier.name().to_string(),
-            found: cp.origin,
-        });
+    let mut v = LogVerifier::new(verifier, note, trusted)?;
+    for e in entries {
+        v.push(e)?;
     }
-    for (position, e) in entries.iter().enumerate() {
-        if e.index != position as u64 {
+    v.finish()
+}
+
+/// Verifies a log read in pages, in constant memory: made from the signed checkpoint and
+/// the last trusted one, fed every entry in order, then finished. The checks are those of
+/// [`verify_log`].
+#[derive(Debug)]
+pub struct LogVerifier {
+    checkpoint: Checkpoint,
+    trusted: Option<Checkpoint>,
+    tree: Frontier,
+    forked: bool,
+}
+
+impl LogVerifier {
+    /// Opens the checkpoint `note` with `verifier` and checks it is for this log and no
+    /// smaller than `trusted`.
+    pub fn new(
+        verifier: &NoteVerifier,
+        note: &str,
+        trusted: Option<&Checkpoint>,
+    ) -> Result<Self, AuditError> {
+        let cp = Checkpoint::parse(verifier.open(note)?)?;
+        if cp.origin != verifier.name() {
+            return Err(AuditError::Origin {
+                expected: verifier.name().to_string(),
+                found: cp.origin,
+            });
+        }
+        if let Some(old) = trusted {
+            if cp.size < old.size {
+                return Err(AuditError::Truncated {
+                    trusted: old.size,
+                    size: cp.size,
+                });
+            }
+            if old.origin != cp.origin {
+                return Err(AuditError::Forked { trusted: old.size });
+            }
+        }
+        Ok(LogVerifier {
+            checkpoint: cp,
+            trusted: trusted.cloned(),
+            tree: Frontier::new(),
+            forked: false,
+        })
+    }
+
+    /// The signed checkpoint being verified against.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    /// Entries taken so far.
+    pub fn size(&self) -> u64 {
+        self.tree.size()
+    }
+
+    /// Takes the next entry.
+    pub fn push(&mut self, e: &Entry) -> Result<(), AuditError> {
+        let position = self.tree.size();
+        if e.index != position {
             return Err(AuditError::Sequence {
-                position: position as u64,
+                position,
                 index: e.index,
             });
         }
+        if position >= self.checkpoint.size {
+            return Err(AuditError::Size {
+                entries: position + 1,
+                size: self.checkpoint.size,
+            });
+        }
+        self.tree.push(e.leaf_hash());
+        if let Some(old) = &self.trusted {
+            if self.tree.size() == old.size && self.tree.root() != old.root {
+                self.forked = true;
+            }
+        }
+        Ok(())
     }
-    if let Some(old) = trusted {
-        if cp.size < old.size {
-            return Err(AuditError::Truncated {
-                trusted: old.size,
+
+    /// Checks that the entries taken are all the checkpoint covers, hash to its root and
+    /// extend the trusted checkpoint; returns the checkpoint, to be trusted next.
+    pub fn finish(self) -> Result<Checkpoint, AuditError> {
+        let cp = self.checkpoint;
+        if self.tree.size() != cp.size {
+            return Err(AuditError::Size {
+                entries: self.tree.size(),
                 size: cp.size,
             });
         }
-    }
-    if entries.len() as u64 != cp.size {
-        return Err(AuditError::Size {
-            entries: entries.len() as u64,
-            size: cp.size,
-        });
-    }
-    let leaves: Vec<Hash> = entries.iter().map(Entry::leaf_hash).collect();
-    if merkle::root(&leaves) != cp.root {
-        return Err(AuditError::Root { size: cp.size });
-    }
-    if let Some(old) = trusted {
-        // The trusted head must be the head of this log's first `old.size` entries.
-        if old.origin != cp.origin || merkle::root(&leaves[..old.size as usize]) != old.root {
-            return Err(AuditError::Forked { trusted: old.size });
+        if self.tree.root() != cp.root {
+            return Err(AuditError::Root { size: cp.size });
         }
+        // The trusted head must be the head of this log's first `old.size` entries (for an
+        // empty trusted log, any log extends it).
+        if let Some(old) = &self.trusted {
+            let empty = old.size == 0 && old.root == merkle::empty_root();
+            if self.forked || (old.size == 0 && !empty) {
+                return Err(AuditError::Forked { trusted: old.size });
+            }
+        }
+        Ok(cp)
     }
-    Ok(cp)
 }

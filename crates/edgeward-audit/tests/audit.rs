@@ -158,6 +158,7 @@ fn entries(n: u64) -> Vec<Entry> {
             action: format!("action.{}", i % 5),
             device_id: (i % 2 == 0).then(|| format!("dev-{i}")),
             detail: format!("detail {i}"),
+            count: 1 + i % 4,
         })
         .collect()
 }

@@ -17,6 +17,8 @@
 //!   organisation's PKI.
 //! - [`size_limits`]: the size bounds on everything parsed from untrusted bytes.
 //! - [`sigstore`]: keyless Sigstore bundles (Fulcio certificate, Rekor log entry) offline.
+//! - [`merkle`]: RFC 6962/9162 Merkle trees, proofs and their verification (Rekor and the
+//!   audit log).
 //! - [`verify`] and [`sign`]: the whole bundle check and bundle creation.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
@@ -33,6 +35,7 @@ pub mod dsse;
 pub mod error;
 pub mod keys;
 pub mod manifest;
+pub mod merkle;
 pub mod pem;
 pub mod raw_signature;
 pub mod sign;

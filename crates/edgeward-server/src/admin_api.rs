@@ -74,6 +74,7 @@ pub fn routes(app: Shared) -> Router<Shared> {
         .route("/v1/admin/devices/{id}/reprovision", post(reprovision))
         .route("/v1/admin/devices/{id}/commands", post(add_command))
         .route("/v1/admin/audit", get(audit_log))
+        .merge(crate::audit_log_api::routes())
         .route("/v1/admin/keys", post(add_key))
         .layer(axum::middleware::from_fn_with_state(app, gate))
 }

@@ -45,6 +45,8 @@ pub struct App {
     pub ingest: crate::ingest::Ingest,
     /// Signs the commands handed to devices.
     pub command_signer: crate::command_signing::CommandSigner,
+    /// Signs the audit log's checkpoints.
+    pub audit_signer: crate::audit_log::AuditSigner,
 }
 
 /// Shared handle to the state.

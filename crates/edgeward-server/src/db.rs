@@ -30,6 +30,9 @@ pub enum DbError {
     /// The row to insert exists already.
     #[error("{0} already exists")]
     Exists(String),
+    /// Stored data that cannot be what this server wrote (e.g. a damaged audit tree).
+    #[error("database holds corrupt data: {0}")]
+    Corrupt(String),
 }
 
 /// Which SQL backend a pool talks to.
@@ -524,7 +527,8 @@ impl Db {
         }))
     }
 
-    /// Appends to the audit log an entry standing for `count` events.
+    /// Appends to the audit log an entry standing for `count` events, as the next leaf of
+    /// its Merkle tree (see `audit_log`).
     pub async fn audit(
         &self,
         now: i64,
@@ -534,17 +538,16 @@ impl Db {
         detail: &str,
         count: i64,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO audit (at, actor, action, device_id, detail, count) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(now)
-        .bind(actor)
-        .bind(action)
-        .bind(device)
-        .bind(detail)
-        .bind(count)
-        .execute(&self.pool)
-        .await?;
+        let entry = edgeward_audit::log::Entry {
+            index: 0,
+            at: now,
+            actor: actor.to_string(),
+            action: action.to_string(),
+            device_id: device.map(str::to_string),
+            detail: detail.to_string(),
+            count: u64::try_from(count).unwrap_or(0),
+        };
+        crate::audit_log::append(&self.pool, entry).await?;
         Ok(())
     }
 

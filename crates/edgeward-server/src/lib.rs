@@ -9,6 +9,8 @@
 pub mod admin_api;
 pub mod app;
 pub mod audit_agg;
+pub mod audit_log;
+pub mod audit_log_api;
 pub mod body;
 pub mod clock;
 pub mod command_signing;

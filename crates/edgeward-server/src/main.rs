@@ -35,6 +35,16 @@ struct Args {
     /// line, for log shippers).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print the audit log's verifier key (a C2SP note verifier key, what `edgeward audit
+    /// verify --key` pins), creating the audit key in the data directory if missing.
+    AuditKey,
 }
 
 /// How the server writes its log.
@@ -86,6 +96,28 @@ fn load(args: &Args) -> Result<Config, String> {
     Ok(config)
 }
 
+/// `edgeward-server audit-key`.
+fn audit_key(config: &Config) -> ExitCode {
+    let path = config.data_dir.join(edgeward_server::audit_log::KEY_FILE);
+    if !config.data_dir.exists() {
+        eprintln!(
+            "edgeward-server: the data directory {} does not exist (start the server once)",
+            config.data_dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    match edgeward_server::audit_log::AuditSigner::load_or_create(&path) {
+        Ok(signer) => {
+            println!("{}", signer.verifier());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("edgeward-server: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -97,6 +129,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::AuditKey) = args.command {
+        return audit_key(&config);
+    }
     let running = match edgeward_server::start(config).await {
         Ok(r) => r,
         Err(e) => {

@@ -140,6 +140,13 @@ pub async fn start_with_clock(
     let command_signer =
         crate::command_signing::CommandSigner::load_or_create(&config.data_dir.join("command.key"))
             .map_err(StartError)?;
+    let audit_signer = crate::audit_log::AuditSigner::load_or_create(
+        &config.data_dir.join(crate::audit_log::KEY_FILE),
+    )
+    .map_err(StartError)?;
+    crate::audit_log::seal_untreed(&db)
+        .await
+        .map_err(|e| StartError(format!("audit log: {e}")))?;
     let app = Arc::new(App {
         config: config.clone(),
         db,
@@ -159,6 +166,7 @@ pub async fn start_with_clock(
         ),
         ingest,
         command_signer,
+        audit_signer,
     });
     write_device_crl(&app)
         .await

@@ -7,7 +7,6 @@
 
 pub mod checkpoint;
 pub mod identity;
-pub mod merkle;
 pub mod tlog;
 pub mod trusted_root;
 

@@ -7,10 +7,7 @@ use alloc::{format, string::String, vec::Vec};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    bundle::decode_b64,
-    keys::PublicKey,
-    raw_signature,
-    sigstore::{checkpoint::Checkpoint, merkle},
+    bundle::decode_b64, keys::PublicKey, merkle, raw_signature, sigstore::checkpoint::Checkpoint,
     Error, Sha256Digest,
 };
 

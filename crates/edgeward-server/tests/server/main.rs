@@ -8,6 +8,7 @@ mod common;
 mod abuse;
 mod api;
 mod audit;
+mod audit_log;
 mod data_dir;
 mod faults;
 mod interop;
