@@ -102,6 +102,23 @@ pub enum AuditError {
     Proof(&'static str),
 }
 
+impl AuditError {
+    /// A short stable name of what was found, for machine-readable output.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuditError::Note(_) => "signature",
+            AuditError::Checkpoint(_) => "checkpoint",
+            AuditError::Origin { .. } => "origin",
+            AuditError::Sequence { .. } => "sequence",
+            AuditError::Size { .. } => "size",
+            AuditError::Root { .. } => "root",
+            AuditError::Truncated { .. } => "truncated",
+            AuditError::Forked { .. } => "forked",
+            AuditError::Proof(_) => "proof",
+        }
+    }
+}
+
 /// Signs the checkpoint of `entries` as `signer` (whose name is the log's origin).
 pub fn sign_checkpoint(
     signer: &NoteSigner,

@@ -28,6 +28,9 @@ pub enum Command {
     Verify(commands::verify::VerifyArgs),
     /// Run the whole story in a temporary directory: ceremony, signing, verification, attacks.
     Demo(crate::demo::DemoArgs),
+    /// Check edgeward-server's tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
     /// Manage the fleet through edgeward-server's admin API.
     #[command(subcommand)]
     Fleet(commands::fleet::FleetCommand),
@@ -60,6 +63,7 @@ impl Command {
             Command::Sign(a) => commands::sign::run(a, json),
             Command::Verify(a) => commands::verify::run(a, json),
             Command::Demo(a) => crate::demo::run(a, json),
+            Command::Audit(cmd) => commands::audit::run(cmd, json),
             Command::Fleet(cmd) => commands::fleet::run(cmd, json),
             Command::Device(cmd) => commands::device::run(cmd, json),
             Command::Model(cmd) => commands::model::run(cmd, json),

@@ -97,14 +97,16 @@ pub(crate) fn call(req: reqwest::blocking::RequestBuilder, what: &str) -> Result
     }
 }
 
-struct Admin {
+/// An authenticated admin API client.
+pub(crate) struct Admin {
     client: Client,
     base: String,
     token: String,
 }
 
 impl Admin {
-    fn new(a: &ServerArgs) -> Result<Self, Failure> {
+    /// A client for the server and admin key in `a`.
+    pub(crate) fn new(a: &ServerArgs) -> Result<Self, Failure> {
         let token_file = a.admin_token_file.as_ref().ok_or_else(|| {
             Failure::operator("--admin-token-file (or EDGEWARD_ADMIN_TOKEN_FILE) is required")
         })?;
@@ -123,6 +125,37 @@ impl Admin {
                 .bearer_auth(&self.token),
             what,
         )
+    }
+    /// GETs `path` and returns the body, refusing one longer than `limit` bytes.
+    pub(crate) fn get_bounded(
+        &self,
+        path: &str,
+        what: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>, Failure> {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .map_err(|e| Failure::operator(format!("{what}: cannot reach the server: {e}")))?;
+        let status = r.status();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(r, limit + 1), &mut body)
+            .map_err(|e| Failure::operator(format!("{what}: reading the answer: {e}")))?;
+        if body.len() as u64 > limit {
+            return Err(Failure::rejected(format!(
+                "{what}: the server's answer is longer than {limit} bytes"
+            )));
+        }
+        if !status.is_success() {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            return Err(Failure::rejected(format!(
+                "{what}: the server answered {status}: {}",
+                v["message"].as_str().unwrap_or("(no message)")
+            )));
+        }
+        Ok(body)
     }
     fn post(&self, path: &str, body: Value, what: &str) -> Result<Value, Failure> {
         call(

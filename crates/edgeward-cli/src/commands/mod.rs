@@ -1,5 +1,6 @@
 //! One module per command: each owns its clap arguments and its `run`.
 
+pub mod audit;
 pub mod boot;
 pub mod device;
 pub mod fleet;

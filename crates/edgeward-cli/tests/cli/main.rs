@@ -4,6 +4,7 @@
 
 mod common;
 
+mod audit;
 mod boot;
 mod cli;
 mod fleet;

@@ -313,3 +313,30 @@ both_backends!(a_deleted_tail_is_caught, |backend| async move {
         })
     );
 });
+
+/// `edgeward-server audit-key` (the real binary) prints the verifier key of the running
+/// server's log, the one its checkpoints verify under.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_key_command_prints_the_verifier_key() {
+    let s = server_with_entries(Backend::Sqlite, 1).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgeward-server"))
+        .arg("--data-dir")
+        .arg(s.dir.path())
+        .arg("audit-key")
+        .output()
+        .expect("run edgeward-server");
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8(out.stdout).expect("utf8");
+    let pinned = NoteVerifier::parse(printed.trim()).expect("a verifier key");
+    assert_eq!(pinned, key(&s));
+    verify(&s, &pinned, None).await.expect("verifies under it");
+    let missing = s.dir.path().join("nowhere");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgeward-server"))
+        .arg("--data-dir")
+        .arg(&missing)
+        .arg("audit-key")
+        .output()
+        .expect("run edgeward-server");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(!missing.exists());
+}
