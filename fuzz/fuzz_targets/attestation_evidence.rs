@@ -1,12 +1,13 @@
-//! Attestation evidence and boot logs: verifying untrusted evidence against a fixed root,
-//! nonce and reference values must never panic, and a boot log that parses replays to its
-//! register.
+//! Attestation evidence and boot logs: reading what untrusted evidence claims (the server
+//! picks its nonce and certificate by it) and verifying it against a fixed root, nonce and
+//! reference values must never panic, a claimed nonce is always of a valid length, and a
+//! boot log that parses replays to its register.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use edgeward_boot::{
-    attest::{verify_evidence, Expectations, ReferenceValues},
+    attest::{check_nonce, unverified, verify_evidence, Expectations, ReferenceValues},
     measure::{BootLog, Register},
 };
 use libfuzzer_sys::fuzz_target;
@@ -30,6 +31,9 @@ fuzz_target!(|data: &[u8]| {
         device_key: None,
         now: 1_800_000_000,
     };
+    if let Ok(claimed) = unverified(data) {
+        assert!(check_nonce(&claimed.nonce).is_ok());
+    }
     let _ = verify_evidence(data, &exp);
     if let Ok(log) = BootLog::parse(data) {
         assert_eq!(Register::replay(&log.events).0, log.register);

@@ -20,8 +20,15 @@ use edgeward_se::SecureElement;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use serde::{Deserialize, Serialize};
 
+use std::{io::Read, path::Path};
+
+use edgeward_core::size_limits::MAX_BUNDLE_BYTES;
+
 use crate::{
+    chain::{StageFormat, StageSpec},
     measure::{hex_digest, BootLog, Event, Register, MAX_EVENTS},
+    policy::{verify_policy_above, Floors},
+    stage::{verify_stage, StageTrust},
     BootError,
 };
 
@@ -197,6 +204,90 @@ impl ReferenceValues {
     }
 }
 
+impl ReferenceValues {
+    /// The reference values a signed chain description stands for, as a verifier without a
+    /// secure element (the server) takes them: the description at `chain_path` and its
+    /// signature beside it are verified under `roots` at `now` (no element floors), then
+    /// each stage's measurement is taken from signed data only: for a bundle stage the root
+    /// digest of its signature bundle, verified under `roots` and the policy's CRL and
+    /// signed for that stage and the policy's hardware class (the image itself is not
+    /// needed); an MCUboot stage's image is verified as the device would. Returns the
+    /// policy's hardware class with the values.
+    pub fn from_policy(
+        chain_path: &Path,
+        roots: &[Vec<u8>],
+        now: u64,
+    ) -> Result<(String, ReferenceValues), BootError> {
+        let policy = verify_policy_above(chain_path, roots, Floors::default(), now)
+            .map_err(|f| BootError::Chain(format!("{}: {f}", chain_path.display())))?;
+        let chain = &policy.chain;
+        let trust = StageTrust {
+            roots,
+            crls: &policy.crls,
+            now,
+            hardware: &chain.hardware,
+        };
+        let mut reference = ReferenceValues::new();
+        for spec in &chain.stages {
+            let digest = match &spec.format {
+                StageFormat::Bundle { signature } => bundle_measurement(spec, signature, &trust)?,
+                StageFormat::Mcuboot { .. } => {
+                    verify_stage(spec, &trust, 0)
+                        .map_err(|f| BootError::Chain(format!("stage {:?}: {f}", spec.name)))?
+                        .event
+                        .digest
+                }
+            };
+            reference.allow(&spec.name, digest);
+        }
+        Ok((chain.hardware.clone(), reference))
+    }
+}
+
+/// The measurement of a bundle stage, from its signature bundle alone.
+fn bundle_measurement(
+    spec: &StageSpec,
+    signature: &Path,
+    trust: &StageTrust<'_>,
+) -> Result<[u8; 32], BootError> {
+    let bad = |m: String| BootError::Chain(format!("stage {:?}: {m}", spec.name));
+    let mut bytes = Vec::new();
+    std::fs::File::open(signature)
+        .and_then(|f| f.take(MAX_BUNDLE_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| BootError::io(signature, e))?;
+    if bytes.len() > MAX_BUNDLE_BYTES {
+        return Err(bad(format!(
+            "{} is larger than {MAX_BUNDLE_BYTES} bytes",
+            signature.display()
+        )));
+    }
+    let bundle = Bundle::parse(&bytes).map_err(|e| bad(format!("{}: {e}", signature.display())))?;
+    let verified = verify_bundle(
+        &bundle,
+        &Trust::Roots {
+            roots: trust.roots,
+            crls: trust.crls,
+            policy: Policy::default(),
+        },
+        trust.now,
+    )
+    .map_err(|e| bad(format!("{}: {e}", signature.display())))?;
+    let claims = &verified.statement.boot;
+    if claims.stage.as_deref() != Some(spec.name.as_str()) {
+        return Err(bad(format!(
+            "the bundle is signed for stage {:?}",
+            claims.stage
+        )));
+    }
+    if claims.hardware.as_deref() != Some(trust.hardware) {
+        return Err(bad(format!(
+            "the bundle is signed for hardware {:?}, the policy is for {:?}",
+            claims.hardware, trust.hardware
+        )));
+    }
+    Ok(verified.statement.manifest.root_digest())
+}
+
 /// What the verifier expects.
 #[derive(Debug, Clone, Copy)]
 pub struct Expectations<'a> {
@@ -217,8 +308,9 @@ fn decode(field: &str, s: &str) -> Result<Vec<u8>, AttestError> {
         .map_err(|e| malformed(format!("{field}: {e}")))
 }
 
-/// Verifies evidence; returns the claims when every check passes.
-pub fn verify_evidence(bytes: &[u8], exp: &Expectations<'_>) -> Result<Claims, AttestError> {
+/// The envelope of evidence and its decoded certificates (device first), bounded; nothing
+/// verified yet.
+fn open(bytes: &[u8]) -> Result<(EvidenceJson, Vec<Vec<u8>>), AttestError> {
     if bytes.len() > MAX_EVIDENCE_BYTES {
         return Err(malformed(format!("larger than {MAX_EVIDENCE_BYTES} bytes")));
     }
@@ -237,6 +329,39 @@ pub fn verify_evidence(bytes: &[u8], exp: &Expectations<'_>) -> Result<Claims, A
         .iter()
         .map(|c| decode("certificate", c))
         .collect::<Result<_, _>>()?;
+    Ok((env, certs))
+}
+
+/// What evidence claims, before anything is verified: the nonce it answers and the device
+/// certificate it carries. A verifier serving many devices picks its expectations with
+/// these (is this a nonce it issued to the calling device, is this the certificate it
+/// enrolled) and then checks everything with [`verify_evidence`]; none of it is trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unverified {
+    /// The nonce the claims answer.
+    pub nonce: Vec<u8>,
+    /// The device certificate (DER), the first of the evidence's certificates.
+    pub device_certificate: Vec<u8>,
+}
+
+/// Reads [`Unverified`] from evidence, as bounded and total as [`verify_evidence`] but
+/// checking no signature.
+pub fn unverified(bytes: &[u8]) -> Result<Unverified, AttestError> {
+    let (env, mut certs) = open(bytes)?;
+    let payload = decode("payload", &env.payload)?;
+    let claims: Claims =
+        serde_json::from_slice(&payload).map_err(|e| malformed(format!("claims: {e}")))?;
+    let nonce = hex::decode(&claims.nonce).map_err(|e| malformed(format!("nonce: {e}")))?;
+    check_nonce(&nonce).map_err(malformed)?;
+    Ok(Unverified {
+        nonce,
+        device_certificate: certs.swap_remove(0),
+    })
+}
+
+/// Verifies evidence; returns the claims when every check passes.
+pub fn verify_evidence(bytes: &[u8], exp: &Expectations<'_>) -> Result<Claims, AttestError> {
+    let (env, certs) = open(bytes)?;
     let device_key = verify_device_chain(&certs, exp.roots, exp.now)?;
     if let Some(expected) = exp.device_key {
         if expected != &device_key {

@@ -125,17 +125,41 @@ pub fn verify_policy(
     se: &dyn SecureElement,
     now: u64,
 ) -> Result<VerifiedPolicy, StageFailure> {
+    let se_error =
+        |e: edgeward_se::SeError| fail(FailureKind::SecureElement, format!("secure element: {e}"));
+    let floors = Floors {
+        crl: se.counter(CRL_COUNTER).map_err(se_error)?,
+        policy: se.counter(POLICY_COUNTER).map_err(se_error)?,
+    };
+    verify_policy_above(chain_path, roots, floors, now)
+}
+
+/// The floors a chain description is held to: on a device, the element's counters; on a
+/// verifier without an element (the server deriving reference values), zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Floors {
+    /// The lowest CRL number accepted ([`CRL_COUNTER`]).
+    pub crl: u64,
+    /// The lowest policy security counter accepted ([`POLICY_COUNTER`]).
+    pub policy: u64,
+}
+
+/// [`verify_policy`] against given `floors` instead of an element's.
+pub fn verify_policy_above(
+    chain_path: &Path,
+    roots: &[Vec<u8>],
+    floors: Floors,
+    now: u64,
+) -> Result<VerifiedPolicy, StageFailure> {
     let bytes = read_bounded(chain_path, MAX_CHAIN_BYTES, "file")?;
     let sig_path = signature_path(chain_path);
     let sig = read_bounded(&sig_path, MAX_BUNDLE_BYTES, "signature")?;
     let base = chain_path.parent().unwrap_or(Path::new("."));
     let chain = Chain::parse(&bytes, base)
         .map_err(|e| fail(FailureKind::ChainDescription, e.to_string()))?;
-    let se_error =
-        |e: edgeward_se::SeError| fail(FailureKind::SecureElement, format!("secure element: {e}"));
 
     // The CRL first: the policy's own signer is checked against it too.
-    let crl_floor = se.counter(CRL_COUNTER).map_err(se_error)?;
+    let crl_floor = floors.crl;
     let (crls, crl_number) = match &chain.crl {
         // Once a CRL numbered n was confirmed, a policy without one would silently switch
         // revocation off: refused.
@@ -217,7 +241,7 @@ pub fn verify_policy(
             "the chain description's signature carries no security counter",
         )
     })?;
-    let policy_floor = se.counter(POLICY_COUNTER).map_err(se_error)?;
+    let policy_floor = floors.policy;
     if counter < policy_floor {
         return Err(fail(
             FailureKind::Rollback,

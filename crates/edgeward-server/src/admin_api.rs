@@ -163,7 +163,7 @@ async fn show_device(
 /// Applies `change` to device `id` (one compare-and-set on its status, see
 /// [`crate::db::Db::transition`]), then brings what follows the registry into line with
 /// what was committed: the cached record dropped, a revoked certificate added to the TLS
-/// deny set and the CRL, the device's connections closed when it was cut off.
+/// deny set and the CRL, the device's connections closed when it was cut off or quarantined.
 async fn change_status(
     app: &Shared,
     admin: &Admin,
@@ -190,7 +190,12 @@ async fn change_status(
     if let Some(serial) = &revoked_serial {
         app.deny(serial);
     }
-    let closed = if matches!(to, DeviceStatus::Revoked | DeviceStatus::Pending) {
+    // Quarantine closes them too: a connection admitted while the device was active
+    // must not carry its later calls.
+    let closed = if matches!(
+        to,
+        DeviceStatus::Revoked | DeviceStatus::Pending | DeviceStatus::Quarantined
+    ) {
         let closed = app.conns.close_all(id);
         app.metrics.add(
             "edgeward_connections_closed_total",

@@ -47,6 +47,8 @@ pub struct App {
     pub command_signer: crate::command_signing::CommandSigner,
     /// Signs the audit log's checkpoints.
     pub audit_signer: crate::audit_log::AuditSigner,
+    /// Verifies attestation evidence (signed boot policies, nonces).
+    pub attestation: crate::attestation::Verifier,
 }
 
 /// Shared handle to the state.

@@ -102,6 +102,8 @@ pub struct Config {
     pub class_limits: BTreeMap<String, LimitConfig>,
     /// Timeouts and connection caps.
     pub connections: ConnectionLimits,
+    /// Attestation: signed boot policies and nonce lifetime (`[attestation]`).
+    pub attestation: crate::attestation::AttestationConfig,
 }
 
 impl Default for Config {
@@ -135,6 +137,7 @@ impl Default for Config {
             },
             class_limits: BTreeMap::new(),
             connections: ConnectionLimits::default(),
+            attestation: Default::default(),
         }
     }
 }

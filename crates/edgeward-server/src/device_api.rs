@@ -110,7 +110,11 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/device/telemetry", post(telemetry))
         .route("/v1/device/commands", get(commands))
         .route("/v1/device/commands/{id}/result", post(command_result))
-        .route("/v1/device/attestation", post(attestation))
+        .route(
+            "/v1/device/attestation/nonce",
+            post(crate::attestation::nonce),
+        )
+        .route("/v1/device/attestation", post(crate::attestation::submit))
         .route("/v1/device/forensics", post(forensics))
 }
 
@@ -399,24 +403,6 @@ pub async fn record_result(
         )));
     }
     Ok(json!({ "recorded": id }))
-}
-
-async fn attestation(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, ApiError> {
-    let (dev, body) = (call.device, call.body);
-    let v = Value::Object(api::attestation(&body).map_err(|e| ApiError::bad_request(e.0))?);
-    let sha = hex::encode(edgeward_core::sha256(&body));
-    let id = app
-        .db
-        .insert_upload(&dev, "attestation", &sha, &v.to_string(), app.now())
-        .await?;
-    app.audit(
-        &format!("device:{dev}"),
-        "attestation.received",
-        Some(&dev),
-        &sha,
-    )
-    .await;
-    Ok(Json(json!({ "id": id, "sha256": sha })))
 }
 
 async fn forensics(State(app): State<Shared>, call: Streamed) -> Result<Json<Value>, ApiError> {

@@ -8,6 +8,7 @@
 
 pub mod admin_api;
 pub mod app;
+pub mod attestation;
 pub mod audit_agg;
 pub mod audit_log;
 pub mod audit_log_api;

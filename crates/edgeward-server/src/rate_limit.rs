@@ -38,6 +38,9 @@ return {1, new}
 /// refused (503) at once rather than left hanging.
 pub const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Longest wait, in milliseconds, between two attempts to reach Redis again.
+pub const REDIS_RETRY_DELAY_MS: u64 = 250;
+
 /// `call`'s answer, or a [`StoreError`] if Redis fails or takes longer than [`REDIS_TIMEOUT`].
 async fn answer_in_time<T>(
     call: impl std::future::Future<Output = redis::RedisResult<T>>,
@@ -97,11 +100,19 @@ impl Store {
         }
     }
 
-    /// State in the Redis server at `url`.
+    /// State in the Redis server at `url`. When the connection drops, the manager connects
+    /// again in the background, at most [`REDIS_RETRY_DELAY_MS`] (plus jitter) apart and each
+    /// attempt bounded by [`REDIS_TIMEOUT`]: with the crate's defaults (a factor of 100 on a
+    /// 1 s step, capped at 60 s) a Redis back after a restart went unused for minutes.
     pub async fn redis(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_factor(2)
+            .set_max_delay(REDIS_RETRY_DELAY_MS)
+            .set_connection_timeout(REDIS_TIMEOUT)
+            .set_response_timeout(REDIS_TIMEOUT);
         Ok(Store::Redis(
-            redis::aio::ConnectionManager::new(client).await?,
+            redis::aio::ConnectionManager::new_with_config(client, config).await?,
         ))
     }
 

@@ -147,6 +147,8 @@ pub async fn start_with_clock(
     crate::audit_log::seal_untreed(&db)
         .await
         .map_err(|e| StartError(format!("audit log: {e}")))?;
+    let attestation = crate::attestation::Verifier::load(&config, &identity, clock.now_secs())
+        .map_err(StartError)?;
     let app = Arc::new(App {
         config: config.clone(),
         db,
@@ -167,6 +169,7 @@ pub async fn start_with_clock(
         ingest,
         command_signer,
         audit_signer,
+        attestation,
     });
     write_device_crl(&app)
         .await

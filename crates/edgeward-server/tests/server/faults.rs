@@ -1,5 +1,6 @@
 //! Dependencies failing under traffic: a Redis of the test's own stopped (the server answers
-//! 503 at once while it is gone, never admits unlimited traffic or leaves calls hanging),
+//! 503 at once while it is gone, never admits unlimited traffic or leaves calls hanging) and
+//! started again (the server uses it again within seconds),
 //! and the server's PostgreSQL connections cut from the database side (the telemetry
 //! writer connects again). The machine's shared services are never stopped.
 
@@ -47,7 +48,7 @@ fn own_redis(port: u16) -> Child {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_down_answers_503_at_once() {
+async fn redis_down_answers_503_at_once_and_back_is_used_again() {
     let port = free_port();
     let mut redis = own_redis(port);
     let s = start_with(
@@ -79,6 +80,27 @@ async fn redis_down_answers_503_at_once() {
         let v: serde_json::Value = r.json().await.expect("json");
         assert_eq!(v["error"], "unavailable", "{v}");
     }
+
+    // Redis back on the same port: the server uses it again within a few seconds.
+    let mut redis = own_redis(port);
+    let back = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    while back.elapsed() < Duration::from_secs(5) {
+        let status = call().await.expect("call").status().as_u16();
+        statuses.push(status);
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&200),
+        "Redis restarted {:?} ago, still refused: {statuses:?}",
+        back.elapsed()
+    );
+    redis.kill().expect("stop redis");
+    redis.wait().expect("redis stopped");
 
     s.running.stop().await;
 }

@@ -7,6 +7,7 @@ mod common;
 
 mod abuse;
 mod api;
+mod attestation;
 mod audit;
 mod audit_log;
 mod data_dir;
@@ -14,7 +15,10 @@ mod faults;
 mod interop;
 mod logs;
 mod memory;
+mod quarantine;
 mod rate_limit;
 mod replicas;
 mod revocation;
+mod roles;
+mod routes;
 mod transitions;
