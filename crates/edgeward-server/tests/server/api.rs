@@ -46,7 +46,11 @@ both_backends!(enroll_then_authenticated_calls, |backend| async move {
     assert_eq!(r.status(), 200);
     // Any JSON object is not attestation evidence (attestation.rs verifies real evidence).
     for (path, body, status) in [
-        ("/v1/device/attestation", b"{\"nonce\":\"00\"}".to_vec(), 400),
+        (
+            "/v1/device/attestation",
+            b"{\"nonce\":\"00\"}".to_vec(),
+            400,
+        ),
         ("/v1/device/forensics", vec![7u8; 100_000], 200),
     ] {
         let r = c
