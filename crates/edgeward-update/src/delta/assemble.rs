@@ -171,6 +171,7 @@ impl Run<'_> {
         self.out
             .write_all_at(bytes, c.offset)
             .map_err(|e| self.storage(self.job.dest, e))?;
+        crate::install::points::reached("write a chunk");
         self.whole.update(bytes);
         self.unsynced += bytes.len() as u64;
         if self.unsynced >= self.options.sync_every {
@@ -184,6 +185,7 @@ impl Run<'_> {
         self.out
             .sync_data()
             .map_err(|e| self.storage(self.job.dest, e))?;
+        crate::install::points::reached("fsync the destination");
         let record = progress_record(self.job.file, done);
         fsio::write_atomic(self.job.progress, record.to_string().as_bytes())
             .map_err(|e| self.storage(self.job.progress, e))?;
@@ -341,7 +343,9 @@ pub fn assemble(
             .map_err(|e| run.storage(job.dest, e))?;
     }
     run.out.sync_all().map_err(|e| run.storage(job.dest, e))?;
+    crate::install::points::reached("fsync the assembled target");
     fsio::remove_durably(job.progress).map_err(|e| run.storage(job.progress, e))?;
+    crate::install::points::reached("remove the progress record");
     Ok(run.report)
 }
 
