@@ -60,6 +60,9 @@ pub struct AgentConfig {
     /// How old a signed command may be (seconds since the server signed it) and still run.
     #[serde(default = "defaults::command_window_secs")]
     pub command_window_secs: u64,
+    /// Signed updates (`[update]`, docs/updates.md); none: the agent does not update.
+    #[serde(default)]
+    pub update: Option<crate::update::UpdateConfig>,
 }
 
 mod defaults {
@@ -126,6 +129,9 @@ impl AgentConfig {
         }
         if !(60..=30 * 86_400).contains(&self.command_window_secs) {
             return Err("command_window_secs is 60 s to 30 days".into());
+        }
+        if let Some(u) = &self.update {
+            u.check()?;
         }
         if let Some(l) = self.location {
             if !(-90.0..=90.0).contains(&l.latitude) || !(-180.0..=180.0).contains(&l.longitude) {

@@ -17,7 +17,7 @@ use crate::{
     net::DeviceClient,
     queue::Queue,
     status::{self, SharedStatus},
-    AgentConfig, AgentError,
+    update, AgentConfig, AgentError,
 };
 
 /// Largest enrollment token file read.
@@ -163,7 +163,14 @@ impl Agent {
     async fn online(&mut self, client: &DeviceClient) -> Result<(), AgentError> {
         let mut telemetry = tokio::time::interval(self.config.telemetry_interval());
         let mut commands = tokio::time::interval(self.config.command_interval());
-        for t in [&mut telemetry, &mut commands] {
+        // Without an [update] section the update tick never comes.
+        let update_interval = self
+            .config
+            .update
+            .as_ref()
+            .map_or(Duration::from_secs(86_400 * 365), |u| u.check_interval());
+        let mut updates = tokio::time::interval(update_interval);
+        for t in [&mut telemetry, &mut commands, &mut updates] {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
@@ -182,9 +189,49 @@ impl Agent {
                         self.failed(&e);
                     }
                 }
+                _ = updates.tick(), if self.config.update.is_some() => {
+                    if let Err(e) = self.update(client).await {
+                        self.failed(&e);
+                    }
+                }
                 _ = self.shutdown.changed() => return Ok(()),
             }
         }
+    }
+
+    /// One update pass (the first, at start, decides a trial left by the last run), then
+    /// delivers the update reports.
+    async fn update(&mut self, client: &DeviceClient) -> Result<(), AgentError> {
+        let Some(section) = self.config.update.clone() else {
+            return Ok(());
+        };
+        let (state_dir, server_ca) = (self.config.state_dir.clone(), self.config.server_ca.clone());
+        let element = Arc::clone(&self.element);
+        let device_id = client.device_id().to_string();
+        let job = section.clone();
+        let results = tokio::task::spawn_blocking(move || {
+            update::run(
+                &job,
+                &state_dir,
+                &server_ca,
+                &device_id,
+                element.as_ref(),
+                update::Pass::Install,
+            )
+        })
+        .await
+        .map_err(|e| AgentError::Protocol(format!("update pass: {e}")))??;
+        for r in &results {
+            tracing::info!(component = %r.name, status = %r.status, version = ?r.version, reason = ?r.reason, error = ?r.error, "update");
+        }
+        update::deliver_reports(
+            &section,
+            &self.config.state_dir,
+            self.element.as_ref(),
+            client,
+        )
+        .await?;
+        Ok(())
     }
 
     fn device_record(&mut self) -> serde_json::Value {

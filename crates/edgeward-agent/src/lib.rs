@@ -15,6 +15,7 @@ pub mod net;
 pub mod queue;
 pub mod status;
 pub mod tamper;
+pub mod update;
 
 pub use config::AgentConfig;
 pub use error::AgentError;

@@ -1,16 +1,16 @@
 //! `edgeward-agent`: runs on each device. `run` is the daemon; the other commands are
 //! one-shot operations. Exit statuses: 0 booted / done, 1 the daemon is not running
 //! (`status`), 2 operator error, 3 recovery mode (the chain stopped or the element was
-//! wiped; the record is printed).
+//! wiped; the record is printed), 4 an update failed or was reverted (`update`).
 
 use std::{path::PathBuf, process::ExitCode, sync::atomic::AtomicBool, time::Duration};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use edgeward_agent::{
-    daemon, status,
+    daemon, enroll, net, status,
     tamper::{self, TamperInput},
-    AgentConfig,
+    update, AgentConfig,
 };
 use edgeward_boot::{
     attest,
@@ -71,6 +71,19 @@ enum Command {
         /// The configuration file (names the status socket).
         #[arg(long, default_value = "/etc/edgeward/agent.toml")]
         config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the update repository ([update] in the configuration) and install what is
+    /// new; exit 4 when a component failed or was reverted.
+    Update {
+        /// The configuration file.
+        #[arg(long, default_value = "/etc/edgeward/agent.toml")]
+        config: PathBuf,
+        /// Only say what is available; install nothing.
+        #[arg(long)]
+        check_only: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -182,10 +195,75 @@ fn status(config: PathBuf, json: bool) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// Exit status of `update` when a component failed or was reverted.
+const UPDATE_FAILED: u8 = 4;
+
+fn update(config: PathBuf, check_only: bool, json: bool) -> anyhow::Result<u8> {
+    let config = AgentConfig::load(&config)?;
+    let Some(section) = &config.update else {
+        bail!("the configuration has no [update] section");
+    };
+    let element: std::sync::Arc<dyn SecureElement> = edgeward_se::open(&config.element)
+        .with_context(|| format!("opening {}", config.element))?
+        .into();
+    let identity = enroll::load(&config.state_dir, element.as_ref())?;
+    let device_id = identity
+        .as_ref()
+        .map(|i| i.stored.device_id.clone())
+        .unwrap_or_else(|| "unenrolled".into());
+    let pass = if check_only {
+        update::Pass::CheckOnly
+    } else {
+        update::Pass::Install
+    };
+    let results = update::run(
+        section,
+        &config.state_dir,
+        &config.server_ca,
+        &device_id,
+        element.as_ref(),
+        pass,
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        print!("{}", update::render(&results));
+    }
+    if let Some(identity) = identity {
+        let client = net::DeviceClient::new(
+            &config.server,
+            &config.server_ca,
+            std::sync::Arc::clone(&element),
+            &identity.stored.key_slot,
+            vec![identity.certificate_der.clone()],
+            &identity.stored.device_id,
+            identity.secret.clone(),
+        )?;
+        let delivered = runtime()?.block_on(update::deliver_reports(
+            section,
+            &config.state_dir,
+            element.as_ref(),
+            &client,
+        ));
+        if let Err(e) = delivered {
+            eprintln!("edgeward-agent: update reports stay queued: {e}");
+        }
+    }
+    let bad = results
+        .iter()
+        .any(|r| r.status == "failed" || r.status == "reverted");
+    Ok(if bad { UPDATE_FAILED } else { 0 })
+}
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run { config } => daemon(config),
         Command::Status { config, json } => status(config, json),
+        Command::Update {
+            config,
+            check_only,
+            json,
+        } => update(config, check_only, json),
         Command::Boot {
             chain,
             device,

@@ -84,6 +84,10 @@ pub struct InstallConfig {
     pub max_starts: u32,
     /// Download tuning.
     pub download: delta::Options,
+    /// The identity of the running boot (Linux: `/proc/sys/kernel/random/boot_id`). With
+    /// A/B slots a trial is decided only in a later boot than the one that switched; `None`
+    /// decides it at the next start of the agent.
+    pub boot_id: Option<String>,
 }
 
 /// Why an update or start-up step failed. The installed version is untouched.
@@ -205,6 +209,11 @@ pub enum Outcome {
 pub enum Started {
     /// No trial was running.
     Steady,
+    /// A/B slots: the switch happened in this boot; the trial starts after a reboot.
+    AwaitingReboot {
+        /// The slot the next boot runs.
+        slot: String,
+    },
     /// The trial was confirmed; the anti-rollback counter is now `counter`.
     Confirmed {
         /// The release.
@@ -435,6 +444,7 @@ impl<'a> Installer<'a> {
             slot: slot.clone(),
             starts: 0,
             since: now,
+            boot: self.config.boot_id.clone(),
         });
         self.report(&mut state, &release, Phase::Installed, None, now);
         self.save(&state)?;
@@ -552,6 +562,10 @@ impl<'a> Installer<'a> {
         let Some(mut trial) = state.trial.clone() else {
             return Ok(Started::Steady);
         };
+        let slots = matches!(self.config.layout, Layout::Slots { .. });
+        if slots && trial.boot.is_some() && trial.boot == self.config.boot_id {
+            return Ok(Started::AwaitingReboot { slot: trial.slot });
+        }
         let Some(release) = state.slots.get(&trial.slot).cloned() else {
             let detail = format!("slot {} on trial holds no recorded release", trial.slot);
             let unknown = Installed {

@@ -65,6 +65,9 @@ pub struct Trial {
     pub starts: u32,
     /// When the switch happened (Unix seconds, device clock).
     pub since: i64,
+    /// The boot the switch happened in (A/B slots: the trial starts at the next boot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
 }
 
 /// The last revert, kept for `status`.

@@ -118,6 +118,7 @@ impl Device {
                 sync_every: 16 << 10,
                 ..delta::Options::default()
             },
+            boot_id: None,
         };
         std::fs::create_dir_all(&config.state_dir).expect("state dir");
         Device {
@@ -573,4 +574,18 @@ fn versioned_directories_switch_the_current_link_and_revert_it() {
     assert_reverted(&d, &v1, Reason::HealthCheckFailed);
     let link = std::fs::read_link(d.dir.join("model/current")).expect("link");
     assert_eq!(link, Path::new("versions").join(d.state().active));
+}
+
+#[test]
+fn an_ab_trial_waits_for_the_next_boot() {
+    let mut repo = SimRepo::new();
+    let mut d = Device::new(&repo, Kinds::Slots);
+    d.config.boot_id = Some("boot-1".into());
+    publish(&mut repo, "fw.img", &noise(64 << 10, 1), "1.0.0", "rpi4", 3);
+    d.update().expect("update");
+    assert_eq!(d.start(), Started::AwaitingReboot { slot: "b".into() });
+    assert_eq!(d.state().trial.map(|t| t.starts), Some(0));
+    assert_eq!(d.counter(), 0);
+    d.config.boot_id = Some("boot-2".into());
+    assert!(matches!(d.start(), Started::Confirmed { counter: 3, .. }));
 }
