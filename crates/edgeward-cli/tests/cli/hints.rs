@@ -111,3 +111,62 @@ fn mixed_up_files_get_a_hint_naming_the_right_flag() {
     ok(verify(&fw, &sig).arg("--pubkey").arg(&public));
     ok(verify(&fw, &sig).arg("--trust-root").arg(&root));
 }
+
+/// The key id of `edgeward sign`'s output line (`… with ALG key ID → SIG`).
+fn signed_with(out: &str) -> String {
+    out.split(" key ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no key id in {out:?}"))
+        .to_string()
+}
+
+#[test]
+fn sign_verify_and_a_key_mismatch_name_a_key_the_same_way() {
+    let t = tempfile::tempdir().expect("tmp");
+    let d = t.path();
+    let fw = d.join("fw.bin");
+    fs::write(&fw, bytes(10_000, 2)).expect("write");
+    for who in ["a", "b"] {
+        fs::create_dir_all(d.join(who)).expect("mkdir");
+    }
+    let (a_key, a_pub) = ed25519_keypair(&d.join("a"));
+    let (b_key, b_pub) = ed25519_keypair(&d.join("b"));
+    let sign = |key: &Path, out: &Path| {
+        signed_with(&ok(edgeward()
+            .arg("sign")
+            .arg(&fw)
+            .arg("--key")
+            .arg(key)
+            .arg("-o")
+            .arg(out)))
+    };
+    let (a_sig, b_sig) = (d.join("a.sig"), d.join("b.sig"));
+    let a_id = sign(&a_key, &a_sig);
+    let b_id = sign(&b_key, &b_sig);
+    assert_ne!(a_id, b_id);
+
+    // The id is the model-signing hint's first 16 hex digits: SHA-256 of the PEM public key
+    // as OpenSSL writes it.
+    let pem = ok(openssl().args(["pkey", "-pubin", "-in"]).arg(&a_pub));
+    assert_eq!(
+        a_id,
+        hex::encode(edgeward_core::sha256(pem.as_bytes()))[..16]
+    );
+    // verify reports the same id.
+    let v: serde_json::Value = serde_json::from_str(&ok(verify(&fw, &a_sig)
+        .arg("--pubkey")
+        .arg(&a_pub)
+        .arg("--json")))
+    .expect("json");
+    assert_eq!(v["details"]["key"], a_id.as_str(), "{v}");
+
+    // A's bundle given B's public key: both named by those ids, and what to pass instead.
+    let err = fails(verify(&fw, &a_sig).arg("--pubkey").arg(&b_pub), 1);
+    assert_eq!(
+        err,
+        format!(
+            "edgeward: key mismatch: the bundle was signed by key {a_id}, not by the trusted key {b_id} (pass the public key of key {a_id}, the key id that sign printed, as --pubkey)\n"
+        )
+    );
+}
