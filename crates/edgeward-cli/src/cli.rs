@@ -50,7 +50,7 @@ pub enum Command {
     /// The device's secure element (soft, PKCS#11, TPM): keygen, pubkey, sign, wipe.
     #[command(subcommand)]
     Se(commands::se::SeCommand),
-    /// Signed releases: publish to a TUF repository, list, rotate keys.
+    /// Signed releases: publish to a TUF repository, list, rotate keys, roll out, status.
     #[command(subcommand)]
     Release(commands::release::ReleaseCommand),
 }

@@ -11,6 +11,7 @@ pub mod api;
 pub mod command;
 pub mod device_id;
 pub mod gcra;
+pub mod rollout;
 pub mod secret;
 pub mod token;
 pub mod update_report;

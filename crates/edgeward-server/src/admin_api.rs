@@ -33,7 +33,8 @@ pub struct Admin {
 }
 
 impl Admin {
-    fn require(&self, role: Role) -> Result<(), ApiError> {
+    /// Refuses unless the key has at least `role`.
+    pub(crate) fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.role >= role {
             Ok(())
         } else {
@@ -46,7 +47,8 @@ impl Admin {
             ))
         }
     }
-    fn actor(&self) -> String {
+    /// The key as an audit actor: `admin:NAME`.
+    pub(crate) fn actor(&self) -> String {
         format!("admin:{}", self.name)
     }
 }
@@ -76,6 +78,7 @@ pub fn routes(app: Shared) -> Router<Shared> {
         .route("/v1/admin/audit", get(audit_log))
         .merge(crate::audit_log_api::routes())
         .route("/v1/admin/keys", post(add_key))
+        .merge(crate::rollout_api::admin_routes())
         .layer(axum::middleware::from_fn_with_state(app, gate))
 }
 

@@ -49,6 +49,8 @@ pub struct App {
     pub audit_signer: crate::audit_log::AuditSigner,
     /// Verifies attestation evidence (signed boot policies, nonces).
     pub attestation: crate::attestation::Verifier,
+    /// The update repository's releases, read again when it is published to.
+    pub releases: crate::rollout::ReleaseCache,
 }
 
 /// Shared handle to the state.

@@ -104,6 +104,9 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// Attestation: signed boot policies and nonce lifetime (`[attestation]`).
     pub attestation: crate::attestation::AttestationConfig,
+    /// A TUF repository directory (as `edgeward release publish` writes it) served to
+    /// devices under `/v1/device/update/`; none: devices are told there is no repository.
+    pub update_repo: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -138,6 +141,7 @@ impl Default for Config {
             class_limits: BTreeMap::new(),
             connections: ConnectionLimits::default(),
             attestation: Default::default(),
+            update_repo: None,
         }
     }
 }

@@ -116,6 +116,8 @@ pub fn routes() -> Router<Shared> {
         )
         .route("/v1/device/attestation", post(crate::attestation::submit))
         .route("/v1/device/forensics", post(forensics))
+        .merge(crate::update_repo::routes())
+        .merge(crate::rollout_api::device_routes())
 }
 
 fn refused(app: &Shared, reason: &'static str) {

@@ -29,10 +29,13 @@ pub mod ingest;
 pub mod metrics;
 pub mod rate_limit;
 pub mod registry_cache;
+pub mod rollout;
+pub mod rollout_api;
 pub mod server;
 pub mod telemetry;
 pub mod telemetry_seq;
 pub mod tls;
+pub mod update_repo;
 
 pub use config::Config;
 pub use server::{start, start_with_clock, Running};

@@ -31,6 +31,9 @@ struct Args {
     /// Enrollment address (what devices without a certificate yet reach).
     #[arg(long)]
     enroll_listen: Option<SocketAddr>,
+    /// TUF repository directory to serve to devices (`edgeward release publish --repo`).
+    #[arg(long)]
+    update_repo: Option<PathBuf>,
     /// Log format on stderr: `text` (colours only on a terminal) or `json` (one object per
     /// line, for log shippers).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -92,6 +95,9 @@ fn load(args: &Args) -> Result<Config, String> {
     }
     if let Some(a) = args.enroll_listen {
         config.enroll_listen = a;
+    }
+    if let Some(d) = &args.update_repo {
+        config.update_repo = Some(d.clone());
     }
     Ok(config)
 }

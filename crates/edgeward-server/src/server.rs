@@ -170,6 +170,7 @@ pub async fn start_with_clock(
         command_signer,
         audit_signer,
         attestation,
+        releases: Default::default(),
     });
     write_device_crl(&app)
         .await

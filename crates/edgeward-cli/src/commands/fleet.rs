@@ -118,7 +118,8 @@ impl Admin {
             token: token.trim().to_string(),
         })
     }
-    fn get(&self, path: &str, what: &str) -> Result<Value, Failure> {
+    /// `GET path`; the JSON answer.
+    pub(crate) fn get(&self, path: &str, what: &str) -> Result<Value, Failure> {
         call(
             self.client
                 .get(format!("{}{path}", self.base))
@@ -157,7 +158,8 @@ impl Admin {
         }
         Ok(body)
     }
-    fn post(&self, path: &str, body: Value, what: &str) -> Result<Value, Failure> {
+    /// `POST path` with a JSON body; the JSON answer.
+    pub(crate) fn post(&self, path: &str, body: Value, what: &str) -> Result<Value, Failure> {
         call(
             self.client
                 .post(format!("{}{path}", self.base))

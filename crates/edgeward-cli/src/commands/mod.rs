@@ -8,6 +8,7 @@ pub mod mcuboot;
 pub mod model;
 pub mod pki;
 pub mod release;
+pub mod rollout;
 pub mod se;
 pub mod sign;
 pub mod verify;

@@ -1,5 +1,6 @@
 //! `edgeward release`: publishing signed releases to a TUF repository directory, listing
-//! them, and rotating the repository's keys.
+//! them, and rotating the repository's keys (rolling them out to devices through
+//! edgeward-server: [`crate::commands::rollout`]).
 //!
 //! The repository (`--repo DIR`) can be served as it is by any static HTTP server or by
 //! edgeward-server. Its keys live apart from it (`--keys`, default `DIR.keys`): the root
@@ -32,6 +33,11 @@ pub enum ReleaseCommand {
     List(RepoArgs),
     /// Write a new root version with new keys, signed by the old and the new root keys.
     RotateKeys(RotateArgs),
+    /// Offer a published release to a share of devices, a list of devices or a hardware
+    /// class (edgeward-server's admin API); the stage halts itself when too many revert.
+    Rollout(crate::commands::rollout::RolloutArgs),
+    /// What devices reported about a release's rollout, and whether it halted.
+    Status(crate::commands::rollout::StatusArgs),
 }
 
 /// Where the repository and its keys are.
@@ -110,6 +116,8 @@ pub fn run(cmd: ReleaseCommand, json: bool) -> Outcome {
         ReleaseCommand::Publish(a) => publish(a, json),
         ReleaseCommand::List(a) => list(&a, json),
         ReleaseCommand::RotateKeys(a) => rotate(a, json),
+        ReleaseCommand::Rollout(a) => crate::commands::rollout::rollout(a, json),
+        ReleaseCommand::Status(a) => crate::commands::rollout::status(a, json),
     }
 }
 

@@ -21,4 +21,6 @@ mod replicas;
 mod revocation;
 mod roles;
 mod routes;
+mod rollouts;
 mod transitions;
+mod updates;

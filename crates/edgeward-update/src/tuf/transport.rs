@@ -235,10 +235,15 @@ pub struct TlsConfig {
     pub identity_pem: Option<Vec<u8>>,
 }
 
+/// Makes the `Authorization` header value for a request to a URL, fresh for each request
+/// (an Edgeward device token carries its time, so one made at start would age out).
+pub type Authorize = std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 /// HTTP(S) transport.
 pub struct HttpTransport {
     client: reqwest::blocking::Client,
     limits: Limits,
+    authorize: Option<Authorize>,
 }
 
 impl HttpTransport {
@@ -276,7 +281,26 @@ impl HttpTransport {
             }
         }
         let client = builder.build().map_err(|e| setup(error_chain(&e)))?;
-        Ok(HttpTransport { client, limits })
+        Ok(HttpTransport {
+            client,
+            limits,
+            authorize: None,
+        })
+    }
+
+    /// Sends `Authorization: authorize(url)` with every request (the Edgeward device API
+    /// wants a device token besides the client certificate).
+    pub fn with_authorization(mut self, authorize: Authorize) -> Self {
+        self.authorize = Some(authorize);
+        self
+    }
+
+    fn get(&self, url: &str) -> reqwest::blocking::RequestBuilder {
+        let request = self.client.get(url);
+        match &self.authorize {
+            Some(authorize) => request.header(reqwest::header::AUTHORIZATION, authorize(url)),
+            None => request,
+        }
     }
 }
 
@@ -288,7 +312,7 @@ impl Transport for HttpTransport {
         limit: u64,
         sink: &mut Sink<'_>,
     ) -> Result<u64, FetchError> {
-        let mut request = self.client.get(url);
+        let mut request = self.get(url);
         if offset > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
         }
@@ -371,7 +395,6 @@ impl Transport for HttpTransport {
         }
         let last = offset + len - 1;
         let mut response = self
-            .client
             .get(url)
             .header(reqwest::header::RANGE, format!("bytes={offset}-{last}"))
             .send()
@@ -533,6 +556,12 @@ impl AnyTransport {
             http: HttpTransport::build(limits, tls)?,
             file: FileTransport::new(limits),
         })
+    }
+
+    /// Sends `Authorization: authorize(url)` with every HTTP request.
+    pub fn with_authorization(mut self, authorize: Authorize) -> Self {
+        self.http = self.http.with_authorization(authorize);
+        self
     }
 }
 

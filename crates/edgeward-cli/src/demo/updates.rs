@@ -1,0 +1,479 @@
+//! The update chapter of `edgeward demo`: releases published to a TUF repository, served by
+//! edgeward-server in process over the mTLS device API, and three demo devices that take
+//! them the way the agent does — an offer from the rollout, the release verified through
+//! TUF and the device checks (hardware class, security counter), a delta download into the
+//! inactive slot, a health check, then confirm or revert, each phase reported. Shown: a
+//! delta update, a downgrade and a tampered target refused, and a release that fails its
+//! health check reverted on every device while its rollout halts itself.
+//!
+//! The devices drive `edgeward-update`'s client and delta assembly directly (two files per
+//! device stand for its A/B slots); the health check is the demo's own: an image's first
+//! bytes must be its self-test's `EWFW-OK` header.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use edgeward_update::{
+    delta::{self, ChunkIndex, LocalChunks, Options, Params, Plan},
+    release::{Kind, ReleaseInfo},
+    repo::{Expiry, Repository, RootKeys},
+    tuf::{
+        keys::Scheme,
+        signer::SigningKey,
+        store::MetadataStore,
+        transport::{HttpTransport, Limits, TlsConfig, Transport},
+        ClientConfig, Updater,
+    },
+};
+use serde_json::{json, Value};
+
+use crate::commands::fleet::{call, client};
+use crate::demo::{random_bytes, read, Demo};
+
+/// Size of the demo's firmware image.
+const IMAGE: usize = 4 << 20;
+/// The hardware class of the demo's devices.
+const CLASS: &str = "demo-camera";
+/// What a healthy image starts with (the demo's health check).
+const HEALTHY: &[u8] = b"EWFW-OK\n";
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn now() -> i64 {
+    i64::try_from(edgeward_core::civil::unix_now()).unwrap_or(i64::MAX)
+}
+
+/// The repository and the keys that sign it.
+struct Repo {
+    dir: PathBuf,
+    targets: SigningKey,
+    snapshot: SigningKey,
+    timestamp: SigningKey,
+}
+
+impl Repo {
+    fn create(dir: &Path) -> Result<Self, String> {
+        let key = || SigningKey::generate(Scheme::Ed25519).map(|k| k.0).map_err(err);
+        let (root, targets, snapshot, timestamp) = (key()?, key()?, key()?, key()?);
+        Repository::create(
+            dir,
+            &RootKeys {
+                root: vec![&root],
+                targets: &targets,
+                snapshot: &snapshot,
+                timestamp: &timestamp,
+            },
+            Expiry::default(),
+            now(),
+        )
+        .map_err(err)?;
+        Ok(Repo {
+            dir: dir.to_path_buf(),
+            targets,
+            snapshot,
+            timestamp,
+        })
+    }
+
+    /// Publishes `image` as `fw/cam-VERSION.img` with its release fields and chunk index.
+    fn publish(&self, image: &[u8], version: &str, counter: u64) -> Result<String, String> {
+        let path = format!("fw/cam-{version}.img");
+        let src = self.dir.with_extension(format!("{version}.img"));
+        std::fs::write(&src, image).map_err(err)?;
+        let mut custom = ReleaseInfo {
+            version: version.into(),
+            kind: Kind::Firmware,
+            hardware: vec![CLASS.into()],
+            security_counter: counter,
+        }
+        .to_custom();
+        custom["edgeward"]["chunks"] = ChunkIndex::build(image, Params::default())
+            .map_err(err)?
+            .to_json();
+        let mut repo = Repository::open(&self.dir, Expiry::default(), now()).map_err(err)?;
+        repo.add_target("targets", &path, &src, Some(custom))
+            .map_err(err)?;
+        repo.publish(
+            &[("targets", &[&self.targets])],
+            &self.snapshot,
+            &self.timestamp,
+        )
+        .map_err(err)?;
+        Ok(path)
+    }
+}
+
+/// A firmware image: random bytes behind its self-test header (healthy or not).
+fn image(healthy: bool) -> Vec<u8> {
+    let mut bytes = random_bytes(IMAGE);
+    let header: &[u8] = if healthy { HEALTHY } else { b"EWFW-NO\n" };
+    bytes[..header.len()].copy_from_slice(header);
+    bytes
+}
+
+/// A demo device: its credentials, its two slots and its anti-rollback counter.
+struct Device {
+    id: String,
+    secret: String,
+    dir: PathBuf,
+    /// mTLS client for the device API's JSON calls.
+    http: reqwest::blocking::Client,
+    /// The same identity for the TUF client.
+    transport: HttpTransport,
+    /// The secure element's anti-rollback counter.
+    counter: u64,
+}
+
+impl Device {
+    fn token(&self) -> String {
+        device_token(&self.id, &self.secret)
+    }
+    fn active(&self) -> PathBuf {
+        self.dir.join("slot-a")
+    }
+    fn inactive(&self) -> PathBuf {
+        self.dir.join("slot-b")
+    }
+}
+
+fn device_token(id: &str, secret: &str) -> String {
+    format!(
+        "Device {}",
+        edgeward_proto::token::create_v1(id, secret, edgeward_core::civil::unix_now())
+    )
+}
+
+/// The server's addresses and the operator's client.
+struct Fleet {
+    admin: reqwest::blocking::Client,
+    admin_key: String,
+    admin_base: String,
+    device_base: String,
+    ca: Vec<u8>,
+}
+
+impl Fleet {
+    fn admin(&self, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let url = format!("{}{path}", self.admin_base);
+        let req = match body {
+            Some(b) => self.admin.post(url).json(&b),
+            None => self.admin.get(url),
+        };
+        call(req.bearer_auth(&self.admin_key), path).map_err(|f| f.message)
+    }
+
+    /// Registers and enrolls `id` (a P-256 key and CSR), with the factory image in slot A.
+    fn enroll(&self, id: &str, dir: &Path, factory: &[u8]) -> Result<Device, String> {
+        let v = self.admin(
+            "/v1/admin/devices",
+            Some(json!({ "id": id, "hardware_class": CLASS })),
+        )?;
+        let key = rcgen::KeyPair::generate().map_err(err)?;
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .and_then(|p| p.serialize_request(&key))
+            .and_then(|c| c.pem())
+            .map_err(err)?;
+        let e = self.admin(
+            "/v1/enroll",
+            Some(json!({ "token": v["enrollment_token"], "csr": csr })),
+        )?;
+        let cert = e["certificate"].as_str().ok_or("no certificate")?;
+        let secret = e["secret"].as_str().ok_or("no secret")?.to_string();
+        let identity = format!("{cert}{}", key.serialize_pem()).into_bytes();
+        let http = reqwest::blocking::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&self.ca).map_err(err)?)
+            .identity(reqwest::Identity::from_pem(&identity).map_err(err)?)
+            .build()
+            .map_err(err)?;
+        let (token_id, token_secret) = (id.to_string(), secret.clone());
+        let transport = HttpTransport::with_tls(
+            Limits::default(),
+            &TlsConfig {
+                roots_pem: self.ca.clone(),
+                identity_pem: Some(identity),
+            },
+        )
+        .map_err(err)?
+        .with_authorization(Arc::new(move |_url: &str| {
+            device_token(&token_id, &token_secret)
+        }));
+        let meta = dir.join("meta");
+        std::fs::create_dir_all(&meta).map_err(err)?;
+        std::fs::write(dir.join("slot-a"), factory).map_err(err)?;
+        Ok(Device {
+            id: id.into(),
+            secret,
+            dir: dir.to_path_buf(),
+            http,
+            transport,
+            counter: 1,
+        })
+    }
+
+    /// A device call: the answer's JSON, or the status and message of a refusal.
+    fn device_call(&self, d: &Device, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let url = format!("{}{path}", self.device_base);
+        let req = match body {
+            Some(b) => d.http.post(url).json(&b),
+            None => d.http.get(url),
+        };
+        let r = req
+            .header("authorization", d.token())
+            .send()
+            .map_err(err)?;
+        let status = r.status();
+        let v: Value = r.json().unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(v)
+        } else {
+            Err(format!("{status}: {}", v["message"].as_str().unwrap_or("")))
+        }
+    }
+
+    fn report(&self, d: &Device, target: &str, version: &str, phase: &str) -> Result<Value, String> {
+        let mut body = json!({"v": 1, "device_id": d.id, "target": target, "version": version,
+                              "phase": phase, "at": now()});
+        if phase == "reverted" {
+            body["reason"] = json!("health_check_failed");
+            body["detail"] = json!("the self-test header is not EWFW-OK");
+        }
+        self.device_call(d, edgeward_proto::update_report::PATH, Some(body))
+    }
+}
+
+/// What one update cycle of a device did.
+struct Cycle {
+    version: String,
+    fetched: u64,
+    length: u64,
+    requests: u64,
+    confirmed: bool,
+    halted: bool,
+}
+
+/// One update cycle, as the agent runs it: ask for an offer, verify the offered release
+/// through TUF and the device checks, assemble it into the inactive slot from the active
+/// one (delta), run the health check, then switch and raise the counter, or revert.
+fn update(fleet: &Fleet, d: &mut Device, repo_root: &Path) -> Result<Option<Cycle>, String> {
+    let offer = fleet.device_call(d, "/v1/device/update/offer", None)?;
+    let (Some(version), Some(target)) = (offer["version"].as_str(), offer["targets"][0].as_str())
+    else {
+        return Ok(None);
+    };
+    let store = MetadataStore::new(d.dir.join("meta"));
+    if store.read("root", 1 << 20).map_err(err)?.is_none() {
+        store
+            .write("root", &read(&repo_root.join("metadata/1.root.json"))?)
+            .map_err(err)?;
+    }
+    let mut updater = Updater::new(
+        store,
+        &format!("{}/v1/device/update/metadata/", fleet.device_base),
+        &d.transport,
+        ClientConfig::default(),
+        now(),
+    )
+    .map_err(err)?;
+    updater.refresh().map_err(err)?;
+    let found = updater.find_target(target).map_err(err)?;
+    let info = ReleaseInfo::from_target(target, &found.file).map_err(err)?;
+    if info.version != version {
+        return Err(format!("offered {version}, but {target} is signed as {}", info.version));
+    }
+    info.check_device(target, CLASS, d.counter).map_err(err)?;
+    let index = delta::target_index(&found.file)
+        .map_err(err)?
+        .ok_or("the target has no chunk index")?;
+    let local = LocalChunks::scan(&index.params, &[d.active()], u64::MAX).map_err(err)?;
+    let plan = Plan::new(&index, &local);
+    let url = updater.target_url(&format!("{}/v1/device/update/targets/", fleet.device_base), &found);
+    let _ = std::fs::remove_file(d.inactive());
+    let report = delta::assemble(
+        &delta::Job {
+            target,
+            file: &found.file,
+            index: &index,
+            url: &url,
+            dest: &d.inactive(),
+            progress: &d.dir.join("progress"),
+        },
+        &plan,
+        &local,
+        &d.transport as &dyn Transport,
+        &Options::default(),
+    )
+    .map_err(|e| {
+        let _ = std::fs::remove_file(d.inactive());
+        err(e)
+    })?;
+    fleet.report(d, target, version, "downloaded")?;
+    fleet.report(d, target, version, "installed")?;
+    let healthy = read(&d.inactive())?.starts_with(HEALTHY);
+    let answer = if healthy {
+        std::fs::rename(d.inactive(), d.active()).map_err(err)?;
+        d.counter = info.security_counter;
+        fleet.report(d, target, version, "confirmed")?
+    } else {
+        std::fs::remove_file(d.inactive()).map_err(err)?;
+        fleet.report(d, target, version, "reverted")?
+    };
+    Ok(Some(Cycle {
+        version: version.to_string(),
+        fetched: report.fetched,
+        length: found.file.length,
+        requests: report.requests,
+        confirmed: healthy,
+        halted: answer["halted"] == json!(true),
+    }))
+}
+
+fn sha(path: &Path) -> Result<String, String> {
+    Ok(hex::encode(edgeward_core::sha256(&read(path)?)))
+}
+
+/// Adds the update steps to `demo`, keeping the repository, server and devices in `dir`.
+pub(crate) fn story(demo: &mut Demo, dir: &Path) {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return demo.step("start the update server", || Err(e.to_string())),
+    };
+    let repo_dir = dir.join("repo");
+    let v1 = image(true);
+    // 1.1.0 changes 64 KiB in the middle of 1.0.0.
+    let mut v11 = v1.clone();
+    v11[IMAGE / 2..IMAGE / 2 + 65_536].copy_from_slice(&random_bytes(65_536));
+    let mut repo = None;
+    demo.step("publish releases 1.0.0 and 1.1.0 (4 MiB firmware, 64 KiB changed) to a TUF repository", || {
+        let r = Repo::create(&repo_dir)?;
+        let a = r.publish(&v1, "1.0.0", 1)?;
+        let b = r.publish(&v11, "1.1.0", 2)?;
+        repo = Some(r);
+        Ok(format!("{a} (security counter 1) and {b} (counter 2), each with its chunk index in signed targets metadata"))
+    });
+    let Some(repo) = repo else { return };
+
+    let mut config = edgeward_server::Config {
+        data_dir: dir.join("server"),
+        listen: ([127, 0, 0, 1], 0).into(),
+        admin_listen: ([127, 0, 0, 1], 0).into(),
+        enroll_listen: ([127, 0, 0, 1], 0).into(),
+        update_repo: Some(repo_dir.clone()),
+        ..Default::default()
+    };
+    config.class_limits.insert(
+        CLASS.into(),
+        edgeward_server::config::LimitConfig {
+            per_second: 1000,
+            burst: 1000,
+        },
+    );
+    let mut running = None;
+    let mut fleet = None;
+    let mut devices = Vec::new();
+    demo.step("serve it from edgeward-server (mTLS device API) and enroll three devices on 1.0.0", || {
+        let r = rt.block_on(edgeward_server::start(config)).map_err(err)?;
+        let data = dir.join("server");
+        let f = Fleet {
+            admin: client(&data.join("server-ca.pem")).map_err(|f| f.message)?,
+            admin_key: std::fs::read_to_string(data.join("admin-token")).map_err(err)?.trim().to_string(),
+            admin_base: format!("https://localhost:{}", r.admin_addr.port()),
+            device_base: format!("https://localhost:{}", r.device_addr.port()),
+            ca: read(&data.join("server-ca.pem"))?,
+        };
+        running = Some(r);
+        for i in 1..=3 {
+            let id = format!("demo-upd-{i}");
+            devices.push(f.enroll(&id, &dir.join(&id), &v1)?);
+        }
+        fleet = Some(f);
+        Ok("update_repo served at /v1/device/update/…; demo-upd-1..3 enrolled".into())
+    });
+    let (Some(server), Some(fleet)) = (running, fleet) else { return };
+
+    demo.step("roll 1.1.0 out to demo-upd-1: it updates with a delta and confirms", || {
+        fleet.admin("/v1/admin/releases/1.1.0/rollout", Some(json!({"devices": ["demo-upd-1"]})))?;
+        let d = &mut devices[0];
+        let c = update(&fleet, d, &repo_dir)?.ok_or("no offer")?;
+        if !c.confirmed || sha(&d.active())? != hex::encode(edgeward_core::sha256(&v11)) {
+            return Err("the device is not on 1.1.0".into());
+        }
+        Ok(format!(
+            "{}: fetched {} of {} bytes ({:.2} %) in {} range requests, the rest reused from slot A; health check passed; counter now {}",
+            c.version, c.fetched, c.length, c.fetched as f64 * 100.0 / c.length as f64, c.requests, d.counter
+        ))
+    });
+
+    demo.step("a malicious downgrade is refused: 1.0.0 offered to demo-upd-1", || {
+        fleet.admin("/v1/admin/releases/1.0.0/rollout", Some(json!({"devices": ["demo-upd-1"]})))?;
+        let d = &mut devices[0];
+        let before = sha(&d.active())?;
+        match update(&fleet, d, &repo_dir) {
+            Ok(_) => Err("the downgrade was installed".into()),
+            Err(e) if e.contains("below the secure element's") && sha(&d.active())? == before => {
+                Ok(format!("refused: {e}; slot A untouched"))
+            }
+            Err(e) => Err(format!("refused for another reason: {e}")),
+        }
+    });
+
+    demo.step("a tampered target is refused: one byte of 1.1.0 changed on the server", || {
+        let path = repo_dir.join(format!("targets/fw/{}.cam-1.1.0.img", hex::encode(edgeward_core::sha256(&v11))));
+        let mut bytes = read(&path)?;
+        bytes[IMAGE / 2 + 1000] ^= 0x01;
+        std::fs::write(&path, &bytes).map_err(err)?;
+        fleet.admin("/v1/admin/releases/1.1.0/rollout", Some(json!({"devices": ["demo-upd-2"]})))?;
+        let d = &mut devices[1];
+        let before = sha(&d.active())?;
+        let outcome = update(&fleet, d, &repo_dir);
+        bytes[IMAGE / 2 + 1000] ^= 0x01;
+        std::fs::write(&path, &bytes).map_err(err)?;
+        match outcome {
+            Ok(_) => Err("the tampered target was installed".into()),
+            Err(e) if e.contains("does not match the signed") && sha(&d.active())? == before && !d.inactive().exists() => {
+                Ok(format!("refused: {e}; nothing written, slot A untouched"))
+            }
+            Err(e) => Err(format!("refused for another reason: {e}")),
+        }
+    });
+
+    demo.step("release 1.2.0 fails its health check: each device reverts and the rollout halts", || {
+        let mut broken = v11.clone();
+        broken[..HEALTHY.len()].copy_from_slice(b"EWFW-NO\n");
+        repo.publish(&broken, "1.2.0", 2)?;
+        fleet.admin(
+            "/v1/admin/releases/1.2.0/rollout",
+            Some(json!({"devices": ["demo-upd-1", "demo-upd-2", "demo-upd-3"], "threshold": 5, "min_sample": 2})),
+        )?;
+        let mut lines = Vec::new();
+        for d in devices.iter_mut().take(2) {
+            let before = sha(&d.active())?;
+            let c = update(&fleet, d, &repo_dir)?.ok_or("no offer")?;
+            if c.confirmed || sha(&d.active())? != before {
+                return Err(format!("{} did not revert", d.id));
+            }
+            lines.push(format!("{} reverted to its previous slot (health_check_failed){}", d.id, if c.halted { "; the rollout halted" } else { "" }));
+        }
+        let third = fleet.device_call(&devices[2], "/v1/device/update/offer", None)?;
+        if !third["version"].is_null() {
+            return Err(format!("demo-upd-3 was still offered {}", third["version"]));
+        }
+        lines.push("demo-upd-3 is offered nothing".into());
+        let status = fleet.admin("/v1/admin/releases/1.2.0/status", None)?;
+        if status["halted"] != json!(true) {
+            return Err("the rollout did not halt".into());
+        }
+        lines.push(crate::commands::rollout::status_text(&status).trim_end().replace('\n', "\n    "));
+        Ok(lines.join("\n    "))
+    });
+    rt.block_on(server.stop());
+}
