@@ -170,7 +170,10 @@ mod tests {
             err(r#"{"percent": 5, "hardware": "cam"}"#),
             "give exactly one of percent, devices and hardware"
         );
-        assert_eq!(err("{}"), "give exactly one of percent, devices and hardware");
+        assert_eq!(
+            err("{}"),
+            "give exactly one of percent, devices and hardware"
+        );
         assert!(err(r#"{"devices": []}"#).starts_with("devices must list"));
         assert!(err(r#"{"devices": ["../x"]}"#).starts_with("devices: "));
         assert!(err(r#"{"hardware": "a b"}"#).starts_with("hardware: "));

@@ -187,6 +187,20 @@ pub async fn offered_in(db: &Db, device: &str, version: &str) -> Result<Option<i
     Ok(row.map(|r| r.try_get("stage")).transpose()?)
 }
 
+/// The versions `device` finished (confirmed or reverted): it is not offered them again.
+pub async fn finished(db: &Db, device: &str) -> Result<Vec<String>, DbError> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT version FROM update_reports WHERE device_id = $1 AND phase IN ('confirmed', 'reverted')",
+    )
+    .bind(device)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get::<String, _>("version"))
+        .collect::<Result<_, _>>()?)
+}
+
 /// Records a report in `stage`; false if the device had reported that phase of that
 /// version before (the first report of each phase is the one kept).
 pub async fn record(db: &Db, r: &UpdateReport, stage: i64, now: i64) -> Result<bool, DbError> {
@@ -343,7 +357,12 @@ impl Releases {
                 };
                 let hardware = e["hardware"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 by_version
                     .entry(version.to_string())
@@ -411,17 +430,18 @@ mod tests {
         assert_eq!(bucket("2.0.0", "cam-1"), bucket("2.0.0", "cam-1"));
         let devices: Vec<String> = (0..20_000).map(|i| format!("dev-{i}")).collect();
         let chosen = |bp: u32| -> Vec<&String> {
-            devices
-                .iter()
-                .filter(|d| bucket("2.0.0", d) < bp)
-                .collect()
+            devices.iter().filter(|d| bucket("2.0.0", d) < bp).collect()
         };
         let five = chosen(500);
         let twenty_five = chosen(2500);
         assert!(five.iter().all(|d| twenty_five.contains(d)));
         // 5 % of 20 000 is 1000; a fair hash lands within a few standard deviations (~31).
         assert!((850..1150).contains(&five.len()), "{}", five.len());
-        assert!((4700..5300).contains(&twenty_five.len()), "{}", twenty_five.len());
+        assert!(
+            (4700..5300).contains(&twenty_five.len()),
+            "{}",
+            twenty_five.len()
+        );
         // Another version chooses other devices.
         let other = devices.iter().filter(|d| bucket("3.0.0", d) < 500).count();
         let both = five.iter().filter(|d| bucket("3.0.0", d) < 500).count();

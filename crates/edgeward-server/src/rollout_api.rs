@@ -54,8 +54,9 @@ async fn releases(app: &Shared) -> Result<std::sync::Arc<Releases>, ApiError> {
 
 /// `GET /v1/device/update/offer`: `{"version": V, "targets": [paths], "stage": n}` for the
 /// most recently started running rollout that selects this device and has targets for its
-/// hardware class, else `{"version": null, "targets": []}`. The offer is recorded as the
-/// device's `offered` report.
+/// hardware class and that the device has not finished (confirmed or reverted) already,
+/// else `{"version": null, "targets": []}`. The offer is recorded as the device's `offered`
+/// report.
 async fn offer(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, ApiError> {
     let device = app
         .registry
@@ -67,8 +68,9 @@ async fn offer(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, Ap
         return Ok(Json(json!({ "version": null, "targets": [] })));
     }
     let releases = releases(&app).await?;
+    let finished = rollout::finished(&app.db, &device.id).await?;
     for s in running {
-        if !s.selects(&device.id, &device.hardware_class) {
+        if !s.selects(&device.id, &device.hardware_class) || finished.contains(&s.version) {
             continue;
         }
         let targets = releases.for_class(&s.version, &device.hardware_class);
@@ -197,7 +199,8 @@ async fn start(
 ) -> Result<Json<Value>, ApiError> {
     admin.require(Role::Operator)?;
     version_arg(&version)?;
-    let r = edgeward_proto::rollout::rollout(&body.bytes).map_err(|e| ApiError::bad_request(e.0))?;
+    let r =
+        edgeward_proto::rollout::rollout(&body.bytes).map_err(|e| ApiError::bad_request(e.0))?;
     let releases = releases(&app).await?;
     if releases.targets(&version).is_empty() {
         return Err(ApiError::not_found(format!(

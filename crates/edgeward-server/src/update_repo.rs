@@ -83,9 +83,7 @@ pub fn checked_path(area: Area, requested: &str) -> Result<PathBuf, &'static str
         }
         out.push(component);
     }
-    if area == Area::Metadata
-        && (requested.contains('/') || !requested.ends_with(".json"))
-    {
+    if area == Area::Metadata && (requested.contains('/') || !requested.ends_with(".json")) {
         return Err("a metadata name is one file name ending in .json");
     }
     Ok(out)
@@ -179,7 +177,10 @@ fn open_inside(root: &FsPath, area: Area, relative: &FsPath) -> Result<Opened, A
         .join(area.dir())
         .canonicalize()
         .map_err(|_| not_found())?;
-    let resolved = base.join(relative).canonicalize().map_err(|_| not_found())?;
+    let resolved = base
+        .join(relative)
+        .canonicalize()
+        .map_err(|_| not_found())?;
     if !resolved.starts_with(&base) {
         return Err(not_found());
     }
@@ -331,9 +332,18 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=8-100"), 10), part(8, 2));
         assert_eq!(parse_range(Some("bytes=-3"), 10), part(7, 3));
         assert_eq!(parse_range(Some("bytes=-30"), 10), part(0, 10));
-        assert_eq!(parse_range(Some("bytes=10-"), 10), RangeRequest::Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=-0"), 10), RangeRequest::Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=-1"), 0), RangeRequest::Unsatisfiable);
+        assert_eq!(
+            parse_range(Some("bytes=10-"), 10),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-0"), 10),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-1"), 0),
+            RangeRequest::Unsatisfiable
+        );
         for ignored in [
             "bytes=5-2",
             "bytes=0-1,4-5",
@@ -343,7 +353,11 @@ mod tests {
             "bytes=99999999999999999999999-",
             "bytes=-",
         ] {
-            assert_eq!(parse_range(Some(ignored), 10), RangeRequest::Whole, "{ignored}");
+            assert_eq!(
+                parse_range(Some(ignored), 10),
+                RangeRequest::Whole,
+                "{ignored}"
+            );
         }
     }
 
@@ -352,7 +366,17 @@ mod tests {
         assert!(checked_path(Area::Metadata, "3.root.json").is_ok());
         assert!(checked_path(Area::Metadata, "timestamp.json").is_ok());
         assert!(checked_path(Area::Targets, "fw/abcd.fw.img").is_ok());
-        for bad in ["..", "../x.json", "a/../../b", "/etc/passwd", "a//b", ".hidden", "a\\b", "a\0b", ""] {
+        for bad in [
+            "..",
+            "../x.json",
+            "a/../../b",
+            "/etc/passwd",
+            "a//b",
+            ".hidden",
+            "a\\b",
+            "a\0b",
+            "",
+        ] {
             assert!(checked_path(Area::Targets, bad).is_err(), "{bad:?}");
         }
         assert!(checked_path(Area::Metadata, "sub/root.json").is_err());

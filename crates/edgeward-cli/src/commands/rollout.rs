@@ -91,7 +91,7 @@ pub fn rollout(a: RolloutArgs, json_out: bool) -> Outcome {
             a.version,
             v["stage"],
             who(&v["selector"]),
-            v["threshold"],
+            number(&v["threshold"]),
             v["min_sample"]
         );
     }
@@ -112,10 +112,15 @@ pub fn status(a: StatusArgs, json_out: bool) -> Outcome {
     Ok(())
 }
 
+/// A JSON number as people write it (`5`, `12.5`).
+fn number(v: &Value) -> String {
+    v.as_f64().map_or_else(|| v.to_string(), |n| n.to_string())
+}
+
 /// Who a selector offers the release to, in words.
 fn who(selector: &Value) -> String {
     if let Some(p) = selector.get("percent") {
-        format!("{p} % of devices")
+        format!("{} % of devices", number(p))
     } else if let Some(d) = selector.get("devices").and_then(Value::as_array) {
         let ids: Vec<&str> = d.iter().filter_map(Value::as_str).collect();
         format!("devices {}", ids.join(","))
@@ -133,14 +138,20 @@ pub fn status_text(v: &Value) -> String {
         v["version"].as_str().unwrap_or("?"),
         v["stage"],
         who(&v["selector"]),
-        v["threshold"],
+        number(&v["threshold"]),
         v["min_sample"]
     );
-    let counts = ["offered", "downloaded", "installed", "confirmed", "reverted"]
-        .iter()
-        .map(|p| format!("{p} {}", v["counts"][p]))
-        .collect::<Vec<_>>()
-        .join("  ");
+    let counts = [
+        "offered",
+        "downloaded",
+        "installed",
+        "confirmed",
+        "reverted",
+    ]
+    .iter()
+    .map(|p| format!("{p} {}", v["counts"][p]))
+    .collect::<Vec<_>>()
+    .join("  ");
     out.push_str(&counts);
     out.push('\n');
     if let Some(reasons) = v["revert_reasons"].as_object().filter(|r| !r.is_empty()) {

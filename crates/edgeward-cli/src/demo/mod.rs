@@ -1,12 +1,14 @@
 //! `edgeward demo`: the whole story on the embedded default, in a temporary directory, with
 //! no services, told in chapters: the key ceremony, signing and verification with two
 //! attacks refused (`signing`); the device (`device`); the model's protection
-//! (`encrypted_model`, `watermark`); and the control plane (`control_plane`).
+//! (`encrypted_model`, `watermark`); the control plane (`control_plane`); and signed
+//! updates with staged rollouts (`updates`).
 
 mod control_plane;
 mod device;
 mod encrypted_model;
 mod signing;
+mod updates;
 mod watermark;
 
 use std::{fs, path::Path, path::PathBuf, time::Instant};
@@ -92,6 +94,7 @@ pub fn run(a: DemoArgs, json: bool) -> Outcome {
     encrypted_model::story(&mut demo, &dir.join("model"), &dir.join("pki"));
     watermark::story(&mut demo, &dir.join("watermark"));
     control_plane::story(&mut demo, &dir.join("server"));
+    updates::story(&mut demo, &dir.join("updates"));
     let passed = demo.steps.iter().filter(|s| s.ok).count();
     let all_ok = passed == demo.steps.len();
     let report = serde_json::json!({
@@ -106,7 +109,7 @@ pub fn run(a: DemoArgs, json: bool) -> Outcome {
             "\nsummary: {passed}/{} steps as expected — {}",
             demo.steps.len(),
             if all_ok {
-                "signed artifacts verify under the root, tampering and unendorsed keys are refused; the device boots only a signed chain, attests from its element and opens only models encrypted to it; a stolen model carries its owner's mark; the control plane admits only enrolled, authenticated, unquarantined devices within their rate"
+                "signed artifacts verify under the root, tampering and unendorsed keys are refused; the device boots only a signed chain, attests from its element and opens only models encrypted to it; a stolen model carries its owner's mark; the control plane admits only enrolled, authenticated, unquarantined devices within their rate; updates arrive as verified deltas, a downgrade and a tampered target are refused, and a release that fails its health check is reverted and halts its rollout"
             } else {
                 "SOMETHING IS WRONG"
             }

@@ -57,7 +57,11 @@ struct Repo {
 
 impl Repo {
     fn create(dir: &Path) -> Result<Self, String> {
-        let key = || SigningKey::generate(Scheme::Ed25519).map(|k| k.0).map_err(err);
+        let key = || {
+            SigningKey::generate(Scheme::Ed25519)
+                .map(|k| k.0)
+                .map_err(err)
+        };
         let (root, targets, snapshot, timestamp) = (key()?, key()?, key()?, key()?);
         Repository::create(
             dir,
@@ -223,10 +227,7 @@ impl Fleet {
             Some(b) => d.http.post(url).json(&b),
             None => d.http.get(url),
         };
-        let r = req
-            .header("authorization", d.token())
-            .send()
-            .map_err(err)?;
+        let r = req.header("authorization", d.token()).send().map_err(err)?;
         let status = r.status();
         let v: Value = r.json().unwrap_or(Value::Null);
         if status.is_success() {
@@ -236,7 +237,13 @@ impl Fleet {
         }
     }
 
-    fn report(&self, d: &Device, target: &str, version: &str, phase: &str) -> Result<Value, String> {
+    fn report(
+        &self,
+        d: &Device,
+        target: &str,
+        version: &str,
+        phase: &str,
+    ) -> Result<Value, String> {
         let mut body = json!({"v": 1, "device_id": d.id, "target": target, "version": version,
                               "phase": phase, "at": now()});
         if phase == "reverted" {
@@ -284,7 +291,10 @@ fn update(fleet: &Fleet, d: &mut Device, repo_root: &Path) -> Result<Option<Cycl
     let found = updater.find_target(target).map_err(err)?;
     let info = ReleaseInfo::from_target(target, &found.file).map_err(err)?;
     if info.version != version {
-        return Err(format!("offered {version}, but {target} is signed as {}", info.version));
+        return Err(format!(
+            "offered {version}, but {target} is signed as {}",
+            info.version
+        ));
     }
     info.check_device(target, CLASS, d.counter).map_err(err)?;
     let index = delta::target_index(&found.file)
@@ -292,7 +302,10 @@ fn update(fleet: &Fleet, d: &mut Device, repo_root: &Path) -> Result<Option<Cycl
         .ok_or("the target has no chunk index")?;
     let local = LocalChunks::scan(&index.params, &[d.active()], u64::MAX).map_err(err)?;
     let plan = Plan::new(&index, &local);
-    let url = updater.target_url(&format!("{}/v1/device/update/targets/", fleet.device_base), &found);
+    let url = updater.target_url(
+        &format!("{}/v1/device/update/targets/", fleet.device_base),
+        &found,
+    );
     let _ = std::fs::remove_file(d.inactive());
     let report = delta::assemble(
         &delta::Job {
@@ -380,25 +393,33 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     let mut running = None;
     let mut fleet = None;
     let mut devices = Vec::new();
-    demo.step("serve it from edgeward-server (mTLS device API) and enroll three devices on 1.0.0", || {
-        let r = rt.block_on(edgeward_server::start(config)).map_err(err)?;
-        let data = dir.join("server");
-        let f = Fleet {
-            admin: client(&data.join("server-ca.pem")).map_err(|f| f.message)?,
-            admin_key: std::fs::read_to_string(data.join("admin-token")).map_err(err)?.trim().to_string(),
-            admin_base: format!("https://localhost:{}", r.admin_addr.port()),
-            device_base: format!("https://localhost:{}", r.device_addr.port()),
-            ca: read(&data.join("server-ca.pem"))?,
-        };
-        running = Some(r);
-        for i in 1..=3 {
-            let id = format!("demo-upd-{i}");
-            devices.push(f.enroll(&id, &dir.join(&id), &v1)?);
-        }
-        fleet = Some(f);
-        Ok("update_repo served at /v1/device/update/…; demo-upd-1..3 enrolled".into())
-    });
-    let (Some(server), Some(fleet)) = (running, fleet) else { return };
+    demo.step(
+        "serve it from edgeward-server (mTLS device API) and enroll three devices on 1.0.0",
+        || {
+            let r = rt.block_on(edgeward_server::start(config)).map_err(err)?;
+            let data = dir.join("server");
+            let f = Fleet {
+                admin: client(&data.join("server-ca.pem")).map_err(|f| f.message)?,
+                admin_key: std::fs::read_to_string(data.join("admin-token"))
+                    .map_err(err)?
+                    .trim()
+                    .to_string(),
+                admin_base: format!("https://localhost:{}", r.admin_addr.port()),
+                device_base: format!("https://localhost:{}", r.device_addr.port()),
+                ca: read(&data.join("server-ca.pem"))?,
+            };
+            running = Some(r);
+            for i in 1..=3 {
+                let id = format!("demo-upd-{i}");
+                devices.push(f.enroll(&id, &dir.join(&id), &v1)?);
+            }
+            fleet = Some(f);
+            Ok("update_repo served at /v1/device/update/…; demo-upd-1..3 enrolled".into())
+        },
+    );
+    let (Some(server), Some(fleet)) = (running, fleet) else {
+        return;
+    };
 
     demo.step("roll 1.1.0 out to demo-upd-1: it updates with a delta and confirms", || {
         fleet.admin("/v1/admin/releases/1.1.0/rollout", Some(json!({"devices": ["demo-upd-1"]})))?;
@@ -413,38 +434,59 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         ))
     });
 
-    demo.step("a malicious downgrade is refused: 1.0.0 offered to demo-upd-1", || {
-        fleet.admin("/v1/admin/releases/1.0.0/rollout", Some(json!({"devices": ["demo-upd-1"]})))?;
-        let d = &mut devices[0];
-        let before = sha(&d.active())?;
-        match update(&fleet, d, &repo_dir) {
-            Ok(_) => Err("the downgrade was installed".into()),
-            Err(e) if e.contains("below the secure element's") && sha(&d.active())? == before => {
-                Ok(format!("refused: {e}; slot A untouched"))
+    demo.step(
+        "a malicious downgrade is refused: 1.0.0 offered to demo-upd-1",
+        || {
+            fleet.admin(
+                "/v1/admin/releases/1.0.0/rollout",
+                Some(json!({"devices": ["demo-upd-1"]})),
+            )?;
+            let d = &mut devices[0];
+            let before = sha(&d.active())?;
+            match update(&fleet, d, &repo_dir) {
+                Ok(_) => Err("the downgrade was installed".into()),
+                Err(e)
+                    if e.contains("below the secure element's") && sha(&d.active())? == before =>
+                {
+                    Ok(format!("refused: {e}; slot A untouched"))
+                }
+                Err(e) => Err(format!("refused for another reason: {e}")),
             }
-            Err(e) => Err(format!("refused for another reason: {e}")),
-        }
-    });
+        },
+    );
 
-    demo.step("a tampered target is refused: one byte of 1.1.0 changed on the server", || {
-        let path = repo_dir.join(format!("targets/fw/{}.cam-1.1.0.img", hex::encode(edgeward_core::sha256(&v11))));
-        let mut bytes = read(&path)?;
-        bytes[IMAGE / 2 + 1000] ^= 0x01;
-        std::fs::write(&path, &bytes).map_err(err)?;
-        fleet.admin("/v1/admin/releases/1.1.0/rollout", Some(json!({"devices": ["demo-upd-2"]})))?;
-        let d = &mut devices[1];
-        let before = sha(&d.active())?;
-        let outcome = update(&fleet, d, &repo_dir);
-        bytes[IMAGE / 2 + 1000] ^= 0x01;
-        std::fs::write(&path, &bytes).map_err(err)?;
-        match outcome {
-            Ok(_) => Err("the tampered target was installed".into()),
-            Err(e) if e.contains("does not match the signed") && sha(&d.active())? == before && !d.inactive().exists() => {
-                Ok(format!("refused: {e}; nothing written, slot A untouched"))
+    demo.step(
+        "a tampered target is refused: one byte of 1.1.0 changed on the server",
+        || {
+            let path = repo_dir.join(format!(
+                "targets/fw/{}.cam-1.1.0.img",
+                hex::encode(edgeward_core::sha256(&v11))
+            ));
+            let mut bytes = read(&path)?;
+            bytes[IMAGE / 2 + 1000] ^= 0x01;
+            std::fs::write(&path, &bytes).map_err(err)?;
+            fleet.admin(
+                "/v1/admin/releases/1.1.0/rollout",
+                Some(json!({"devices": ["demo-upd-2"]})),
+            )?;
+            let d = &mut devices[1];
+            let before = sha(&d.active())?;
+            let outcome = update(&fleet, d, &repo_dir);
+            bytes[IMAGE / 2 + 1000] ^= 0x01;
+            std::fs::write(&path, &bytes).map_err(err)?;
+            match outcome {
+                Ok(_) => Err("the tampered target was installed".into()),
+                Err(e)
+                    if e.contains("does not match the signed")
+                        && sha(&d.active())? == before
+                        && !d.inactive().exists() =>
+                {
+                    Ok(format!("refused: {e}; nothing written, slot A untouched"))
+                }
+                Err(e) => Err(format!("refused for another reason: {e}")),
             }
-            Err(e) => Err(format!("refused for another reason: {e}")),
-        }
-    });
+        },
+    );
 
     demo.step("release 1.2.0 fails its health check: each device reverts and the rollout halts", || {
         let mut broken = v11.clone();

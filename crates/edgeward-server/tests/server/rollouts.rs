@@ -67,14 +67,22 @@ both_backends!(a_failing_stage_halts_itself, |backend| async move {
         ("2.0.0", json!({"percent": 0}), 400, "percent must"),
         ("2.0.0", json!({"percent": 100.5}), 400, "percent must"),
         ("2.0.0", json!({}), 400, "exactly one"),
-        ("2.0.0", json!({"percent": 5, "hardware": "cam"}), 400, "exactly one"),
+        (
+            "2.0.0",
+            json!({"percent": 5, "hardware": "cam"}),
+            400,
+            "exactly one",
+        ),
         ("2.0.0", json!({"devices": ["a:b"]}), 400, "devices: "),
     ] {
         let (st, v) = s
             .admin_post(&format!("/v1/admin/releases/{path}/rollout"), b.clone())
             .await;
         assert_eq!(st, status, "{b}: {v}");
-        assert!(v["message"].as_str().unwrap_or("").contains(needle), "{b}: {v}");
+        assert!(
+            v["message"].as_str().unwrap_or("").contains(needle),
+            "{b}: {v}"
+        );
     }
     let (st, _) = s.admin_get("/v1/admin/releases/2.0.0/status").await;
     assert_eq!(st, 404, "no rollout yet");
@@ -99,7 +107,11 @@ both_backends!(a_failing_stage_halts_itself, |backend| async move {
 
     // A device reports only about itself, and only about what it was offered.
     let (st, v) = report(&s, &d[0], body(&d[1].id, "2.0.0", "installed", None)).await;
-    assert_eq!((st, v["error"].as_str()), (403, Some("wrong_device")), "{v}");
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (403, Some("wrong_device")),
+        "{v}"
+    );
     let (st, v) = report(&s, &d[3], body(&d[3].id, "2.0.0", "installed", None)).await;
     assert_eq!((st, v["error"].as_str()), (403, Some("not_offered")), "{v}");
     let (st, v) = report(&s, &d[0], body(&d[0].id, "7.0.0", "installed", None)).await;
@@ -114,7 +126,12 @@ both_backends!(a_failing_stage_halts_itself, |backend| async move {
     }
     // d1 never asked for an offer but is selected: its reports count in stage 1.
     for phase in ["downloaded", "installed"] {
-        assert_eq!(report(&s, &d[1], body(&d[1].id, "2.0.0", phase, None)).await.0, 200);
+        assert_eq!(
+            report(&s, &d[1], body(&d[1].id, "2.0.0", phase, None))
+                .await
+                .0,
+            200
+        );
     }
     let (st, v) = report(
         &s,
@@ -159,7 +176,10 @@ both_backends!(a_failing_stage_halts_itself, |backend| async move {
 
     // Another release by hardware class: only cam devices have a target for it.
     let (st, v) = s
-        .admin_post("/v1/admin/releases/1.0.0/rollout", json!({"hardware": "cam"}))
+        .admin_post(
+            "/v1/admin/releases/1.0.0/rollout",
+            json!({"hardware": "cam"}),
+        )
         .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(offer(&s, &d[3]).await.1["version"], "1.0.0");
@@ -170,8 +190,14 @@ both_backends!(a_failing_stage_halts_itself, |backend| async move {
         .admin_post("/v1/admin/releases/2.0.0/rollout", json!({"percent": 100}))
         .await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!((v["stage"].as_i64(), v["halted"].as_bool()), (Some(2), Some(false)));
-    assert_eq!(offer(&s, &d[2]).await.1, json!({"version": "2.0.0", "targets": ["fw/cam.img"], "stage": 2}));
+    assert_eq!(
+        (v["stage"].as_i64(), v["halted"].as_bool()),
+        (Some(2), Some(false))
+    );
+    assert_eq!(
+        offer(&s, &d[2]).await.1,
+        json!({"version": "2.0.0", "targets": ["fw/cam.img"], "stage": 2})
+    );
     s.running.stop().await;
 });
 

@@ -174,8 +174,12 @@ async fn a_device_updates_through_the_gate_and_resumes_with_ranges() {
         s.device_url("/v1/device/update/targets/"),
     );
     let got = {
-        let (tls, dir, meta_url, targets_url) =
-            (tls.clone(), dir.clone(), meta_url.clone(), targets_url.clone());
+        let (tls, dir, meta_url, targets_url) = (
+            tls.clone(),
+            dir.clone(),
+            meta_url.clone(),
+            targets_url.clone(),
+        );
         tokio::task::spawn_blocking(move || {
             let t = tls.transport();
             let got = client_download(&dir, &t, &meta_url, &targets_url, "fw/cam.img")
@@ -216,10 +220,7 @@ async fn a_device_updates_through_the_gate_and_resumes_with_ranges() {
         .await
         .expect("call");
     assert_eq!(r.status(), 206);
-    assert_eq!(
-        r.headers()["content-range"],
-        "bytes 299990-299999/300000"
-    );
+    assert_eq!(r.headers()["content-range"], "bytes 299990-299999/300000");
     assert_eq!(r.bytes().await.expect("body")[..], fw[299_990..]);
     let r = c
         .get(&url)
@@ -234,10 +235,16 @@ async fn a_device_updates_through_the_gate_and_resumes_with_ranges() {
     assert_eq!(r.status(), 401);
 
     let (status, v) = s
-        .admin_post(&format!("/v1/admin/devices/{}/quarantine", e.id), serde_json::json!({}))
+        .admin_post(
+            &format!("/v1/admin/devices/{}/quarantine", e.id),
+            serde_json::json!({}),
+        )
         .await;
     assert_eq!(status, 200, "{v}");
-    for path in ["/v1/device/update/metadata/timestamp.json".to_string(), format!("/v1/device/update/targets/fw/{sha}.cam.img")] {
+    for path in [
+        "/v1/device/update/metadata/timestamp.json".to_string(),
+        format!("/v1/device/update/targets/fw/{sha}.cam.img"),
+    ] {
         let r = c
             .get(s.device_url(&path))
             .header("authorization", v1(&e, unix_now()))
@@ -249,9 +256,15 @@ async fn a_device_updates_through_the_gate_and_resumes_with_ranges() {
         assert_eq!(v["error"], "quarantined", "{path}");
     }
     let refused = tokio::task::spawn_blocking(move || {
-        client_download(&dir, &tls.transport(), &meta_url, &targets_url, "fw/cam.img")
-            .expect_err("a quarantined device gets no update")
-            .to_string()
+        client_download(
+            &dir,
+            &tls.transport(),
+            &meta_url,
+            &targets_url,
+            "fw/cam.img",
+        )
+        .expect_err("a quarantined device gets no update")
+        .to_string()
     })
     .await
     .expect("join");
@@ -321,7 +334,13 @@ async fn no_repository_configured_is_not_found() {
         .expect("call");
     assert_eq!(r.status(), 404);
     let v: serde_json::Value = r.json().await.expect("json");
-    assert!(v["message"].as_str().expect("message").contains("update_repo"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .expect("message")
+            .contains("update_repo"),
+        "{v}"
+    );
     s.running.stop().await;
 }
 
@@ -338,7 +357,14 @@ async fn the_same_repository_works_from_a_static_http_server() {
         .expect("addr")
         .port();
     let mut python = std::process::Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+            "--directory",
+        ])
         .arg(repo.dir.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
