@@ -35,8 +35,10 @@ pub enum ReleaseCommand {
     RotateKeys(RotateArgs),
     /// Offer a published release to a share of devices, a list of devices or a hardware
     /// class (edgeward-server's admin API); the stage halts itself when too many revert.
+    #[command(disable_version_flag = true)]
     Rollout(crate::commands::rollout::RolloutArgs),
     /// What devices reported about a release's rollout, and whether it halted.
+    #[command(disable_version_flag = true)]
     Status(crate::commands::rollout::StatusArgs),
 }
 

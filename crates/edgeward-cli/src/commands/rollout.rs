@@ -16,7 +16,7 @@ pub struct RolloutArgs {
     #[command(flatten)]
     server: ServerArgs,
     /// The release version (as published with `release publish --version`).
-    #[arg(value_name = "VERSION")]
+    #[arg(value_name = "VERSION", id = "release_version")]
     version: String,
     /// Offer it to this share of devices (above 0, at most 100, in steps of 0.01),
     /// chosen by a hash of the device id and the version: the same devices stay chosen as
@@ -43,7 +43,7 @@ pub struct StatusArgs {
     #[command(flatten)]
     server: ServerArgs,
     /// The release version.
-    #[arg(value_name = "VERSION")]
+    #[arg(value_name = "VERSION", id = "release_version")]
     version: String,
 }
 

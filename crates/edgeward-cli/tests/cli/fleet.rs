@@ -5,13 +5,16 @@
 use crate::common::*;
 use std::{fs, path::PathBuf};
 
-struct Env {
-    server: String,
-    ca: PathBuf,
-    token_file: PathBuf,
+/// Where the server's admin API is and how to reach it.
+pub(crate) struct Env {
+    pub(crate) server: String,
+    pub(crate) ca: PathBuf,
+    pub(crate) token_file: PathBuf,
 }
 
-async fn cli(args: Vec<String>, env: &Env, code: i32) -> String {
+/// Runs `edgeward ARGS` against `env`'s server, expecting exit `code`; stdout on success,
+/// stderr otherwise.
+pub(crate) async fn cli(args: Vec<String>, env: &Env, code: i32) -> String {
     let (server, ca, token_file) = (env.server.clone(), env.ca.clone(), env.token_file.clone());
     tokio::task::spawn_blocking(move || {
         let mut c = edgeward();
@@ -29,7 +32,7 @@ async fn cli(args: Vec<String>, env: &Env, code: i32) -> String {
     .expect("join")
 }
 
-fn args(a: &[&str]) -> Vec<String> {
+pub(crate) fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 

@@ -15,6 +15,7 @@ mod model_crypt;
 mod model_wm;
 mod peer_formats;
 mod pki_init;
+mod release;
 mod se;
 #[cfg(feature = "tpm")]
 mod se_tpm;

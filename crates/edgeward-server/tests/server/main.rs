@@ -20,7 +20,7 @@ mod rate_limit;
 mod replicas;
 mod revocation;
 mod roles;
-mod routes;
 mod rollouts;
+mod routes;
 mod transitions;
 mod updates;
