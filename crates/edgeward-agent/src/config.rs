@@ -42,6 +42,13 @@ pub struct AgentConfig {
     /// The socket the inference application reports its metrics to (none: not collected).
     #[serde(default)]
     pub inference_socket: Option<PathBuf>,
+    /// The boot state directory of `edgeward-agent boot` (its measured-boot log is what
+    /// `attest` and forensic bundles report; none: nothing to report).
+    #[serde(default)]
+    pub boot_state_dir: Option<PathBuf>,
+    /// Where the installed models live: digested into forensic bundles, deleted by `wipe`.
+    #[serde(default)]
+    pub models_dir: Option<PathBuf>,
     /// A configured position, reported with each device sample.
     #[serde(default)]
     pub location: Option<Location>,

@@ -1,8 +1,12 @@
 //! `edgeward-agent run`: the long-running process. It enrolls when the device has no
 //! identity (waiting for a token file and for the server, as long as it takes), then
 //! samples the device into the on-disk queue, delivers the queue in order and polls for
-//! signed commands over mutual TLS, until SIGTERM. Every failure to reach the server is logged, shown in the status, and
-//! retried on the next tick; nothing stops the loop but shutdown.
+//! signed commands over mutual TLS, until SIGTERM. Every failure to reach the server is
+//! logged, shown in the status, and retried on the next tick; nothing stops the loop but
+//! shutdown. Commands are verified ([`crate::commands::verify`]) before they run and each is
+//! answered with a signed result; a result that cannot be delivered waits in `outbox/`.
+//! Quarantined, the agent keeps sampling into its queue but delivers nothing but command
+//! results and forensic bundles; wiped, it waits for re-provisioning.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -12,6 +16,7 @@ use reqwest::Method;
 use tokio::sync::watch;
 
 use crate::{
+    commands::{self, state::CommandState, verify, After, Context},
     enroll::{self, Identity},
     files, metrics,
     net::DeviceClient,
@@ -20,12 +25,26 @@ use crate::{
     update, AgentConfig, AgentError,
 };
 
+/// Largest stored result in the outbox.
+const MAX_OUTBOX_ENTRY: u64 = 256 * 1024;
+
+/// Why the online loop ended.
+enum Exit {
+    /// Shutdown.
+    Shutdown,
+    /// The device was wiped.
+    Wiped,
+    /// The identity changed (re-provisioned): reconnect.
+    Reidentified,
+}
+
 /// Largest enrollment token file read.
 const MAX_TOKEN_FILE: u64 = 1024;
 
 /// Runs the agent until `shutdown` turns true.
 pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
     files::ensure_private_dir(&config.state_dir)?;
+    let quarantined = CommandState::load(&config.state_dir)?.quarantined;
     let element: Arc<dyn SecureElement> = edgeward_se::open(&config.element)?.into();
     let status = SharedStatus::default();
     status::update(&status, |s| s.state = "starting".into());
@@ -44,6 +63,7 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
         shutdown,
         cpu: None,
         queue,
+        quarantine: watch::channel(quarantined).0,
     };
     let result = agent.main().await;
     server.abort();
@@ -59,6 +79,8 @@ struct Agent {
     shutdown: watch::Receiver<bool>,
     cpu: Option<metrics::CpuTimes>,
     queue: Queue,
+    /// True while quarantined (persisted in the command state).
+    quarantine: watch::Sender<bool>,
 }
 
 impl Agent {
@@ -83,29 +105,53 @@ impl Agent {
         });
     }
 
+    fn quarantined(&self) -> bool {
+        *self.quarantine.borrow()
+    }
+
+    fn running_state(&self) -> &'static str {
+        if self.quarantined() {
+            "quarantined"
+        } else {
+            "running"
+        }
+    }
+
     async fn main(&mut self) -> Result<(), AgentError> {
         while !self.stopping() {
             let Some(identity) = self.identity().await? else {
                 return Ok(());
             };
             tracing::info!(device = %identity.stored.device_id, slot = %identity.stored.key_slot, "enrolled");
+            let state = self.running_state();
             status::update(&self.status, |s| {
-                s.state = "running".into();
+                s.state = state.into();
                 s.device_id = Some(identity.stored.device_id.clone());
                 s.key_slot = Some(identity.stored.key_slot.clone());
             });
-            let client = DeviceClient::new(
-                &self.config.server,
-                &self.config.server_ca,
-                Arc::clone(&self.element),
-                &identity.stored.key_slot,
-                vec![identity.certificate_der.clone()],
-                &identity.stored.device_id,
-                identity.secret.clone(),
-            )?;
-            self.online(&client).await?;
+            let client = self.client(&identity)?;
+            match self.online(&identity, &client).await? {
+                Exit::Shutdown => return Ok(()),
+                Exit::Wiped => status::update(&self.status, |s| {
+                    s.state = "wiped".into();
+                    s.key_slot = None;
+                }),
+                Exit::Reidentified => {}
+            }
         }
         Ok(())
+    }
+
+    fn client(&self, identity: &Identity) -> Result<DeviceClient, AgentError> {
+        DeviceClient::new(
+            &self.config.server,
+            &self.config.server_ca,
+            Arc::clone(&self.element),
+            &identity.stored.key_slot,
+            vec![identity.certificate_der.clone()],
+            &identity.stored.device_id,
+            identity.secret.clone(),
+        )
     }
 
     /// The stored identity, or a new one from enrollment; `None` on shutdown.
@@ -113,7 +159,12 @@ impl Agent {
         if let Some(identity) = enroll::load(&self.config.state_dir, self.element.as_ref())? {
             return Ok(Some(identity));
         }
-        status::update(&self.status, |s| s.state = "awaiting_enrollment".into());
+        let waiting = if commands::wipe::is_wiped(&self.config.state_dir) {
+            "wiped"
+        } else {
+            "awaiting_enrollment"
+        };
+        status::update(&self.status, |s| s.state = waiting.into());
         let mut request: Option<enroll::Request> = None;
         loop {
             if let Some(token) = self.token()? {
@@ -135,6 +186,7 @@ impl Agent {
                         if let Some(path) = &self.config.enrollment_token_file {
                             files::remove(path)?;
                         }
+                        commands::wipe::provisioned(&self.config.state_dir)?;
                         status::update(&self.status, |s| {
                             s.server_reachable = true;
                             s.last_error = None;
@@ -159,8 +211,13 @@ impl Agent {
             .filter(|t| !t.is_empty()))
     }
 
-    /// Telemetry and command polling until shutdown.
-    async fn online(&mut self, client: &DeviceClient) -> Result<(), AgentError> {
+    /// Telemetry and command polling until shutdown, a wipe or a new identity. A refused
+    /// or failed delivery never keeps the command poll of the same tick from running.
+    async fn online(
+        &mut self,
+        identity: &Identity,
+        client: &DeviceClient,
+    ) -> Result<Exit, AgentError> {
         let mut telemetry = tokio::time::interval(self.config.telemetry_interval());
         let mut commands = tokio::time::interval(self.config.command_interval());
         // Without an [update] section the update tick never comes.
@@ -181,12 +238,13 @@ impl Agent {
                     }
                 }
                 _ = commands.tick() => {
-                    let polled = match self.flush(client).await {
-                        Ok(()) => self.poll(client).await,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = polled {
+                    if let Err(e) = self.deliver(client).await {
                         self.failed(&e);
+                    }
+                    match self.poll(identity, client).await {
+                        Ok(Some(exit)) => return Ok(exit),
+                        Ok(None) => {}
+                        Err(e) => self.failed(&e),
                     }
                 }
                 _ = updates.tick(), if self.config.update.is_some() => {
@@ -194,7 +252,7 @@ impl Agent {
                         self.failed(&e);
                     }
                 }
-                _ = self.shutdown.changed() => return Ok(()),
+                _ = self.shutdown.changed() => return Ok(Exit::Shutdown),
             }
         }
     }
@@ -275,6 +333,14 @@ impl Agent {
     async fn send_sample(&mut self, client: &DeviceClient) -> Result<(), AgentError> {
         let record = self.device_record();
         self.queue_event(&record)?;
+        self.deliver(client).await
+    }
+
+    /// Delivers the queue, unless quarantined (then it stays queued, as evidence).
+    async fn deliver(&mut self, client: &DeviceClient) -> Result<(), AgentError> {
+        if self.quarantined() {
+            return Ok(());
+        }
         self.flush(client).await
     }
 
@@ -309,15 +375,139 @@ impl Agent {
         Ok(())
     }
 
-    async fn poll(&mut self, client: &DeviceClient) -> Result<(), AgentError> {
+    /// Delivers results left in the outbox, polls for commands, verifies each and runs the
+    /// genuine ones in order; `Some` when the agent must leave the online loop.
+    async fn poll(
+        &mut self,
+        identity: &Identity,
+        client: &DeviceClient,
+    ) -> Result<Option<Exit>, AgentError> {
+        self.send_outbox(client).await?;
         let body = client
             .call(Method::GET, "/v1/device/commands", Vec::new())
             .await?;
         let delivered = edgeward_proto::command::parse_delivery(&body)
             .map_err(|e| AgentError::Protocol(e.0))?;
         status::update(&self.status, |s| s.server_reachable = true);
-        for c in delivered {
-            tracing::info!(id = c.id, "command received");
+        let key = verify::parse_command_key(&identity.stored.command_key)?;
+        let device = identity.stored.device_id.as_str();
+        for d in delivered {
+            let mut state = CommandState::load(&self.config.state_dir)?;
+            let floor = i64::try_from(self.element.time_floor()?).unwrap_or(i64::MAX);
+            let now = commands::now().max(floor);
+            let c = match verify::verify(
+                &key,
+                &d,
+                device,
+                state.last_id,
+                now,
+                self.config.command_window_secs,
+            ) {
+                Ok(c) => c,
+                Err(refusal) => {
+                    tracing::warn!(id = d.id, %refusal, "command refused; nothing runs");
+                    self.queue_event(&serde_json::json!({
+                        "type": "security", "event": "command_refused", "at": unix_now(),
+                        "command": d.id, "reason": refusal.to_string(),
+                    }))?;
+                    status::update(&self.status, |s| {
+                        s.commands_refused += 1;
+                        s.last_error = Some(refusal.to_string());
+                    });
+                    continue;
+                }
+            };
+            // Recorded before it runs: a command runs at most once, even across a crash.
+            state.last_id = c.id;
+            state.save(&self.config.state_dir)?;
+            tracing::info!(id = c.id, kind = %c.kind, "running command");
+            let executed = {
+                let ctx = Context {
+                    config: &self.config,
+                    element: &self.element,
+                    identity,
+                    client,
+                    queue: &self.queue,
+                    quarantine: &self.quarantine,
+                };
+                commands::execute(&ctx, &c).await?
+            };
+            let state_name = match executed.after {
+                After::Wiped => "wiped",
+                _ => self.running_state(),
+            };
+            status::update(&self.status, |s| {
+                s.last_command_id = c.id;
+                s.commands_executed += 1;
+                s.state = state_name.into();
+            });
+            let fresh = match &executed.new_identity {
+                Some(i) => Some(self.client(i)?),
+                None => None,
+            };
+            self.post_result(fresh.as_ref().unwrap_or(client), c.id, &executed.result)
+                .await?;
+            match executed.after {
+                After::Continue => {}
+                After::Wiped => return Ok(Some(Exit::Wiped)),
+                After::Reidentified => return Ok(Some(Exit::Reidentified)),
+            }
+        }
+        Ok(None)
+    }
+
+    fn outbox(&self) -> std::path::PathBuf {
+        self.config.state_dir.join("outbox")
+    }
+
+    /// Posts a signed result; if the server cannot be reached it waits in the outbox. A
+    /// refusal (4xx) is final: the server will not take that result, now or later.
+    async fn post_result(
+        &mut self,
+        client: &DeviceClient,
+        id: i64,
+        signed: &edgeward_proto::command::Signed,
+    ) -> Result<(), AgentError> {
+        let body = serde_json::to_vec(signed).map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let path = format!("/v1/device/commands/{id}/result");
+        match client.call(Method::POST, &path, body.clone()).await {
+            Ok(_) => Ok(()),
+            Err(AgentError::Refused { status, .. }) if (400..500).contains(&status) => {
+                tracing::warn!(id, status, "the server refused the result of command");
+                Ok(())
+            }
+            Err(e) => {
+                self.failed(&e);
+                files::ensure_private_dir(&self.outbox())?;
+                files::write_atomic(&self.outbox().join(format!("{id}.json")), &body, false)
+            }
+        }
+    }
+
+    /// Retries the results waiting in the outbox, oldest command first.
+    async fn send_outbox(&mut self, client: &DeviceClient) -> Result<(), AgentError> {
+        let Ok(entries) = std::fs::read_dir(self.outbox()) else {
+            return Ok(());
+        };
+        let mut ids: Vec<i64> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        for id in ids {
+            let file = self.outbox().join(format!("{id}.json"));
+            let Some(body) = files::read_bounded(&file, MAX_OUTBOX_ENTRY)? else {
+                continue;
+            };
+            let path = format!("/v1/device/commands/{id}/result");
+            match client.call(Method::POST, &path, body).await {
+                Ok(_) => files::remove(&file)?,
+                Err(AgentError::Refused { status, .. }) if (400..500).contains(&status) => {
+                    tracing::warn!(id, status, "the server refused a stored result; dropped");
+                    files::remove(&file)?;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod enroll;
 pub mod error;
 pub mod files;
+pub mod logbuf;
 pub mod metrics;
 pub mod net;
 pub mod queue;

@@ -162,7 +162,7 @@ fn daemon(config: PathBuf) -> anyhow::Result<u8> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(edgeward_agent::logbuf::Tee::default)
         .init();
     let config = AgentConfig::load(&config)?;
     runtime()?.block_on(async move {

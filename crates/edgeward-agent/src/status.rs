@@ -42,6 +42,10 @@ pub struct Status {
     pub last_command_id: i64,
     /// Commands executed since start.
     pub commands_executed: u64,
+    /// Delivered commands refused since start (bad signature, another device's, replayed,
+    /// expired): none of them ran.
+    #[serde(default)]
+    pub commands_refused: u64,
 }
 
 /// The status shared between the daemon's tasks.

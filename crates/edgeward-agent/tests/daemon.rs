@@ -4,6 +4,8 @@
 //! cleanly on SIGTERM.
 
 mod common;
+#[path = "daemon/incident.rs"]
+mod incident;
 
 use std::process::{Command, Stdio};
 

@@ -5,17 +5,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use common::*;
 
 fn agent(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_edgeward-agent"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("agent starts")
+    spawn_agent(env!("CARGO_BIN_EXE_edgeward-agent"), config)
 }
 
 fn status(config: &std::path::Path) -> Option<serde_json::Value> {

@@ -118,8 +118,35 @@ pub fn check_nonce(nonce: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Produces evidence for the boot recorded in `log`, signed inside `se`.
+/// Produces evidence for the boot recorded in `log`, signed inside `se` by the key in
+/// [`DEVICE_KEY_SLOT`], carrying the certificates of [`DEVICE_CERT_SLOT`] and
+/// [`DEVICE_CA_SLOT`].
 pub fn produce(se: &dyn SecureElement, log: &BootLog, nonce: &[u8]) -> Result<Vec<u8>, BootError> {
+    let mut certificates = Vec::new();
+    for slot in [DEVICE_CERT_SLOT, DEVICE_CA_SLOT] {
+        match se.certificate(slot)? {
+            Some(der) => certificates.push(der),
+            None if slot == DEVICE_CERT_SLOT => {
+                return Err(BootError::Provision(
+                    "the secure element holds no device certificate".into(),
+                ))
+            }
+            None => {}
+        }
+    }
+    produce_with(se, DEVICE_KEY_SLOT, &certificates, log, nonce)
+}
+
+/// Produces evidence for the boot recorded in `log`, signed inside `se` by the key in
+/// `key_slot` and carrying `certificates` (DER, the device certificate first): for a
+/// device whose key lives in a slot of its own (the agent's `device-N`).
+pub fn produce_with(
+    se: &dyn SecureElement,
+    key_slot: &str,
+    certificates: &[Vec<u8>],
+    log: &BootLog,
+    nonce: &[u8],
+) -> Result<Vec<u8>, BootError> {
     check_nonce(nonce).map_err(BootError::Provision)?;
     let claims = Claims {
         version: 1,
@@ -134,24 +161,12 @@ pub fn produce(se: &dyn SecureElement, log: &BootLog, nonce: &[u8]) -> Result<Ve
         what: "evidence claims",
         detail: e.to_string(),
     })?;
-    let signature = se.sign(DEVICE_KEY_SLOT, &pae(EVIDENCE_PAYLOAD_TYPE, &payload))?;
-    let mut certificates = Vec::new();
-    for slot in [DEVICE_CERT_SLOT, DEVICE_CA_SLOT] {
-        match se.certificate(slot)? {
-            Some(der) => certificates.push(B64.encode(der)),
-            None if slot == DEVICE_CERT_SLOT => {
-                return Err(BootError::Provision(
-                    "the secure element holds no device certificate".into(),
-                ))
-            }
-            None => {}
-        }
-    }
+    let signature = se.sign(key_slot, &pae(EVIDENCE_PAYLOAD_TYPE, &payload))?;
     let json = EvidenceJson {
         payload_type: EVIDENCE_PAYLOAD_TYPE.into(),
         payload: B64.encode(&payload),
         signature: B64.encode(signature),
-        certificates,
+        certificates: certificates.iter().map(|c| B64.encode(c)).collect(),
     };
     serde_json::to_vec_pretty(&json).map_err(|e| BootError::Malformed {
         what: "evidence",

@@ -28,13 +28,14 @@ pub const MAX_PAYLOAD: usize = 96 * 1024;
 pub const MAX_SIGNATURE: usize = 128;
 
 /// The kinds of command a device executes.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "quarantine",
     "release",
     "collect_forensics",
     "wipe",
     "reprovision",
     "attest",
+    "update",
 ];
 
 /// What the server signs for one command.
@@ -49,7 +50,8 @@ pub struct CommandPayload {
     pub id: i64,
     /// One of [`KINDS`] (anything else is refused by the device with a signed result).
     pub kind: String,
-    /// Its arguments (`{"nonce": hex}` for attest, `{"enrollment_token": …}` for reprovision).
+    /// Its arguments (`{"nonce": hex}` for attest, `{"enrollment_token": …}` for reprovision,
+    /// `{"reason": …}` optionally for quarantine and wipe).
     pub args: Value,
     /// When the server issued it (Unix seconds).
     pub issued_at: i64,

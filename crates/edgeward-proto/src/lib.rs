@@ -10,6 +10,7 @@
 pub mod api;
 pub mod command;
 pub mod device_id;
+pub mod forensics;
 pub mod gcra;
 pub mod rollout;
 pub mod secret;

@@ -75,6 +75,14 @@ pub fn routes(app: Shared) -> Router<Shared> {
         .route("/v1/admin/devices/{id}/revoke", post(revoke))
         .route("/v1/admin/devices/{id}/reprovision", post(reprovision))
         .route("/v1/admin/devices/{id}/commands", post(add_command))
+        .route(
+            "/v1/admin/devices/{id}/commands/{command}",
+            get(show_command),
+        )
+        .route(
+            "/v1/admin/devices/{id}/enrollment-token",
+            post(enrollment_token),
+        )
         .route("/v1/admin/audit", get(audit_log))
         .merge(crate::audit_log_api::routes())
         .route("/v1/admin/keys", post(add_key))
@@ -167,9 +175,9 @@ async fn show_device(
 /// [`crate::db::Db::transition`]), then brings what follows the registry into line with
 /// what was committed: the cached record dropped, a revoked certificate added to the TLS
 /// deny set and the CRL, the device's connections closed when it was cut off or quarantined.
-async fn change_status(
+pub(crate) async fn change_status(
     app: &Shared,
-    admin: &Admin,
+    actor: &str,
     id: &str,
     change: Change<'_>,
 ) -> Result<Json<Value>, ApiError> {
@@ -214,7 +222,7 @@ async fn change_status(
         None => Ok(()),
     };
     app.audit(
-        &admin.actor(),
+        actor,
         &format!("device.{action}"),
         Some(id),
         &format!(
@@ -235,7 +243,7 @@ async fn quarantine(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin.require(Role::Operator)?;
-    change_status(&app, &admin, &id, Change::Quarantine).await
+    change_status(&app, &admin.actor(), &id, Change::Quarantine).await
 }
 
 async fn release(
@@ -244,7 +252,7 @@ async fn release(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin.require(Role::Operator)?;
-    change_status(&app, &admin, &id, Change::Release).await
+    change_status(&app, &admin.actor(), &id, Change::Release).await
 }
 
 async fn revoke(
@@ -253,7 +261,7 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin.require(Role::Admin)?;
-    change_status(&app, &admin, &id, Change::Revoke).await
+    change_status(&app, &admin.actor(), &id, Change::Revoke).await
 }
 
 /// `POST /v1/admin/devices/{id}/reprovision`: the device goes back to `pending` with a new
@@ -271,7 +279,7 @@ async fn reprovision(
     let hash = secret_hash(&token);
     let Json(mut v) = change_status(
         &app,
-        &admin,
+        &admin.actor(),
         &id,
         Change::Reprovision {
             token_sha256: &hash,
@@ -292,22 +300,46 @@ async fn add_command(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     admin.require(Role::Operator)?;
     let c = api::new_command(&body.bytes).map_err(|e| ApiError::bad_request(e.0))?;
-    app.db
-        .device(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
-    let cid = app
+    let queued = crate::commands::enqueue(&app, &admin.actor(), &id, &c.kind, c.body).await?;
+    let mut v = json!({ "id": queued.id });
+    if let Some(token) = queued.enrollment_token {
+        v["enrollment_token"] = json!(token);
+    }
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// `GET /v1/admin/devices/{id}/commands/{command}`: the command's status and its signed
+/// result (stored only once its signature verified).
+async fn show_command(
+    State(app): State<Shared>,
+    Extension(admin): Extension<Admin>,
+    Path((id, command)): Path<(String, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require(Role::Viewer)?;
+    let outcome = app
         .db
-        .add_command(&id, &c.kind, &c.body.to_string(), app.now())
-        .await?;
-    app.audit(
-        &admin.actor(),
-        "command.add",
-        Some(&id),
-        &format!("{} #{cid}", c.kind),
-    )
-    .await;
-    Ok((StatusCode::CREATED, Json(json!({ "id": cid }))))
+        .command_outcome(&id, command)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no command {command} of device {id}")))?;
+    Ok(Json(
+        json!({ "id": command, "device": id, "command": outcome }),
+    ))
+}
+
+/// `POST /v1/admin/devices/{id}/enrollment-token`: a fresh one-time enrollment token bound
+/// to the device, its status unchanged (for a `reprovision` command: the device enrolls a
+/// new key with it and its old certificate is revoked when the new one is issued).
+async fn enrollment_token(
+    State(app): State<Shared>,
+    Extension(admin): Extension<Admin>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    admin.require(Role::Admin)?;
+    let t = crate::commands::issue_enrollment_token(&app, &admin.actor(), &id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "enrollment_token": t.token, "expires_at": t.expires_at })),
+    ))
 }
 
 /// `GET /v1/admin/audit` parameters: a page size, a cursor and filters.

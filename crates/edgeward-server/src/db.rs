@@ -141,6 +141,12 @@ pub enum Change<'a> {
         /// The new certificate's serial (hex).
         serial: &'a str,
     },
+    /// active or quarantined → active, with the certificate issued to a new key at a
+    /// re-provisioning; the current certificate is revoked for good.
+    Rekey {
+        /// The new certificate's serial (hex).
+        serial: &'a str,
+    },
     /// active → quarantined.
     Quarantine,
     /// quarantined → active.
@@ -163,6 +169,7 @@ impl Change<'_> {
         use DeviceStatus::*;
         match self {
             Change::Enroll { .. } => &[Pending],
+            Change::Rekey { .. } => &[Active, Quarantined],
             Change::Quarantine => &[Active],
             Change::Release => &[Quarantined],
             Change::Revoke => &[Pending, Active, Quarantined],
@@ -173,7 +180,7 @@ impl Change<'_> {
     /// The status it leads to.
     pub fn to(&self) -> DeviceStatus {
         match self {
-            Change::Enroll { .. } | Change::Release => DeviceStatus::Active,
+            Change::Enroll { .. } | Change::Rekey { .. } | Change::Release => DeviceStatus::Active,
             Change::Quarantine => DeviceStatus::Quarantined,
             Change::Revoke => DeviceStatus::Revoked,
             Change::Reprovision { .. } => DeviceStatus::Pending,
@@ -184,6 +191,7 @@ impl Change<'_> {
     pub fn name(&self) -> &'static str {
         match self {
             Change::Enroll { .. } => "enroll",
+            Change::Rekey { .. } => "rekey",
             Change::Quarantine => "quarantine",
             Change::Release => "release",
             Change::Revoke => "revoke",
@@ -263,6 +271,36 @@ pub struct Command {
     pub body: serde_json::Value,
     /// `pending`, `sent`, `done` or `failed`.
     pub status: String,
+}
+
+/// A command result whose signature verified, as [`Db::command_result`] stores it.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifiedResult<'a> {
+    /// The command.
+    pub id: i64,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// The exact signed payload (JSON text).
+    pub payload: &'a str,
+    /// The signature, base64.
+    pub signature: &'a str,
+    /// SHA-256 of the payload, hex.
+    pub sha256: &'a str,
+}
+
+/// A command's state and result, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CommandOutcome {
+    /// Its kind.
+    pub kind: String,
+    /// `pending`, `sent`, `done` or `failed`.
+    pub status: String,
+    /// The signed result payload, once answered.
+    pub result: Option<String>,
+    /// SHA-256 of the result payload, hex.
+    pub result_sha256: Option<String>,
+    /// Whether the result's signature verified under the device's certificate key.
+    pub verified: bool,
 }
 
 /// The registry.
@@ -413,7 +451,7 @@ impl Db {
             // The compare covers the serial too: between the read and the write the device
             // could have been re-provisioned and enrolled again, back to the same status.
             let sql = match change {
-                Change::Enroll { .. } => "UPDATE devices SET status = $1, updated_at = $2, cert_serial = $6 WHERE id = $3 AND status = $4 AND COALESCE(cert_serial, '') = $5",
+                Change::Enroll { .. } | Change::Rekey { .. } => "UPDATE devices SET status = $1, updated_at = $2, cert_serial = $6 WHERE id = $3 AND status = $4 AND COALESCE(cert_serial, '') = $5",
                 Change::Reprovision { .. } => "UPDATE devices SET status = $1, updated_at = $2, cert_serial = NULL WHERE id = $3 AND status = $4 AND COALESCE(cert_serial, '') = $5",
                 _ => "UPDATE devices SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4 AND COALESCE(cert_serial, '') = $5",
             };
@@ -423,7 +461,7 @@ impl Db {
                 .bind(id)
                 .bind(device.status.to_string())
                 .bind(device.cert_serial.clone().unwrap_or_default());
-            if let Change::Enroll { serial } = change {
+            if let Change::Enroll { serial } | Change::Rekey { serial } = change {
                 query = query.bind(serial);
             }
             let mut tx = self.pool.begin().await?;
@@ -433,7 +471,9 @@ impl Db {
                 continue;
             }
             let revoked_serial = match change {
-                Change::Revoke | Change::Reprovision { .. } => device.cert_serial.clone(),
+                Change::Revoke | Change::Reprovision { .. } | Change::Rekey { .. } => {
+                    device.cert_serial.clone()
+                }
                 _ => None,
             };
             if let Some(serial) = &revoked_serial {
@@ -697,26 +737,82 @@ impl Db {
         Ok(out)
     }
 
-    /// Records a command's result; false if the device has no such sent command.
+    /// Records a command's verified result: the exact payload the device signed, its
+    /// signature (base64) and the payload's SHA-256 (hex); false if the device has no such
+    /// sent command.
     pub async fn command_result(
         &self,
         device: &str,
-        id: i64,
-        ok: bool,
-        result: &str,
+        r: &VerifiedResult<'_>,
         now: i64,
     ) -> Result<bool, DbError> {
-        let r = sqlx::query(
-            "UPDATE commands SET status = $1, result = $2, updated_at = $3 WHERE id = $4 AND device_id = $5 AND status = 'sent'",
+        let done = sqlx::query(
+            "UPDATE commands SET status = $1, result = $2, result_signature = $3, result_sha256 = $4, verified = 1, updated_at = $5 WHERE id = $6 AND device_id = $7 AND status = 'sent'",
         )
-        .bind(if ok { "done" } else { "failed" })
-        .bind(result)
+        .bind(if r.ok { "done" } else { "failed" })
+        .bind(r.payload)
+        .bind(r.signature)
+        .bind(r.sha256)
         .bind(now)
-        .bind(id)
+        .bind(r.id)
         .bind(device)
         .execute(&self.pool)
         .await?;
-        Ok(r.rows_affected() == 1)
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A command's stored result: (status, result payload, SHA-256, verified).
+    pub async fn command_outcome(
+        &self,
+        device: &str,
+        id: i64,
+    ) -> Result<Option<CommandOutcome>, DbError> {
+        let row = sqlx::query(
+            "SELECT kind, status, result, result_sha256, verified FROM commands WHERE id = $1 AND device_id = $2",
+        )
+        .bind(id)
+        .bind(device)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(CommandOutcome {
+                kind: r.try_get("kind")?,
+                status: r.try_get("status")?,
+                result: r.try_get("result")?,
+                result_sha256: r.try_get("result_sha256")?,
+                verified: r.try_get::<i64, _>("verified")? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a certificate issued to a device (to verify what the device signs).
+    pub async fn add_device_cert(
+        &self,
+        serial: &str,
+        device: &str,
+        cert_pem: &str,
+        now: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query("INSERT INTO device_certs (serial, device_id, cert_pem, issued_at) VALUES ($1, $2, $3, $4)")
+            .bind(serial)
+            .bind(device)
+            .bind(cert_pem)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The device's current certificate (PEM), if it is enrolled and the certificate known.
+    pub async fn current_cert(&self, device: &str) -> Result<Option<String>, DbError> {
+        let row = sqlx::query(
+            "SELECT c.cert_pem AS pem FROM devices d JOIN device_certs c ON c.serial = d.cert_serial AND c.device_id = d.id WHERE d.id = $1",
+        )
+        .bind(device)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("pem")).transpose()?)
     }
 
     /// Stores an attestation or forensic upload.

@@ -387,24 +387,16 @@ async fn command_result(
         .map(Json)
 }
 
-/// Records `device`'s result `body` for command `id` (over any transport).
+/// Records `device`'s signed result `body` for command `id` (over any transport): verified
+/// against the device's certificate key, see [`crate::commands::record_result`].
 pub async fn record_result(
-    app: &crate::app::App,
+    app: &Shared,
     device: &str,
     id: i64,
     body: &[u8],
 ) -> Result<Value, ApiError> {
-    let r = api::command_result(body).map_err(|e| ApiError::bad_request(e.0))?;
-    if !app
-        .db
-        .command_result(device, id, r.ok, &r.output, app.now())
-        .await?
-    {
-        return Err(ApiError::not_found(format!(
-            "no command {id} awaiting a result from this device"
-        )));
-    }
-    Ok(json!({ "recorded": id }))
+    let r = crate::commands::record_result(app, device, id, body).await?;
+    Ok(json!({ "recorded": r.id, "sha256": r.sha256, "verified": true }))
 }
 
 async fn forensics(State(app): State<Shared>, call: Streamed) -> Result<Json<Value>, ApiError> {
@@ -418,18 +410,25 @@ async fn forensics(State(app): State<Shared>, call: Streamed) -> Result<Json<Val
         return Err(ApiError::bad_request("empty forensic bundle"));
     }
     unfinished.finish(&app, incoming.sha256).await?;
+    let verified = crate::commands::verify_bundle(&app, &dev, incoming.path()?).await?;
     let (sha, bytes) = (hex::encode(incoming.sha256), incoming.bytes);
     let stored = incoming.keep()?;
+    let record = json!({ "path": stored, "verified": true, "header": verified.header });
     let id = app
         .db
-        .insert_upload(&dev, "forensics", &sha, &stored, app.now())
+        .insert_upload(&dev, "forensics", &sha, &record.to_string(), app.now())
         .await?;
     app.audit(
         &format!("device:{dev}"),
         "forensics.received",
         Some(&dev),
-        &format!("{bytes} bytes, sha256 {sha}"),
+        &format!(
+            "{bytes} bytes, sha256 {sha}, signature verified, command #{}",
+            verified.header.command_id
+        ),
     )
     .await;
-    Ok(Json(json!({ "id": id, "sha256": sha, "bytes": bytes })))
+    Ok(Json(
+        json!({ "id": id, "sha256": sha, "bytes": bytes, "verified": true }),
+    ))
 }

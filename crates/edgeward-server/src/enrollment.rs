@@ -77,13 +77,24 @@ pub async fn enroll(
         .device_ca
         .issue(&e.csr, &device_id, app.config.device_cert_days, now_dt)
         .map_err(ApiError::bad_request)?;
+    app.db
+        .add_device_cert(&issued.serial, &device_id, &issued.cert_pem, now)
+        .await?;
     // Activated only if still pending when the certificate is recorded: a revocation (or
-    // anything else) that got in first wins, and the certificate is never handed out.
-    let change = Change::Enroll {
-        serial: &issued.serial,
+    // anything else) that got in first wins, and the certificate is never handed out. An
+    // enrolled device re-provisioning with a token issued for it (`reprovision` command)
+    // changes key instead, and its old certificate is revoked.
+    let enrolled = app.db.device(&device_id).await?.and_then(|d| d.cert_serial);
+    let change = match enrolled {
+        Some(_) => Change::Rekey {
+            serial: &issued.serial,
+        },
+        None => Change::Enroll {
+            serial: &issued.serial,
+        },
     };
-    match app.db.transition(&device_id, change, now).await? {
-        Transition::Done { .. } => {}
+    let revoked = match app.db.transition(&device_id, change, now).await? {
+        Transition::Done { revoked_serial, .. } => revoked_serial,
         Transition::Refused(status) => {
             app.audit(
                 "enrollment",
@@ -98,6 +109,20 @@ pub async fn enroll(
             ));
         }
         Transition::NoDevice => return Err(ApiError::not_found("the token's device is gone")),
+    };
+    if let Some(old) = &revoked {
+        app.deny(old);
+        app.conns.close_all(&device_id);
+        crate::server::write_device_crl(&app)
+            .await
+            .map_err(ApiError::internal)?;
+        app.audit(
+            "enrollment",
+            "device.rekey",
+            Some(&device_id),
+            &format!("certificate {old} revoked, replaced by {}", issued.serial),
+        )
+        .await;
     }
     app.registry.invalidate(&device_id);
     app.metrics

@@ -28,6 +28,13 @@ pub struct Incoming {
 }
 
 impl Incoming {
+    /// The temporary file holding the bundle until it is kept.
+    pub fn path(&self) -> Result<&std::path::Path, ApiError> {
+        self.temp
+            .as_deref()
+            .ok_or_else(|| ApiError::internal("a forensic bundle already kept"))
+    }
+
     /// Keeps the bundle as `forensics/<sha256>`; returns that path, relative to the data
     /// directory (what the registry records).
     pub fn keep(mut self) -> Result<String, ApiError> {

@@ -15,6 +15,7 @@ pub mod audit_log_api;
 pub mod body;
 pub mod clock;
 pub mod command_signing;
+pub mod commands;
 pub mod config;
 pub mod conn_limits;
 pub mod conns;

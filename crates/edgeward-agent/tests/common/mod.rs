@@ -187,3 +187,63 @@ pub fn device_id(prefix: &str) -> String {
     rand_core::OsRng.fill_bytes(&mut b);
     format!("{prefix}-{}", hex::encode(b))
 }
+
+impl Server {
+    /// Queues command `kind` with `args` for `id` through the admin API; its id and answer.
+    pub async fn command(&self, id: &str, kind: &str, args: Value) -> (i64, Value) {
+        let (status, v) = self
+            .admin_call(
+                reqwest::Method::POST,
+                &format!("/v1/admin/devices/{id}/commands"),
+                json!({ "kind": kind, "body": args }),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        (v["id"].as_i64().expect("command id"), v)
+    }
+
+    /// The stored state of command `cid` of `id`.
+    pub async fn command_outcome(&self, id: &str, cid: i64) -> Value {
+        let (status, v) = self
+            .admin_call(
+                reqwest::Method::GET,
+                &format!("/v1/admin/devices/{id}/commands/{cid}"),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v["command"].clone()
+    }
+
+    /// Waits for command `cid` of `id` to be answered; its stored state.
+    pub async fn answered(&self, id: &str, cid: i64) -> Value {
+        wait_for(30, &format!("a result for command {cid}"), || async {
+            let status = self.command_outcome(id, cid).await["status"].clone();
+            status != "sent" && status != "pending"
+        })
+        .await;
+        self.command_outcome(id, cid).await
+    }
+
+    /// Rows of `sql` (one text column, one `?` bound to `arg`) from the server's registry.
+    pub async fn query(&self, sql: &str, arg: &str) -> Vec<String> {
+        let url = format!("sqlite://{}", self.dir.path().join("edgeward.db").display());
+        let pool = sqlx_pool(&url).await;
+        let rows: Vec<(String,)> = sqlx::query_as(sql)
+            .bind(arg)
+            .fetch_all(&pool)
+            .await
+            .expect("query");
+        rows.into_iter().map(|(s,)| s).collect()
+    }
+}
+
+/// Starts the agent binary `bin` as a daemon on `config`, its logs discarded.
+pub fn spawn_agent(bin: &str, config: &Path) -> std::process::Child {
+    std::process::Command::new(bin)
+        .args(["run", "--config"])
+        .arg(config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("agent starts")
+}

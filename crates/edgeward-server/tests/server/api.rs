@@ -39,11 +39,16 @@ both_backends!(enroll_then_authenticated_calls, |backend| async move {
     let r = c
         .post(s.device_url(&format!("/v1/device/commands/{cmd}/result")))
         .header("authorization", v1(&e, unix_now()))
-        .json(&json!({ "ok": true, "output": "rebooting" }))
+        .json(&e.signed_result(cmd, true, json!("rebooting")))
         .send()
         .await
         .expect("call");
     assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(
+        (v["recorded"].as_i64(), &v["verified"]),
+        (Some(cmd), &json!(true))
+    );
     // Any JSON object is not attestation evidence (attestation.rs verifies real evidence).
     for (path, body, status) in [
         (
@@ -51,7 +56,7 @@ both_backends!(enroll_then_authenticated_calls, |backend| async move {
             b"{\"nonce\":\"00\"}".to_vec(),
             400,
         ),
-        ("/v1/device/forensics", vec![7u8; 100_000], 200),
+        ("/v1/device/forensics", e.bundle(cmd, &[7u8; 100_000]), 200),
     ] {
         let r = c
             .post(s.device_url(path))
@@ -284,10 +289,14 @@ both_backends!(
                 .status(),
             200
         );
-        assert_eq!(
-            post("/v1/device/forensics").await.expect("call").status(),
-            200
-        );
+        let r = c
+            .post(s.device_url("/v1/device/forensics"))
+            .header("authorization", v1(&e, unix_now()))
+            .body(e.bundle(1, b"{}"))
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 200);
         let (status, _) = s
             .admin_post(&format!("/v1/admin/devices/{}/release", e.id), json!({}))
             .await;
@@ -330,3 +339,120 @@ async fn every_device_route_is_gated() {
     assert!(checked >= 10, "only {checked} device calls checked");
     s.running.stop().await;
 }
+
+// A command result or forensic bundle that is not signed by the device's own certificate
+// key (forged, another device's, edited after signing, for another command) is refused and
+// audited, and nothing is stored; the genuine one is stored as verified with its hash.
+both_backends!(
+    unverifiable_results_and_bundles_are_refused,
+    |backend| async move {
+        let s = start(backend).await;
+        let e = s.enroll(&device_id("cam"), "cam").await;
+        let other = s.enroll(&device_id("cam"), "cam").await;
+        let c = s.device_client(&e);
+        let (status, v) = s
+            .admin_post(
+                &format!("/v1/admin/devices/{}/commands", e.id),
+                json!({ "kind": "attest", "body": { "nonce": "00" } }),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        let cmd = v["id"].as_i64().expect("id");
+        let r = c
+            .get(s.device_url("/v1/device/commands"))
+            .header("authorization", v1(&e, unix_now()))
+            .send()
+            .await
+            .expect("poll");
+        assert_eq!(r.status(), 200);
+        let post = |path: String, body: Vec<u8>| {
+            c.post(s.device_url(&path))
+                .header("authorization", v1(&e, unix_now()))
+                .body(body)
+                .send()
+        };
+        let result_path = format!("/v1/device/commands/{cmd}/result");
+        let json = |v: serde_json::Value| serde_json::to_vec(&v).expect("json");
+        // Signed by another device's key, but naming this device.
+        let mut forged = other.signed_result(cmd, true, json!("done"));
+        let genuine = e.signed_result(cmd, true, json!("done"));
+        forged["payload"] = genuine["payload"].clone();
+        // Genuinely signed by this device, for another command.
+        let wrong_command = e.signed_result(cmd + 1, true, json!("done"));
+        for (body, status, code) in [
+            (json(forged), 403, "bad_signature"),
+            (json(wrong_command), 403, "result_mismatch"),
+            (
+                json(json!({ "ok": true, "output": "x" })),
+                400,
+                "bad_request",
+            ),
+        ] {
+            let r = post(result_path.clone(), body).await.expect("call");
+            assert_eq!(r.status(), status);
+            let v: serde_json::Value = r.json().await.expect("json");
+            assert_eq!(v["error"], code, "{v}");
+        }
+        let (_, v) = s
+            .admin_get(&format!("/v1/admin/devices/{}/commands/{cmd}", e.id))
+            .await;
+        assert_eq!(
+            (&v["command"]["status"], &v["command"]["verified"]),
+            (&json!("sent"), &json!(false)),
+            "{v}"
+        );
+        let r = post(result_path.clone(), json(genuine))
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 200);
+        let (_, v) = s
+            .admin_get(&format!("/v1/admin/devices/{}/commands/{cmd}", e.id))
+            .await;
+        assert_eq!(
+            (&v["command"]["status"], &v["command"]["verified"]),
+            (&json!("done"), &json!(true)),
+            "{v}"
+        );
+        assert_eq!(
+            v["command"]["result_sha256"].as_str().map(str::len),
+            Some(64)
+        );
+        // Bundles: another device's signature, a body changed after signing.
+        let mut tampered = e.bundle(cmd, b"{\"processes\":[]}");
+        let last = tampered.len() - 2;
+        tampered[last] = b'1';
+        for (body, status) in [(other.bundle(cmd, b"{}"), 403), (tampered, 400)] {
+            let r = post("/v1/device/forensics".into(), body)
+                .await
+                .expect("call");
+            assert_eq!(r.status(), status);
+        }
+        let bundle = e.bundle(cmd, b"{\"processes\":[]}");
+        let r = post("/v1/device/forensics".into(), bundle.clone())
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(
+            v["sha256"].as_str(),
+            Some(hex::encode(edgeward_core::sha256(&bundle)).as_str())
+        );
+        let (_, audit) = s
+            .admin_get(&format!("/v1/admin/audit?device={}", e.id))
+            .await;
+        let actions: Vec<&str> = audit["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter_map(|e| e["action"].as_str())
+            .collect();
+        for action in [
+            "command.result_refused",
+            "forensics.refused",
+            "command.result",
+        ] {
+            assert!(actions.contains(&action), "{action} in {actions:?}");
+        }
+        s.running.stop().await;
+    }
+);

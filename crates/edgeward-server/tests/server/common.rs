@@ -302,3 +302,43 @@ pub async fn tls_connect(
         .await
         .expect("handshake")
 }
+
+impl Enrolled {
+    /// Signs `context ‖ payload` with the device key, as the device's element would.
+    pub fn sign(&self, context: &[u8], payload: &[u8]) -> Vec<u8> {
+        let key = edgeward_core::keys::SigningKey::from_pem(self.key_pem.as_bytes(), None)
+            .expect("device key");
+        key.sign(&edgeward_proto::command::signed_message(context, payload))
+    }
+
+    /// A result of command `id`, signed by the device key.
+    pub fn signed_result(&self, id: i64, ok: bool, output: Value) -> Value {
+        let payload = serde_json::to_vec(&edgeward_proto::command::ResultPayload {
+            v: 1,
+            device_id: self.id.clone(),
+            command_id: id,
+            ok,
+            output,
+            executed_at: unix_now() as i64,
+        })
+        .expect("json");
+        let sig = self.sign(edgeward_proto::command::RESULT_CONTEXT, &payload);
+        serde_json::to_value(edgeward_proto::command::Signed::new(&payload, &sig)).expect("json")
+    }
+
+    /// A forensic bundle with `body`, its header signed by the device key.
+    pub fn bundle(&self, command_id: i64, body: &[u8]) -> Vec<u8> {
+        use edgeward_proto::forensics;
+        let header = serde_json::to_vec(&forensics::BundleHeader {
+            v: 1,
+            device_id: self.id.clone(),
+            command_id,
+            created_at: unix_now() as i64,
+            body_bytes: body.len() as u64,
+            body_sha256: hex::encode(edgeward_core::sha256(body)),
+        })
+        .expect("json");
+        let sig = self.sign(forensics::BUNDLE_CONTEXT, &header);
+        forensics::assemble(&edgeward_proto::command::Signed::new(&header, &sig), body)
+    }
+}
