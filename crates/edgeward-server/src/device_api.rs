@@ -17,7 +17,6 @@ use axum::{
     Json, Router,
 };
 use edgeward_proto::{
-    api,
     gcra::Decision,
     secret::Deriver,
     token::{self, Token},
