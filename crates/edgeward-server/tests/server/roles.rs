@@ -28,6 +28,9 @@ const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/v1/admin/audit/proof/inclusion", "viewer"),
     ("GET", "/v1/admin/audit/proof/consistency", "viewer"),
     ("POST", "/v1/admin/keys", "admin"),
+    // The rollout first: the status route needs one.
+    ("POST", "/v1/admin/releases/{version}/rollout", "operator"),
+    ("GET", "/v1/admin/releases/{version}/status", "viewer"),
 ];
 
 fn rank(role: &str) -> usize {
@@ -75,6 +78,7 @@ async fn prepare(s: &Server, path: &str) -> (String, Value) {
         "/v1/admin/devices" => json!({ "id": id, "hardware_class": "cam" }),
         "/v1/admin/keys" => json!({ "name": id, "role": "viewer" }),
         p if p.ends_with("/commands") => json!({ "kind": "reboot", "body": {} }),
+        p if p.ends_with("/rollout") => json!({ "percent": 10 }),
         _ => json!({}),
     };
     if path.contains("{id}") {
@@ -107,7 +111,11 @@ async fn status_of(s: &Server, id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_admin_route_for_every_role() {
-    let s = start(Backend::Sqlite).await;
+    // A repository with release 1.0.0, for the rollout routes.
+    let repo = crate::updates::TestRepo::new();
+    repo.publish("fw.img", b"firmware", "1.0.0", "cam");
+    let dir = repo.dir.path().to_path_buf();
+    let s = start_with(Backend::Sqlite, |c| c.update_repo = Some(dir), None).await;
     let mut keys = Vec::new();
     for role in ROLES {
         keys.push((role, key(&s, role).await));
@@ -116,7 +124,8 @@ async fn every_admin_route_for_every_role() {
         for (role, secret) in &keys {
             let (id, body) = prepare(&s, route).await;
             let before = status_of(&s, &id).await;
-            let url = s.admin_url(&format!("{}{}", route.replace("{id}", &id), query(route)));
+            let path = route.replace("{id}", &id).replace("{version}", "1.0.0");
+            let url = s.admin_url(&format!("{path}{}", query(route)));
             let mut call = s
                 .admin
                 .request(method.parse().expect("method"), url)
