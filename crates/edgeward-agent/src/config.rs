@@ -18,6 +18,18 @@ pub struct Location {
     pub longitude: f64,
 }
 
+/// How the agent reaches the cloud for telemetry and commands.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// The device API over mutual TLS (the default).
+    #[default]
+    Https,
+    /// An MQTT broker over mutual TLS (`mqtt_broker`); enrollment, attestation and forensic
+    /// uploads stay on HTTPS.
+    Mqtt,
+}
+
 /// Everything `edgeward-agent run` is configured with.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +82,12 @@ pub struct AgentConfig {
     /// Signed updates (`[update]`, docs/updates.md); none: the agent does not update.
     #[serde(default)]
     pub update: Option<crate::update::UpdateConfig>,
+    /// `https` (default) or `mqtt`: how telemetry and commands travel.
+    #[serde(default)]
+    pub transport: TransportKind,
+    /// The MQTT broker's TLS listener, `HOST:PORT` (with `transport = "mqtt"`).
+    #[serde(default)]
+    pub mqtt_broker: Option<String>,
 }
 
 mod defaults {
@@ -140,6 +158,15 @@ impl AgentConfig {
         if let Some(u) = &self.update {
             u.check()?;
         }
+        match (self.transport, &self.mqtt_broker) {
+            (TransportKind::Mqtt, None) => {
+                return Err("transport = \"mqtt\" needs mqtt_broker = \"HOST:PORT\"".into())
+            }
+            (TransportKind::Mqtt, Some(b)) => {
+                edgeward_proto::mqtt::host_port(b).map_err(|e| format!("mqtt_{e}"))?;
+            }
+            (TransportKind::Https, _) => {}
+        }
         if let Some(l) = self.location {
             if !(-90.0..=90.0).contains(&l.latitude) || !(-180.0..=180.0).contains(&l.longitude) {
                 return Err(format!(
@@ -196,5 +223,12 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e, "location (91, 0) is not a latitude and longitude");
+        let e = AgentConfig::parse(&format!("{MINIMAL}transport = \"mqtt\"\n")).unwrap_err();
+        assert_eq!(e, "transport = \"mqtt\" needs mqtt_broker = \"HOST:PORT\"");
+        let c = AgentConfig::parse(&format!(
+            "{MINIMAL}transport = \"mqtt\"\nmqtt_broker = \"broker:8883\"\n"
+        ))
+        .expect("mqtt");
+        assert_eq!(c.transport, TransportKind::Mqtt);
     }
 }

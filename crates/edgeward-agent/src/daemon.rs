@@ -143,7 +143,7 @@ impl Agent {
     }
 
     fn client(&self, identity: &Identity) -> Result<DeviceClient, AgentError> {
-        DeviceClient::new(
+        let client = DeviceClient::new(
             &self.config.server,
             &self.config.server_ca,
             Arc::clone(&self.element),
@@ -151,7 +151,19 @@ impl Agent {
             vec![identity.certificate_der.clone()],
             &identity.stored.device_id,
             identity.secret.clone(),
-        )
+        )?;
+        match (&self.config.transport, &self.config.mqtt_broker) {
+            (crate::config::TransportKind::Mqtt, Some(broker)) => {
+                let tls = crate::net::device_tls(
+                    &self.config.server_ca,
+                    Arc::clone(&self.element),
+                    &identity.stored.key_slot,
+                    vec![identity.certificate_der.clone()],
+                )?;
+                client.with_mqtt(broker, tls)
+            }
+            _ => Ok(client),
+        }
     }
 
     /// The stored identity, or a new one from enrollment; `None` on shutdown.

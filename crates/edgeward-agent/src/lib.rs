@@ -12,6 +12,7 @@ pub mod error;
 pub mod files;
 pub mod logbuf;
 pub mod metrics;
+pub mod mqtt;
 pub mod net;
 pub mod queue;
 pub mod status;

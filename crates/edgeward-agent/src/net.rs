@@ -111,12 +111,29 @@ pub fn unreachable(what: &str, e: reqwest::Error) -> AgentError {
     AgentError::Unreachable(format!("{what}: {message}"))
 }
 
-/// A mutually authenticated client of the device API for one enrolled identity.
+/// Mutual TLS as the device: trusts only the server CA and presents `chain` (leaf first)
+/// with the key in `slot` of `element` (every handshake signature made inside it).
+pub fn device_tls(
+    server_ca: &Path,
+    element: Arc<dyn SecureElement>,
+    slot: &str,
+    chain: Vec<CertificateDer<'static>>,
+) -> Result<ClientConfig, AgentError> {
+    let key = edgeward_se::tls::SeSigningKey::new(element, slot)?;
+    let resolver = SeClientCertResolver::new(key.certified_key(chain));
+    Ok(tls_builder()?
+        .with_root_certificates(server_roots(server_ca)?)
+        .with_client_cert_resolver(Arc::new(resolver)))
+}
+
+/// A mutually authenticated client of the device API for one enrolled identity; with
+/// [`DeviceClient::with_mqtt`], telemetry and commands go through the broker instead.
 pub struct DeviceClient {
     http: reqwest::Client,
     base: String,
     device_id: String,
     secret: Zeroizing<String>,
+    mqtt: Option<crate::mqtt::MqttLink>,
 }
 
 impl std::fmt::Debug for DeviceClient {
@@ -139,17 +156,25 @@ impl DeviceClient {
         device_id: &str,
         secret: Zeroizing<String>,
     ) -> Result<Self, AgentError> {
-        let key = edgeward_se::tls::SeSigningKey::new(element, slot)?;
-        let resolver = SeClientCertResolver::new(key.certified_key(chain));
-        let tls = tls_builder()?
-            .with_root_certificates(server_roots(server_ca)?)
-            .with_client_cert_resolver(Arc::new(resolver));
+        let tls = device_tls(server_ca, element, slot, chain)?;
         Ok(DeviceClient {
             http: http(tls)?,
             base: server.trim_end_matches('/').to_string(),
             device_id: device_id.to_string(),
             secret,
+            mqtt: None,
         })
+    }
+
+    /// Carries telemetry, command polls and command results through the MQTT broker at
+    /// `broker` (`HOST:PORT`) with the same identity; other calls stay on HTTPS.
+    pub fn with_mqtt(mut self, broker: &str, tls: ClientConfig) -> Result<Self, AgentError> {
+        self.mqtt = Some(crate::mqtt::MqttLink::connect(
+            broker,
+            tls,
+            &self.device_id,
+        )?);
+        Ok(self)
     }
 
     /// The device this client speaks for.
@@ -164,6 +189,13 @@ impl DeviceClient {
         path: &str,
         body: Vec<u8>,
     ) -> Result<Vec<u8>, AgentError> {
+        if let Some((mqtt, up)) = self
+            .mqtt
+            .as_ref()
+            .and_then(|m| Some((m, crate::mqtt::route(&method, path)?)))
+        {
+            return mqtt.call(up, body).await;
+        }
         let what = format!("{method} {path}");
         let mut nonce = [0u8; 16];
         OsRng.fill_bytes(&mut nonce);

@@ -104,6 +104,33 @@ impl DeviceCa {
         })
     }
 
+    /// Issues a client certificate named `name` to `key` for one of the fleet's own services
+    /// (the server's MQTT client, whose name the broker's ACL grants the service's rights):
+    /// callers pick a `name` no device id can be, so no device ever holds it. DER.
+    pub fn issue_service(
+        &self,
+        name: &str,
+        key: &KeyPair,
+        days: i64,
+        now: OffsetDateTime,
+    ) -> Result<Vec<u8>, String> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(days);
+        params.serial_number = Some(crate::issue::random_serial());
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(key, &self.issuer)
+            .map_err(|e| format!("issuing the {name} certificate: {e}"))?;
+        Ok(cert.der().to_vec())
+    }
+
     /// A CRL of the device CA listing `serials` (hex), as PEM.
     pub fn crl(
         &self,

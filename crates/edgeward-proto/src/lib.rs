@@ -2,8 +2,9 @@
 //! who a device is ([`device_id`]), how it authenticates each call ([`token`]), how the
 //! server derives every device's token secret from one master key ([`secret`]), and the rate
 //! rule the server applies to each device ([`gcra`]), the JSON bodies of every call
-//! ([`api`]), the signed commands and results ([`command`]), and the update reports a
-//! device sends ([`update_report`]).
+//! ([`api`]), the signed commands and results ([`command`]), the update reports a
+//! device sends ([`update_report`]), and the MQTT topics and replies that carry device
+//! traffic through a broker ([`mqtt`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -12,6 +13,7 @@ pub mod command;
 pub mod device_id;
 pub mod forensics;
 pub mod gcra;
+pub mod mqtt;
 pub mod rollout;
 pub mod secret;
 pub mod token;

@@ -51,6 +51,9 @@ pub struct App {
     pub attestation: crate::attestation::Verifier,
     /// The update repository's releases, read again when it is published to.
     pub releases: crate::rollout::ReleaseCache,
+    /// Bumped each time the device CRL is rewritten (a revocation here or elsewhere), so
+    /// that transports with sessions of their own (MQTT) close the revoked ones.
+    pub crl_changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// Shared handle to the state.

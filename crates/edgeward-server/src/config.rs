@@ -107,6 +107,9 @@ pub struct Config {
     /// A TUF repository directory (as `edgeward release publish` writes it) served to
     /// devices under `/v1/device/update/`; none: devices are told there is no repository.
     pub update_repo: Option<PathBuf>,
+    /// The MQTT broker to consume device traffic through (the `[mqtt]` table); none, the
+    /// embedded default: HTTPS only.
+    pub mqtt: Option<crate::mqtt::MqttConfig>,
 }
 
 impl Default for Config {
@@ -142,6 +145,7 @@ impl Default for Config {
             connections: ConnectionLimits::default(),
             attestation: Default::default(),
             update_repo: None,
+            mqtt: None,
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod forensics;
 pub mod identity;
 pub mod ingest;
 pub mod metrics;
+pub mod mqtt;
 pub mod rate_limit;
 pub mod registry_cache;
 pub mod rollout;

@@ -48,6 +48,28 @@ enum Command {
     /// Print the audit log's verifier key (a C2SP note verifier key, what `edgeward audit
     /// verify --key` pins), creating the audit key in the data directory if missing.
     AuditKey,
+    /// Generate a Mosquitto configuration (TLS, device CA and CRL, ACLs, dynamic security)
+    /// from the data directory of a server that has started once (see docs/broker.md).
+    BrokerConfig {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Where the broker listens (TLS).
+        #[arg(long, default_value = "127.0.0.1:8883")]
+        broker_listen: SocketAddr,
+        /// Another name (DNS or IP) devices reach the broker by; repeatable.
+        #[arg(long = "broker-name")]
+        broker_names: Vec<String>,
+        /// The user Mosquitto runs as.
+        #[arg(long)]
+        run_as: Option<String>,
+        /// The root certificate the device CA chains to (default: the development PKI's).
+        #[arg(long)]
+        root_ca: Option<PathBuf>,
+        /// The dynamic-security plugin.
+        #[arg(long, default_value = edgeward_server::mqtt::broker_config::DEFAULT_PLUGIN)]
+        plugin: PathBuf,
+    },
 }
 
 /// How the server writes its log.
@@ -137,6 +159,35 @@ async fn main() -> ExitCode {
     };
     if let Some(Command::AuditKey) = args.command {
         return audit_key(&config);
+    }
+    if let Some(Command::BrokerConfig {
+        out,
+        broker_listen,
+        broker_names,
+        run_as,
+        root_ca,
+        plugin,
+    }) = args.command
+    {
+        let options = edgeward_server::mqtt::broker_config::BrokerOptions {
+            listen: broker_listen,
+            names: broker_names,
+            run_as,
+            plugin,
+            root_ca,
+            out,
+        };
+        let now = time::OffsetDateTime::now_utc();
+        return match edgeward_server::mqtt::broker_config::write(&config.data_dir, &options, now) {
+            Ok(path) => {
+                println!("{}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edgeward-server broker-config: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     let running = match edgeward_server::start(config).await {
         Ok(r) => r,

@@ -89,7 +89,9 @@ pub async fn write_device_crl(app: &App) -> Result<(), String> {
         pem.as_bytes(),
         true,
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    app.crl_changed.send_modify(|n| *n += 1);
+    Ok(())
 }
 
 /// Starts the server with the system clock.
@@ -171,6 +173,7 @@ pub async fn start_with_clock(
         audit_signer,
         attestation,
         releases: Default::default(),
+        crl_changed: watch::channel(0).0,
     });
     write_device_crl(&app)
         .await
@@ -215,7 +218,7 @@ pub async fn start_with_clock(
         .with_state(app.clone());
 
     let (shutdown, rx) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(flush_refusals(app.clone(), rx.clone())),
         tokio::spawn(follow_revocations(app.clone(), rx.clone())),
         tokio::spawn(accept_loop(
@@ -240,9 +243,12 @@ pub async fn start_with_clock(
             enroll_router,
             app.clone(),
             "enroll",
-            rx,
+            rx.clone(),
         )),
     ];
+    if let Some(mqtt) = &app.config.mqtt {
+        tasks.extend(crate::mqtt::start(app.clone(), mqtt, rx).map_err(start_err("mqtt"))?);
+    }
     Ok(Running {
         device_addr,
         admin_addr,

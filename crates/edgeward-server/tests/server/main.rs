@@ -15,6 +15,7 @@ mod faults;
 mod interop;
 mod logs;
 mod memory;
+mod mqtt;
 mod quarantine;
 mod rate_limit;
 mod replicas;
