@@ -105,7 +105,12 @@ pub fn decode<'a>(topic: &'a str, payload: &'a [u8]) -> Result<Request<'a>, Topi
 
 fn command_id(text: &str) -> Result<i64, TopicError> {
     let refuse = || TopicError::CommandId(bounded(text));
-    if text.is_empty() || text.len() > MAX_ID_DIGITS || !text.bytes().all(|b| b.is_ascii_digit()) {
+    // Canonical digits only (no sign, no leading zero), so a topic names one id one way.
+    if text.is_empty()
+        || text.len() > MAX_ID_DIGITS
+        || text.starts_with('0')
+        || !text.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(refuse());
     }
     text.parse::<i64>()
@@ -202,6 +207,8 @@ mod tests {
             ("devices/cam-1/commands", "is not a device request topic"),
             ("devices/cam-1/telemetry/x", "is not a device request topic"),
             ("devices/cam-1/result/0", "is not a positive integer"),
+            ("devices/cam-1/result/07", "is not a positive integer"),
+            ("devices/cam-1/result/+7", "is not a positive integer"),
             ("devices/cam-1/result/-3", "is not a positive integer"),
             (
                 "devices/cam-1/result/99999999999999999999",
