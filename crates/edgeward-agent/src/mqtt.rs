@@ -15,7 +15,7 @@ use std::{sync::Arc, time::Duration};
 
 use edgeward_proto::mqtt::{self as topics, Up};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::AgentError;
 
@@ -30,6 +30,9 @@ pub struct MqttLink {
     device_id: String,
     /// Messages on the device's reply topics, in arrival order.
     incoming: Mutex<mpsc::Receiver<(String, Vec<u8>)>>,
+    /// True while connected and subscribed to the reply topics (a request sent before
+    /// would have its reply delivered to nobody).
+    ready: watch::Receiver<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -83,11 +86,19 @@ impl MqttLink {
             .set_clean_session(true);
         let (client, eventloop) = AsyncClient::new(options, 16);
         let (tx, rx) = mpsc::channel(64);
-        let task = tokio::spawn(drive(eventloop, client.clone(), device_id.to_string(), tx));
+        let (ready_tx, ready) = watch::channel(false);
+        let task = tokio::spawn(drive(
+            eventloop,
+            client.clone(),
+            device_id.to_string(),
+            tx,
+            ready_tx,
+        ));
         Ok(MqttLink {
             client,
             device_id: device_id.to_string(),
             incoming: Mutex::new(rx),
+            ready,
             task,
         })
     }
@@ -97,6 +108,12 @@ impl MqttLink {
     pub async fn call(&self, up: Up, body: Vec<u8>) -> Result<Vec<u8>, AgentError> {
         let what = format!("MQTT {}", up.name());
         let mut incoming = self.incoming.lock().await;
+        let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;
+        let mut ready = self.ready.clone();
+        tokio::time::timeout_at(deadline, ready.wait_for(|r| *r))
+            .await
+            .map_err(|_| AgentError::Unreachable(format!("{what}: not connected to the broker")))?
+            .map_err(|_| AgentError::Unreachable(format!("{what}: connection closed")))?;
         // Replies to earlier requests that timed out are stale now.
         while incoming.try_recv().is_ok() {}
         self.client
@@ -109,7 +126,6 @@ impl MqttLink {
             .await
             .map_err(|e| AgentError::Unreachable(format!("{what}: {e}")))?;
         let commands = topics::commands_topic(&self.device_id);
-        let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;
         loop {
             let (topic, payload) = tokio::time::timeout_at(deadline, incoming.recv())
                 .await
@@ -152,6 +168,7 @@ async fn drive(
     client: AsyncClient,
     device_id: String,
     tx: mpsc::Sender<(String, Vec<u8>)>,
+    ready: watch::Sender<bool>,
 ) {
     let subscriptions = [
         topics::commands_topic(&device_id),
@@ -168,6 +185,16 @@ async fn drive(
                     tracing::warn!(%e, "subscribing at the broker");
                 }
             }
+            Ok(Event::Incoming(Packet::SubAck(s))) => {
+                let granted = s
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)));
+                if !granted {
+                    tracing::warn!("the broker refused the reply topics");
+                }
+                ready.send_replace(granted);
+            }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if p.payload.len() <= topics::MAX_PAYLOAD && subscriptions.contains(&p.topic) {
                     // A full channel means nobody is waiting: the reply is stale.
@@ -176,6 +203,7 @@ async fn drive(
             }
             Ok(_) => {}
             Err(e) => {
+                ready.send_replace(false);
                 tracing::warn!(%e, "MQTT broker connection lost; connecting again");
                 tokio::time::sleep(RECONNECT).await;
             }

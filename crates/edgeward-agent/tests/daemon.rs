@@ -136,3 +136,84 @@ async fn enrolls_sends_telemetry_reports_status_and_stops_on_sigterm() {
         .status();
     assert_eq!(child.wait().expect("wait").code(), Some(0));
 }
+
+/// Two agents, one on HTTPS and one on MQTT through a real Mosquitto: both enroll from their
+/// element, both streams land in the registry; revoking the MQTT device closes its live
+/// broker session (the dynamic-security kick) while the other agent carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_on_https_and_on_mqtt_both_land_telemetry_and_revocation_closes_the_mqtt_session() {
+    let (server, broker) = common::broker::server_and_broker().await;
+    let (https_id, mqtt_id) = (device_id("cam-https"), device_id("cam-mqtt"));
+    let dirs = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let https_config = agent_config(
+        &server,
+        dirs.0.path(),
+        &server.register(&https_id).await,
+        "",
+    );
+    let mqtt_config = agent_config(
+        &server,
+        dirs.1.path(),
+        &server.register(&mqtt_id).await,
+        &format!(
+            "transport = \"mqtt\"\nmqtt_broker = \"127.0.0.1:{}\"\n",
+            broker.port
+        ),
+    );
+    let mut children: Vec<std::process::Child> = [&https_config, &mqtt_config]
+        .iter()
+        .map(|c| {
+            agent()
+                .args(["run", "--config"])
+                .arg(c)
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("agent starts")
+        })
+        .collect();
+    for id in [&https_id, &mqtt_id] {
+        wait_for(60, "telemetry from both agents", || async {
+            !server.telemetry(id).await.is_empty()
+        })
+        .await;
+    }
+    let connected = format!(" as {mqtt_id} ");
+    assert!(
+        broker.log().contains(&connected),
+        "the MQTT agent never connected to the broker:\n{}",
+        broker.log()
+    );
+    // Numbered batches, each stored once.
+    let batches = server.telemetry(&mqtt_id).await;
+    assert_eq!(batches[0]["first_seq"], 1, "{}", batches[0]);
+
+    let (status, v) = server
+        .admin_call(
+            reqwest::Method::POST,
+            &format!("/v1/admin/devices/{mqtt_id}/revoke"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let kicked = format!("Client {mqtt_id} been disconnected by administrative action");
+    wait_for(5, "the revoked agent's session to be closed", || async {
+        broker.log().contains(&kicked)
+    })
+    .await;
+    // The HTTPS agent is untouched.
+    let before = server.telemetry(&https_id).await.len();
+    wait_for(30, "more telemetry from the HTTPS agent", || async {
+        server.telemetry(&https_id).await.len() > before
+    })
+    .await;
+    for child in &mut children {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
+    }
+}

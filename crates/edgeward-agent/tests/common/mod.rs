@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::path::{Path, PathBuf};
 
 use edgeward_server::{Config, Running};
@@ -36,7 +38,7 @@ impl Server {
         Self::with(running, dir)
     }
 
-    fn with(running: Running, dir: tempfile::TempDir) -> Server {
+    pub fn with(running: Running, dir: tempfile::TempDir) -> Server {
         let admin_key =
             std::fs::read_to_string(dir.path().join("admin-token")).expect("admin token");
         let ca = reqwest::Certificate::from_pem(
