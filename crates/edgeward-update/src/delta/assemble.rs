@@ -3,7 +3,8 @@
 //!
 //! Every chunk, local or fetched, is hashed and compared with its signed SHA-256 before a
 //! byte of it is written; the whole target's length and signed hashes are checked at the
-//! end, over the chunks in order. Consecutive chunks to fetch are asked for with one HTTP
+//! end, over the chunks in order (computed on other cores meanwhile). Verified chunks are
+//! written in batches of about 1 MiB. Consecutive chunks to fetch are asked for with one HTTP
 //! range request (at most [`Options::max_request`] bytes); a cut connection is retried
 //! from the first chunk not yet written.
 //!
@@ -22,10 +23,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::background::BackgroundCheck;
 use super::index::{Chunk, ChunkIndex};
 use super::plan::{LocalChunks, Plan, Step};
 use crate::fsio;
-use crate::tuf::hash::{sha256, HashCheck, HashError};
+use crate::tuf::hash::{sha256, HashError};
 use crate::tuf::metadata::TargetFile;
 use crate::tuf::transport::{FetchError, Transport};
 
@@ -141,11 +143,17 @@ pub struct Job<'a> {
 struct Run<'a> {
     job: &'a Job<'a>,
     out: File,
-    whole: HashCheck,
+    whole: BackgroundCheck,
     report: Report,
     unsynced: u64,
     options: &'a Options,
+    /// Verified chunks not yet written, contiguous from `pending_at`.
+    pending: Vec<u8>,
+    pending_at: u64,
 }
+
+/// Verified chunks are written in batches of about this many bytes.
+const WRITE_BATCH: usize = 1 << 20;
 
 impl Run<'_> {
     fn storage(&self, path: &Path, source: io::Error) -> DeltaError {
@@ -166,22 +174,44 @@ impl Run<'_> {
         }
     }
 
-    /// Writes verified chunk `i` and saves progress when enough bytes are unsynced.
+    /// Writes verified chunk `i` (batched with its neighbours) and saves progress when
+    /// enough bytes are unsynced.
     fn write(&mut self, i: usize, c: &Chunk, bytes: &[u8]) -> Result<(), DeltaError> {
-        self.out
-            .write_all_at(bytes, c.offset)
-            .map_err(|e| self.storage(self.job.dest, e))?;
-        crate::install::points::reached("write a chunk");
+        if self.pending_at + self.pending.len() as u64 != c.offset {
+            self.flush()?;
+        }
+        if self.pending.is_empty() {
+            self.pending_at = c.offset;
+        }
+        self.pending.extend_from_slice(bytes);
         self.whole.update(bytes);
         self.unsynced += bytes.len() as u64;
+        if self.pending.len() >= WRITE_BATCH {
+            self.flush()?;
+        }
         if self.unsynced >= self.options.sync_every {
             self.save(i + 1)?;
         }
         Ok(())
     }
 
+    /// Writes the pending chunks.
+    fn flush(&mut self) -> Result<(), DeltaError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.out
+            .write_all_at(&self.pending, self.pending_at)
+            .map_err(|e| self.storage(self.job.dest, e))?;
+        crate::install::points::reached("write verified chunks");
+        self.pending_at += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
     /// Makes chunks `..done` durable, then records that they are.
     fn save(&mut self, done: usize) -> Result<(), DeltaError> {
+        self.flush()?;
         self.out
             .sync_data()
             .map_err(|e| self.storage(self.job.dest, e))?;
@@ -233,10 +263,15 @@ pub fn assemble(
             length: job.file.length,
         });
     }
-    let whole = HashCheck::new(&job.file.hashes).map_err(|source| DeltaError::Whole {
-        target: job.target.to_string(),
-        source,
-    })?;
+    let whole = BackgroundCheck::start(&job.file.hashes)
+        .map_err(|source| DeltaError::Whole {
+            target: job.target.to_string(),
+            source,
+        })?
+        .map_err(|e| DeltaError::Storage {
+            path: "(hashing thread)".into(),
+            source: e,
+        })?;
     let out = OpenOptions::new()
         .read(true)
         .write(true)
@@ -254,6 +289,8 @@ pub fn assemble(
         report: Report::default(),
         unsynced: 0,
         options,
+        pending: Vec::with_capacity(WRITE_BATCH + (64 << 10)),
+        pending_at: 0,
     };
     let chunks = &job.index.chunks;
 
@@ -321,14 +358,14 @@ pub fn assemble(
         }
     }
 
-    let whole = std::mem::replace(
-        &mut run.whole,
-        HashCheck::new(&Default::default()).map_err(|source| DeltaError::Whole {
-            target: job.target.to_string(),
-            source,
-        })?,
-    );
-    if let Err(source) = whole.finish(Some(job.file.length)) {
+    run.flush()?;
+    let Some(verified) = run.whole.finish(job.file.length) else {
+        return Err(run.storage(
+            Path::new("(hashing thread)"),
+            io::Error::other("the thread hashing the whole target failed"),
+        ));
+    };
+    if let Err(source) = verified {
         // The index and the whole hash disagree: this destination must never be used.
         let _ = fsio::remove_durably(job.progress);
         return Err(DeltaError::Whole {

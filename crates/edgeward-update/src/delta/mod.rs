@@ -8,6 +8,7 @@
 //! any static HTTP server that honours `Range` serves deltas to every older version.
 
 pub mod assemble;
+mod background;
 pub mod index;
 pub mod plan;
 

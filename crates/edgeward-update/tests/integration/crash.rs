@@ -57,6 +57,14 @@ fn every_write_point(kind: Kinds) -> u64 {
                 .and_then(|p| p.trim().parse().ok())
                 .unwrap_or_else(|| panic!("no point count in {out}"));
             assert_eq!(points, n - 1, "the uninterrupted run counted differently");
+            let mut kinds = std::collections::BTreeMap::<&str, u32>::new();
+            for what in out
+                .lines()
+                .filter_map(|l| l.split_once("POINT ")?.1.split_once(": "))
+            {
+                *kinds.entry(what.1).or_default() += 1;
+            }
+            println!("{kind:?}: {kinds:?}");
             assert_eq!(d.active_bytes(), Some(v2.clone()));
             assert_eq!(d.counter(), 5);
             return points;

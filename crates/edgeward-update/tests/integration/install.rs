@@ -246,16 +246,14 @@ fn child_process() {
                 .collect(),
         );
     }
-    if let Some(at) = spec["crash_at"].as_u64() {
-        points::set_hook(Box::new(move |n, what| {
-            if n == at {
-                eprintln!("CRASH at write point {n}: after {what}");
-                std::process::exit(CRASHED);
-            }
-        }));
-    }
-    // Count the points even without a crash.
-    points::set_hook(Box::new(|_, _| {}));
+    let crash_at = spec["crash_at"].as_u64();
+    points::set_hook(Box::new(move |n, what| {
+        if Some(n) == crash_at {
+            eprintln!("CRASH at write point {n}: after {what}");
+            std::process::exit(CRASHED);
+        }
+        eprintln!("POINT {n}: {what}");
+    }));
     if spec["action"] == "update+start" {
         device.update().expect("update");
     }
