@@ -91,19 +91,19 @@ pub struct AgentConfig {
 }
 
 mod defaults {
-    pub fn telemetry_interval_ms() -> u64 {
+    pub(super) fn telemetry_interval_ms() -> u64 {
         30_000
     }
-    pub fn command_interval_ms() -> u64 {
+    pub(super) fn command_interval_ms() -> u64 {
         10_000
     }
-    pub fn queue_max_events() -> u64 {
+    pub(super) fn queue_max_events() -> u64 {
         100_000
     }
-    pub fn batch_max() -> usize {
+    pub(super) fn batch_max() -> usize {
         200
     }
-    pub fn command_window_secs() -> u64 {
+    pub(super) fn command_window_secs() -> u64 {
         24 * 3600
     }
 }

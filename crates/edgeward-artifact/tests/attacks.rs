@@ -361,7 +361,7 @@ fn unendorsed_keys_and_foreign_roots_are_refused() {
     rejected(f.verify(&f.firmware, &bare), "carries no certificate chain");
     // Key mode with the wrong public key.
     let wrong = other.signing_key().public_key();
-    let result = edgeward_artifact::bundle_signing::verify_path(
+    let result = verify_path(
         &f.firmware,
         &bare,
         &Trust::PublicKey(&wrong),
@@ -569,7 +569,7 @@ fn malformed_json_base64_and_der_are_refused() {
         "malformed ECDSA signature DER",
     );
 
-    let mut not_json = bundle.clone();
+    let mut not_json = bundle;
     not_json.payload = b"{\"_type\": ".to_vec();
     not_json.signature = f
         .signing_key()

@@ -42,13 +42,13 @@ impl Checkpoint {
         let bad = CheckpointError::Malformed;
         let mut lines = text
             .strip_suffix('\n')
-            .ok_or(bad("no final newline"))?
+            .ok_or_else(|| bad("no final newline"))?
             .split('\n');
         let origin = lines
             .next()
             .filter(|o| !o.is_empty())
-            .ok_or(bad("no origin"))?;
-        let size = lines.next().ok_or(bad("no tree size"))?;
+            .ok_or_else(|| bad("no origin"))?;
+        let size = lines.next().ok_or_else(|| bad("no tree size"))?;
         if size.is_empty()
             || !size.bytes().all(|b| b.is_ascii_digit())
             || (size.len() > 1 && size.starts_with('0'))
@@ -59,7 +59,7 @@ impl Checkpoint {
             .parse()
             .map_err(|_| bad("the tree size is too large"))?;
         let root = B64
-            .decode(lines.next().ok_or(bad("no root hash"))?)
+            .decode(lines.next().ok_or_else(|| bad("no root hash"))?)
             .map_err(|_| bad("the root hash is not base64"))?;
         let root: Hash = root
             .try_into()
@@ -77,11 +77,11 @@ mod b64 {
     use base64::Engine as _;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&B64.encode(h))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let s = String::deserialize(d)?;
         let v = B64.decode(s).map_err(serde::de::Error::custom)?;
         v.try_into()

@@ -78,8 +78,9 @@ impl NoteSigner {
         let rest = text
             .trim()
             .strip_prefix("PRIVATE+KEY+")
-            .ok_or(bad("no PRIVATE+KEY+ prefix"))?;
-        let (name, hash, key) = split_key(rest).ok_or(bad("expected <name>+<hash>+<key>"))?;
+            .ok_or_else(|| bad("no PRIVATE+KEY+ prefix"))?;
+        let (name, hash, key) =
+            split_key(rest).ok_or_else(|| bad("expected <name>+<hash>+<key>"))?;
         let raw = B64.decode(key).map_err(|_| bad("the key is not base64"))?;
         if raw.len() != 33 || raw[0] != ALG_ED25519 {
             return Err(bad("not an Ed25519 key"));
@@ -156,7 +157,7 @@ impl NoteVerifier {
     pub fn parse(text: &str) -> Result<NoteVerifier, NoteError> {
         let bad = |why| NoteError::Key("verifier", why);
         let (name, hash, key) =
-            split_key(text.trim()).ok_or(bad("expected <name>+<hash>+<key>"))?;
+            split_key(text.trim()).ok_or_else(|| bad("expected <name>+<hash>+<key>"))?;
         let raw = B64.decode(key).map_err(|_| bad("the key is not base64"))?;
         if raw.len() != 33 || raw[0] != ALG_ED25519 {
             return Err(bad("not an Ed25519 key"));

@@ -1,5 +1,7 @@
 //! Criterion benchmark of measured boot's register extension (one per stage); whole-chain
 //! verification against `openssl dgst` is measured by `bench/boot.sh`.
+// criterion_group! defines a public function that cannot carry a doc comment.
+#![allow(missing_docs)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use edgeward_boot::measure::Register;

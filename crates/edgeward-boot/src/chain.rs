@@ -111,7 +111,7 @@ impl Chain {
         file.take(MAX_CHAIN_BYTES as u64 + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| BootError::io(path, e))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
         Chain::parse(&bytes, base)
     }
 

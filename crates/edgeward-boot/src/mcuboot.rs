@@ -842,7 +842,7 @@ mod tests {
             Image::parse(&big),
             Err(McubootError::Malformed(_))
         ));
-        let mut enc = b.clone();
+        let mut enc = b;
         enc[16] = 0x4;
         let key = edgeward_core::keys::SigningKey::from_pem(TEST_P256_KEY, None).unwrap();
         let image = Image::parse(&enc).unwrap();

@@ -154,7 +154,7 @@ pub fn verify_policy_above(
     let bytes = read_bounded(chain_path, MAX_CHAIN_BYTES, "file")?;
     let sig_path = signature_path(chain_path);
     let sig = read_bounded(&sig_path, MAX_BUNDLE_BYTES, "signature")?;
-    let base = chain_path.parent().unwrap_or(Path::new("."));
+    let base = chain_path.parent().unwrap_or_else(|| Path::new("."));
     let chain = Chain::parse(&bytes, base)
         .map_err(|e| fail(FailureKind::ChainDescription, e.to_string()))?;
 
@@ -222,7 +222,7 @@ pub fn verify_policy_above(
                 claims
                     .stage
                     .as_deref()
-                    .map_or("no stage".to_string(), |s| format!("stage {s:?}"))
+                    .map_or_else(|| "no stage".to_string(), |s| format!("stage {s:?}"))
             ),
         ));
     }

@@ -1,7 +1,7 @@
 //! Argument types and parsers that several commands share.
 
 /// Parses a byte count: plain digits, or with a KiB/MiB/GiB (or K/M/G) suffix.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);

@@ -8,7 +8,7 @@ use crate::commands;
 /// Edgeward: defense in depth for fleets of edge AI devices.
 #[derive(Parser, Debug)]
 #[command(name = "edgeward", version, about, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Print JSON on stdout instead of text (a failure too: see docs/cli.md).
     #[arg(long, global = true, display_order = 1000)]
     pub json: bool,
@@ -18,7 +18,7 @@ pub struct Cli {
 
 /// The commands.
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// The key hierarchy: offline root, 90-day signing certificates, device CA, CRL.
     #[command(subcommand)]
     Pki(commands::pki::PkiCommand),
@@ -57,7 +57,7 @@ pub enum Command {
 
 impl Command {
     /// Runs the command; `json` asks for JSON output.
-    pub fn run(self, json: bool) -> crate::outcome::Outcome {
+    pub(crate) fn run(self, json: bool) -> crate::outcome::Outcome {
         match self {
             Command::Pki(cmd) => commands::pki::run(cmd, json),
             Command::Sign(a) => commands::sign::run(a, json),

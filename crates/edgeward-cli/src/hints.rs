@@ -21,7 +21,7 @@ fn labels(bytes: &[u8]) -> Vec<String> {
 
 /// `--pubkey` given a self-signed (root) certificate: its key signs certificates, not
 /// artifacts, so what the operator meant is `--trust-root`.
-pub fn root_given_as_pubkey(path: &Path, bytes: &[u8]) -> Option<String> {
+pub(crate) fn root_given_as_pubkey(path: &Path, bytes: &[u8]) -> Option<String> {
     let certs = pem::parse_labelled(bytes, "CERTIFICATE").ok()?;
     let info = cert_info(certs.first()?).ok()?;
     (info.subject == info.issuer).then(|| {
@@ -35,7 +35,7 @@ pub fn root_given_as_pubkey(path: &Path, bytes: &[u8]) -> Option<String> {
 }
 
 /// `--trust-root` given a public key rather than a certificate.
-pub fn pubkey_given_as_trust_root(path: &Path, bytes: &[u8]) -> Option<String> {
+pub(crate) fn pubkey_given_as_trust_root(path: &Path, bytes: &[u8]) -> Option<String> {
     let labels = labels(bytes);
     (labels.iter().any(|l| l == "PUBLIC KEY") && !labels.iter().any(|l| l == "CERTIFICATE"))
         .then(|| {
@@ -48,7 +48,7 @@ pub fn pubkey_given_as_trust_root(path: &Path, bytes: &[u8]) -> Option<String> {
 }
 
 /// `--key` (a private key) given a certificate or a public key.
-pub fn not_a_private_key(path: &Path, bytes: &[u8]) -> Option<String> {
+pub(crate) fn not_a_private_key(path: &Path, bytes: &[u8]) -> Option<String> {
     let labels = labels(bytes);
     if labels.iter().any(|l| l.ends_with("PRIVATE KEY")) {
         return None;
@@ -69,7 +69,7 @@ pub fn not_a_private_key(path: &Path, bytes: &[u8]) -> Option<String> {
 }
 
 /// `--signature` given a directory (the model, or the folder the signature is in).
-pub fn directory_as_signature(path: &Path) -> Option<String> {
+pub(crate) fn directory_as_signature(path: &Path) -> Option<String> {
     path.is_dir().then(|| {
         format!(
             "{} is a directory: --signature takes the signature file (a bundle such as model.sig, or a raw signature with --raw)",

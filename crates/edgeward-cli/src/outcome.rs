@@ -6,14 +6,14 @@ use edgeward_artifact::ArtifactError;
 use serde_json::{json, Map, Value};
 
 /// Exit status for a rejected artifact or signature.
-pub const REJECTED: u8 = 1;
+pub(crate) const REJECTED: u8 = 1;
 /// Exit status for an operator error.
-pub const OPERATOR: u8 = 2;
+pub(crate) const OPERATOR: u8 = 2;
 
 /// A command's failure: the one line to print on stderr, the exit status, and what the
 /// command adds to its JSON error object.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// Exit status.
     pub code: u8,
     /// One line saying what failed and why.
@@ -24,7 +24,7 @@ pub struct Failure {
 
 impl Failure {
     /// An operator error.
-    pub fn operator(message: impl std::fmt::Display) -> Self {
+    pub(crate) fn operator(message: impl std::fmt::Display) -> Self {
         Failure {
             code: OPERATOR,
             message: message.to_string(),
@@ -33,7 +33,7 @@ impl Failure {
     }
 
     /// A rejection.
-    pub fn rejected(message: impl std::fmt::Display) -> Self {
+    pub(crate) fn rejected(message: impl std::fmt::Display) -> Self {
         Failure {
             code: REJECTED,
             message: message.to_string(),
@@ -42,7 +42,7 @@ impl Failure {
     }
 
     /// Adds the fields of the JSON object `fields` to the failure's JSON.
-    pub fn with_context(mut self, fields: Value) -> Self {
+    pub(crate) fn with_context(mut self, fields: Value) -> Self {
         if let Value::Object(fields) = fields {
             self.context.extend(fields);
         }
@@ -50,7 +50,7 @@ impl Failure {
     }
 
     /// `rejected` or `operator-error`.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         if self.code == REJECTED {
             KIND_REJECTED
         } else {
@@ -60,15 +60,20 @@ impl Failure {
 }
 
 /// `error.kind` of a rejection (exit 1).
-pub const KIND_REJECTED: &str = "rejected";
+pub(crate) const KIND_REJECTED: &str = "rejected";
 /// `error.kind` of an operator error (exit 2).
-pub const KIND_OPERATOR: &str = "operator-error";
+pub(crate) const KIND_OPERATOR: &str = "operator-error";
 /// `error.kind` of a command line the argument parser refused (exit 2).
-pub const KIND_USAGE: &str = "usage";
+pub(crate) const KIND_USAGE: &str = "usage";
 
 /// The JSON object every command prints on failure with `--json`:
 /// `{"ok":false,"exit_code":N,"error":{"kind":K,"message":M}, …context}`.
-pub fn failure_json(kind: &str, message: &str, code: u8, context: &Map<String, Value>) -> Value {
+pub(crate) fn failure_json(
+    kind: &str,
+    message: &str,
+    code: u8,
+    context: &Map<String, Value>,
+) -> Value {
     let mut out = context.clone();
     out.insert("ok".into(), json!(false));
     out.insert("exit_code".into(), json!(code));
@@ -93,14 +98,14 @@ impl From<edgeward_pki::PkiError> for Failure {
 }
 
 /// The result of a command.
-pub type Outcome = Result<(), Failure>;
+pub(crate) type Outcome = Result<(), Failure>;
 
 /// Reads a file the operator named; failure is an operator error.
-pub fn read_operator_file(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+pub(crate) fn read_operator_file(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
     std::fs::read(path).map_err(|e| Failure::operator(format!("{}: {e}", path.display())))
 }
 
 /// Prints a value as one line of JSON on stdout.
-pub fn print_json(value: &serde_json::Value) {
+pub(crate) fn print_json(value: &Value) {
     println!("{value}");
 }

@@ -5,11 +5,11 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Bridges `edgeward_artifact::Progress` to an indicatif bar (hidden when not on a TTY).
-pub struct Bar(ProgressBar);
+pub(crate) struct Bar(ProgressBar);
 
 impl Bar {
     /// A bar labelled `what`, visible only on a terminal.
-    pub fn new(what: &'static str) -> Self {
+    pub(crate) fn new(what: &'static str) -> Self {
         let bar = if std::io::stderr().is_terminal() {
             let b = ProgressBar::new(0);
             b.set_style(

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 use crate::outcome::Failure;
 
 /// Reads a passphrase from `$env_var`, or prompts with `prompt` when stdin is a terminal.
-pub fn passphrase(
+pub(crate) fn passphrase(
     env_var: &str,
     prompt: &str,
     confirm: bool,

@@ -21,8 +21,6 @@
 //!   audit log).
 //! - [`verify`] and [`sign`]: the whole bundle check and bundle creation.
 #![cfg_attr(not(feature = "std"), no_std)]
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 extern crate alloc;
 

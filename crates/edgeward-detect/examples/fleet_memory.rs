@@ -61,7 +61,7 @@ fn main() {
     );
     println!(
         "baseline state: {} bytes in memory, {STATE_BYTES} bytes serialized",
-        std::mem::size_of::<Baseline>()
+        size_of::<Baseline>()
     );
     println!(
         "resident memory: {:.2} GiB ({} bytes per device-metric, all state included)",

@@ -4,8 +4,6 @@
 //! ([`rules`]), geography and cloned certificates ([`geo`]), all behind one fleet-wide
 //! detector ([`fleet`]) that produces [`alert::Alert`]s; and the harness that measures the
 //! baseline on the Numenta Anomaly Benchmark ([`nab`]).
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod alert;
 pub mod baseline;

@@ -40,9 +40,9 @@ fn healthy(noise: &mut Noise, phase: f64, t: i64) -> f64 {
 #[test]
 fn state_is_small_and_survives_a_restart() {
     assert!(
-        std::mem::size_of::<Baseline>() <= 256,
+        size_of::<Baseline>() <= 256,
         "{} bytes",
-        std::mem::size_of::<Baseline>()
+        size_of::<Baseline>()
     );
     const { assert!(STATE_BYTES <= 256) };
     let params = Params::default();

@@ -7,8 +7,6 @@
 //! with mode 0600, before a single byte is written. The data is fsynced, the file renamed
 //! over the target, and the directory fsynced so the rename itself survives a power cut:
 //! afterwards the target holds its old content or its new content, never a mix.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 use std::{
     ffi::OsString,

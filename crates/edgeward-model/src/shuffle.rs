@@ -262,7 +262,7 @@ mod tests {
             unshuffle(&original, &key),
             Err(ShuffleError::NotShuffled(_))
         ));
-        let mut changed = shuffled.clone();
+        let mut changed = shuffled;
         let last = changed.len() - 1;
         changed[last] ^= 1;
         assert!(matches!(

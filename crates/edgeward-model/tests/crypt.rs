@@ -128,7 +128,7 @@ fn header_bit_flips_are_refused_before_any_payload_is_touched() {
         crypt::decrypt(&bad, &*a.se, "device"),
         Err(CryptError::NotAContainer)
     ));
-    let mut bad = c.clone();
+    let mut bad = c;
     bad[8] = 2;
     assert!(matches!(
         crypt::decrypt(&bad, &*a.se, "device"),
@@ -425,7 +425,7 @@ fn streaming_a_file_in_windows_writes_only_authenticated_chunks() {
     let empty = encrypt_for(&[], &[&a]);
     let (n, out) = run(&empty);
     assert_eq!((n.unwrap(), out.len()), (0, 0));
-    let mut bad = empty.clone();
+    let mut bad = empty;
     let last = bad.len() - 1;
     bad[last] ^= 1;
     assert!(matches!(

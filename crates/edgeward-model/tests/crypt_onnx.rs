@@ -86,10 +86,7 @@ fn encrypted_signed_onnx_matches_plaintext_and_fails_on_another_device() {
     let verified =
         open_verified(&enc_path, &bundle, &pki.trust(), pki.now, &dev.se, "device").unwrap();
     let secure = run(verified.tract_onnx().unwrap(), &input);
-    let plain_out = run(
-        tract_onnx::onnx().model_for_path(&onnx_path).unwrap(),
-        &input,
-    );
+    let plain_out = run(onnx().model_for_path(&onnx_path).unwrap(), &input);
     assert_eq!(secure, plain_out, "bit-identical to the plaintext model");
     assert_eq!(secure.len(), 10);
     for (a, b) in secure.iter().zip(&reference) {

@@ -4,8 +4,6 @@
 //! certificate (code-signing EKU, at most 90 days, rotated with overlap); a device CA that
 //! issues device identities; and a root-signed CRL. The verification side of this policy is
 //! `edgeward_core::cert_policy`; this crate only creates and maintains the files.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod device_ca;
 pub mod files;

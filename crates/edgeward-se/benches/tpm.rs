@@ -1,6 +1,8 @@
 //! Per-operation latency of the TPM backend on swtpm (loopback TCP), next to the soft
 //! backend doing the same operations in software: what a TPM round trip costs.
 //! `cargo bench -p edgeward-se --features tpm --bench tpm`.
+// criterion_group! defines a public function that cannot carry a doc comment.
+#![allow(missing_docs)]
 
 #[path = "../tests/se/swtpm.rs"]
 mod swtpm;

@@ -15,7 +15,7 @@ use crate::SeError;
 
 /// Whether an atomic write may replace an existing file.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Replace {
+pub(crate) enum Replace {
     /// Replace the file if it exists (counters, time floor, certificates).
     Yes,
     /// Fail with `AlreadyExists` if the file exists (keys, the master key).
@@ -23,7 +23,7 @@ pub enum Replace {
 }
 
 /// Writes `bytes` to `path` atomically with mode 0600.
-pub fn write_atomic(path: &Path, bytes: &[u8], replace: Replace) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], replace: Replace) -> io::Result<()> {
     match replace {
         Replace::Yes => edgeward_fs::write_atomic(path, bytes, Access::Private),
         Replace::No => edgeward_fs::write_new(path, bytes, Access::Private),
@@ -31,7 +31,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], replace: Replace) -> io::Result<(
 }
 
 /// Reads `path` if it exists, refusing files longer than `max` bytes.
-pub fn read_bounded(
+pub(crate) fn read_bounded(
     backend: &'static str,
     path: &Path,
     max: usize,
@@ -56,7 +56,7 @@ pub fn read_bounded(
 }
 
 /// Removes `path` if it exists.
-pub fn remove_if_present(backend: &'static str, path: &Path) -> Result<(), SeError> {
+pub(crate) fn remove_if_present(backend: &'static str, path: &Path) -> Result<(), SeError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -66,7 +66,7 @@ pub fn remove_if_present(backend: &'static str, path: &Path) -> Result<(), SeErr
 
 /// Creates `dir` (and parents) with mode 0700 if it does not exist; an existing directory
 /// keeps its mode (the element never changes the permissions of a directory it did not make).
-pub fn create_private_dir(backend: &'static str, dir: &Path) -> Result<(), SeError> {
+pub(crate) fn create_private_dir(backend: &'static str, dir: &Path) -> Result<(), SeError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;
@@ -82,10 +82,10 @@ pub fn create_private_dir(backend: &'static str, dir: &Path) -> Result<(), SeErr
     }
 }
 
-pub use edgeward_fs::sync_dir;
+pub(crate) use edgeward_fs::sync_dir;
 
 /// A file-system error naming the path.
-pub fn io_error(backend: &'static str, path: &Path, e: io::Error) -> SeError {
+pub(crate) fn io_error(backend: &'static str, path: &Path, e: io::Error) -> SeError {
     SeError::Backend {
         backend,
         message: format!("{}: {e}", path.display()),

@@ -3,8 +3,6 @@
 //! HMAC device token) and limited (GCRA per source address and per device), and a
 //! quarantined or revoked device is cut off at once. SQLite on the embedded default;
 //! PostgreSQL and Redis at scale.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod admin_api;
 pub mod app;

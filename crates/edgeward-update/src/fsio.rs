@@ -6,10 +6,10 @@
 use std::io;
 use std::path::Path;
 
-pub use edgeward_fs::{read_bounded, remove_durably};
+pub(crate) use edgeward_fs::{read_bounded, remove_durably};
 
 /// Writes `bytes` to `path` through a fresh temporary file in the same directory: write,
 /// fsync, rename over `path`, fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     crate::install::points::write_atomic(path, bytes, edgeward_fs::Access::Public)
 }

@@ -186,7 +186,7 @@ impl Repository {
         if meta.join("1.root.json").exists() {
             return Err(RepoError::Exists(dir.display().to_string()));
         }
-        for d in [meta.clone(), dir.join("targets")] {
+        for d in [meta, dir.join("targets")] {
             std::fs::create_dir_all(&d).map_err(io_err(&d))?;
         }
         let mut root = common("root", expires(now, expiry.root)?);

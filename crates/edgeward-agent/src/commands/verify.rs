@@ -146,7 +146,7 @@ mod tests {
             .verifying_key()
             .to_public_key_pem(Default::default())
             .expect("pem");
-        (key.clone(), parse_command_key(&pem).expect("key"))
+        (key, parse_command_key(&pem).expect("key"))
     }
 
     fn deliver(key: &SigningKey, device: &str, id: i64, issued_at: i64) -> Delivered {
@@ -197,7 +197,7 @@ mod tests {
             verify(&public, &ok, "cam", 0, 600, 600),
             Err(Refusal::FromFuture { id: 5, ahead: 400 })
         );
-        let mut relabelled = ok.clone();
+        let mut relabelled = ok;
         relabelled.id = 9;
         assert_eq!(
             verify(&public, &relabelled, "cam", 0, 1000, 600),

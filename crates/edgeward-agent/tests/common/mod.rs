@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use edgeward_server::{Config, Running};
 use serde_json::{json, Value};
 
-pub struct Server {
+pub(crate) struct Server {
     pub running: Running,
     pub dir: tempfile::TempDir,
     pub admin_key: String,
@@ -18,20 +18,20 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn start() -> Server {
+    pub(crate) async fn start() -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         Self::start_in(dir).await
     }
 
     /// Starts (or restarts) a server on the data directory `dir`, on fixed ports if given.
-    pub async fn start_in(dir: tempfile::TempDir) -> Server {
+    pub(crate) async fn start_in(dir: tempfile::TempDir) -> Server {
         let running = edgeward_server::start(config(dir.path(), None))
             .await
             .expect("server starts");
         Self::with(running, dir)
     }
 
-    pub async fn start_on(dir: tempfile::TempDir, ports: (u16, u16, u16)) -> Server {
+    pub(crate) async fn start_on(dir: tempfile::TempDir, ports: (u16, u16, u16)) -> Server {
         let running = edgeward_server::start(config(dir.path(), Some(ports)))
             .await
             .expect("server starts");
@@ -57,7 +57,7 @@ impl Server {
         }
     }
 
-    pub fn ports(&self) -> (u16, u16, u16) {
+    pub(crate) fn ports(&self) -> (u16, u16, u16) {
         (
             self.running.device_addr.port(),
             self.running.admin_addr.port(),
@@ -65,11 +65,11 @@ impl Server {
         )
     }
 
-    pub fn admin_url(&self, path: &str) -> String {
+    pub(crate) fn admin_url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.running.admin_addr.port())
     }
 
-    pub async fn admin_call(
+    pub(crate) async fn admin_call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -88,7 +88,7 @@ impl Server {
     }
 
     /// Registers `id` and returns its enrollment token.
-    pub async fn register(&self, id: &str) -> String {
+    pub(crate) async fn register(&self, id: &str) -> String {
         let (status, v) = self
             .admin_call(
                 reqwest::Method::POST,
@@ -100,7 +100,7 @@ impl Server {
         v["enrollment_token"].as_str().expect("token").to_string()
     }
 
-    pub async fn device(&self, id: &str) -> Value {
+    pub(crate) async fn device(&self, id: &str) -> Value {
         let (status, v) = self
             .admin_call(
                 reqwest::Method::GET,
@@ -113,7 +113,7 @@ impl Server {
     }
 
     /// The telemetry the server stored for `id`, as the JSON batches it received.
-    pub async fn telemetry(&self, id: &str) -> Vec<Value> {
+    pub(crate) async fn telemetry(&self, id: &str) -> Vec<Value> {
         let url = format!("sqlite://{}", self.dir.path().join("edgeward.db").display());
         let pool = sqlx_pool(&url).await;
         let rows: Vec<(String,)> =
@@ -127,7 +127,7 @@ impl Server {
             .collect()
     }
 
-    pub async fn stop(self) -> tempfile::TempDir {
+    pub(crate) async fn stop(self) -> tempfile::TempDir {
         self.running.stop().await;
         self.dir
     }
@@ -151,7 +151,7 @@ fn config(dir: &Path, ports: Option<(u16, u16, u16)>) -> Config {
 }
 
 /// Writes an agent configuration for a device of `server` into `dir` and the token file.
-pub fn agent_config(server: &Server, dir: &Path, token: &str, extra: &str) -> PathBuf {
+pub(crate) fn agent_config(server: &Server, dir: &Path, token: &str, extra: &str) -> PathBuf {
     let token_file = dir.join("enrollment-token");
     std::fs::write(&token_file, token).expect("token file");
     let (device, _, enroll) = server.ports();
@@ -168,7 +168,7 @@ pub fn agent_config(server: &Server, dir: &Path, token: &str, extra: &str) -> Pa
 }
 
 /// Waits up to `secs` for `f` to hold.
-pub async fn wait_for<F, Fut>(secs: u64, what: &str, mut f: F)
+pub(crate) async fn wait_for<F, Fut>(secs: u64, what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -183,7 +183,7 @@ where
     panic!("timed out after {secs} s waiting for {what}");
 }
 
-pub fn device_id(prefix: &str) -> String {
+pub(crate) fn device_id(prefix: &str) -> String {
     use rand_core::RngCore;
     let mut b = [0u8; 4];
     rand_core::OsRng.fill_bytes(&mut b);

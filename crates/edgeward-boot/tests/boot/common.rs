@@ -13,16 +13,16 @@ use edgeward_boot::{
 use edgeward_se::SecureElement;
 use time::OffsetDateTime;
 
-pub const PASS: &[u8] = b"boot-test-passphrase";
+pub(crate) const PASS: &[u8] = b"boot-test-passphrase";
 
-pub fn now() -> OffsetDateTime {
+pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-pub use edgeward_core::civil::unix_now;
+pub(crate) use edgeward_core::civil::unix_now;
 
 /// `edgeward pki init` in `dir`.
-pub fn pki(dir: &Path, org: &str) {
+pub(crate) fn pki(dir: &Path, org: &str) {
     edgeward_pki::Hierarchy::init(
         dir,
         org,
@@ -34,12 +34,12 @@ pub fn pki(dir: &Path, org: &str) {
     .unwrap();
 }
 
-pub fn open_se(dir: &Path) -> Box<dyn SecureElement> {
+pub(crate) fn open_se(dir: &Path) -> Box<dyn SecureElement> {
     edgeward_se::open(&format!("soft:{}", dir.display())).unwrap()
 }
 
 /// A hierarchy in `base/pki` and the example chain in `base/example` (small stages).
-pub fn example(base: &Path) -> Example {
+pub(crate) fn example(base: &Path) -> Example {
     pki(&base.join("pki"), "Boot Test");
     let out = base.join("example");
     let se = open_se(&out.join("se"));
@@ -55,7 +55,7 @@ pub fn example(base: &Path) -> Example {
 }
 
 /// Copies a directory tree.
-pub fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -68,7 +68,7 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-pub fn boot(chain: &Path, se: &dyn SecureElement) -> Result<BootLog, Box<RecoveryRecord>> {
+pub(crate) fn boot(chain: &Path, se: &dyn SecureElement) -> Result<BootLog, Box<RecoveryRecord>> {
     boot_chain(
         chain,
         se,
@@ -80,7 +80,7 @@ pub fn boot(chain: &Path, se: &dyn SecureElement) -> Result<BootLog, Box<Recover
 }
 
 /// The files of stage `i` of an example rooted at `dir`: (image, signature).
-pub fn stage_files(dir: &Path, i: usize) -> (PathBuf, PathBuf) {
+pub(crate) fn stage_files(dir: &Path, i: usize) -> (PathBuf, PathBuf) {
     let stages = example::stages(0, 0);
     let image = dir.join("stages").join(&stages[i].file);
     let sig = dir.join("stages").join(format!("{}.sig", stages[i].file));
@@ -89,7 +89,7 @@ pub fn stage_files(dir: &Path, i: usize) -> (PathBuf, PathBuf) {
 
 /// Re-signs the example's chain description (as it now is on disk) with the hierarchy in
 /// `pki`, at policy security counter `counter`.
-pub fn resign_policy(dir: &Path, pki: &Path, counter: u64) {
+pub(crate) fn resign_policy(dir: &Path, pki: &Path, counter: u64) {
     let (key, chain) = example::signer(pki).unwrap();
     edgeward_boot::signing::sign_policy(
         &dir.join("chain.toml"),
@@ -103,7 +103,7 @@ pub fn resign_policy(dir: &Path, pki: &Path, counter: u64) {
 }
 
 /// Boots with the device clock reading `clock` (Unix seconds).
-pub fn boot_at(
+pub(crate) fn boot_at(
     chain: &Path,
     se: &dyn SecureElement,
     clock: u64,

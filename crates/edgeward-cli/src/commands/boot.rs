@@ -15,14 +15,14 @@ use crate::{
 
 /// Boot chains.
 #[derive(Subcommand, Debug)]
-pub enum BootCommand {
+pub(crate) enum BootCommand {
     /// Write a signed five-stage example chain and a provisioned software element.
     Example(BootExampleArgs),
 }
 
 /// Arguments of `boot example`.
 #[derive(Args, Debug)]
-pub struct BootExampleArgs {
+pub(crate) struct BootExampleArgs {
     /// A key hierarchy made by `edgeward pki init` (its current signing certificate signs).
     #[arg(long)]
     pub pki: PathBuf,
@@ -38,7 +38,7 @@ pub struct BootExampleArgs {
 }
 
 /// Runs `boot …`.
-pub fn run(cmd: BootCommand, json: bool) -> Outcome {
+pub(crate) fn run(cmd: BootCommand, json: bool) -> Outcome {
     match cmd {
         BootCommand::Example(a) => example_cmd(a, json),
     }

@@ -13,14 +13,14 @@ use crate::{
 
 /// `edgeward device …`.
 #[derive(Subcommand, Debug)]
-pub enum DeviceCommand {
+pub(crate) enum DeviceCommand {
     /// Enroll: generate a key, send a CSR with the one-time token, write the credentials.
     Enroll(DeviceEnrollArgs),
 }
 
 /// Arguments of `device enroll`.
 #[derive(Args, Debug)]
-pub struct DeviceEnrollArgs {
+pub(crate) struct DeviceEnrollArgs {
     /// The admin/enrollment listener.
     #[arg(long, env = "EDGEWARD_SERVER")]
     pub server: String,
@@ -36,7 +36,7 @@ pub struct DeviceEnrollArgs {
 }
 
 /// Runs `device …`.
-pub fn run(cmd: DeviceCommand, json: bool) -> Outcome {
+pub(crate) fn run(cmd: DeviceCommand, json: bool) -> Outcome {
     match cmd {
         DeviceCommand::Enroll(a) => enroll(a, json),
     }

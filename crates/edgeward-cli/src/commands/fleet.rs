@@ -11,7 +11,7 @@ use crate::outcome::{print_json, read_operator_file, Failure, Outcome};
 
 /// Where the server is and how to authenticate to its admin API.
 #[derive(Args, Debug)]
-pub struct ServerArgs {
+pub(crate) struct ServerArgs {
     /// The admin/enrollment listener, e.g. https://fleet.example.com:8444.
     #[arg(long, env = "EDGEWARD_SERVER")]
     pub server: String,
@@ -25,7 +25,7 @@ pub struct ServerArgs {
 
 /// `edgeward fleet …`.
 #[derive(Subcommand, Debug)]
-pub enum FleetCommand {
+pub(crate) enum FleetCommand {
     /// Register a device; prints its one-time enrollment token.
     AddDevice(FleetAddArgs),
     /// List devices.
@@ -42,7 +42,7 @@ pub enum FleetCommand {
 
 /// Arguments of `fleet add-device`.
 #[derive(Args, Debug)]
-pub struct FleetAddArgs {
+pub(crate) struct FleetAddArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// The device id (letters, digits, '.', '_', '-'; at most 128).
@@ -58,7 +58,7 @@ pub struct FleetAddArgs {
 
 /// Arguments of the commands about one device.
 #[derive(Args, Debug)]
-pub struct FleetDeviceArgs {
+pub(crate) struct FleetDeviceArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// The device id.
@@ -171,7 +171,7 @@ impl Admin {
 }
 
 /// Runs `fleet …`.
-pub fn run(cmd: FleetCommand, json: bool) -> Outcome {
+pub(crate) fn run(cmd: FleetCommand, json: bool) -> Outcome {
     let (value, text) = match cmd {
         FleetCommand::AddDevice(a) => {
             let id =

@@ -12,14 +12,14 @@ use crate::outcome::{print_json, read_operator_file, Failure, Outcome};
 
 /// MCUboot images (as `imgtool sign` makes them).
 #[derive(Subcommand, Debug)]
-pub enum McubootCommand {
+pub(crate) enum McubootCommand {
     /// Verify an image's hash, key and signature (ECDSA P-256/P-384, Ed25519, RSA-2048/3072).
     Verify(McubootVerifyArgs),
 }
 
 /// Arguments of `mcuboot verify`.
 #[derive(Args, Debug)]
-pub struct McubootVerifyArgs {
+pub(crate) struct McubootVerifyArgs {
     /// The signed image.
     pub image: PathBuf,
     /// The public key (PEM, e.g. `imgtool getpub -e pem`) or a certificate holding it.
@@ -28,7 +28,7 @@ pub struct McubootVerifyArgs {
 }
 
 /// Runs `mcuboot …`.
-pub fn run(cmd: McubootCommand, json: bool) -> Outcome {
+pub(crate) fn run(cmd: McubootCommand, json: bool) -> Outcome {
     match cmd {
         McubootCommand::Verify(a) => verify(a, json),
     }
@@ -122,7 +122,8 @@ fn print_text(image: &Path, v: &VerifiedImage, key: &PublicKey) {
         "verified {} version {} (security counter {})",
         image.display(),
         v.version,
-        v.security_counter.map_or("none".into(), |c| c.to_string())
+        v.security_counter
+            .map_or_else(|| "none".into(), |c| c.to_string())
     );
     let named_by = match &v.key_reference {
         KeyReference::Hash(_) => "key hash",

@@ -1,14 +1,14 @@
 //! One module per command: each owns its clap arguments and its `run`.
 
-pub mod audit;
-pub mod boot;
-pub mod device;
-pub mod fleet;
-pub mod mcuboot;
-pub mod model;
-pub mod pki;
-pub mod release;
-pub mod rollout;
-pub mod se;
-pub mod sign;
-pub mod verify;
+pub(crate) mod audit;
+pub(crate) mod boot;
+pub(crate) mod device;
+pub(crate) mod fleet;
+pub(crate) mod mcuboot;
+pub(crate) mod model;
+pub(crate) mod pki;
+pub(crate) mod release;
+pub(crate) mod rollout;
+pub(crate) mod se;
+pub(crate) mod sign;
+pub(crate) mod verify;

@@ -15,7 +15,7 @@ use crate::{
 
 /// `edgeward pki …`.
 #[derive(Subcommand, Debug)]
-pub enum PkiCommand {
+pub(crate) enum PkiCommand {
     /// Create the hierarchy: root CA (encrypted key), signing certificate, device CA, empty CRL.
     Init(PkiInitArgs),
     /// Issue the next signing certificate; the current one is kept in previous/ until it expires.
@@ -30,7 +30,7 @@ pub enum PkiCommand {
 
 /// The hierarchy directory.
 #[derive(Args, Debug)]
-pub struct PkiDir {
+pub(crate) struct PkiDir {
     /// The hierarchy directory.
     #[arg(long)]
     pub dir: PathBuf,
@@ -38,7 +38,7 @@ pub struct PkiDir {
 
 /// Where the root key's passphrase comes from.
 #[derive(Args, Debug)]
-pub struct PassphraseArg {
+pub(crate) struct PassphraseArg {
     /// Environment variable holding the root key's passphrase (prompted on a TTY if unset).
     #[arg(long, default_value = "EDGEWARD_ROOT_PASSPHRASE")]
     pub passphrase_env: String,
@@ -46,7 +46,7 @@ pub struct PassphraseArg {
 
 /// Where the root key is.
 #[derive(Args, Debug)]
-pub struct RootKeyArg {
+pub(crate) struct RootKeyArg {
     /// The encrypted root key, if it is kept offline rather than in --dir (e.g. on a
     /// removable drive plugged in for the ceremony). Default: DIR/root.key.
     #[arg(long)]
@@ -55,7 +55,7 @@ pub struct RootKeyArg {
 
 /// Arguments of `pki init`.
 #[derive(Args, Debug)]
-pub struct PkiInitArgs {
+pub(crate) struct PkiInitArgs {
     #[command(flatten)]
     pub dir: PkiDir,
     #[command(flatten)]
@@ -76,7 +76,7 @@ pub struct PkiInitArgs {
 
 /// Arguments of `pki rotate`.
 #[derive(Args, Debug)]
-pub struct PkiRotateArgs {
+pub(crate) struct PkiRotateArgs {
     #[command(flatten)]
     pub dir: PkiDir,
     #[command(flatten)]
@@ -93,7 +93,7 @@ pub struct PkiRotateArgs {
 
 /// Arguments of `pki revoke`.
 #[derive(Args, Debug)]
-pub struct PkiRevokeArgs {
+pub(crate) struct PkiRevokeArgs {
     #[command(flatten)]
     pub dir: PkiDir,
     #[command(flatten)]
@@ -107,14 +107,14 @@ pub struct PkiRevokeArgs {
 
 /// Arguments of `pki show`.
 #[derive(Args, Debug)]
-pub struct PkiShowArgs {
+pub(crate) struct PkiShowArgs {
     #[command(flatten)]
     pub dir: PkiDir,
 }
 
 /// Arguments of `pki crl`.
 #[derive(Args, Debug)]
-pub struct PkiCrlArgs {
+pub(crate) struct PkiCrlArgs {
     #[command(flatten)]
     pub dir: PkiDir,
     #[command(flatten)]
@@ -136,7 +136,7 @@ fn root_key_present(dir: &Path, arg: &RootKeyArg) -> Outcome {
     Ok(())
 }
 
-pub fn run(cmd: PkiCommand, json: bool) -> Outcome {
+pub(crate) fn run(cmd: PkiCommand, json: bool) -> Outcome {
     let now = OffsetDateTime::now_utc();
     match cmd {
         PkiCommand::Init(a) => {

@@ -25,7 +25,7 @@ use crate::secrets::passphrase;
 
 /// `edgeward release …`
 #[derive(Subcommand, Debug)]
-pub enum ReleaseCommand {
+pub(crate) enum ReleaseCommand {
     /// Add files or directories as targets of a release and publish new metadata.
     #[command(disable_version_flag = true)]
     Publish(PublishArgs),
@@ -44,7 +44,7 @@ pub enum ReleaseCommand {
 
 /// Where the repository and its keys are.
 #[derive(Args, Debug)]
-pub struct RepoArgs {
+pub(crate) struct RepoArgs {
     /// The repository directory (metadata/ and targets/).
     #[arg(long)]
     pub repo: PathBuf,
@@ -52,7 +52,7 @@ pub struct RepoArgs {
 
 /// The repository's keys.
 #[derive(Args, Debug)]
-pub struct KeyArgs {
+pub(crate) struct KeyArgs {
     /// Directory of the repository's keys (default: REPO.keys beside the repository).
     #[arg(long)]
     pub keys: Option<PathBuf>,
@@ -70,7 +70,7 @@ pub struct KeyArgs {
 
 /// `release publish`.
 #[derive(Args, Debug)]
-pub struct PublishArgs {
+pub(crate) struct PublishArgs {
     #[command(flatten)]
     repo: RepoArgs,
     #[command(flatten)]
@@ -101,7 +101,7 @@ pub struct PublishArgs {
 
 /// `release rotate-keys`.
 #[derive(Args, Debug)]
-pub struct RotateArgs {
+pub(crate) struct RotateArgs {
     #[command(flatten)]
     repo: RepoArgs,
     #[command(flatten)]
@@ -113,7 +113,7 @@ pub struct RotateArgs {
 }
 
 /// Runs a `release` command.
-pub fn run(cmd: ReleaseCommand, json: bool) -> Outcome {
+pub(crate) fn run(cmd: ReleaseCommand, json: bool) -> Outcome {
     match cmd {
         ReleaseCommand::Publish(a) => publish(a, json),
         ReleaseCommand::List(a) => list(&a, json),

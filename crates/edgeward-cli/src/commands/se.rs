@@ -19,7 +19,7 @@ const MAX_ED25519_MESSAGE: u64 = 64 * 1024 * 1024;
 
 /// Secure-element operations.
 #[derive(Subcommand, Debug)]
-pub enum SeCommand {
+pub(crate) enum SeCommand {
     /// Generate a key inside the element; prints its public key (PEM).
     Keygen(SeKeygenArgs),
     /// Print the public key of a slot (PEM).
@@ -32,7 +32,7 @@ pub enum SeCommand {
 
 /// The element to use.
 #[derive(Args, Debug)]
-pub struct SeElementArgs {
+pub(crate) struct SeElementArgs {
     /// The element URI: soft:DIR, pkcs11:MODULE?token=LABEL&pin-env=VAR or tpm:TCTI?state=DIR.
     #[arg(
         long = "se",
@@ -45,7 +45,7 @@ pub struct SeElementArgs {
 
 /// An element and a key slot.
 #[derive(Args, Debug)]
-pub struct SeSlotArgs {
+pub(crate) struct SeSlotArgs {
     #[command(flatten)]
     pub element: SeElementArgs,
     /// The key slot (letters, digits, '.', '_', '-'; at most 64).
@@ -55,7 +55,7 @@ pub struct SeSlotArgs {
 
 /// Arguments of `se keygen`.
 #[derive(Args, Debug)]
-pub struct SeKeygenArgs {
+pub(crate) struct SeKeygenArgs {
     #[command(flatten)]
     pub slot: SeSlotArgs,
     /// Key type.
@@ -65,7 +65,7 @@ pub struct SeKeygenArgs {
 
 /// Arguments of `se sign`.
 #[derive(Args, Debug)]
-pub struct SeSignArgs {
+pub(crate) struct SeSignArgs {
     #[command(flatten)]
     pub slot: SeSlotArgs,
     /// The file to sign.
@@ -81,7 +81,7 @@ pub struct SeSignArgs {
 
 /// Arguments of `se wipe`.
 #[derive(Args, Debug)]
-pub struct SeWipeArgs {
+pub(crate) struct SeWipeArgs {
     #[command(flatten)]
     pub element: SeElementArgs,
     /// Confirm: the element's keys are destroyed and cannot be recovered.
@@ -90,7 +90,7 @@ pub struct SeWipeArgs {
 }
 
 /// Runs `se …`.
-pub fn run(cmd: SeCommand, json: bool) -> Outcome {
+pub(crate) fn run(cmd: SeCommand, json: bool) -> Outcome {
     match cmd {
         SeCommand::Keygen(a) => keygen(a, json),
         SeCommand::Pubkey(a) => pubkey(a, json),

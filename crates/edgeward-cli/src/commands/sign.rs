@@ -16,7 +16,7 @@ use crate::{
 
 /// Arguments of `sign`.
 #[derive(Args, Debug)]
-pub struct SignArgs {
+pub(crate) struct SignArgs {
     /// The file or model directory to sign.
     pub path: PathBuf,
     /// The private key (PEM: PKCS#8, SEC1 or encrypted PKCS#8).
@@ -48,7 +48,7 @@ pub struct SignArgs {
 }
 
 /// Runs `sign`.
-pub fn run(a: SignArgs, json: bool) -> Outcome {
+pub(crate) fn run(a: SignArgs, json: bool) -> Outcome {
     let key = load_signing_key(&a.key, &a.passphrase_env)?;
     let bar = Bar::new("hashing");
     let signature = if a.raw {
@@ -131,7 +131,7 @@ fn preflight_chain(chain: &[Vec<u8>]) -> Result<(), Failure> {
 }
 
 /// Loads a private key, asking for a passphrase only if the PEM is encrypted.
-pub fn load_signing_key(path: &Path, passphrase_env: &str) -> Result<SigningKey, Failure> {
+pub(crate) fn load_signing_key(path: &Path, passphrase_env: &str) -> Result<SigningKey, Failure> {
     let pem_bytes = zeroize::Zeroizing::new(read_operator_file(path)?);
     let encrypted = pem_bytes.windows(21).any(|w| w == b"ENCRYPTED PRIVATE KEY");
     let pass = if encrypted {
@@ -148,12 +148,12 @@ pub fn load_signing_key(path: &Path, passphrase_env: &str) -> Result<SigningKey,
 }
 
 /// `path` relative to the artifact `root`, as a POSIX string, when it lies inside it.
-pub fn relative_to(root: &Path, path: &Path) -> Option<String> {
+pub(crate) fn relative_to(root: &Path, path: &Path) -> Option<String> {
     let root = root.canonicalize().ok()?;
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+        .unwrap_or_else(|| Path::new("."));
     let full = parent.canonicalize().ok()?.join(path.file_name()?);
     let rel = full.strip_prefix(&root).ok()?;
     let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
@@ -162,7 +162,7 @@ pub fn relative_to(root: &Path, path: &Path) -> Option<String> {
 }
 
 /// `--ignore-paths` as paths relative to the artifact `root`; one outside it is refused.
-pub fn relative_ignores(root: &Path, paths: &[PathBuf]) -> Result<Vec<String>, Failure> {
+pub(crate) fn relative_ignores(root: &Path, paths: &[PathBuf]) -> Result<Vec<String>, Failure> {
     paths
         .iter()
         .map(|p| {

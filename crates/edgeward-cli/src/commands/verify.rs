@@ -27,7 +27,7 @@ use crate::{
 
 /// Which rules a certificate chain is judged by (`--policy`).
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CertPolicy {
+pub(crate) enum CertPolicy {
     /// Edgeward's own: at most `--max-signing-days` of validity, the code-signing EKU, an
     /// end-entity signer, revocation against `--crl`.
     Edgeward,
@@ -38,7 +38,7 @@ pub enum CertPolicy {
 
 /// Arguments of `verify`.
 #[derive(Args, Debug)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// The file or model directory to verify.
     pub path: PathBuf,
     /// The signature (bundle, or raw with --raw).
@@ -80,7 +80,7 @@ pub struct VerifyArgs {
 }
 
 /// Runs `verify`: a verdict on stdout with `--json`.
-pub fn run(a: VerifyArgs, json: bool) -> Outcome {
+pub(crate) fn run(a: VerifyArgs, json: bool) -> Outcome {
     let details = verify(&a).map_err(|f| {
         f.with_context(json!({ "verified": false, "path": a.path, "signature": a.signature }))
     })?;

@@ -21,7 +21,7 @@ use crate::outcome::{print_json, Failure, Outcome};
 
 /// Arguments of `demo`.
 #[derive(Args, Debug)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Keep the demo's files in this directory instead of a temporary one.
     #[arg(long)]
     pub keep: Option<PathBuf>,
@@ -62,7 +62,7 @@ impl Demo {
 }
 
 /// Runs the demo; with `json`, one JSON object with a `steps` array instead of text.
-pub fn run(a: DemoArgs, json: bool) -> Outcome {
+pub(crate) fn run(a: DemoArgs, json: bool) -> Outcome {
     let tmp;
     let dir = match &a.keep {
         Some(d) => {

@@ -7,28 +7,28 @@ use std::{
     process::{Command, Output},
 };
 
-pub const PASS: &str = "integration-test-passphrase";
+pub(crate) const PASS: &str = "integration-test-passphrase";
 
 /// The `edgeward` binary under test: Cargo's, or `$EDGEWARD_BIN` (for a target directory
 /// shared by several worktrees, where Cargo's copy may be another worktree's build).
-pub fn edgeward_bin() -> std::ffi::OsString {
+pub(crate) fn edgeward_bin() -> std::ffi::OsString {
     std::env::var_os("EDGEWARD_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_edgeward").into())
 }
 
 /// `edgeward` ([`edgeward_bin`]) with the test root passphrase in its environment.
-pub fn edgeward() -> Command {
+pub(crate) fn edgeward() -> Command {
     let mut c = Command::new(edgeward_bin());
     c.env("EDGEWARD_ROOT_PASSPHRASE", PASS);
     c
 }
 
 /// The Python with `cryptography` and `model_signing` that scripts/test.sh installs.
-pub fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     tool("EDGEWARD_PYTHON", "/var/cache/edgeward/venv/bin/python")
 }
 
 /// The `model_signing` CLI that scripts/test.sh installs.
-pub fn model_signing() -> PathBuf {
+pub(crate) fn model_signing() -> PathBuf {
     tool(
         "EDGEWARD_MODEL_SIGNING",
         "/var/cache/edgeward/venv/bin/model_signing",
@@ -48,13 +48,13 @@ fn tool(var: &str, default: &str) -> PathBuf {
 }
 
 /// Runs a command, returning its output (never panics on a non-zero exit).
-pub fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 /// Runs a command that must succeed; returns stdout.
-pub fn ok(cmd: &mut Command) -> String {
+pub(crate) fn ok(cmd: &mut Command) -> String {
     let out = run(cmd);
     assert!(
         out.status.success(),
@@ -67,7 +67,7 @@ pub fn ok(cmd: &mut Command) -> String {
 }
 
 /// Runs a command that must exit with `code`; returns stderr.
-pub fn fails(cmd: &mut Command, code: i32) -> String {
+pub(crate) fn fails(cmd: &mut Command, code: i32) -> String {
     let out = run(cmd);
     assert_eq!(
         out.status.code(),
@@ -79,12 +79,12 @@ pub fn fails(cmd: &mut Command, code: i32) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-pub fn openssl() -> Command {
+pub(crate) fn openssl() -> Command {
     Command::new("openssl")
 }
 
 /// Whether `openssl dgst -sha256 -verify PUBKEY -signature SIG DATA` accepts the signature.
-pub fn openssl_verifies(pubkey: &Path, signature: &Path, data: &Path) -> bool {
+pub(crate) fn openssl_verifies(pubkey: &Path, signature: &Path, data: &Path) -> bool {
     let out = run(openssl()
         .args(["dgst", "-sha256", "-verify"])
         .arg(pubkey)
@@ -95,7 +95,7 @@ pub fn openssl_verifies(pubkey: &Path, signature: &Path, data: &Path) -> bool {
 }
 
 /// Deterministic pseudo-random bytes.
-pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {
@@ -108,7 +108,7 @@ pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A small model directory: a config, weights over several shards, a nested file, git junk.
-pub fn make_model(dir: &Path) {
+pub(crate) fn make_model(dir: &Path) {
     std::fs::create_dir_all(dir.join("tokenizer")).expect("mkdir");
     std::fs::create_dir_all(dir.join(".git")).expect("mkdir");
     std::fs::write(dir.join("config.json"), br#"{"hidden": 64}"#).expect("write");
@@ -122,12 +122,12 @@ pub fn make_model(dir: &Path) {
 }
 
 /// Runs `edgeward pki init` in `dir`.
-pub fn pki(dir: &Path) {
+pub(crate) fn pki(dir: &Path) {
     ok(edgeward().args(["pki", "init", "--dir"]).arg(dir));
 }
 
 /// An Ed25519 key made by `openssl genpkey` in `dir`, and its public key: (key, pub).
-pub fn ed25519_keypair(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn ed25519_keypair(dir: &Path) -> (PathBuf, PathBuf) {
     let (key, pubkey) = (dir.join("ed.pem"), dir.join("ed.pub"));
     ok(openssl()
         .args(["genpkey", "-algorithm", "ed25519", "-out"])

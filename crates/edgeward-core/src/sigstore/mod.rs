@@ -10,7 +10,7 @@ pub mod identity;
 pub mod tlog;
 pub mod trusted_root;
 
-use alloc::{format, string::String};
+use alloc::{format, string::String, vec::Vec};
 
 use crate::{
     bundle::Bundle,
@@ -59,7 +59,7 @@ pub struct KeylessSigner {
 /// signature verifies under the key of its certificate `chain[0]`.
 pub fn verify_keyless(
     bundle: &Bundle,
-    chain: &[alloc::vec::Vec<u8>],
+    chain: &[Vec<u8>],
     policy: &KeylessPolicy<'_>,
 ) -> Result<KeylessSigner, Error> {
     let [leaf] = chain else {

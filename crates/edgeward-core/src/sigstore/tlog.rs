@@ -83,7 +83,7 @@ mod int64 {
         Number(u64),
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         match Int::deserialize(d)? {
             Int::Number(n) => Ok(n),
             Int::Text(s)
@@ -97,7 +97,7 @@ mod int64 {
         }
     }
 
-    pub fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&n.to_string())
     }
 }

@@ -341,7 +341,7 @@ fn keyless_refusals_name_the_failing_piece() {
     // Another bundle's envelope under this entry: the log recorded another payload.
     let other = bundle("v1.0.1-sigstore");
     let mut b = good.clone();
-    b.tlog_entries = other.tlog_entries.clone();
+    b.tlog_entries = other.tlog_entries;
     let err = verify_bundle(&b, &trust, NOW).unwrap_err();
     assert!(
         err.to_string().contains("records payload hash sha256"),

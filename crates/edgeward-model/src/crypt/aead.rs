@@ -7,25 +7,25 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use super::CryptError;
 
 /// Length of an AES-GCM tag.
-pub const TAG_LEN: usize = 16;
+pub(super) const TAG_LEN: usize = 16;
 
 /// An AES-256-GCM key.
-pub struct Key(LessSafeKey);
+pub(super) struct Key(LessSafeKey);
 
 /// Authentication failed (or the buffers did not fit); carries no detail on purpose.
 #[derive(Debug)]
-pub struct OpenFailed;
+pub(super) struct OpenFailed;
 
 impl Key {
     /// A key from 32 bytes.
-    pub fn new(bytes: &[u8]) -> Result<Self, CryptError> {
+    pub(super) fn new(bytes: &[u8]) -> Result<Self, CryptError> {
         UnboundKey::new(&AES_256_GCM, bytes)
             .map(|k| Key(LessSafeKey::new(k)))
             .map_err(|e| CryptError::Backend(e.to_string()))
     }
 
     /// Encrypts `buf` in place and returns the tag.
-    pub fn seal_in_place(
+    pub(super) fn seal_in_place(
         &self,
         nonce: [u8; 12],
         aad: &[u8],
@@ -42,7 +42,7 @@ impl Key {
 
     /// Decrypts `buf` in place, checking it against `tag`. On failure `buf` holds garbage
     /// that the caller must discard (it is never released).
-    pub fn open_in_place(
+    pub(super) fn open_in_place(
         &self,
         nonce: [u8; 12],
         aad: &[u8],

@@ -182,7 +182,7 @@ mod tests {
         assert_eq!(set.verify(&none).unwrap().p_value, 1.0);
         assert!(set.verify(&[1, 2]).is_err());
         let file = set.to_safetensors();
-        assert!(crate::tensors::TensorFile::parse(&file).is_ok());
+        assert!(tensors::TensorFile::parse(&file).is_ok());
     }
 
     #[test]

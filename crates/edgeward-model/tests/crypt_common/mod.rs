@@ -24,7 +24,7 @@ use edgeward_pki::Hierarchy;
 use edgeward_se::{KeyAlgorithm, SeError, SecureElement};
 use zeroize::Zeroizing;
 
-pub struct Pki {
+pub(crate) struct Pki {
     pub _tmp: tempfile::TempDir,
     pub pki: Hierarchy,
     pub now: u64,
@@ -32,7 +32,7 @@ pub struct Pki {
     pub crls: Vec<Vec<u8>>,
 }
 
-pub fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     let tmp = tempfile::tempdir().unwrap();
     let now = time::OffsetDateTime::now_utc();
     let pki = Hierarchy::init(
@@ -40,7 +40,7 @@ pub fn pki() -> Pki {
         "Crypt",
         b"a passphrase for tests",
         90,
-        edgeward_core::keys::KeyAlgorithm::P256,
+        KeyAlgorithm::P256,
         now,
     )
     .unwrap();
@@ -57,7 +57,7 @@ pub fn pki() -> Pki {
 }
 
 impl Pki {
-    pub fn trust(&self) -> Trust<'_> {
+    pub(crate) fn trust(&self) -> Trust<'_> {
         Trust::Roots {
             roots: &self.roots,
             crls: &self.crls,
@@ -66,12 +66,12 @@ impl Pki {
     }
 
     /// Signs the plaintext model file (sharded, so verification hashes on every core).
-    pub fn sign(&self, model: &Path) -> Bundle {
+    pub(crate) fn sign(&self, model: &Path) -> Bundle {
         self.sign_with(model, Some(1 << 20))
     }
 
     /// Signs the plaintext model file with `shard_size` (`None`: one digest per file).
-    pub fn sign_with(&self, model: &Path, shard_size: Option<u64>) -> Bundle {
+    pub(crate) fn sign_with(&self, model: &Path, shard_size: Option<u64>) -> Bundle {
         let key =
             SigningKey::from_pem(&fs::read(self.pki.path("signing.key")).unwrap(), None).unwrap();
         let chain = pem::parse_labelled(
@@ -96,13 +96,13 @@ impl Pki {
 }
 
 /// A device: a soft element with a P-256 key in slot `device`.
-pub struct Device {
+pub(crate) struct Device {
     pub _dir: tempfile::TempDir,
     pub se: Counting,
     pub key: PublicKey,
 }
 
-pub fn device() -> Device {
+pub(crate) fn device() -> Device {
     let dir = tempfile::tempdir().unwrap();
     let se = edgeward_se::open(&format!("soft:{}", dir.path().display())).unwrap();
     let key = se.generate_key("device", KeyAlgorithm::P256).unwrap();
@@ -117,13 +117,13 @@ pub fn device() -> Device {
 }
 
 /// A real element that counts ECDH operations (every other call passes straight through).
-pub struct Counting {
+pub(crate) struct Counting {
     pub inner: Box<dyn SecureElement>,
     pub ecdh_calls: AtomicUsize,
 }
 
 impl Counting {
-    pub fn ecdh_calls(&self) -> usize {
+    pub(crate) fn ecdh_calls(&self) -> usize {
         self.ecdh_calls.load(Ordering::SeqCst)
     }
 }

@@ -34,9 +34,9 @@ use super::{backend_error, tss};
 use crate::SeError;
 
 /// The storage-key seed index.
-pub const SEED_INDEX: u32 = 0x0127_FF00;
+pub(super) const SEED_INDEX: u32 = 0x0127_FF00;
 /// The time-floor index.
-pub const TIME_FLOOR_INDEX: u32 = 0x0127_FF01;
+pub(super) const TIME_FLOOR_INDEX: u32 = 0x0127_FF01;
 const COUNTER_BASE: u32 = 0x0128_0000;
 const COUNTER_HASH_BITS: u32 = 18;
 const PROBES: u8 = 4;
@@ -45,12 +45,12 @@ const RECORD_LEN: usize = 8 + 32;
 const TPM_CC_POLICY_NV_WRITTEN: u32 = 0x0000_018F;
 
 /// A password session with the empty authorization value (owner and index auth are empty).
-pub const PASSWORD: Option<AuthSession> = Some(AuthSession::Password);
+pub(super) const PASSWORD: Option<AuthSession> = Some(AuthSession::Password);
 
 /// The ESYS handle of NV index `index`, or `None` when it is not defined. Existence is
 /// asked with TPM2_GetCapability first, so an absent index is not a TPM error (which the TSS
 /// would log to stderr).
-pub fn find(ctx: &mut Context, index: u32) -> Result<Option<NvIndexHandle>, SeError> {
+pub(super) fn find(ctx: &mut Context, index: u32) -> Result<Option<NvIndexHandle>, SeError> {
     let tpm_handle = NvIndexTpmHandle::new(index).map_err(|e| tss("NV index handle", e))?;
     let (data, _) = ctx
         .execute_without_session(|ctx| ctx.get_capability(CapabilityType::Handles, index, 1))
@@ -66,14 +66,14 @@ pub fn find(ctx: &mut Context, index: u32) -> Result<Option<NvIndexHandle>, SeEr
 }
 
 /// Releases the ESYS resource of `handle` (the index itself stays defined).
-pub fn close(ctx: &mut Context, handle: NvIndexHandle) -> Result<(), SeError> {
+pub(super) fn close(ctx: &mut Context, handle: NvIndexHandle) -> Result<(), SeError> {
     let mut object = ObjectHandle::from(handle);
     ctx.tr_close(&mut object)
         .map_err(|e| tss("Esys_TR_Close", e))
 }
 
 /// Reads `len` bytes of an index; `None` when it was defined but never written.
-pub fn read(
+pub(super) fn read(
     ctx: &mut Context,
     handle: NvIndexHandle,
     len: u16,
@@ -92,7 +92,7 @@ pub fn read(
 }
 
 /// Reads an 8-byte big-endian value; `None` when never written.
-pub fn read_u64(ctx: &mut Context, handle: NvIndexHandle) -> Result<Option<u64>, SeError> {
+pub(super) fn read_u64(ctx: &mut Context, handle: NvIndexHandle) -> Result<Option<u64>, SeError> {
     match read(ctx, handle, 8)? {
         None => Ok(None),
         Some(bytes) => {
@@ -106,7 +106,7 @@ pub fn read_u64(ctx: &mut Context, handle: NvIndexHandle) -> Result<Option<u64>,
 
 /// Defines an ordinary index of `len` bytes that is readable with its (empty) auth value and
 /// writable by the owner (`write_once == false`) or exactly once (`write_once == true`).
-pub fn define_ordinary(
+pub(super) fn define_ordinary(
     ctx: &mut Context,
     index: u32,
     len: usize,
@@ -141,7 +141,7 @@ fn define(ctx: &mut Context, public: NvPublic) -> Result<NvIndexHandle, SeError>
 }
 
 /// Writes an owner-writable index.
-pub fn write_as_owner(
+pub(super) fn write_as_owner(
     ctx: &mut Context,
     handle: NvIndexHandle,
     data: &[u8],
@@ -154,7 +154,11 @@ pub fn write_as_owner(
 }
 
 /// Writes a write-once index through a policy session asserting it was never written.
-pub fn write_once(ctx: &mut Context, handle: NvIndexHandle, data: &[u8]) -> Result<(), SeError> {
+pub(super) fn write_once(
+    ctx: &mut Context,
+    handle: NvIndexHandle,
+    data: &[u8],
+) -> Result<(), SeError> {
     let buffer = MaxNvBuffer::try_from(data.to_vec()).map_err(|e| tss("NV buffer", e))?;
     let session = ctx
         .start_auth_session(
@@ -182,7 +186,7 @@ pub fn write_once(ctx: &mut Context, handle: NvIndexHandle, data: &[u8]) -> Resu
 }
 
 /// Undefines an index (owner authorization).
-pub fn undefine(ctx: &mut Context, handle: NvIndexHandle) -> Result<(), SeError> {
+pub(super) fn undefine(ctx: &mut Context, handle: NvIndexHandle) -> Result<(), SeError> {
     ctx.execute_with_session(PASSWORD, |ctx| {
         ctx.nv_undefine_space(Provision::Owner, handle)
     })
@@ -225,14 +229,18 @@ fn name_hash(name: &str) -> [u8; 32] {
 }
 
 /// A counter as found on the TPM.
-pub struct Counter {
+pub(super) struct Counter {
     handle: NvIndexHandle,
     start: u64,
 }
 
 /// Finds counter `name`; `None` when it was never incremented. With `create`, defines it
 /// (and its record) when absent.
-pub fn counter(ctx: &mut Context, name: &str, create: bool) -> Result<Option<Counter>, SeError> {
+pub(super) fn counter(
+    ctx: &mut Context,
+    name: &str,
+    create: bool,
+) -> Result<Option<Counter>, SeError> {
     let wanted = name_hash(name);
     for probe in 0..PROBES {
         let indices = counter_indices(name, probe);
@@ -338,7 +346,7 @@ fn increment(ctx: &mut Context, handle: NvIndexHandle) -> Result<(), SeError> {
 
 impl Counter {
     /// The element's value of the counter (TPM value minus its recorded start).
-    pub fn value(&self, ctx: &mut Context) -> Result<u64, SeError> {
+    pub(super) fn value(&self, ctx: &mut Context) -> Result<u64, SeError> {
         let raw = read_u64(ctx, self.handle)?
             .ok_or_else(|| backend_error("a recorded counter is uninitialised"))?;
         raw.checked_sub(self.start).ok_or_else(|| {
@@ -347,13 +355,13 @@ impl Counter {
     }
 
     /// Adds one and returns the new value.
-    pub fn increment(&self, ctx: &mut Context) -> Result<u64, SeError> {
+    pub(super) fn increment(&self, ctx: &mut Context) -> Result<u64, SeError> {
         increment(ctx, self.handle)?;
         self.value(ctx)
     }
 
     /// Releases the ESYS resource.
-    pub fn close(self, ctx: &mut Context) -> Result<(), SeError> {
+    pub(super) fn close(self, ctx: &mut Context) -> Result<(), SeError> {
         close(ctx, self.handle)
     }
 }

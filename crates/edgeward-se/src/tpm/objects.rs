@@ -22,7 +22,7 @@ use crate::SeError;
 /// The storage key: a restricted ECC P-256 decryption key in the owner hierarchy. Its
 /// `unique` field carries the 32-byte seed from NV, so the same seed always re-creates the
 /// same key and a new seed (after a wipe) a different one.
-pub fn storage_key_template(seed: &[u8]) -> Result<Public, SeError> {
+pub(super) fn storage_key_template(seed: &[u8]) -> Result<Public, SeError> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
@@ -56,7 +56,7 @@ pub fn storage_key_template(seed: &[u8]) -> Result<Public, SeError> {
 /// TPM2_Sign and TPM2_ECDH_ZGen; the TPM then requires the `NULL` scheme, and each TPM2_Sign
 /// names ECDSA-SHA256). Generated inside the TPM (`sensitiveDataOrigin`), bound to it
 /// (`fixedTPM`, `fixedParent`: TPM2_Duplicate is refused), no auth policy.
-pub fn slot_key_template() -> Result<Public, SeError> {
+pub(super) fn slot_key_template() -> Result<Public, SeError> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
@@ -84,7 +84,7 @@ pub fn slot_key_template() -> Result<Public, SeError> {
 
 /// The sealed-data object holding the 32-byte host-side sealing key: a `KEYEDHASH` object
 /// with caller-provided data (so no `sensitiveDataOrigin`), bound to this TPM and parent.
-pub fn sealed_template() -> Result<Public, SeError> {
+pub(super) fn sealed_template() -> Result<Public, SeError> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
@@ -103,7 +103,7 @@ pub fn sealed_template() -> Result<Public, SeError> {
 }
 
 /// The P-256 public key of a TPM ECC object.
-pub fn public_key(public: &Public) -> Result<PublicKey, SeError> {
+pub(super) fn public_key(public: &Public) -> Result<PublicKey, SeError> {
     let Public::Ecc {
         unique, parameters, ..
     } = public
@@ -123,7 +123,7 @@ pub fn public_key(public: &Public) -> Result<PublicKey, SeError> {
 }
 
 /// A P-256 point as the TPM takes it.
-pub fn ecc_point(point: &p256::PublicKey) -> Result<EccPoint, SeError> {
+pub(super) fn ecc_point(point: &p256::PublicKey) -> Result<EccPoint, SeError> {
     use p256::elliptic_curve::sec1::ToEncodedPoint;
     let encoded = point.to_encoded_point(false);
     let (Some(x), Some(y)) = (encoded.x(), encoded.y()) else {
@@ -138,14 +138,14 @@ pub fn ecc_point(point: &p256::PublicKey) -> Result<EccPoint, SeError> {
 }
 
 /// Left-pads a big-endian coordinate or scalar to 32 bytes.
-pub fn coordinate(bytes: &[u8]) -> Result<[u8; 32], SeError> {
+pub(super) fn coordinate(bytes: &[u8]) -> Result<[u8; 32], SeError> {
     let mut out = [0u8; 32];
     coordinate_into(bytes, &mut out)?;
     Ok(out)
 }
 
 /// Left-pads a big-endian value into `out` (for secrets: no copy is left behind).
-pub fn coordinate_into(bytes: &[u8], out: &mut [u8; 32]) -> Result<(), SeError> {
+pub(super) fn coordinate_into(bytes: &[u8], out: &mut [u8; 32]) -> Result<(), SeError> {
     let significant = bytes
         .iter()
         .position(|&b| b != 0)
@@ -162,7 +162,7 @@ pub fn coordinate_into(bytes: &[u8], out: &mut [u8; 32]) -> Result<(), SeError> 
 }
 
 /// DER encoding of a TPM ECDSA signature (r, s).
-pub fn der_signature(signature: &EccSignature) -> Result<Vec<u8>, SeError> {
+pub(super) fn der_signature(signature: &EccSignature) -> Result<Vec<u8>, SeError> {
     let r = coordinate(signature.signature_r().value())?;
     let s = coordinate(signature.signature_s().value())?;
     p256::ecdsa::Signature::from_scalars(r, s)

@@ -20,17 +20,17 @@ use crate::{
 
 /// Largest file the backend reads back (a marshalled `TPMT_PUBLIC` or `TPM2B_PRIVATE` is
 /// well under 1 KiB; certificates are bounded separately and smaller than this).
-pub const MAX_FILE_LEN: usize = 64 * 1024;
+pub(super) const MAX_FILE_LEN: usize = 64 * 1024;
 
 /// The state directory.
 #[derive(Debug)]
-pub struct Store {
+pub(super) struct Store {
     dir: PathBuf,
 }
 
 impl Store {
     /// Opens (creating with mode 0700 when absent) the state directory and its subdirectories.
-    pub fn open(dir: &Path) -> Result<Self, SeError> {
+    pub(super) fn open(dir: &Path) -> Result<Self, SeError> {
         for sub in ["", "keys", "certs"] {
             create_private_dir(BACKEND, &dir.join(sub))?;
         }
@@ -40,29 +40,29 @@ impl Store {
     }
 
     /// Path of `name` inside subdirectory `sub` (`""` for the top level).
-    pub fn path(&self, sub: &str, name: &str) -> PathBuf {
+    pub(super) fn path(&self, sub: &str, name: &str) -> PathBuf {
         self.dir.join(sub).join(name)
     }
 
     /// Writes `bytes` to `path` atomically (mode 0600); with `replace == false`, fails when
     /// the file exists.
-    pub fn write(&self, path: &Path, bytes: &[u8], replace: bool) -> Result<(), SeError> {
+    pub(super) fn write(&self, path: &Path, bytes: &[u8], replace: bool) -> Result<(), SeError> {
         let replace = if replace { Replace::Yes } else { Replace::No };
         write_atomic(path, bytes, replace).map_err(|e| io_error(BACKEND, path, e))
     }
 
     /// Reads `path` if it exists, refusing files longer than `max` bytes.
-    pub fn read(&self, path: &Path, max: usize) -> Result<Option<Vec<u8>>, SeError> {
+    pub(super) fn read(&self, path: &Path, max: usize) -> Result<Option<Vec<u8>>, SeError> {
         read_bounded(BACKEND, path, max)
     }
 
     /// Removes `path` if it exists.
-    pub fn remove(&self, path: &Path) -> Result<(), SeError> {
+    pub(super) fn remove(&self, path: &Path) -> Result<(), SeError> {
         remove_if_present(BACKEND, path)
     }
 
     /// Removes every file in subdirectory `sub` (`""`: only the top-level files).
-    pub fn remove_all_in(&self, sub: &str) -> Result<(), SeError> {
+    pub(super) fn remove_all_in(&self, sub: &str) -> Result<(), SeError> {
         let dir = self.dir.join(sub);
         let entries = fs::read_dir(&dir).map_err(|e| io_error(BACKEND, &dir, e))?;
         for entry in entries {

@@ -9,7 +9,7 @@ use std::{
 };
 
 /// A running `swtpm socket`, killed on drop.
-pub struct Swtpm {
+pub(crate) struct Swtpm {
     child: Child,
     port: u16,
     _state: tempfile::TempDir,
@@ -17,7 +17,7 @@ pub struct Swtpm {
 
 impl Swtpm {
     /// Starts a fresh simulator (own state directory, `startup-clear`).
-    pub fn start() -> Swtpm {
+    pub(crate) fn start() -> Swtpm {
         for _ in 0..20 {
             let state = tempfile::tempdir().unwrap();
             let port = free_port_pair();
@@ -67,7 +67,7 @@ impl Swtpm {
     }
 
     /// The TSS TCTI configuration reaching this simulator.
-    pub fn tcti(&self) -> String {
+    pub(crate) fn tcti(&self) -> String {
         format!("swtpm:host=127.0.0.1,port={}", self.port)
     }
 }

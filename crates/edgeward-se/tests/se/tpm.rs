@@ -111,7 +111,7 @@ fn private_keys_cannot_leave_the_tpm() {
     // sensitive area), 0600 — and it does not load on another TPM.
     let keys = state.join("keys");
     let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(state.clone()), 0o700);
+    assert_eq!(mode(state), 0o700);
     assert_eq!(mode(keys.clone()), 0o700);
     assert_eq!(mode(keys.join("device.priv")), 0o600);
     assert_eq!(mode(keys.join("device.pub")), 0o600);

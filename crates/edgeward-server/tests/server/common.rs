@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -35,7 +35,7 @@ macro_rules! both_backends {
 }
 
 /// A fresh PostgreSQL database on the local server (scripts/test.sh makes sure one runs).
-pub async fn fresh_postgres() -> String {
+pub(crate) async fn fresh_postgres() -> String {
     let admin = std::env::var("EDGEWARD_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     sqlx::any::install_default_drivers();
@@ -54,7 +54,7 @@ pub async fn fresh_postgres() -> String {
     format!("{base}/{name}")
 }
 
-pub fn rand_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn rand_bytes<const N: usize>() -> [u8; N] {
     use rand_core::RngCore;
     let mut b = [0u8; N];
     rand_core::OsRng.fill_bytes(&mut b);
@@ -62,18 +62,18 @@ pub fn rand_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// A unique device id for a test.
-pub fn device_id(prefix: &str) -> String {
+pub(crate) fn device_id(prefix: &str) -> String {
     format!("{prefix}-{}", hex::encode(rand_bytes::<4>()))
 }
 
-pub struct Server {
+pub(crate) struct Server {
     pub running: Running,
     pub dir: tempfile::TempDir,
     pub admin_key: String,
     pub admin: reqwest::Client,
 }
 
-pub async fn config(backend: Backend, dir: &std::path::Path) -> Config {
+pub(crate) async fn config(backend: Backend, dir: &std::path::Path) -> Config {
     let mut c = Config {
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -87,11 +87,11 @@ pub async fn config(backend: Backend, dir: &std::path::Path) -> Config {
     c
 }
 
-pub async fn start(backend: Backend) -> Server {
+pub(crate) async fn start(backend: Backend) -> Server {
     start_with(backend, |_| {}, None).await
 }
 
-pub async fn start_with(
+pub(crate) async fn start_with(
     backend: Backend,
     edit: impl FnOnce(&mut Config),
     clock: Option<Arc<dyn Clock>>,
@@ -102,7 +102,11 @@ pub async fn start_with(
     serve(c, dir, clock).await
 }
 
-pub async fn serve(c: Config, dir: tempfile::TempDir, clock: Option<Arc<dyn Clock>>) -> Server {
+pub(crate) async fn serve(
+    c: Config,
+    dir: tempfile::TempDir,
+    clock: Option<Arc<dyn Clock>>,
+) -> Server {
     let running = match clock {
         Some(clock) => edgeward_server::start_with_clock(c, clock).await,
         None => edgeward_server::start(c).await,
@@ -118,7 +122,7 @@ pub async fn serve(c: Config, dir: tempfile::TempDir, clock: Option<Arc<dyn Cloc
     }
 }
 
-pub fn client(server_ca: &std::path::Path, identity: Option<&Enrolled>) -> reqwest::Client {
+pub(crate) fn client(server_ca: &std::path::Path, identity: Option<&Enrolled>) -> reqwest::Client {
     let ca =
         reqwest::Certificate::from_pem(&std::fs::read(server_ca).expect("server ca")).expect("ca");
     let mut b = reqwest::Client::builder()
@@ -134,20 +138,20 @@ pub fn client(server_ca: &std::path::Path, identity: Option<&Enrolled>) -> reqwe
 }
 
 impl Server {
-    pub fn admin_url(&self, path: &str) -> String {
+    pub(crate) fn admin_url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.running.admin_addr.port())
     }
-    pub fn device_url(&self, path: &str) -> String {
+    pub(crate) fn device_url(&self, path: &str) -> String {
         format!(
             "https://127.0.0.1:{}{path}",
             self.running.device_addr.port()
         )
     }
-    pub fn server_ca(&self) -> PathBuf {
+    pub(crate) fn server_ca(&self) -> PathBuf {
         self.dir.path().join("server-ca.pem")
     }
 
-    pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
         let r = self
             .admin
             .post(self.admin_url(path))
@@ -160,7 +164,7 @@ impl Server {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn admin_get(&self, path: &str) -> (u16, Value) {
         let r = self
             .admin
             .get(self.admin_url(path))
@@ -173,7 +177,7 @@ impl Server {
     }
 
     /// Registers `id` and returns its enrollment token.
-    pub async fn register(&self, id: &str, class: &str) -> String {
+    pub(crate) async fn register(&self, id: &str, class: &str) -> String {
         let (status, v) = self
             .admin_post(
                 "/v1/admin/devices",
@@ -185,7 +189,7 @@ impl Server {
     }
 
     /// Registers and enrolls a device with a fresh P-256 key.
-    pub async fn enroll(&self, id: &str, class: &str) -> Enrolled {
+    pub(crate) async fn enroll(&self, id: &str, class: &str) -> Enrolled {
         let token = self.register(id, class).await;
         let (status, (v, enrolled)) = enroll_with(self, &token).await;
         assert_eq!(status, 200, "{v}");
@@ -193,12 +197,12 @@ impl Server {
     }
 
     /// A device client for `e`.
-    pub fn device_client(&self, e: &Enrolled) -> reqwest::Client {
+    pub(crate) fn device_client(&self, e: &Enrolled) -> reqwest::Client {
         client(&self.server_ca(), Some(e))
     }
 }
 
-pub struct Enrolled {
+pub(crate) struct Enrolled {
     pub id: String,
     pub key_pem: String,
     pub cert_pem: String,
@@ -206,12 +210,12 @@ pub struct Enrolled {
 }
 
 /// Enrolls with `token` and a fresh key; (status, (response, enrolled)).
-pub async fn enroll_with(server: &Server, token: &str) -> (u16, (Value, Enrolled)) {
+pub(crate) async fn enroll_with(server: &Server, token: &str) -> (u16, (Value, Enrolled)) {
     enroll_at(&server.admin, &server.admin_url("/v1/enroll"), token).await
 }
 
 /// Enrolls with `token` and a fresh key through `admin` at `url`.
-pub async fn enroll_at(
+pub(crate) async fn enroll_at(
     admin: &reqwest::Client,
     url: &str,
     token: &str,
@@ -239,10 +243,10 @@ pub async fn enroll_at(
 }
 
 /// The system clock, as the programs read it.
-pub use edgeward_core::civil::unix_now;
+pub(crate) use edgeward_core::civil::unix_now;
 
 /// A v1 token for `e` at `ts`.
-pub fn v1(e: &Enrolled, ts: u64) -> String {
+pub(crate) fn v1(e: &Enrolled, ts: u64) -> String {
     format!(
         "Device {}",
         edgeward_proto::token::create_v1(&e.id, &e.secret, ts)
@@ -253,7 +257,10 @@ pub fn v1(e: &Enrolled, ts: u64) -> String {
 /// (each server locks its own), holding copies of `a`'s server CA and master key, `a`'s
 /// device CA, and `a`'s database (PostgreSQL, for replicas). The directory is returned to
 /// be kept for the replica's lifetime.
-pub async fn replica(a: &Server, edit: impl FnOnce(&mut Config)) -> (Running, tempfile::TempDir) {
+pub(crate) async fn replica(
+    a: &Server,
+    edit: impl FnOnce(&mut Config),
+) -> (Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tmp");
     for name in ["server-ca.pem", "server-ca.key", "master.key"] {
         std::fs::copy(a.dir.path().join(name), dir.path().join(name)).expect("copy identity");
@@ -275,7 +282,7 @@ pub async fn replica(a: &Server, edit: impl FnOnce(&mut Config)) -> (Running, te
 
 /// A raw TLS connection to the device listener at `addr` as device `e` (its certificate and
 /// key), trusting the server CA at `server_ca`: for tests that hold a connection open.
-pub async fn tls_connect(
+pub(crate) async fn tls_connect(
     server_ca: &std::path::Path,
     addr: std::net::SocketAddr,
     e: &Enrolled,

@@ -12,7 +12,7 @@ use edgeward_update::tuf::transport::{FileTransport, Limits};
 use serde_json::json;
 
 /// Deterministic pseudo-random bytes (xorshift64).
-pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
@@ -26,7 +26,7 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A signed target description for `data` carrying its chunk index, as publish makes it.
-pub fn target_file(data: &[u8]) -> TargetFile {
+pub(crate) fn target_file(data: &[u8]) -> TargetFile {
     let index = ChunkIndex::build(data, delta::Params::default()).expect("index");
     let mut hashes = std::collections::BTreeMap::new();
     hashes.insert("sha256".to_string(), hex::encode(sha256(data)));

@@ -21,7 +21,7 @@ fn now() -> i64 {
 /// Publishes `new` as `fw.img` with its chunk index and returns the served file's path.
 fn publish(repo: &mut SimRepo, new: &[u8]) -> String {
     let file = target_file(new);
-    repo.add_target("targets", "fw.img", new, file.custom.clone());
+    repo.add_target("targets", "fw.img", new, file.custom);
     repo.publish(&["targets", "snapshot", "timestamp"]);
     repo.target_file_path("targets", "fw.img")
 }

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 /// How the server answers for one path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Behaviour {
+pub(crate) enum Behaviour {
     /// The file's bytes, then close.
     Normal,
     /// The file's bytes, then zeros forever (no Content-Length).
@@ -41,7 +41,7 @@ struct Served {
 }
 
 /// The repository and its server.
-pub struct SimRepo {
+pub(crate) struct SimRepo {
     /// Signed payloads by role name.
     pub signed: BTreeMap<String, Value>,
     /// Current signing keys by role name.
@@ -52,7 +52,7 @@ pub struct SimRepo {
 }
 
 /// `expires` `days` from now (negative: in the past).
-pub fn expires_in(days: i64) -> String {
+pub(crate) fn expires_in(days: i64) -> String {
     let t = OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("zero ns")
@@ -61,7 +61,7 @@ pub fn expires_in(days: i64) -> String {
 }
 
 /// A new Ed25519 key.
-pub fn new_key() -> SigningKey {
+pub(crate) fn new_key() -> SigningKey {
     SigningKey::generate(Scheme::Ed25519).expect("key").0
 }
 
@@ -71,7 +71,7 @@ fn common(kind: &str) -> Value {
 
 impl SimRepo {
     /// A repository with one key per top-level role, everything published as version 1.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let base = format!("http://{}/", listener.local_addr().expect("addr"));
         let served = Arc::new(Mutex::new(Served::default()));
@@ -112,7 +112,7 @@ impl SimRepo {
     }
 
     /// Replaces `role`'s keys in the root (not yet published) and its signers.
-    pub fn set_role_keys(&mut self, role: &str, keys: Vec<SigningKey>, threshold: u64) {
+    pub(crate) fn set_role_keys(&mut self, role: &str, keys: Vec<SigningKey>, threshold: u64) {
         let root = self.signed.get_mut("root").expect("root");
         let ids: Vec<String> = keys.iter().map(|k| k.keyid().to_string()).collect();
         for k in &keys {
@@ -123,27 +123,27 @@ impl SimRepo {
     }
 
     /// The metadata URL.
-    pub fn metadata_url(&self) -> String {
+    pub(crate) fn metadata_url(&self) -> String {
         format!("{}metadata/", self.base)
     }
 
     /// The targets URL.
-    pub fn targets_url(&self) -> String {
+    pub(crate) fn targets_url(&self) -> String {
         format!("{}targets/", self.base)
     }
 
     /// Version 1 of root, as a device ships it.
-    pub fn initial_root(&self) -> Vec<u8> {
+    pub(crate) fn initial_root(&self) -> Vec<u8> {
         self.file("metadata/1.root.json").expect("root v1")
     }
 
     /// A served file.
-    pub fn file(&self, path: &str) -> Option<Vec<u8>> {
+    pub(crate) fn file(&self, path: &str) -> Option<Vec<u8>> {
         self.served.lock().expect("lock").files.get(path).cloned()
     }
 
     /// Serves `bytes` at `path`.
-    pub fn serve_file(&self, path: &str, bytes: Vec<u8>) {
+    pub(crate) fn serve_file(&self, path: &str, bytes: Vec<u8>) {
         self.served
             .lock()
             .expect("lock")
@@ -152,7 +152,7 @@ impl SimRepo {
     }
 
     /// Makes the server misbehave for `path`.
-    pub fn behave(&self, path: &str, b: Behaviour) {
+    pub(crate) fn behave(&self, path: &str, b: Behaviour) {
         self.served
             .lock()
             .expect("lock")
@@ -161,14 +161,14 @@ impl SimRepo {
     }
 
     /// Signs `role` with its current signers and serves it (without bumping the version).
-    pub fn sign_and_serve(&mut self, role: &str) -> Vec<u8> {
+    pub(crate) fn sign_and_serve(&mut self, role: &str) -> Vec<u8> {
         let extra: Vec<&SigningKey> = Vec::new();
         self.sign_and_serve_with(role, &extra)
     }
 
     /// Like [`Self::sign_and_serve`], adding signatures by `extra` keys (e.g. the old
     /// root keys in a rotation).
-    pub fn sign_and_serve_with(&mut self, role: &str, extra: &[&SigningKey]) -> Vec<u8> {
+    pub(crate) fn sign_and_serve_with(&mut self, role: &str, extra: &[&SigningKey]) -> Vec<u8> {
         let signed = &self.signed[role];
         let mut keys: Vec<&SigningKey> = self.signers[role].iter().collect();
         keys.extend(extra.iter().copied());
@@ -194,7 +194,7 @@ impl SimRepo {
     }
 
     /// Bumps the versions of `roles` and publishes them in order.
-    pub fn publish(&mut self, roles: &[&str]) {
+    pub(crate) fn publish(&mut self, roles: &[&str]) {
         for role in roles {
             let v = self.signed[*role]["version"].as_u64().expect("version");
             self.signed.get_mut(*role).expect("role")["version"] = json!(v + 1);
@@ -203,7 +203,13 @@ impl SimRepo {
     }
 
     /// Adds `data` as target `path` in `role` (not yet published) and serves it.
-    pub fn add_target(&mut self, role: &str, path: &str, data: &[u8], custom: Option<Value>) {
+    pub(crate) fn add_target(
+        &mut self,
+        role: &str,
+        path: &str,
+        data: &[u8],
+        custom: Option<Value>,
+    ) {
         let digest = hex::encode(sha256(data));
         let mut entry = json!({"length": data.len(), "hashes": {"sha256": digest}});
         if let Some(c) = custom {
@@ -218,7 +224,7 @@ impl SimRepo {
     }
 
     /// The served path of target `path` (consistent snapshot name).
-    pub fn target_file_path(&self, role: &str, path: &str) -> String {
+    pub(crate) fn target_file_path(&self, role: &str, path: &str) -> String {
         let digest = self.signed[role]["targets"][path]["hashes"]["sha256"]
             .as_str()
             .expect("hash")
@@ -230,7 +236,13 @@ impl SimRepo {
     }
 
     /// Delegates `paths` from `delegator` to a new role `name` with one new key.
-    pub fn delegate(&mut self, delegator: &str, name: &str, paths: &[&str], terminating: bool) {
+    pub(crate) fn delegate(
+        &mut self,
+        delegator: &str,
+        name: &str,
+        paths: &[&str],
+        terminating: bool,
+    ) {
         let key = new_key();
         let d = self.signed.get_mut(delegator).expect("delegator");
         if d.get("delegations").is_none() {

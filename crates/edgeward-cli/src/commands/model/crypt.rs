@@ -24,7 +24,7 @@ use crate::{
 
 /// Arguments of `model encrypt`.
 #[derive(Args, Debug)]
-pub struct ModelEncryptArgs {
+pub(crate) struct ModelEncryptArgs {
     /// The model file to encrypt.
     pub input: PathBuf,
     /// Where to write the container.
@@ -40,7 +40,7 @@ pub struct ModelEncryptArgs {
 
 /// Arguments of `model decrypt`.
 #[derive(Args, Debug)]
-pub struct ModelDecryptArgs {
+pub(crate) struct ModelDecryptArgs {
     /// The container.
     pub input: PathBuf,
     /// Where to write the plaintext model (`-`: standard output).
@@ -56,7 +56,7 @@ pub struct ModelDecryptArgs {
 
 /// Arguments of `model rewrap`.
 #[derive(Args, Debug)]
-pub struct ModelRewrapArgs {
+pub(crate) struct ModelRewrapArgs {
     /// The container (rewritten in place unless -o is given).
     pub input: PathBuf,
     /// A recipient to add: device certificate or P-256 public key, PEM (repeatable).
@@ -78,7 +78,7 @@ pub struct ModelRewrapArgs {
 
 /// Arguments of `model inspect`.
 #[derive(Args, Debug)]
-pub struct ModelInspectArgs {
+pub(crate) struct ModelInspectArgs {
     /// The container.
     pub input: PathBuf,
 }
@@ -94,7 +94,7 @@ impl From<CryptError> for Failure {
 }
 
 /// `edgeward model encrypt IN -o OUT --recipient PEM…`.
-pub fn encrypt(a: ModelEncryptArgs, json: bool) -> Outcome {
+pub(crate) fn encrypt(a: ModelEncryptArgs, json: bool) -> Outcome {
     let recipients = a
         .recipient
         .iter()
@@ -137,7 +137,7 @@ pub fn encrypt(a: ModelEncryptArgs, json: bool) -> Outcome {
 }
 
 /// `edgeward model decrypt IN -o OUT --se URI [--slot NAME]` (debugging only).
-pub fn decrypt(a: ModelDecryptArgs, json: bool) -> Outcome {
+pub(crate) fn decrypt(a: ModelDecryptArgs, json: bool) -> Outcome {
     let target = if a.output == Path::new("-") {
         "standard output".to_string()
     } else {
@@ -181,7 +181,7 @@ pub fn decrypt(a: ModelDecryptArgs, json: bool) -> Outcome {
 }
 
 /// `edgeward model rewrap IN [--add PEM…] [--remove FINGERPRINT…] --se URI`.
-pub fn rewrap(a: ModelRewrapArgs, json: bool) -> Outcome {
+pub(crate) fn rewrap(a: ModelRewrapArgs, json: bool) -> Outcome {
     if a.add.is_empty() && a.remove.is_empty() {
         return Err(Failure::operator("nothing to do: give --add or --remove"));
     }
@@ -223,7 +223,7 @@ pub fn rewrap(a: ModelRewrapArgs, json: bool) -> Outcome {
 }
 
 /// `edgeward model inspect IN [--json]`: the header, unauthenticated (no key needed).
-pub fn inspect(a: ModelInspectArgs, json: bool) -> Outcome {
+pub(crate) fn inspect(a: ModelInspectArgs, json: bool) -> Outcome {
     let mut file = File::open(&a.input).map_err(|e| io_failure(&a.input, e))?;
     let file_len = file.metadata().map_err(|e| io_failure(&a.input, e))?.len();
     let head = read_head(&mut file, &a.input)?;

@@ -1,8 +1,8 @@
 //! `edgeward model …`: encrypted model containers (`crypt`) and the owner's protections,
 //! keyed shuffling and watermarks (`ownership`).
 
-pub mod crypt;
-pub mod ownership;
+pub(crate) mod crypt;
+pub(crate) mod ownership;
 
 use clap::Subcommand;
 
@@ -10,7 +10,7 @@ use crate::outcome::Outcome;
 
 /// `edgeward model …`.
 #[derive(Subcommand, Debug)]
-pub enum ModelCommand {
+pub(crate) enum ModelCommand {
     /// Encrypt a model to one or more devices (HPKE to each device key, AES-256-GCM STREAM).
     Encrypt(crypt::ModelEncryptArgs),
     /// Decrypt a container to a file with the device's secure element (debugging only:
@@ -32,7 +32,7 @@ pub enum ModelCommand {
 }
 
 /// Runs `model …`.
-pub fn run(cmd: ModelCommand, json: bool) -> Outcome {
+pub(crate) fn run(cmd: ModelCommand, json: bool) -> Outcome {
     match cmd {
         ModelCommand::Encrypt(a) => crypt::encrypt(a, json),
         ModelCommand::Decrypt(a) => crypt::decrypt(a, json),

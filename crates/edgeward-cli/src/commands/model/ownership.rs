@@ -22,7 +22,7 @@ use crate::outcome::{print_json, read_operator_file, Failure, Outcome};
 
 /// `model keygen`.
 #[derive(Args, Debug)]
-pub struct KeygenArgs {
+pub(crate) struct KeygenArgs {
     /// Where to write the new key file (created with mode 0600; never overwritten).
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
@@ -30,7 +30,7 @@ pub struct KeygenArgs {
 
 /// `model shuffle` and `model unshuffle`.
 #[derive(Args, Debug)]
-pub struct ShuffleArgs {
+pub(crate) struct ShuffleArgs {
     /// The input model (safetensors).
     pub input: PathBuf,
     /// Where to write the result.
@@ -43,7 +43,7 @@ pub struct ShuffleArgs {
 
 /// `model watermark …`.
 #[derive(Subcommand, Debug)]
-pub enum WatermarkCommand {
+pub(crate) enum WatermarkCommand {
     /// Embed a 64-bit payload as a white-box watermark into a layer's weights.
     Embed(EmbedArgs),
     /// Look for the key's white-box watermark; exit 0 when found with p below --alpha.
@@ -56,7 +56,7 @@ pub enum WatermarkCommand {
 
 /// `model watermark embed`.
 #[derive(Args, Debug)]
-pub struct EmbedArgs {
+pub(crate) struct EmbedArgs {
     /// The model to mark (safetensors).
     pub input: PathBuf,
     /// Where to write the marked model.
@@ -81,7 +81,7 @@ pub struct EmbedArgs {
 
 /// `model watermark detect`.
 #[derive(Args, Debug)]
-pub struct DetectArgs {
+pub(crate) struct DetectArgs {
     /// The suspect model (safetensors).
     pub input: PathBuf,
     /// The owner's model key file.
@@ -100,7 +100,7 @@ pub struct DetectArgs {
 
 /// Shape of a trigger set.
 #[derive(Args, Debug)]
-pub struct TriggerShape {
+pub(crate) struct TriggerShape {
     /// Number of triggers.
     #[arg(long, default_value_t = 50)]
     pub count: usize,
@@ -114,7 +114,7 @@ pub struct TriggerShape {
 
 /// `model watermark triggers`.
 #[derive(Args, Debug)]
-pub struct TriggersArgs {
+pub(crate) struct TriggersArgs {
     /// The owner's model key file.
     #[arg(long)]
     pub key_file: PathBuf,
@@ -127,7 +127,7 @@ pub struct TriggersArgs {
 
 /// `model watermark verify-triggers`.
 #[derive(Args, Debug)]
-pub struct VerifyTriggersArgs {
+pub(crate) struct VerifyTriggersArgs {
     /// The suspect's predictions: `{"predictions": [class, …]}` or a JSON array.
     #[arg(long)]
     pub predictions: PathBuf,
@@ -152,7 +152,7 @@ fn parse_payload(s: &str) -> Result<u64, String> {
 }
 
 /// `model keygen`.
-pub fn keygen(a: KeygenArgs, json: bool) -> Outcome {
+pub(crate) fn keygen(a: KeygenArgs, json: bool) -> Outcome {
     let key = ModelKey::generate();
     key.write_new(&a.output).map_err(Failure::operator)?;
     report(
@@ -164,7 +164,7 @@ pub fn keygen(a: KeygenArgs, json: bool) -> Outcome {
 }
 
 /// `model shuffle`.
-pub fn shuffle(a: ShuffleArgs, json: bool) -> Outcome {
+pub(crate) fn shuffle(a: ShuffleArgs, json: bool) -> Outcome {
     let key = load_key(&a.key_file)?;
     let model = read_operator_file(&a.input)?;
     let out = shuffle::shuffle(&model, &key).map_err(shuffle_failure)?;
@@ -178,7 +178,7 @@ pub fn shuffle(a: ShuffleArgs, json: bool) -> Outcome {
 }
 
 /// `model unshuffle`.
-pub fn unshuffle(a: ShuffleArgs, json: bool) -> Outcome {
+pub(crate) fn unshuffle(a: ShuffleArgs, json: bool) -> Outcome {
     let key = load_key(&a.key_file)?;
     let model = read_operator_file(&a.input)?;
     let out = shuffle::unshuffle(&model, &key).map_err(shuffle_failure)?;
@@ -192,7 +192,7 @@ pub fn unshuffle(a: ShuffleArgs, json: bool) -> Outcome {
 }
 
 /// `model watermark …`.
-pub fn watermark(cmd: WatermarkCommand, json: bool) -> Outcome {
+pub(crate) fn watermark(cmd: WatermarkCommand, json: bool) -> Outcome {
     match cmd {
         WatermarkCommand::Embed(a) => embed(a, json),
         WatermarkCommand::Detect(a) => detect(a, json),

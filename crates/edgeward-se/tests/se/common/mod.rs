@@ -4,14 +4,14 @@
 
 #![allow(dead_code)]
 
-pub mod tls;
+pub(crate) mod tls;
 
 use edgeward_core::{keys::PublicKey, raw_signature};
 use edgeward_se::{KeyAlgorithm, SeError, SecureElement};
 use sha2::{Digest, Sha256};
 
 /// An element under test plus whatever keeps it alive (temp dirs, simulator processes).
-pub struct Fixture {
+pub(crate) struct Fixture {
     /// The element.
     pub se: Box<dyn SecureElement>,
     /// Whether the backend must support Ed25519.
@@ -71,7 +71,7 @@ macro_rules! conformance_suite {
     };
 }
 
-pub fn p256_keygen_sign_verifies(f: &Fixture) {
+pub(crate) fn p256_keygen_sign_verifies(f: &Fixture) {
     let public = f.se.generate_key("device", KeyAlgorithm::P256).unwrap();
     assert!(matches!(public, PublicKey::P256(_)));
     assert_eq!(f.se.public_key("device").unwrap(), public);
@@ -87,7 +87,7 @@ pub fn p256_keygen_sign_verifies(f: &Fixture) {
     assert_ne!(other, public, "each slot gets its own key");
 }
 
-pub fn ed25519_keygen_sign_verifies(f: &Fixture) {
+pub(crate) fn ed25519_keygen_sign_verifies(f: &Fixture) {
     let public = match f.se.generate_key("ed", KeyAlgorithm::Ed25519) {
         Err(SeError::Unsupported { .. }) if !f.ed25519 => return,
         other => other.unwrap(),
@@ -103,7 +103,7 @@ pub fn ed25519_keygen_sign_verifies(f: &Fixture) {
     ));
 }
 
-pub fn sign_digest_verifies(f: &Fixture) {
+pub(crate) fn sign_digest_verifies(f: &Fixture) {
     let public = f.se.generate_key("d", KeyAlgorithm::P256).unwrap();
     let digest: [u8; 32] = Sha256::digest(b"a large model file").into();
     let sig = f.se.sign_digest("d", &digest).unwrap();
@@ -111,7 +111,7 @@ pub fn sign_digest_verifies(f: &Fixture) {
     raw_signature::verify_message(&public, b"a large model file", &sig).unwrap();
 }
 
-pub fn ecdh_agrees_with_software_peer(f: &Fixture) {
+pub(crate) fn ecdh_agrees_with_software_peer(f: &Fixture) {
     let public = f.se.generate_key("kex", KeyAlgorithm::P256).unwrap();
     let PublicKey::P256(se_point) = public else {
         panic!("not P-256")
@@ -128,7 +128,7 @@ pub fn ecdh_agrees_with_software_peer(f: &Fixture) {
     ));
 }
 
-pub fn random_differs(f: &Fixture) {
+pub(crate) fn random_differs(f: &Fixture) {
     let mut a = [0u8; 32];
     let mut b = [0u8; 32];
     f.se.random(&mut a).unwrap();
@@ -140,7 +140,7 @@ pub fn random_differs(f: &Fixture) {
     assert!(big.iter().any(|&x| x != 0));
 }
 
-pub fn counters_only_rise(f: &Fixture) {
+pub(crate) fn counters_only_rise(f: &Fixture) {
     assert_eq!(f.se.counter("boot").unwrap(), 0);
     assert_eq!(f.se.increment_counter("boot").unwrap(), 1);
     assert_eq!(f.se.increment_counter("boot").unwrap(), 2);
@@ -157,7 +157,7 @@ pub fn counters_only_rise(f: &Fixture) {
     assert_eq!(f.se.counter("boot").unwrap(), 5, "a wipe keeps counters");
 }
 
-pub fn time_floor_never_moves_back(f: &Fixture) {
+pub(crate) fn time_floor_never_moves_back(f: &Fixture) {
     assert_eq!(f.se.time_floor().unwrap(), 0);
     assert_eq!(f.se.raise_time_floor(1_750_000_000).unwrap(), 1_750_000_000);
     assert_eq!(f.se.raise_time_floor(1_700_000_000).unwrap(), 1_750_000_000);
@@ -166,7 +166,7 @@ pub fn time_floor_never_moves_back(f: &Fixture) {
     assert_eq!(f.se.time_floor().unwrap(), 1_760_000_000);
 }
 
-pub fn seal_roundtrip_and_rejections(f: &Fixture, other: &Fixture) {
+pub(crate) fn seal_roundtrip_and_rejections(f: &Fixture, other: &Fixture) {
     let secret = b"model decryption key 0123456789abcdef";
     let blob = f.se.seal(secret).unwrap();
     assert!(
@@ -203,19 +203,19 @@ pub fn seal_roundtrip_and_rejections(f: &Fixture, other: &Fixture) {
     assert!(matches!(other.se.unseal(&blob), Err(SeError::Unseal(_))));
 }
 
-pub fn certificates_are_stored(f: &Fixture) {
+pub(crate) fn certificates_are_stored(f: &Fixture) {
     assert_eq!(f.se.certificate("device").unwrap(), None);
     let cert = rcgen_like_der();
     f.se.store_certificate("device", &cert).unwrap();
     assert_eq!(f.se.certificate("device").unwrap(), Some(cert.clone()));
-    let mut newer = cert.clone();
+    let mut newer = cert;
     newer.push(0);
     f.se.store_certificate("device", &newer).unwrap();
     assert_eq!(f.se.certificate("device").unwrap(), Some(newer));
     assert!(f.se.store_certificate("device", &[]).is_err());
 }
 
-pub fn wipe_removes_keys_and_sealed_data(f: &Fixture) {
+pub(crate) fn wipe_removes_keys_and_sealed_data(f: &Fixture) {
     f.se.generate_key("device", KeyAlgorithm::P256).unwrap();
     f.se.store_certificate("device", &rcgen_like_der()).unwrap();
     let blob = f.se.seal(b"secret").unwrap();
@@ -238,7 +238,7 @@ pub fn wipe_removes_keys_and_sealed_data(f: &Fixture) {
     assert!(matches!(f.se.unseal(&blob), Err(SeError::Unseal(_))));
 }
 
-pub fn bad_names_and_missing_keys_are_typed_errors(f: &Fixture) {
+pub(crate) fn bad_names_and_missing_keys_are_typed_errors(f: &Fixture) {
     assert!(matches!(
         f.se.public_key("nothing"),
         Err(SeError::NoSuchKey(_))

@@ -20,7 +20,7 @@ use rustls::{
 
 /// Issues a client certificate for the element's key in `slot`, runs a handshake against a
 /// rustls server that demands client auth, and checks the server saw that certificate.
-pub fn mtls_handshake(element: Arc<dyn SecureElement>, slot: &str) {
+pub(crate) fn mtls_handshake(element: Arc<dyn SecureElement>, slot: &str) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // A CA, a server certificate and a client certificate for the element's public key.
     let ca_key = KeyPair::generate().unwrap();
