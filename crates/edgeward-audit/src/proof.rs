@@ -87,11 +87,11 @@ mod b64_hashes {
     use base64::Engine as _;
     use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(hashes: &[Hash], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(hashes: &[Hash], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(hashes.iter().map(|h| B64.encode(h)))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
         let texts = Vec::<String>::deserialize(d)?;
         if texts.len() > super::MAX_PROOF_HASHES {
             return Err(D::Error::custom("too many hashes"));

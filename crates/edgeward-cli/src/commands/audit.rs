@@ -30,14 +30,14 @@ const MAX_STATE_BYTES: u64 = 64 << 10;
 
 /// `edgeward audit …`.
 #[derive(Subcommand, Debug)]
-pub enum AuditCommand {
+pub(crate) enum AuditCommand {
     /// Verify the audit log against its signed checkpoint and the last one seen.
     Verify(VerifyArgs),
 }
 
 /// Arguments of `audit verify`.
 #[derive(Args, Debug)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// The log's verifier key, as `edgeward-server audit-key` prints it
@@ -51,7 +51,7 @@ pub struct VerifyArgs {
 }
 
 /// Runs `audit …`.
-pub fn run(cmd: AuditCommand, json: bool) -> Outcome {
+pub(crate) fn run(cmd: AuditCommand, json: bool) -> Outcome {
     let AuditCommand::Verify(a) = cmd;
     let key = NoteVerifier::parse(&a.key).map_err(|e| Failure::operator(format!("--key: {e}")))?;
     let trusted = read_state(&a.state)?;

@@ -79,7 +79,7 @@ fn key(s: &Server) -> NoteVerifier {
 /// A connection to the server's database that bypasses the append-only triggers.
 async fn tamper(s: &Server) -> AnyPool {
     let url = s.running.app.config.database_url();
-    let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
+    let pool = AnyPool::connect(&url).await.expect("connect");
     if url.starts_with("sqlite:") {
         for t in [
             "audit_no_update",
