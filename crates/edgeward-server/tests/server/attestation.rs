@@ -40,7 +40,7 @@ async fn fleet() -> Fleet {
         "Attestation Test",
         b"attestation-test-passphrase",
         90,
-        edgeward_core::keys::KeyAlgorithm::P256,
+        KeyAlgorithm::P256,
         now,
     )
     .expect("pki");

@@ -10,7 +10,7 @@ use std::{collections::BTreeSet, path::Path};
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete", "head", "options"];
 
 /// `(METHOD, path)` of every route declared in the server's source.
-pub fn declared() -> BTreeSet<(String, String)> {
+pub(crate) fn declared() -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     for file in rust_files(&src) {
