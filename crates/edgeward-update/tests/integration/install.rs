@@ -27,16 +27,16 @@ use crate::delta::{noise, target_file};
 use crate::sim::SimRepo;
 
 /// The anti-rollback counter the tests use.
-pub const COUNTER: &str = "update.fw";
+pub(crate) const COUNTER: &str = "update.fw";
 
 /// Now, Unix seconds.
-pub fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// Publishes `data` as target `path`, release `version` for `hardware` with `counter`
 /// (with its chunk index unless `chunked` is false).
-pub fn publish(
+pub(crate) fn publish(
     repo: &mut SimRepo,
     path: &str,
     data: &[u8],
@@ -58,7 +58,7 @@ pub fn publish(
 }
 
 /// A device of hardware class `rpi4`: its element, slots and installer directory.
-pub struct Device {
+pub(crate) struct Device {
     /// Everything lives here.
     pub dir: PathBuf,
     /// Its configuration.
@@ -68,7 +68,7 @@ pub struct Device {
 
 /// Which layout a test device uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kinds {
+pub(crate) enum Kinds {
     /// A/B slot files.
     Slots,
     /// Versioned directories.
@@ -78,7 +78,7 @@ pub enum Kinds {
 impl Device {
     /// A fresh device for `repo` with a factory image in slot `a` (Slots) or nothing
     /// (Versions).
-    pub fn new(repo: &SimRepo, kind: Kinds) -> Self {
+    pub(crate) fn new(repo: &SimRepo, kind: Kinds) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         std::fs::write(dir.join("root.json"), repo.initial_root()).expect("root");
@@ -89,7 +89,7 @@ impl Device {
     }
 
     /// The device kept in `dir` (made by [`Device::new`]).
-    pub fn at(dir: &Path, metadata_url: &str, targets_url: &str, kind: Kinds) -> Self {
+    pub(crate) fn at(dir: &Path, metadata_url: &str, targets_url: &str, kind: Kinds) -> Self {
         let layout = match kind {
             Kinds::Slots => Layout::Slots {
                 a: dir.join("slot-a"),
@@ -129,12 +129,12 @@ impl Device {
     }
 
     /// Its secure element.
-    pub fn element(&self) -> SoftElement {
+    pub(crate) fn element(&self) -> SoftElement {
         SoftElement::open(&self.dir.join("se")).expect("element")
     }
 
     /// Runs `f` with an installer.
-    pub fn with<T>(&self, f: impl FnOnce(&Installer<'_>) -> T) -> T {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Installer<'_>) -> T) -> T {
         let se = self.element();
         let transport = AnyTransport::new(Limits::default(), None).expect("transport");
         let installer = Installer::new(&self.config, &se, &transport);
@@ -142,39 +142,39 @@ impl Device {
     }
 
     /// One update.
-    pub fn update(&self) -> Result<Outcome, InstallError> {
+    pub(crate) fn update(&self) -> Result<Outcome, InstallError> {
         self.with(|i| i.update(now()))
     }
 
     /// One start.
-    pub fn start(&self) -> Started {
+    pub(crate) fn start(&self) -> Started {
         self.with(|i| i.start(now())).expect("start")
     }
 
     /// The state file.
-    pub fn state(&self) -> SlotState {
+    pub(crate) fn state(&self) -> SlotState {
         self.with(|i| i.state()).expect("state")
     }
 
     /// The element's counter.
-    pub fn counter(&self) -> u64 {
+    pub(crate) fn counter(&self) -> u64 {
         self.element().counter(COUNTER).expect("counter")
     }
 
     /// The bytes of the active slot (`None`: nothing installed).
-    pub fn active_bytes(&self) -> Option<Vec<u8>> {
+    pub(crate) fn active_bytes(&self) -> Option<Vec<u8>> {
         let state = self.state();
         let path = self.config.layout.path(&state.active, "fw.img")?;
         std::fs::read(path).ok()
     }
 
     /// For Versions: the bytes `current/fw.img` gives an application.
-    pub fn current_bytes(&self) -> Option<Vec<u8>> {
+    pub(crate) fn current_bytes(&self) -> Option<Vec<u8>> {
         std::fs::read(self.dir.join("model/current/fw.img")).ok()
     }
 
     /// The reports queued, as (phase, reason, version).
-    pub fn reports(&self) -> Vec<(Phase, Option<Reason>, String)> {
+    pub(crate) fn reports(&self) -> Vec<(Phase, Option<Reason>, String)> {
         self.state()
             .outbox
             .into_iter()
@@ -185,7 +185,7 @@ impl Device {
     /// Runs this device's `action` ("update+start" or "start") in a child process, dying at
     /// write point `crash_at` (exit status 86) or, with `health` given, using that health
     /// command. Returns the exit status and the child's output.
-    pub fn in_child(
+    pub(crate) fn in_child(
         &self,
         kind: Kinds,
         action: &str,
@@ -218,7 +218,7 @@ impl Device {
 }
 
 /// Exit status of a child that died at its crash point.
-pub const CRASHED: i32 = 86;
+pub(crate) const CRASHED: i32 = 86;
 
 /// Not a test of its own: the body of the child process [`Device::in_child`] starts.
 #[test]
@@ -565,7 +565,7 @@ fn versioned_directories_switch_the_current_link_and_revert_it() {
                 .as_deref()
                 .is_some_and(|p| p.starts_with("v1.0.0-"))
     );
-    assert_eq!(d.current_bytes(), Some(v2.clone()));
+    assert_eq!(d.current_bytes(), Some(v2));
     d.config.health = HealthCheck::Command(vec!["false".into()]);
     assert!(matches!(d.start(), Started::Reverted { .. }));
     assert_eq!(d.current_bytes(), Some(v1.clone()));
