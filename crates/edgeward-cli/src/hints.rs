@@ -81,7 +81,7 @@ pub(crate) fn directory_as_signature(path: &Path) -> Option<String> {
 /// A bundle verified with the wrong `--pubkey`: names the key that signed it, by the key id
 /// `sign` printed (see `PublicKey::fingerprint`), so the operator knows which public key to
 /// give. `None` when the bundle does not say.
-pub fn wrong_pubkey(bundle: &Bundle) -> Option<String> {
+pub(crate) fn wrong_pubkey(bundle: &Bundle) -> Option<String> {
     let id = match (&bundle.embedded_key, &bundle.material) {
         (Some(key), _) => PublicKey::from_pem(&key.pem).ok()?.fingerprint(),
         (None, Material::KeyHint(Some(hint))) => hint.get(..16)?.to_ascii_lowercase(),

@@ -12,7 +12,7 @@ use crate::outcome::{print_json, Failure, Outcome};
 /// `release rollout`.
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("who").required(true).args(["percent", "devices", "hardware"])))]
-pub struct RolloutArgs {
+pub(crate) struct RolloutArgs {
     #[command(flatten)]
     server: ServerArgs,
     /// The release version (as published with `release publish --version`).
@@ -39,7 +39,7 @@ pub struct RolloutArgs {
 
 /// `release status`.
 #[derive(Args, Debug)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     #[command(flatten)]
     server: ServerArgs,
     /// The release version.
@@ -67,7 +67,7 @@ fn segment(version: &str) -> Result<String, Failure> {
 }
 
 /// Runs `release rollout`.
-pub fn rollout(a: RolloutArgs, json_out: bool) -> Outcome {
+pub(crate) fn rollout(a: RolloutArgs, json_out: bool) -> Outcome {
     let mut body = json!({ "threshold": a.threshold, "min_sample": a.min_sample });
     if let Some(p) = a.percent {
         body["percent"] = json!(p);
@@ -99,7 +99,7 @@ pub fn rollout(a: RolloutArgs, json_out: bool) -> Outcome {
 }
 
 /// Runs `release status`.
-pub fn status(a: StatusArgs, json_out: bool) -> Outcome {
+pub(crate) fn status(a: StatusArgs, json_out: bool) -> Outcome {
     let v = Admin::new(&a.server)?.get(
         &format!("/v1/admin/releases/{}/status", segment(&a.version)?),
         "status",
@@ -132,7 +132,7 @@ fn who(selector: &Value) -> String {
 }
 
 /// The status answer as lines of text.
-pub fn status_text(v: &Value) -> String {
+pub(crate) fn status_text(v: &Value) -> String {
     let mut out = format!(
         "release {} stage {}: offered to {}, threshold {} %, min sample {}\n",
         v["version"].as_str().unwrap_or("?"),

@@ -21,7 +21,7 @@ use edgeward_update::{
 use crate::common::*;
 
 /// A repository directory with its keys.
-pub struct TestRepo {
+pub(crate) struct TestRepo {
     pub dir: tempfile::TempDir,
     pub targets: SigningKey,
     pub snapshot: SigningKey,
@@ -34,7 +34,7 @@ fn key() -> SigningKey {
 
 impl TestRepo {
     /// A new repository (keys made here).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let root = key();
         let (targets, snapshot, timestamp) = (key(), key(), key());
@@ -59,7 +59,7 @@ impl TestRepo {
     }
 
     /// Publishes `bytes` as target `path` of release `version` for hardware `class`.
-    pub fn publish(&self, path: &str, bytes: &[u8], version: &str, class: &str) {
+    pub(crate) fn publish(&self, path: &str, bytes: &[u8], version: &str, class: &str) {
         let mut repo =
             Repository::open(self.dir.path(), Expiry::default(), unix_now() as i64).expect("open");
         let src = self.dir.path().join(".incoming");
@@ -83,7 +83,7 @@ impl TestRepo {
 }
 
 /// Deterministic test bytes.
-pub fn image(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn image(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
         .collect()
@@ -91,7 +91,7 @@ pub fn image(len: usize, seed: u8) -> Vec<u8> {
 
 /// What a device needs to run the TUF client against the device API.
 #[derive(Clone)]
-pub struct DeviceTls {
+pub(crate) struct DeviceTls {
     pub id: String,
     pub secret: String,
     pub identity_pem: Vec<u8>,
@@ -99,7 +99,7 @@ pub struct DeviceTls {
 }
 
 impl DeviceTls {
-    pub fn of(s: &Server, e: &Enrolled) -> Self {
+    pub(crate) fn of(s: &Server, e: &Enrolled) -> Self {
         DeviceTls {
             id: e.id.clone(),
             secret: e.secret.clone(),
@@ -109,7 +109,7 @@ impl DeviceTls {
     }
 
     /// An mTLS transport that sends a fresh v1 device token with every request.
-    pub fn transport(&self) -> HttpTransport {
+    pub(crate) fn transport(&self) -> HttpTransport {
         let (id, secret) = (self.id.clone(), self.secret.clone());
         HttpTransport::with_tls(
             Limits::default(),
@@ -130,7 +130,7 @@ impl DeviceTls {
 
 /// Refreshes a client that trusts `repo`'s first root from `metadata_url` and downloads
 /// `target` from `targets_url`; the downloaded bytes.
-pub fn client_download(
+pub(crate) fn client_download(
     repo: &Path,
     transport: &dyn Transport,
     metadata_url: &str,
