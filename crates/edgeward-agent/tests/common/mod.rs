@@ -192,7 +192,7 @@ pub(crate) fn device_id(prefix: &str) -> String {
 
 impl Server {
     /// Queues command `kind` with `args` for `id` through the admin API; its id and answer.
-    pub async fn command(&self, id: &str, kind: &str, args: Value) -> (i64, Value) {
+    pub(crate) async fn command(&self, id: &str, kind: &str, args: Value) -> (i64, Value) {
         let (status, v) = self
             .admin_call(
                 reqwest::Method::POST,
@@ -205,7 +205,7 @@ impl Server {
     }
 
     /// The stored state of command `cid` of `id`.
-    pub async fn command_outcome(&self, id: &str, cid: i64) -> Value {
+    pub(crate) async fn command_outcome(&self, id: &str, cid: i64) -> Value {
         let (status, v) = self
             .admin_call(
                 reqwest::Method::GET,
@@ -218,7 +218,7 @@ impl Server {
     }
 
     /// Waits for command `cid` of `id` to be answered; its stored state.
-    pub async fn answered(&self, id: &str, cid: i64) -> Value {
+    pub(crate) async fn answered(&self, id: &str, cid: i64) -> Value {
         wait_for(30, &format!("a result for command {cid}"), || async {
             let status = self.command_outcome(id, cid).await["status"].clone();
             status != "sent" && status != "pending"
@@ -228,7 +228,7 @@ impl Server {
     }
 
     /// Rows of `sql` (one text column, one `?` bound to `arg`) from the server's registry.
-    pub async fn query(&self, sql: &str, arg: &str) -> Vec<String> {
+    pub(crate) async fn query(&self, sql: &str, arg: &str) -> Vec<String> {
         let url = format!("sqlite://{}", self.dir.path().join("edgeward.db").display());
         let pool = sqlx_pool(&url).await;
         let rows: Vec<(String,)> = sqlx::query_as(sql)
@@ -241,7 +241,7 @@ impl Server {
 }
 
 /// Starts the agent binary `bin` as a daemon on `config`, its logs discarded.
-pub fn spawn_agent(bin: &str, config: &Path) -> std::process::Child {
+pub(crate) fn spawn_agent(bin: &str, config: &Path) -> std::process::Child {
     std::process::Command::new(bin)
         .args(["run", "--config"])
         .arg(config)

@@ -312,14 +312,14 @@ pub(crate) async fn tls_connect(
 
 impl Enrolled {
     /// Signs `context ‖ payload` with the device key, as the device's element would.
-    pub fn sign(&self, context: &[u8], payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn sign(&self, context: &[u8], payload: &[u8]) -> Vec<u8> {
         let key = edgeward_core::keys::SigningKey::from_pem(self.key_pem.as_bytes(), None)
             .expect("device key");
         key.sign(&edgeward_proto::command::signed_message(context, payload))
     }
 
     /// A result of command `id`, signed by the device key.
-    pub fn signed_result(&self, id: i64, ok: bool, output: Value) -> Value {
+    pub(crate) fn signed_result(&self, id: i64, ok: bool, output: Value) -> Value {
         let payload = serde_json::to_vec(&edgeward_proto::command::ResultPayload {
             v: 1,
             device_id: self.id.clone(),
@@ -334,7 +334,7 @@ impl Enrolled {
     }
 
     /// A forensic bundle with `body`, its header signed by the device key.
-    pub fn bundle(&self, command_id: i64, body: &[u8]) -> Vec<u8> {
+    pub(crate) fn bundle(&self, command_id: i64, body: &[u8]) -> Vec<u8> {
         use edgeward_proto::forensics;
         let header = serde_json::to_vec(&forensics::BundleHeader {
             v: 1,
