@@ -7,7 +7,7 @@
 
 use edgeward_model::{
     model_key::ModelKey,
-    tensors::{Matrix, TensorFile},
+    tensors::{Matrix, TensorFile, TensorFileError},
     watermark::{
         launder,
         triggers::TriggerSet,
@@ -142,7 +142,12 @@ fn refuses_unusable_layers() {
         tensor: "fc1.bias".into(),
         ..EmbedOptions::default()
     };
-    assert!(embed(MODEL, &k, 1, &bias).is_err());
+    // A bias is a vector: no matrix of units x inputs to spread the mark over.
+    assert!(matches!(
+        embed(MODEL, &k, 1, &bias),
+        Err(WatermarkError::Tensors(TensorFileError::WrongKind { name, wanted: "a 2-D F32 matrix", .. }))
+            if name == "fc1.bias"
+    ));
     // fc2.weight is 10 x 128: 2 units cannot carry the mark.
     assert!(matches!(
         detect(MODEL, &k, "fc2.weight", None),
@@ -153,7 +158,10 @@ fn refuses_unusable_layers() {
             v[5] = f32::NAN;
         }
     });
-    assert!(detect(&nan, &k, "fc1.weight", None).is_err());
+    assert!(matches!(
+        detect(&nan, &k, "fc1.weight", None),
+        Err(WatermarkError::Tensors(TensorFileError::NotFinite(name))) if name == "fc1.weight"
+    ));
 }
 
 #[test]

@@ -2,13 +2,21 @@
 //! and the rarer shorter ones) verifies, the high-S twin OpenSSL may produce verifies too,
 //! and any single flipped bit in the signature or a different message is refused.
 
-use edgeward_core::{keys::PublicKey, keys::SigningKey, raw_signature, sha256};
+use edgeward_core::{keys::PublicKey, keys::SigningKey, raw_signature, sha256, Error};
 use p256::elliptic_curve::{scalar::IsHigh, PrimeField};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
 fn key() -> SigningKey {
     SigningKey::P256(p256::ecdsa::SigningKey::from_bytes(&[7u8; 32].into()).expect("fixed key"))
+}
+
+/// The refusal of a well-formed P-256 signature that `pk` did not make over this digest.
+fn not_by(pk: &PublicKey) -> Error {
+    Error::BadSignature(format!(
+        "ECDSA P-256 signature (sha256) is not by key {} over this content",
+        pk.fingerprint()
+    ))
 }
 
 proptest! {
@@ -38,11 +46,17 @@ proptest! {
         let mut bad = der.clone();
         let bit = flip % (bad.len() * 8);
         bad[bit / 8] ^= 1 << (bit % 8);
-        prop_assert!(raw_signature::verify_digest(&pk, &digest, &bad).is_err());
+        // A flip either breaks the DER (refused as malformed, with the parser's own words)
+        // or leaves another well-formed signature, which does not verify.
+        let refused = raw_signature::verify_digest(&pk, &digest, &bad).expect_err("a flipped bit");
+        match raw_signature::parse_ecdsa_der(&bad) {
+            Err(malformed) => prop_assert_eq!(refused, malformed),
+            Ok(_) => prop_assert_eq!(refused, not_by(&pk)),
+        }
 
         let mut other = digest;
         other[flip % 32] ^= 0x80;
-        prop_assert!(raw_signature::verify_digest(&pk, &other, &der).is_err());
+        prop_assert_eq!(raw_signature::verify_digest(&pk, &other, &der), Err(not_by(&pk)));
     }
 }
 
