@@ -142,7 +142,7 @@ async fn enrolls_sends_telemetry_reports_status_and_stops_on_sigterm() {
 /// broker session (the dynamic-security kick) while the other agent carries on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_on_https_and_on_mqtt_both_land_telemetry_and_revocation_closes_the_mqtt_session() {
-    let (server, broker) = common::broker::server_and_broker().await;
+    let (server, broker) = broker::server_and_broker().await;
     let (https_id, mqtt_id) = (device_id("cam-https"), device_id("cam-mqtt"));
     let dirs = (
         tempfile::tempdir().expect("tempdir"),
