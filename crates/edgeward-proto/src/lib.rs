@@ -12,6 +12,7 @@ pub mod device_id;
 pub mod forensics;
 pub mod gcra;
 pub mod mqtt;
+pub mod repo_request;
 pub mod rollout;
 pub mod secret;
 pub mod token;

@@ -10,14 +10,15 @@
 //! opened (no `..`, no empty, hidden or absolute component, no backslash or NUL), the file
 //! must resolve (symbolic links followed) inside the repository's own directory and be a
 //! regular file, and targets answer single HTTP range requests (`206`, resumable downloads
-//! and delta chunks). Bytes are streamed from disk, never held whole.
+//! and delta chunks); the name and range parsers are `edgeward_proto::repo_request`.
+//! Bytes are streamed from disk, never held whole.
 //!
 //! Nothing here is trusted by the device: TUF metadata verifies every byte, so the checks
 //! protect the server's files, not the devices.
 
 use std::{
     io::{Seek, SeekFrom},
-    path::{Path as FsPath, PathBuf},
+    path::Path as FsPath,
     pin::Pin,
     task::{Context, Poll},
 };
@@ -33,6 +34,8 @@ use axum::{
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncRead, ReadBuf};
 
+use edgeward_proto::repo_request::{checked_path, parse_range, Area, RangeRequest};
+
 use crate::{
     app::{ApiError, Shared},
     device_api::Gated,
@@ -46,107 +49,6 @@ pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/v1/device/update/metadata/{name}", get(metadata))
         .route("/v1/device/update/targets/{*path}", get(target))
-}
-
-/// Which of the repository's two directories a file is served from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Area {
-    /// `metadata/`: one file name, no directories.
-    Metadata,
-    /// `targets/`: a relative path.
-    Targets,
-}
-
-impl Area {
-    fn dir(self) -> &'static str {
-        match self {
-            Area::Metadata => "metadata",
-            Area::Targets => "targets",
-        }
-    }
-}
-
-/// Checks a requested name (metadata) or path (targets) and returns it as a relative path:
-/// components that are not empty, `.`, `..` or hidden, with no backslash or NUL; metadata
-/// names are one component ending in `.json`. What was wrong otherwise.
-pub fn checked_path(area: Area, requested: &str) -> Result<PathBuf, &'static str> {
-    if requested.is_empty() || requested.len() > 1024 {
-        return Err("the path must be 1 to 1024 bytes long");
-    }
-    if requested.contains(['\\', '\0']) {
-        return Err("the path must not hold a backslash or NUL");
-    }
-    let mut out = PathBuf::new();
-    for component in requested.split('/') {
-        if component.is_empty() || component.starts_with('.') {
-            return Err("every path component must be non-empty and must not start with '.'");
-        }
-        out.push(component);
-    }
-    if area == Area::Metadata && (requested.contains('/') || !requested.ends_with(".json")) {
-        return Err("a metadata name is one file name ending in .json");
-    }
-    Ok(out)
-}
-
-/// A single byte range of a file of known length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteRange {
-    /// First byte.
-    pub start: u64,
-    /// Number of bytes (at least one).
-    pub len: u64,
-}
-
-/// What a `Range` header asks of a file of `length` bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeRequest {
-    /// The whole file (no `Range`, or one this server does not serve partially: several
-    /// ranges or a malformed header, which RFC 9110 lets a server ignore).
-    Whole,
-    /// One satisfiable range.
-    Part(ByteRange),
-    /// A range that starts past the end (416).
-    Unsatisfiable,
-}
-
-/// Parses `Range: bytes=FIRST-LAST | FIRST- | -SUFFIX` against a file of `length` bytes.
-pub fn parse_range(header: Option<&str>, length: u64) -> RangeRequest {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
-        return RangeRequest::Whole;
-    };
-    if spec.contains(',') {
-        return RangeRequest::Whole;
-    }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return RangeRequest::Whole;
-    };
-    let number = |s: &str| -> Option<u64> {
-        (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    match (first.is_empty(), number(first), number(last)) {
-        // A suffix: the last N bytes.
-        (true, _, Some(n)) if n == 0 || length == 0 => RangeRequest::Unsatisfiable,
-        (true, _, Some(n)) => {
-            let len = n.min(length);
-            RangeRequest::Part(ByteRange {
-                start: length - len,
-                len,
-            })
-        }
-        (false, Some(start), _) if start >= length => RangeRequest::Unsatisfiable,
-        (false, Some(start), None) if last.is_empty() => RangeRequest::Part(ByteRange {
-            start,
-            len: length - start,
-        }),
-        (false, Some(start), Some(end)) if end >= start => RangeRequest::Part(ByteRange {
-            start,
-            len: end.min(length - 1) - start + 1,
-        }),
-        _ => RangeRequest::Whole,
-    }
 }
 
 async fn metadata(State(app): State<Shared>, mut call: Gated) -> Result<Response, ApiError> {
@@ -174,7 +76,7 @@ struct Opened {
 fn open_inside(root: &FsPath, area: Area, relative: &FsPath) -> Result<Opened, ApiError> {
     let not_found = || ApiError::not_found("no such file in the update repository");
     let base = root
-        .join(area.dir())
+        .join(area.dir_name())
         .canonicalize()
         .map_err(|_| not_found())?;
     let resolved = base
@@ -316,70 +218,5 @@ impl HttpBody for FileBody {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges_follow_rfc_9110() {
-        let part = |start, len| RangeRequest::Part(ByteRange { start, len });
-        assert_eq!(parse_range(None, 10), RangeRequest::Whole);
-        assert_eq!(parse_range(Some("bytes=0-3"), 10), part(0, 4));
-        assert_eq!(parse_range(Some("bytes=4-"), 10), part(4, 6));
-        assert_eq!(parse_range(Some("bytes=8-100"), 10), part(8, 2));
-        assert_eq!(parse_range(Some("bytes=-3"), 10), part(7, 3));
-        assert_eq!(parse_range(Some("bytes=-30"), 10), part(0, 10));
-        assert_eq!(
-            parse_range(Some("bytes=10-"), 10),
-            RangeRequest::Unsatisfiable
-        );
-        assert_eq!(
-            parse_range(Some("bytes=-0"), 10),
-            RangeRequest::Unsatisfiable
-        );
-        assert_eq!(
-            parse_range(Some("bytes=-1"), 0),
-            RangeRequest::Unsatisfiable
-        );
-        for ignored in [
-            "bytes=5-2",
-            "bytes=0-1,4-5",
-            "items=0-1",
-            "bytes=a-b",
-            "bytes=+1-2",
-            "bytes=99999999999999999999999-",
-            "bytes=-",
-        ] {
-            assert_eq!(
-                parse_range(Some(ignored), 10),
-                RangeRequest::Whole,
-                "{ignored}"
-            );
-        }
-    }
-
-    #[test]
-    fn traversal_and_odd_names_are_refused() {
-        assert!(checked_path(Area::Metadata, "3.root.json").is_ok());
-        assert!(checked_path(Area::Metadata, "timestamp.json").is_ok());
-        assert!(checked_path(Area::Targets, "fw/abcd.fw.img").is_ok());
-        for bad in [
-            "..",
-            "../x.json",
-            "a/../../b",
-            "/etc/passwd",
-            "a//b",
-            ".hidden",
-            "a\\b",
-            "a\0b",
-            "",
-        ] {
-            assert!(checked_path(Area::Targets, bad).is_err(), "{bad:?}");
-        }
-        assert!(checked_path(Area::Metadata, "sub/root.json").is_err());
-        assert!(checked_path(Area::Metadata, "root.txt").is_err());
     }
 }
