@@ -178,7 +178,7 @@ pub async fn running(db: &Db) -> Result<Vec<Stage>, DbError> {
 /// The stage in which `device` was offered `version`, if it was.
 pub async fn offered_in(db: &Db, device: &str, version: &str) -> Result<Option<i64>, DbError> {
     let row = sqlx::query(
-        "SELECT stage FROM update_reports WHERE device_id = $1 AND version = $2 AND phase = 'offered'",
+        "SELECT stage FROM update_reports WHERE device_id = $1 AND version = $2 AND phase = 'offered' AND stage > 0",
     )
     .bind(device)
     .bind(version)
@@ -202,11 +202,13 @@ pub async fn finished(db: &Db, device: &str) -> Result<Vec<String>, DbError> {
 }
 
 /// Records a report in `stage`; false if the device had reported that phase of that
-/// version before (the first report of each phase is the one kept).
+/// version before (the first report of each phase is the one kept, except that a report
+/// kept outside any stage (0) moves into the first stage that counts it).
 pub async fn record(db: &Db, r: &UpdateReport, stage: i64, now: i64) -> Result<bool, DbError> {
     let done = sqlx::query(
         "INSERT INTO update_reports (device_id, version, phase, target, reason, detail, stage, at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (device_id, version, phase) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (device_id, version, phase) \
+         DO UPDATE SET stage = excluded.stage WHERE update_reports.stage = 0 AND excluded.stage > 0",
     )
     .bind(&r.device_id)
     .bind(&r.version)

@@ -98,8 +98,10 @@ async fn offer(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, Ap
     Ok(Json(json!({ "version": null, "targets": [] })))
 }
 
-/// `POST /v1/device/update-report`: a report from the device its certificate names, about
-/// a release it was offered. Finished updates (confirmed, reverted) may halt the stage.
+/// `POST /v1/device/update-report`: a report from the device its certificate names (any
+/// other is refused). It counts in the stage that offered the device the release; finished
+/// updates (confirmed, reverted) there may halt it. A report about a release no rollout
+/// offered this device is stored with stage 0 and counts in no stage.
 async fn report(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, ApiError> {
     let r = update_report::parse(&call.body).map_err(|e| ApiError::bad_request(e.0))?;
     if r.device_id != *call.device {
@@ -115,28 +117,28 @@ async fn report(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, A
             "a device may only report about itself",
         ));
     }
-    let Some(s) = rollout::stage(&app.db, &r.version).await? else {
-        return Err(ApiError::not_found(format!(
-            "no rollout of version {:?}",
-            r.version
-        )));
-    };
+    // The stage the report counts in: the one the device was offered the release in, else
+    // the current stage if it selects the device, else none (0): the report is stored but
+    // halts nothing, so a device updating from a repository outside any rollout still
+    // delivers its reports.
+    let current = rollout::stage(&app.db, &r.version).await?;
     let stage = match rollout::offered_in(&app.db, &r.device_id, &r.version).await? {
         Some(stage) => stage,
-        None => {
-            let device = app
-                .registry
-                .device(&app.db, &call.device)
-                .await?
-                .ok_or_else(|| ApiError::internal("a gated device without its record"))?;
-            if !s.selects(&device.id, &device.hardware_class) {
-                return Err(ApiError::forbidden(
-                    "not_offered",
-                    format!("version {:?} was not offered to this device", r.version),
-                ));
+        None => match &current {
+            Some(s) => {
+                let device = app
+                    .registry
+                    .device(&app.db, &call.device)
+                    .await?
+                    .ok_or_else(|| ApiError::internal("a gated device without its record"))?;
+                if s.selects(&device.id, &device.hardware_class) {
+                    s.stage
+                } else {
+                    0
+                }
             }
-            s.stage
-        }
+            None => 0,
+        },
     };
     if r.phase != Phase::Offered {
         // Every later phase implies the offer; keep the stage it counts in.
@@ -161,6 +163,11 @@ async fn report(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, A
         )
         .await;
     }
+    let Some(s) = current.filter(|s| stage > 0 && s.stage == stage) else {
+        return Ok(Json(
+            json!({ "recorded": recorded, "stage": stage, "halted": false }),
+        ));
+    };
     let mut halted = s.halted_at.is_some();
     if recorded && !halted && matches!(r.phase, Phase::Confirmed | Phase::Reverted) {
         if let Some(reason) = rollout::halt_if_failing(&app.db, &s, app.now()).await? {

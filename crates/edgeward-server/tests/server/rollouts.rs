@@ -156,10 +156,18 @@ both_backends!(a_failing_stage_halts_itself, |backend| async move {
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["halted"], true);
     assert_eq!(
-        v["counts"],
+        v["stage_counts"],
         json!({"offered": 2, "downloaded": 2, "installed": 2, "confirmed": 1, "reverted": 1})
     );
-    assert_eq!(v["revert_reasons"], json!({"health_check_failed": 1}));
+    // Overall, d3's report outside the rollout is there too.
+    assert_eq!(
+        v["counts"],
+        json!({"offered": 3, "downloaded": 2, "installed": 2, "confirmed": 1, "reverted": 2})
+    );
+    assert_eq!(
+        v["revert_reasons"],
+        json!({"health_check_failed": 1, "timeout": 1})
+    );
     assert!(
         v["halt_reason"]
             .as_str()
@@ -220,7 +228,7 @@ async fn a_quarantined_device_gets_no_offer() {
     assert_eq!(st, 200);
     let (st, v) = offer(&s, &e).await;
     assert_eq!((st, v["error"].as_str()), (403, Some("quarantined")), "{v}");
-    let (st, _) = report(&s, &e, body(&e.id, "2.0.0", "installed", None)).await;
-    assert_eq!(st, 403);
+    let (st, v) = report(&s, &e, body(&e.id, "2.0.0", "installed", None)).await;
+    assert_eq!((st, v["error"].as_str()), (403, Some("quarantined")), "{v}");
     s.running.stop().await;
 }
