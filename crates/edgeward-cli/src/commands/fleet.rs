@@ -38,6 +38,38 @@ pub(crate) enum FleetCommand {
     Release(FleetDeviceArgs),
     /// Revoke a device: its certificate goes on the CRL and its connections close.
     Revoke(FleetDeviceArgs),
+    /// Queue a signed command for a device (quarantine, release, collect_forensics, wipe,
+    /// reprovision, attest, update); prints its id.
+    Command(FleetCommandArgs),
+    /// Show a command's status and its verified signed result.
+    Result(FleetResultArgs),
+    /// Issue a one-time enrollment token bound to a device, its status unchanged.
+    EnrollmentToken(FleetDeviceArgs),
+}
+
+/// Arguments of `fleet command`.
+#[derive(Args, Debug)]
+pub struct FleetCommandArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The device id.
+    pub id: String,
+    /// The command's kind.
+    pub kind: String,
+    /// Its arguments, a JSON object (e.g. '{"reason":"beaconing"}', '{"nonce":"…"}').
+    #[arg(long, default_value = "{}")]
+    pub args: String,
+}
+
+/// Arguments of `fleet result`.
+#[derive(Args, Debug)]
+pub struct FleetResultArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The device id.
+    pub id: String,
+    /// The command id.
+    pub command: i64,
 }
 
 /// Arguments of `fleet add-device`.
@@ -218,6 +250,45 @@ pub(crate) fn run(cmd: FleetCommand, json: bool) -> Outcome {
         FleetCommand::Quarantine(a) => status_change(a, "quarantine")?,
         FleetCommand::Release(a) => status_change(a, "release")?,
         FleetCommand::Revoke(a) => status_change(a, "revoke")?,
+        FleetCommand::Command(a) => {
+            let args: Value = serde_json::from_str(&a.args)
+                .map_err(|e| Failure::operator(format!("--args is not JSON: {e}")))?;
+            let v = Admin::new(&a.server)?.post(
+                &format!("/v1/admin/devices/{}/commands", a.id),
+                json!({ "kind": a.kind, "body": args }),
+                "command",
+            )?;
+            let text = format!("command {} queued for {}", v["id"], a.id);
+            (v, text)
+        }
+        FleetCommand::Result(a) => {
+            let v = Admin::new(&a.server)?.get(
+                &format!("/v1/admin/devices/{}/commands/{}", a.id, a.command),
+                "result",
+            )?;
+            let c = &v["command"];
+            let text = format!(
+                "command {} ({}): {}, signature verified: {}\n{}",
+                a.command,
+                c["kind"].as_str().unwrap_or("?"),
+                c["status"].as_str().unwrap_or("?"),
+                c["verified"],
+                c["result"].as_str().unwrap_or("(no result yet)")
+            );
+            (v, text)
+        }
+        FleetCommand::EnrollmentToken(a) => {
+            let v = Admin::new(&a.server)?.post(
+                &format!("/v1/admin/devices/{}/enrollment-token", a.id),
+                json!({}),
+                "enrollment-token",
+            )?;
+            let text = v["enrollment_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            (v, text)
+        }
     };
     if json {
         print_json(&value);
