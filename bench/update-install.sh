@@ -70,6 +70,7 @@ cat "$TARGET" > /dev/null   # the server's file in the page cache for both sides
 agent_times=() curl_times=() sum_times=()
 for _ in $(seq "$RUNS"); do
     device
+    sync   # no writeback of the previous run's files during the timed one
     t0=$(now)
     "$AGENT" update --config device/agent.toml --json > device/result.json
     t1=$(now)
@@ -79,6 +80,7 @@ for _ in $(seq "$RUNS"); do
     agent_times+=("$(echo "$t1 - $t0" | bc -l)")
 
     rm -f downloaded.img
+    sync
     t0=$(now)
     curl -fs -o downloaded.img "$URL"
     t1=$(now)
