@@ -5,12 +5,7 @@
 
 use std::path::Path;
 
-use edgeward_core::{
-    bundle::{Bundle, Material},
-    cert_policy::cert_info,
-    keys::PublicKey,
-    pem,
-};
+use edgeward_core::{cert_policy::cert_info, pem};
 
 /// The labels of the PEM blocks in `bytes` (empty when they are not PEM).
 fn labels(bytes: &[u8]) -> Vec<String> {
@@ -76,21 +71,4 @@ pub(crate) fn directory_as_signature(path: &Path) -> Option<String> {
             path.display()
         )
     })
-}
-
-/// A bundle verified with the wrong `--pubkey`: names the key that signed it, by the key id
-/// `sign` printed (see `PublicKey::fingerprint`), so the operator knows which public key to
-/// give. `None` when the bundle does not say.
-pub(crate) fn wrong_pubkey(bundle: &Bundle) -> Option<String> {
-    let id = match (&bundle.embedded_key, &bundle.material) {
-        (Some(key), _) => PublicKey::from_pem(&key.pem).ok()?.fingerprint(),
-        (None, Material::KeyHint(Some(hint))) => hint.get(..16)?.to_ascii_lowercase(),
-        (None, Material::Chain(chain)) => PublicKey::from_certificate_der(chain.first()?)
-            .ok()?
-            .fingerprint(),
-        (None, Material::KeyHint(None)) => return None,
-    };
-    Some(format!(
-        "pass the public key of key {id}, the key id that sign printed, as --pubkey"
-    ))
 }

@@ -180,14 +180,9 @@ impl PublicKey {
         hex::encode(sha256(self.to_pem().as_bytes()))
     }
 
-    /// The short key id of every message and `--json` output: the first 16 hex digits of
-    /// [`PublicKey::hint`] (SHA-256 over the PEM public key). A key-mode bundle names its
-    /// signer only by that hint, so this is the one form in which signing, verifying and a
-    /// key mismatch can all name the same key.
+    /// A short fingerprint for messages: the first 8 bytes of SHA-256(SPKI DER), hex.
     pub fn fingerprint(&self) -> String {
-        let mut id = self.hint();
-        id.truncate(16);
-        id
+        hex::encode(&sha256(&self.to_spki_der())[..8])
     }
 
     /// The algorithm's name as shown to operators.

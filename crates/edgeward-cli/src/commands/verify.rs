@@ -273,24 +273,8 @@ fn verify(a: &VerifyArgs) -> Result<Value, Failure> {
     let mut ignores = relative_ignores(&a.path, &a.ignore_paths)?;
     ignores.extend(relative_to(&a.path, &a.signature));
     let verified =
-        bundle_signing::verify_path(&a.path, &bundle, &trust, unix_now(), &ignores, &bar).map_err(
-            |e| {
-                let mismatch = matches!(
-                    e,
-                    edgeward_artifact::ArtifactError::Core(edgeward_core::Error::KeyMismatch(_))
-                );
-                let plain = Failure::from(e);
-                let unhinted = plain.message.len();
-                let mut f = with_pubkey_hint(a, plain);
-                // Unless --pubkey was a root certificate (its own hint), name the signer.
-                if let Some(hint) =
-                    hints::wrong_pubkey(&bundle).filter(|_| mismatch && f.message.len() == unhinted)
-                {
-                    f.message = format!("{} ({hint})", f.message);
-                }
-                f
-            },
-        )?;
+        bundle_signing::verify_path(&a.path, &bundle, &trust, unix_now(), &ignores, &bar)
+            .map_err(|e| with_pubkey_hint(a, Failure::from(e)))?;
     let mut details = describe(&verified);
     if let Anchor::Roots {
         policy: CertPolicy::Edgeward,
