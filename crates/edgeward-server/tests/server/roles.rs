@@ -22,6 +22,8 @@ const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/admin/devices/{id}/revoke", "admin"),
     ("POST", "/v1/admin/devices/{id}/reprovision", "admin"),
     ("POST", "/v1/admin/devices/{id}/commands", "operator"),
+    ("GET", "/v1/admin/devices/{id}/commands/{command}", "viewer"),
+    ("POST", "/v1/admin/devices/{id}/enrollment-token", "admin"),
     ("GET", "/v1/admin/audit", "viewer"),
     ("GET", "/v1/admin/audit/checkpoint", "viewer"),
     ("GET", "/v1/admin/audit/entries", "viewer"),
@@ -71,8 +73,9 @@ async fn key(s: &Server, role: &str) -> String {
     v["key"].as_str().expect("key").to_string()
 }
 
-/// A device in the state the route needs to succeed, and the route's body.
-async fn prepare(s: &Server, path: &str) -> (String, Value) {
+/// A device in the state the route needs to succeed, the route's body and, for a route
+/// naming a command, the id of one queued for the device.
+async fn prepare(s: &Server, path: &str) -> (String, Value, String) {
     let id = device_id("matrix");
     let body = match path {
         "/v1/admin/devices" => json!({ "id": id, "hardware_class": "cam" }),
@@ -90,7 +93,18 @@ async fn prepare(s: &Server, path: &str) -> (String, Value) {
             assert_eq!(status, 200, "{v}");
         }
     }
-    (id, body)
+    let mut command = String::new();
+    if path.contains("{command}") {
+        let (status, v) = s
+            .admin_post(
+                &format!("/v1/admin/devices/{id}/commands"),
+                json!({ "kind": "reboot", "body": {} }),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        command = v["id"].to_string();
+    }
+    (id, body, command)
 }
 
 /// The query a GET route needs to succeed (the audit log has entries by then: keys were
@@ -122,9 +136,12 @@ async fn every_admin_route_for_every_role() {
     }
     for (method, route, least) in ADMIN_ROUTES {
         for (role, secret) in &keys {
-            let (id, body) = prepare(&s, route).await;
+            let (id, body, command) = prepare(&s, route).await;
             let before = status_of(&s, &id).await;
-            let path = route.replace("{id}", &id).replace("{version}", "1.0.0");
+            let path = route
+                .replace("{id}", &id)
+                .replace("{version}", "1.0.0")
+                .replace("{command}", &command);
             let url = s.admin_url(&format!("{path}{}", query(route)));
             let mut call = s
                 .admin
