@@ -24,6 +24,8 @@ pub struct App {
     pub identity: Identity,
     /// Rate-limit and nonce state.
     pub store: Store,
+    /// Publishes accepted telemetry to JetStream for the detection workers (`[nats]`).
+    pub nats: Option<crate::detect_nats::publish::Publisher>,
     /// The time source.
     pub clock: Arc<dyn Clock>,
     /// Open device connections.

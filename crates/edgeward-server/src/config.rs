@@ -76,6 +76,9 @@ pub struct Config {
     pub database_url: Option<String>,
     /// `redis://…` for fleet-wide rate limits and nonce caches; default: in process.
     pub redis_url: Option<String>,
+    /// The `[nats]` table: publish accepted telemetry to JetStream for the scale-out
+    /// detection workers (see docs/detection.md); default: no publishing.
+    pub nats: Option<crate::detect_nats::NatsConfig>,
     /// Device CA certificate and key (PEM); default: the development PKI in the data dir.
     pub device_ca_cert: Option<PathBuf>,
     /// See `device_ca_cert`.
@@ -121,6 +124,7 @@ impl Default for Config {
             enroll_listen: ([127, 0, 0, 1], 8445).into(),
             database_url: None,
             redis_url: None,
+            nats: None,
             device_ca_cert: None,
             device_ca_key: None,
             master_key_file: None,

@@ -19,6 +19,7 @@ pub mod conn_limits;
 pub mod conns;
 pub mod data_dir;
 pub mod db;
+pub mod detect_nats;
 pub mod device_api;
 pub mod device_gate;
 pub mod enrollment;

@@ -70,6 +70,37 @@ enum Command {
         #[arg(long, default_value = edgeward_server::mqtt::broker_config::DEFAULT_PLUGIN)]
         plugin: PathBuf,
     },
+    /// Run a scale-out detection worker: score the telemetry replicas publish to NATS
+    /// JetStream, sharing the stream's partitions with the other workers through leases in
+    /// PostgreSQL, with checkpoints there (see docs/detection.md).
+    DetectWorker(WorkerArgs),
+}
+
+/// Arguments of `detect-worker`.
+#[derive(clap::Args, Debug)]
+struct WorkerArgs {
+    /// The NATS server, e.g. nats://127.0.0.1:4222.
+    #[arg(long, env = "EDGEWARD_NATS_URL")]
+    nats: String,
+    /// The PostgreSQL database for leases and checkpoints (the registry's, or another).
+    #[arg(long, env = "EDGEWARD_DATABASE_URL")]
+    postgres: String,
+    /// The JetStream stream, as the replicas' `nats.stream`.
+    #[arg(long, default_value = "EDGEWARD_TELEMETRY")]
+    stream: String,
+    /// The subjects' first token, as the replicas' `nats.subject_prefix`.
+    #[arg(long, default_value = "telemetry")]
+    subject_prefix: String,
+    /// How many partitions the stream has, as the replicas' `nats.partitions`; the live
+    /// workers share them.
+    #[arg(long, default_value_t = 16)]
+    partitions: u32,
+    /// This worker's name (default: host name and process id).
+    #[arg(long)]
+    id: Option<String>,
+    /// Milliseconds a lease lasts unrenewed: how soon a dead worker's partitions move.
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(200..=600_000))]
+    lease_ms: u64,
 }
 
 /// How the server writes its log.
@@ -146,6 +177,53 @@ fn audit_key(config: &Config) -> ExitCode {
     }
 }
 
+/// `edgeward-server detect-worker`, until Ctrl-C or SIGTERM.
+async fn detect_worker(a: WorkerArgs) -> ExitCode {
+    use edgeward_server::detect_nats::{worker, NatsConfig};
+    let id = a.id.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let config = worker::WorkerConfig {
+        nats: NatsConfig {
+            url: a.nats,
+            stream: a.stream,
+            subject_prefix: a.subject_prefix,
+            partitions: a.partitions,
+        },
+        postgres_url: a.postgres,
+        id,
+        lease: std::time::Duration::from_millis(a.lease_ms),
+    };
+    let w = match worker::Worker::connect(config).await {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("edgeward-server detect-worker: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let stop = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    match w.run(stop).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgeward-server detect-worker: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -159,6 +237,9 @@ async fn main() -> ExitCode {
     };
     if let Some(Command::AuditKey) = args.command {
         return audit_key(&config);
+    }
+    if let Some(Command::DetectWorker(w)) = args.command {
+        return detect_worker(w).await;
     }
     if let Some(Command::BrokerConfig {
         out,

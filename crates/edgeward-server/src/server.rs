@@ -128,6 +128,14 @@ pub async fn start_with_clock(
             .map_err(|e| StartError(e.to_string()))?,
         None => Store::memory(),
     };
+    let nats = match &config.nats {
+        Some(n) => Some(
+            crate::detect_nats::publish::Publisher::connect(n)
+                .await
+                .map_err(StartError)?,
+        ),
+        None => None,
+    };
     ensure_admin_key(&db, &config, clock.now_secs()).await?;
     let revoked: HashSet<String> = db
         .revoked_serials()
@@ -156,6 +164,7 @@ pub async fn start_with_clock(
         db,
         identity,
         store,
+        nats,
         clock,
         conns: Connections::default(),
         revoked: Arc::new(RwLock::new(revoked)),

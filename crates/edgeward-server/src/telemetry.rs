@@ -62,6 +62,13 @@ pub async fn accept(app: &App, device: Arc<str>, body: Bytes) -> Result<Accepted
             });
         }
     }
+    // To the detection workers first (`[nats]`): a batch the device sees acknowledged is
+    // in the stream, and one sent again is recognised there by its numbers.
+    if let Some(nats) = &app.nats {
+        nats.publish(&device, app.now(), batch.seq, body.clone())
+            .await
+            .map_err(ApiError::unavailable)?;
+    }
     // Stored as received (it parsed as JSON): no re-serialization, no copy.
     app.ingest
         .store(device.clone(), app.now(), body)

@@ -23,5 +23,6 @@ mod revocation;
 mod roles;
 mod rollouts;
 mod routes;
+mod scale_out;
 mod transitions;
 mod updates;

@@ -1,0 +1,430 @@
+//! A detection worker: it holds leases on some partitions of the telemetry stream (its fair
+//! share among the live workers), consumes each with a durable JetStream consumer, scores
+//! the points with a streaming baseline per device-metric, and checkpoints to PostgreSQL.
+//!
+//! Exactly once: a partition's checkpoint — its last scored stream sequence, the baselines
+//! it changed and the points it counted — commits in one transaction, fenced by the lease's
+//! epoch (a worker that lost its lease cannot commit); messages are acknowledged only
+//! after. A worker taking a partition over restores its baselines from the checkpoint and
+//! recreates the consumer from the sequence after it, and acknowledges without scoring any
+//! message at or below it. So a message scored but not committed is scored again from the
+//! committed state (its first scoring is lost with the dead worker), and one committed but
+//! not acknowledged is skipped.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::Duration,
+};
+
+use async_nats::jetstream::{
+    self,
+    consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer},
+};
+use edgeward_detect::baseline::{Baseline, Params};
+use futures_util::StreamExt;
+use sqlx::Row;
+
+use super::{points, publish, NatsConfig};
+use crate::db::Db;
+
+/// A baseline score at or above this (once the baseline is warm) is an alert.
+pub const ALERT_SCORE: f32 = 0.5;
+
+/// Most messages taken from a partition per round.
+const BATCH: usize = 500;
+
+/// The worker's settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The stream, subjects and partition count (as the replicas have them).
+    pub nats: NatsConfig,
+    /// The PostgreSQL database of leases, checkpoints and counts.
+    pub postgres_url: String,
+    /// This worker's name (unique among the live workers).
+    pub id: String,
+    /// How long a lease lasts without renewal.
+    pub lease: Duration,
+}
+
+/// A partition this worker holds.
+struct Owned {
+    epoch: i64,
+    last_seq: u64,
+    consumer: PullConsumer,
+    baselines: HashMap<(String, String), Baseline>,
+}
+
+/// What a round of scoring changed in one partition, to commit.
+#[derive(Default)]
+struct Delta {
+    last_seq: u64,
+    states: HashSet<(String, String)>,
+    scored: HashMap<String, (i64, i64)>,
+    messages: Vec<async_nats::jetstream::Message>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The worker.
+pub struct Worker {
+    config: WorkerConfig,
+    db: Db,
+    stream: jetstream::stream::Stream,
+    params: Params,
+    owned: BTreeMap<u32, Owned>,
+}
+
+impl Worker {
+    /// Connects to PostgreSQL (running the server's migrations) and NATS.
+    pub async fn connect(config: WorkerConfig) -> Result<Worker, String> {
+        config.nats.check()?;
+        if !config.postgres_url.starts_with("postgres") {
+            return Err("detection workers keep their checkpoints in PostgreSQL".into());
+        }
+        let db = Db::connect(&config.postgres_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let client = async_nats::connect(&config.nats.url)
+            .await
+            .map_err(|e| format!("NATS at {}: {e}", config.nats.url))?;
+        let js = jetstream::new(client);
+        let stream = super::ensure_stream(&js, &config.nats).await?;
+        for part in 0..config.nats.partitions {
+            sqlx::query("INSERT INTO detect_partitions (stream, part) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(&config.nats.stream)
+                .bind(i64::from(part))
+                .execute(db.pool())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Worker {
+            config,
+            db,
+            stream,
+            params: Params::default(),
+            owned: BTreeMap::new(),
+        })
+    }
+
+    /// Runs until `stop` resolves.
+    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) -> Result<(), String> {
+        tokio::pin!(stop);
+        loop {
+            let busy = tokio::select! {
+                _ = &mut stop => return Ok(()),
+                r = self.round() => r?,
+            };
+            if !busy {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// One round: renew and rebalance leases, then score what each partition has waiting.
+    /// Returns whether any message was handled.
+    async fn round(&mut self) -> Result<bool, String> {
+        self.leases().await.map_err(|e| format!("leases: {e}"))?;
+        let mut busy = false;
+        let parts: Vec<u32> = self.owned.keys().copied().collect();
+        for part in parts {
+            match self.score(part).await {
+                Ok(n) => busy |= n > 0,
+                Err(e) => {
+                    // The partition's state in memory may be ahead of its checkpoint: drop
+                    // it; whoever takes the partition next restores the checkpoint.
+                    tracing::warn!(part, %e, "partition dropped");
+                    self.owned.remove(&part);
+                }
+            }
+        }
+        Ok(busy)
+    }
+
+    async fn leases(&mut self) -> Result<(), String> {
+        let err = |e: sqlx::Error| e.to_string();
+        let (stream, me) = (&self.config.nats.stream, &self.config.id);
+        let lease_ms = i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms();
+        let mut lost = Vec::new();
+        for (part, o) in &self.owned {
+            let renewed = sqlx::query("UPDATE detect_partitions SET lease_until = $1 WHERE stream = $2 AND part = $3 AND owner = $4 AND epoch = $5")
+                .bind(now + lease_ms)
+                .bind(stream)
+                .bind(i64::from(*part))
+                .bind(me)
+                .bind(o.epoch)
+                .execute(self.db.pool())
+                .await
+                .map_err(err)?
+                .rows_affected();
+            if renewed != 1 {
+                lost.push(*part);
+            }
+        }
+        for part in lost {
+            tracing::warn!(part, "lease lost");
+            self.owned.remove(&part);
+        }
+        let others: i64 = sqlx::query("SELECT COUNT(DISTINCT owner) AS n FROM detect_partitions WHERE stream = $1 AND lease_until > $2 AND owner <> $3")
+            .bind(stream)
+            .bind(now)
+            .bind(me)
+            .fetch_one(self.db.pool())
+            .await
+            .map_err(err)?
+            .try_get("n")
+            .map_err(err)?;
+        let total = self.config.nats.partitions as usize;
+        let target = total.div_ceil(usize::try_from(others).unwrap_or(0) + 1);
+        if self.owned.len() > target {
+            // Hand one back (it was checkpointed at the end of the last round).
+            if let Some((part, o)) = self.owned.pop_last() {
+                sqlx::query("UPDATE detect_partitions SET owner = NULL, lease_until = 0 WHERE stream = $1 AND part = $2 AND owner = $3 AND epoch = $4")
+                    .bind(stream)
+                    .bind(i64::from(part))
+                    .bind(me)
+                    .bind(o.epoch)
+                    .execute(self.db.pool())
+                    .await
+                    .map_err(err)?;
+                tracing::info!(part, "partition handed back");
+            }
+            return Ok(());
+        }
+        for part in 0..self.config.nats.partitions {
+            if self.owned.len() >= target {
+                break;
+            }
+            if self.owned.contains_key(&part) {
+                continue;
+            }
+            let taken = sqlx::query("UPDATE detect_partitions SET owner = $1, epoch = epoch + 1, lease_until = $2 WHERE stream = $3 AND part = $4 AND (owner IS NULL OR lease_until < $5) RETURNING epoch, last_seq")
+                .bind(me)
+                .bind(now + lease_ms)
+                .bind(stream)
+                .bind(i64::from(part))
+                .bind(now)
+                .fetch_optional(self.db.pool())
+                .await
+                .map_err(err)?;
+            if let Some(row) = taken {
+                let epoch: i64 = row.try_get("epoch").map_err(err)?;
+                let last_seq: i64 = row.try_get("last_seq").map_err(err)?;
+                let owned = self
+                    .take(part, epoch, u64::try_from(last_seq).unwrap_or(0))
+                    .await?;
+                self.owned.insert(part, owned);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes partition `part` over at `epoch`: its baselines from the checkpoint, and its
+    /// consumer recreated to start after the checkpoint's sequence.
+    async fn take(&self, part: u32, epoch: i64, last_seq: u64) -> Result<Owned, String> {
+        let rows = sqlx::query(
+            "SELECT device_id, metric, state FROM detect_state WHERE stream = $1 AND part = $2",
+        )
+        .bind(&self.config.nats.stream)
+        .bind(i64::from(part))
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut baselines = HashMap::new();
+        for row in rows {
+            let (device, metric, state): (String, String, String) = (
+                row.try_get("device_id").map_err(|e| e.to_string())?,
+                row.try_get("metric").map_err(|e| e.to_string())?,
+                row.try_get("state").map_err(|e| e.to_string())?,
+            );
+            let restored = hex::decode(&state)
+                .map_err(|e| e.to_string())
+                .and_then(|b| Baseline::from_bytes(&b).map_err(|e| e.to_string()));
+            match restored {
+                Ok(b) => {
+                    baselines.insert((device, metric), b);
+                }
+                // A damaged state costs that device-metric its history, nothing else.
+                Err(e) => tracing::error!(device, metric, %e, "baseline not restored"),
+            }
+        }
+        let durable = format!("detect-{part}");
+        // The consumer restarts after the checkpoint, whatever a previous owner had pulled.
+        let _ = self.stream.delete_consumer(&durable).await;
+        let consumer = self
+            .stream
+            .create_consumer(pull::Config {
+                durable_name: Some(durable),
+                filter_subject: self.config.nats.partition_filter(part),
+                deliver_policy: if last_seq == 0 {
+                    DeliverPolicy::All
+                } else {
+                    DeliverPolicy::ByStartSequence {
+                        start_sequence: last_seq + 1,
+                    }
+                },
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("consumer for partition {part}: {e}"))?;
+        tracing::info!(
+            part,
+            epoch,
+            last_seq,
+            restored = baselines.len(),
+            "partition taken"
+        );
+        Ok(Owned {
+            epoch,
+            last_seq,
+            consumer,
+            baselines,
+        })
+    }
+
+    /// Scores what partition `part` has waiting, commits the checkpoint, acknowledges.
+    async fn score(&mut self, part: u32) -> Result<usize, String> {
+        let params = self.params;
+        let Some(o) = self.owned.get_mut(&part) else {
+            return Ok(0);
+        };
+        let mut batch = o
+            .consumer
+            .fetch()
+            .max_messages(BATCH)
+            .expires(Duration::from_millis(100))
+            .messages()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut delta = Delta {
+            last_seq: o.last_seq,
+            ..Delta::default()
+        };
+        while let Some(m) = batch.next().await {
+            let m = m.map_err(|e| e.to_string())?;
+            let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
+            if seq > delta.last_seq {
+                score_message(&params, &mut o.baselines, &mut delta, &m);
+                delta.last_seq = seq;
+            }
+            delta.messages.push(m);
+        }
+        if delta.messages.is_empty() {
+            return Ok(0);
+        }
+        let n = delta.messages.len();
+        self.commit(part, &delta).await?;
+        if let Some(o) = self.owned.get_mut(&part) {
+            o.last_seq = delta.last_seq;
+        }
+        for m in delta.messages {
+            m.ack().await.map_err(|e| e.to_string())?;
+        }
+        Ok(n)
+    }
+
+    /// The fenced checkpoint of one round.
+    async fn commit(&self, part: u32, delta: &Delta) -> Result<(), String> {
+        let err = |e: sqlx::Error| e.to_string();
+        let Some(o) = self.owned.get(&part) else {
+            return Err("not held".into());
+        };
+        let stream = &self.config.nats.stream;
+        let mut tx = self.db.pool().begin().await.map_err(err)?;
+        let fenced = sqlx::query("UPDATE detect_partitions SET last_seq = $1 WHERE stream = $2 AND part = $3 AND owner = $4 AND epoch = $5")
+            .bind(to_i64(delta.last_seq))
+            .bind(stream)
+            .bind(i64::from(part))
+            .bind(&self.config.id)
+            .bind(o.epoch)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        if fenced != 1 {
+            tx.rollback().await.map_err(err)?;
+            return Err("the lease was taken over".into());
+        }
+        for key in &delta.states {
+            let Some(b) = o.baselines.get(key) else {
+                continue;
+            };
+            sqlx::query("INSERT INTO detect_state (stream, part, device_id, metric, state) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stream, device_id, metric) DO UPDATE SET part = EXCLUDED.part, state = EXCLUDED.state")
+                .bind(stream)
+                .bind(i64::from(part))
+                .bind(&key.0)
+                .bind(&key.1)
+                .bind(hex::encode(b.to_bytes()))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        for (device, (points, alerts)) in &delta.scored {
+            sqlx::query("INSERT INTO detect_scored (stream, device_id, points, alerts) VALUES ($1, $2, $3, $4) ON CONFLICT (stream, device_id) DO UPDATE SET points = detect_scored.points + EXCLUDED.points, alerts = detect_scored.alerts + EXCLUDED.alerts")
+                .bind(stream)
+                .bind(device)
+                .bind(*points)
+                .bind(*alerts)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+}
+
+/// Scores the points of one message into `baselines`, recording what changed in `delta`.
+fn score_message(
+    params: &Params,
+    baselines: &mut HashMap<(String, String), Baseline>,
+    delta: &mut Delta,
+    m: &async_nats::jetstream::Message,
+) {
+    let header = |name: &str| {
+        m.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_string())
+    };
+    let Some(device) = header(publish::DEVICE_HEADER) else {
+        tracing::warn!(subject = %m.subject, "a telemetry message without its device header");
+        return;
+    };
+    let received_at = header(publish::RECEIVED_HEADER)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let Some(points) = points::points(&m.payload, received_at) else {
+        tracing::warn!(device, "a telemetry message that is not a batch");
+        return;
+    };
+    for p in points {
+        let key = (device.clone(), p.metric);
+        let b = baselines.entry(key.clone()).or_insert_with(Baseline::new);
+        let warm = b.seen() >= params.warmup;
+        let verdict = b.update(params, p.at, p.value);
+        let counts = delta.scored.entry(device.clone()).or_default();
+        counts.0 += 1;
+        if warm && verdict.score >= ALERT_SCORE {
+            counts.1 += 1;
+            tracing::warn!(
+                device,
+                metric = key.1,
+                value = p.value,
+                score = verdict.score,
+                "behaviour alert"
+            );
+        }
+        delta.states.insert(key);
+    }
+}
