@@ -410,7 +410,7 @@ fn score_message(
     };
     for p in points {
         let key = (device.clone(), p.metric);
-        let b = baselines.entry(key.clone()).or_insert_with(Baseline::new);
+        let b = baselines.entry(key.clone()).or_default();
         let warm = b.seen() >= params.warmup;
         let verdict = b.update(params, p.at, p.value);
         let counts = delta.scored.entry(device.clone()).or_default();
