@@ -60,7 +60,7 @@ struct Delta {
     last_seq: u64,
     states: HashSet<(String, String)>,
     scored: HashMap<String, (i64, i64)>,
-    messages: Vec<async_nats::jetstream::Message>,
+    messages: Vec<jetstream::Message>,
 }
 
 fn now_ms() -> i64 {
@@ -389,7 +389,7 @@ fn score_message(
     params: &Params,
     baselines: &mut HashMap<(String, String), Baseline>,
     delta: &mut Delta,
-    m: &async_nats::jetstream::Message,
+    m: &jetstream::Message,
 ) {
     let header = |name: &str| {
         m.headers
