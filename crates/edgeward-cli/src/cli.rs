@@ -53,6 +53,15 @@ pub(crate) enum Command {
     /// Signed releases: publish to a TUF repository, list, rotate keys, roll out, status.
     #[command(subcommand)]
     Release(commands::release::ReleaseCommand),
+    /// Detection: measure the behavioural baseline on labelled data.
+    #[command(subcommand)]
+    Detect(commands::detect::DetectCommand),
+    /// Incidents: list, show, contain, approve, close, post-mortem report.
+    #[command(subcommand)]
+    Incidents(commands::incidents::IncidentsCommand),
+    /// Alerts raised by the server's detection.
+    #[command(subcommand)]
+    Alerts(commands::incidents::AlertsCommand),
 }
 
 impl Command {
@@ -71,6 +80,9 @@ impl Command {
             Command::Mcuboot(cmd) => commands::mcuboot::run(cmd, json),
             Command::Se(cmd) => commands::se::run(cmd, json),
             Command::Release(cmd) => commands::release::run(cmd, json),
+            Command::Detect(cmd) => commands::detect::run(cmd, json),
+            Command::Incidents(cmd) => commands::incidents::run(cmd, json),
+            Command::Alerts(cmd) => commands::incidents::run_alerts(cmd, json),
         }
     }
 }

@@ -59,6 +59,35 @@ pub enum AlertKind {
     ClonedCertificate,
 }
 
+impl AlertKind {
+    /// The kind's name, as in its JSON `kind` field and in playbooks.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AlertKind::Behaviour { .. } => "behaviour",
+            AlertKind::AuthFailureBurst => "auth_failure_burst",
+            AlertKind::RateLimitBurst => "rate_limit_burst",
+            AlertKind::VerificationFailure => "verification_failure",
+            AlertKind::AttestationFailure => "attestation_failure",
+            AlertKind::ForeignModel { .. } => "foreign_model",
+            AlertKind::NewListeningPort { .. } => "new_listening_port",
+            AlertKind::Tamper => "tamper",
+            AlertKind::BootRecovery => "boot_recovery",
+            AlertKind::OutsideArea => "outside_area",
+            AlertKind::ImpossibleTravel { .. } => "impossible_travel",
+            AlertKind::ClonedCertificate => "cloned_certificate",
+        }
+    }
+
+    /// What makes two alerts "the same" for deduplication: the kind and, for behaviour, the
+    /// metric (a burst of one metric's anomalies is one alert; another metric is another).
+    pub fn dedup_key(&self) -> String {
+        match self {
+            AlertKind::Behaviour { metric } => format!("behaviour:{metric}"),
+            other => other.name().to_string(),
+        }
+    }
+}
+
 /// One detection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {

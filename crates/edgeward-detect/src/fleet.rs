@@ -257,3 +257,127 @@ impl Fleet {
         Ok(id)
     }
 }
+
+/// What the detector remembers about one device, in a form that does not depend on the
+/// detector instance (metric and cohort names rather than ids): a checkpoint restored into a
+/// fresh detector after a restart carries on exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceSnapshot {
+    /// The cohort's hardware class.
+    pub hardware_class: String,
+    /// The cohort's firmware version.
+    pub firmware: String,
+    /// Each metric's baseline.
+    pub baselines: Vec<(String, Baseline)>,
+    rules: RuleState,
+    geo: GeoState,
+    certificate: CertificateState,
+}
+
+/// A cohort's baseline for one metric, by names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CohortSnapshot {
+    /// The hardware class.
+    pub hardware_class: String,
+    /// The firmware version.
+    pub firmware: String,
+    /// The metric.
+    pub metric: String,
+    /// The cohort's state.
+    pub cohort: Cohort,
+}
+
+impl Fleet {
+    fn cohort_names(&self, id: u32) -> (String, String) {
+        self.cohort_ids
+            .iter()
+            .find(|(_, v)| **v == id)
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default()
+    }
+
+    /// The device's cohort (hardware class, firmware), if it is registered.
+    pub fn cohort_of(&self, device: &str) -> Option<(String, String)> {
+        self.devices
+            .get(device)
+            .map(|s| self.cohort_names(s.cohort))
+    }
+
+    /// A checkpoint of one device, if it is registered.
+    pub fn snapshot_device(&self, device: &str) -> Option<DeviceSnapshot> {
+        let state = self.devices.get(device)?;
+        let (hardware_class, firmware) = self.cohort_names(state.cohort);
+        Some(DeviceSnapshot {
+            hardware_class,
+            firmware,
+            baselines: state
+                .baselines
+                .iter()
+                .filter_map(|(id, b)| {
+                    let name = self.metric_names.get(usize::from(*id))?;
+                    Some((name.clone(), b.clone()))
+                })
+                .collect(),
+            rules: state.rules.clone(),
+            geo: state.geo.clone(),
+            certificate: state.certificate.clone(),
+        })
+    }
+
+    /// Restores a device from its checkpoint (replacing what the detector had for it). The
+    /// snapshot is checked as an observation would be: metric names and counts in bounds.
+    pub fn restore_device(
+        &mut self,
+        device: &str,
+        snapshot: DeviceSnapshot,
+    ) -> Result<(), FleetError> {
+        if snapshot.baselines.len() > MAX_METRICS_PER_DEVICE {
+            return Err(FleetError::TooManyMetrics(device.to_string()));
+        }
+        let mut baselines = Vec::with_capacity(snapshot.baselines.len());
+        for (metric, baseline) in snapshot.baselines {
+            let id = self.metric_id(&metric)?;
+            if baselines.iter().all(|(m, _)| *m != id) {
+                baselines.push((id, baseline));
+            }
+        }
+        self.register(device, &snapshot.hardware_class, &snapshot.firmware);
+        let state = self
+            .devices
+            .get_mut(device)
+            .ok_or_else(|| FleetError::UnknownDevice(device.to_string()))?;
+        state.baselines = baselines;
+        state.rules = snapshot.rules;
+        state.geo = snapshot.geo;
+        state.certificate = snapshot.certificate;
+        Ok(())
+    }
+
+    /// Checkpoints of every cohort baseline.
+    pub fn snapshot_cohorts(&self) -> Vec<CohortSnapshot> {
+        self.cohorts
+            .iter()
+            .filter_map(|((cohort, metric), state)| {
+                let (hardware_class, firmware) = self.cohort_names(*cohort);
+                Some(CohortSnapshot {
+                    hardware_class,
+                    firmware,
+                    metric: self.metric_names.get(usize::from(*metric))?.clone(),
+                    cohort: state.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Restores a cohort baseline from its checkpoint.
+    pub fn restore_cohort(&mut self, snapshot: CohortSnapshot) -> Result<(), FleetError> {
+        let metric = self.metric_id(&snapshot.metric)?;
+        let next = self.cohort_ids.len() as u32;
+        let cohort = *self
+            .cohort_ids
+            .entry((snapshot.hardware_class, snapshot.firmware))
+            .or_insert(next);
+        self.cohorts.insert((cohort, metric), snapshot.cohort);
+        Ok(())
+    }
+}

@@ -87,6 +87,7 @@ pub fn routes(app: Shared) -> Router<Shared> {
         .merge(crate::audit_log_api::routes())
         .route("/v1/admin/keys", post(add_key))
         .merge(crate::rollout_api::admin_routes())
+        .merge(crate::incidents::api::routes())
         .layer(axum::middleware::from_fn_with_state(app, gate))
 }
 
@@ -273,14 +274,27 @@ async fn reprovision(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     admin.require(Role::Admin)?;
+    Ok((
+        StatusCode::OK,
+        Json(reprovision_device(&app, &admin, &id).await?),
+    ))
+}
+
+/// Re-provisions device `id` as `admin` (also from an approved incident action): back to
+/// `pending` with a new enrollment token, which the answer carries.
+pub(crate) async fn reprovision_device(
+    app: &Shared,
+    admin: &Admin,
+    id: &str,
+) -> Result<Value, ApiError> {
     let token = new_secret("ewe");
     let expires_at =
         app.now() + i64::try_from(app.config.enrollment_ttl_secs).unwrap_or(i64::MAX / 2);
     let hash = secret_hash(&token);
     let Json(mut v) = change_status(
-        &app,
+        app,
         &admin.actor(),
-        &id,
+        id,
         Change::Reprovision {
             token_sha256: &hash,
             expires_at,
@@ -289,7 +303,7 @@ async fn reprovision(
     .await?;
     v["enrollment_token"] = json!(token);
     v["expires_at"] = json!(expires_at);
-    Ok((StatusCode::OK, Json(v)))
+    Ok(v)
 }
 
 async fn add_command(

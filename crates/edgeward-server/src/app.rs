@@ -56,6 +56,8 @@ pub struct App {
     /// Bumped each time the device CRL is rewritten (a revocation here or elsewhere), so
     /// that transports with sessions of their own (MQTT) close the revoked ones.
     pub crl_changed: tokio::sync::watch::Sender<u64>,
+    /// In-process detection and response (`None` when `detection.enabled` is off).
+    pub detection: Option<crate::detection::Detection>,
 }
 
 /// Shared handle to the state.

@@ -113,6 +113,8 @@ pub struct Config {
     /// The MQTT broker to consume device traffic through (the `[mqtt]` table); none, the
     /// embedded default: HTTPS only.
     pub mqtt: Option<crate::mqtt::MqttConfig>,
+    /// Detection and incident response (see docs/detection.md).
+    pub detection: crate::detection::DetectionConfig,
 }
 
 impl Default for Config {
@@ -150,6 +152,7 @@ impl Default for Config {
             attestation: Default::default(),
             update_repo: None,
             mqtt: None,
+            detection: crate::detection::DetectionConfig::default(),
         }
     }
 }

@@ -346,7 +346,12 @@ impl FromRequest<Shared> for Streamed {
 }
 
 async fn telemetry(State(app): State<Shared>, call: Gated) -> Result<Response, ApiError> {
-    let accepted = crate::telemetry::accept(&app, call.device, call.body).await?;
+    let source = call
+        .parts
+        .extensions
+        .get::<Arc<Peer>>()
+        .map(|p| p.addr.ip());
+    let accepted = crate::telemetry::accept_from(&app, call.device, source, call.body).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         accepted.to_json(),
@@ -427,6 +432,7 @@ async fn forensics(State(app): State<Shared>, call: Streamed) -> Result<Json<Val
         ),
     )
     .await;
+    crate::incidents::evidence_received(&app, &dev, id, &sha, bytes).await;
     Ok(Json(
         json!({ "id": id, "sha256": sha, "bytes": bytes, "verified": true }),
     ))

@@ -159,6 +159,13 @@ pub async fn start_with_clock(
         .map_err(|e| StartError(format!("audit log: {e}")))?;
     let attestation = crate::attestation::Verifier::load(&config, &identity, clock.now_secs())
         .map_err(StartError)?;
+    let (detection, raised) = if config.detection.enabled {
+        let (d, raised) =
+            crate::detection::Detection::new(&config.detection).map_err(start_err("detection"))?;
+        (Some(d), Some(raised))
+    } else {
+        (None, None)
+    };
     let app = Arc::new(App {
         config: config.clone(),
         db,
@@ -183,7 +190,15 @@ pub async fn start_with_clock(
         attestation,
         releases: Default::default(),
         crl_changed: watch::channel(0).0,
+        detection,
     });
+    if let Some(d) = &app.detection {
+        let restored = d
+            .restore(&app.db)
+            .await
+            .map_err(start_err("detector state"))?;
+        tracing::info!(restored, "detector checkpoints loaded");
+    }
     write_device_crl(&app)
         .await
         .map_err(start_err("device CRL"))?;
@@ -228,6 +243,7 @@ pub async fn start_with_clock(
 
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = vec![
+        tokio::spawn(crate::detection::checkpoints(app.clone(), rx.clone())),
         tokio::spawn(flush_refusals(app.clone(), rx.clone())),
         tokio::spawn(follow_revocations(app.clone(), rx.clone())),
         tokio::spawn(accept_loop(
@@ -257,6 +273,13 @@ pub async fn start_with_clock(
     ];
     if let Some(mqtt) = &app.config.mqtt {
         tasks.extend(crate::mqtt::start(app.clone(), mqtt, rx).map_err(start_err("mqtt"))?);
+    }
+    if let Some(raised) = raised {
+        tasks.push(tokio::spawn(crate::detection::dispatch(
+            app.clone(),
+            raised,
+            shutdown.subscribe(),
+        )));
     }
     Ok(Running {
         device_addr,

@@ -4,7 +4,7 @@
 //! group-committed by [`crate::ingest`] and its last number recorded. The caller has
 //! passed the device gate ([`crate::device_gate`]) first.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use axum::body::Bytes;
 use edgeward_proto::api;
@@ -39,6 +39,18 @@ impl Accepted {
 /// Stores `body`, a telemetry batch from `device` that passed the gate; returns once it is
 /// committed (or was already held).
 pub async fn accept(app: &App, device: Arc<str>, body: Bytes) -> Result<Accepted, ApiError> {
+    accept_from(app, device, None, body).await
+}
+
+/// [`accept`] for a batch that came from the network address `source` (when the transport
+/// knows it): a newly stored batch is also scored by detection ([`crate::detection`]), the
+/// address standing for the device's certificate in the cloned-certificate check.
+pub async fn accept_from(
+    app: &App,
+    device: Arc<str>,
+    source: Option<IpAddr>,
+    body: Bytes,
+) -> Result<Accepted, ApiError> {
     // Stored exactly as sent, so it must be text: JSON parsing skips over the inside of
     // strings it does not keep without checking their UTF-8.
     if let Err(e) = std::str::from_utf8(&body) {
@@ -71,9 +83,10 @@ pub async fn accept(app: &App, device: Arc<str>, body: Bytes) -> Result<Accepted
     }
     // Stored as received (it parsed as JSON): no re-serialization, no copy.
     app.ingest
-        .store(device.clone(), app.now(), body)
+        .store(device.clone(), app.now(), body.clone())
         .await
         .map_err(ApiError::unavailable)?;
+    crate::detection::on_telemetry(app, &device, source, &body).await;
     let records = batch.records;
     let Some((_, last)) = batch.seq else {
         return Ok(Accepted {

@@ -129,15 +129,15 @@ pub(crate) fn call(req: reqwest::blocking::RequestBuilder, what: &str) -> Result
     }
 }
 
-/// An authenticated admin API client.
+/// An admin API client: the server's URL, its CA and an admin key.
 pub(crate) struct Admin {
-    client: Client,
-    base: String,
-    token: String,
+    pub(crate) client: Client,
+    pub(crate) base: String,
+    pub(crate) token: String,
 }
 
 impl Admin {
-    /// A client for the server and admin key in `a`.
+    /// A client for the server `a` names, with the key from its token file.
     pub(crate) fn new(a: &ServerArgs) -> Result<Self, Failure> {
         let token_file = a.admin_token_file.as_ref().ok_or_else(|| {
             Failure::operator("--admin-token-file (or EDGEWARD_ADMIN_TOKEN_FILE) is required")

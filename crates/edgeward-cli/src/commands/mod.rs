@@ -2,8 +2,10 @@
 
 pub(crate) mod audit;
 pub(crate) mod boot;
+pub(crate) mod detect;
 pub(crate) mod device;
 pub(crate) mod fleet;
+pub(crate) mod incidents;
 pub(crate) mod mcuboot;
 pub(crate) mod model;
 pub(crate) mod pki;

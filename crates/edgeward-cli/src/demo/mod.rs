@@ -1,12 +1,14 @@
 //! `edgeward demo`: the whole story on the embedded default, in a temporary directory, with
 //! no services, told in chapters: the key ceremony, signing and verification with two
 //! attacks refused (`signing`); the device (`device`); the model's protection
-//! (`encrypted_model`, `watermark`); the control plane (`control_plane`); and signed
-//! updates with staged rollouts (`updates`).
+//! (`encrypted_model`, `watermark`); the control plane (`control_plane`); signed updates
+//! with staged rollouts (`updates`); and an incident from detection to post-mortem
+//! (`incident`).
 
 mod control_plane;
 mod device;
 mod encrypted_model;
+mod incident;
 mod signing;
 mod updates;
 mod watermark;
@@ -95,6 +97,7 @@ pub(crate) fn run(a: DemoArgs, json: bool) -> Outcome {
     watermark::story(&mut demo, &dir.join("watermark"));
     control_plane::story(&mut demo, &dir.join("server"));
     updates::story(&mut demo, &dir.join("updates"));
+    incident::story(&mut demo, &dir.join("incident"));
     let passed = demo.steps.iter().filter(|s| s.ok).count();
     let all_ok = passed == demo.steps.len();
     let report = serde_json::json!({

@@ -11,6 +11,7 @@ mod attestation;
 mod audit;
 mod audit_log;
 mod data_dir;
+mod detection;
 mod faults;
 mod interop;
 mod logs;

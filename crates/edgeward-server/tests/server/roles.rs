@@ -33,6 +33,18 @@ const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
     // The rollout first: the status route needs one.
     ("POST", "/v1/admin/releases/{version}/rollout", "operator"),
     ("GET", "/v1/admin/releases/{version}/status", "viewer"),
+    ("GET", "/v1/admin/alerts", "viewer"),
+    ("GET", "/v1/admin/incidents", "viewer"),
+    ("GET", "/v1/admin/incidents/{id}", "viewer"),
+    ("POST", "/v1/admin/incidents/{id}/contain", "operator"),
+    ("POST", "/v1/admin/incidents/{id}/approve", "admin"),
+    ("POST", "/v1/admin/incidents/{id}/close", "operator"),
+    ("GET", "/v1/admin/incidents/{id}/report", "viewer"),
+    (
+        "GET",
+        "/v1/admin/incidents/{id}/evidence/{upload}",
+        "operator",
+    ),
 ];
 
 fn rank(role: &str) -> usize {
@@ -73,8 +85,9 @@ async fn key(s: &Server, role: &str) -> String {
     v["key"].as_str().expect("key").to_string()
 }
 
-/// A device in the state the route needs to succeed, the route's body and, for a route
-/// naming a command, the id of one queued for the device.
+/// A device in the state the route needs to succeed, the route's body, and the path to call
+/// (`{id}` filled in: the device, or for an incident route the incident the device's tamper
+/// report opened; `{upload}`: its forensic bundle; `{command}`: a command queued for it).
 async fn prepare(s: &Server, path: &str) -> (String, Value, String) {
     let id = device_id("matrix");
     let body = match path {
@@ -84,27 +97,71 @@ async fn prepare(s: &Server, path: &str) -> (String, Value, String) {
         p if p.ends_with("/rollout") => json!({ "percent": 10 }),
         _ => json!({}),
     };
+    let mut target = path.replace("{id}", &id);
     if path.contains("{id}") {
-        s.enroll(&id, "cam").await;
+        let e = s.enroll(&id, "cam").await;
+        if path.starts_with("/v1/admin/incidents/") {
+            target = incident_route(s, &e, path).await;
+        }
         if path.ends_with("/release") {
             let (status, v) = s
                 .admin_post(&format!("/v1/admin/devices/{id}/quarantine"), json!({}))
                 .await;
             assert_eq!(status, 200, "{v}");
         }
+        if path.contains("{command}") {
+            let (status, v) = s
+                .admin_post(
+                    &format!("/v1/admin/devices/{id}/commands"),
+                    json!({ "kind": "reboot", "body": {} }),
+                )
+                .await;
+            assert_eq!(status, 201, "{v}");
+            target = target.replace("{command}", &v["id"].to_string());
+        }
     }
-    let mut command = String::new();
-    if path.contains("{command}") {
-        let (status, v) = s
-            .admin_post(
-                &format!("/v1/admin/devices/{id}/commands"),
-                json!({ "kind": "reboot", "body": {} }),
-            )
-            .await;
-        assert_eq!(status, 201, "{v}");
-        command = v["id"].to_string();
+    (id, body, target)
+}
+
+/// Opens an incident for `e` (a tamper report, contained by the default playbook) and
+/// returns `path` with the incident (and, for `{upload}`, a forensic bundle) filled in.
+async fn incident_route(s: &Server, e: &Enrolled, path: &str) -> String {
+    let c = s.device_client(e);
+    let r = c
+        .post(s.device_url("/v1/device/telemetry"))
+        .header("authorization", v1(e, unix_now()))
+        .json(&json!({"records": [{"type": "event", "event": "tamper", "detail": "matrix"}]}))
+        .send()
+        .await
+        .expect("telemetry");
+    assert_eq!(r.status(), 200);
+    let mut incident = None;
+    for _ in 0..200 {
+        let (_, v) = s.admin_get("/v1/admin/incidents?limit=500").await;
+        incident = v["incidents"].as_array().and_then(|is| {
+            is.iter()
+                .find(|i| i["device_id"] == e.id.as_str() && i["status"] == "contained")
+                .and_then(|i| i["id"].as_i64())
+        });
+        if incident.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    (id, body, command)
+    let incident = incident.expect("the tamper report opened a contained incident");
+    let mut out = path.replace("{id}", &incident.to_string());
+    if path.contains("{upload}") {
+        let r = c
+            .post(s.device_url("/v1/device/forensics"))
+            .header("authorization", v1(e, unix_now()))
+            .body(e.bundle(0, b"bundle"))
+            .send()
+            .await
+            .expect("forensics");
+        let v: Value = r.json().await.expect("json");
+        out = out.replace("{upload}", &v["id"].to_string());
+    }
+    out
 }
 
 /// The query a GET route needs to succeed (the audit log has entries by then: keys were
@@ -136,12 +193,9 @@ async fn every_admin_route_for_every_role() {
     }
     for (method, route, least) in ADMIN_ROUTES {
         for (role, secret) in &keys {
-            let (id, body, command) = prepare(&s, route).await;
+            let (id, body, target) = prepare(&s, route).await;
             let before = status_of(&s, &id).await;
-            let path = route
-                .replace("{id}", &id)
-                .replace("{version}", "1.0.0")
-                .replace("{command}", &command);
+            let path = target.replace("{version}", "1.0.0");
             let url = s.admin_url(&format!("{path}{}", query(route)));
             let mut call = s
                 .admin

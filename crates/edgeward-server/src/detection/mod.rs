@@ -1,0 +1,391 @@
+//! In-process detection: every telemetry batch that passed the device gate is scored by the
+//! fleet detector (edgeward-detect: per-device-metric baselines, cohorts by hardware class and
+//! firmware, day-one rules, geography and cloned certificates). Alerts are deduplicated and
+//! rate-limited, stored, sent to the sinks and handed to the incident playbook. The
+//! detector's state is checkpointed to the database every few seconds and on shutdown, and
+//! loaded at start, so a restart does not forget a baseline.
+
+pub mod config;
+pub mod sinks;
+pub mod store;
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    sync::Mutex,
+};
+
+use edgeward_detect::{
+    alert::Alert,
+    fleet::{CohortSnapshot, DeviceSnapshot, Fleet, FleetConfig},
+    geo::{GeoConfig, Network, Sighting},
+    playbook::Playbook,
+    records::{self, Observation},
+    rules::Event,
+};
+use serde_json::json;
+
+use crate::app::{App, Shared};
+pub use config::DetectionConfig;
+
+/// Checkpoint keys: `dev:<id>` for devices, `cohort:<class>/<firmware>/<metric>` for cohorts.
+const DEVICE_KEY: &str = "dev:";
+const COHORT_KEY: &str = "cohort:";
+
+/// Firmware assumed until a device reports its version.
+const UNKNOWN_FIRMWARE: &str = "unknown";
+
+/// An alert waiting to be raised, with the time its telemetry arrived (Unix ms).
+pub type Raised = (Alert, i64);
+
+/// Alerts queued for raising at most (beyond that they are counted and dropped, as by the
+/// rate limit).
+const MAX_QUEUED: usize = 1024;
+
+/// The server's detector and what surrounds it.
+pub struct Detection {
+    /// The settings.
+    pub config: DetectionConfig,
+    /// The playbook alerts are matched against.
+    pub playbook: Playbook,
+    /// Where alerts go.
+    pub sinks: sinks::Sinks,
+    fleet: Mutex<Fleet>,
+    dirty: Mutex<HashSet<String>>,
+    limits: Mutex<Limits>,
+    queue: tokio::sync::mpsc::Sender<Raised>,
+}
+
+/// Deduplication and the fleet-wide alert rate.
+#[derive(Default)]
+struct Limits {
+    /// (device, dedup key) → when it was last raised (Unix seconds).
+    last: HashMap<(String, String), i64>,
+    /// The current minute and the alerts raised in it.
+    minute: (i64, u32),
+    /// Alerts dropped by the rate limit (for the metrics).
+    dropped: u64,
+}
+
+/// Most (device, kind) pairs remembered for deduplication before old ones are forgotten.
+const MAX_DEDUP_ENTRIES: usize = 100_000;
+
+impl Detection {
+    /// The detector for `config`: its playbook read and checked, its sinks opened, its
+    /// geography settings parsed; and the queue of alerts [`dispatch`] raises. Must run on
+    /// the server's runtime.
+    pub fn new(
+        config: &DetectionConfig,
+    ) -> Result<(Detection, tokio::sync::mpsc::Receiver<Raised>), String> {
+        let playbook = match &config.playbook {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                Playbook::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => Playbook::default(),
+        };
+        let allowed_networks = config
+            .allowed_networks
+            .iter()
+            .map(|n| n.parse::<Network>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("detection.allowed_networks: {e}"))?;
+        let fleet = Fleet::new(FleetConfig {
+            geo: GeoConfig {
+                max_speed_kmh: config.max_speed_kmh,
+                allowed_networks,
+                ..GeoConfig::default()
+            },
+            ..FleetConfig::default()
+        });
+        let (queue, raised) = tokio::sync::mpsc::channel(MAX_QUEUED);
+        let detection = Detection {
+            sinks: sinks::Sinks::open(config.webhook.as_ref(), config.mqtt.as_ref())?,
+            config: config.clone(),
+            playbook,
+            fleet: Mutex::new(fleet),
+            dirty: Mutex::new(HashSet::new()),
+            limits: Mutex::new(Limits::default()),
+            queue,
+        };
+        Ok((detection, raised))
+    }
+
+    /// Loads the checkpoints written by an earlier run.
+    pub async fn restore(&self, db: &crate::db::Db) -> Result<usize, String> {
+        let states = store::load_state(db).await.map_err(|e| e.to_string())?;
+        let mut fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
+        let mut restored = 0;
+        for (key, state) in states {
+            let result = if let Some(device) = key.strip_prefix(DEVICE_KEY) {
+                serde_json::from_str::<DeviceSnapshot>(&state)
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| fleet.restore_device(device, s).map_err(|e| e.to_string()))
+            } else if key.starts_with(COHORT_KEY) {
+                serde_json::from_str::<CohortSnapshot>(&state)
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| fleet.restore_cohort(s).map_err(|e| e.to_string()))
+            } else {
+                Err("unknown key".into())
+            };
+            match result {
+                Ok(()) => restored += 1,
+                // A damaged checkpoint costs that device its history, nothing else.
+                Err(e) => tracing::error!(key, %e, "detector checkpoint not restored"),
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Writes the state of every device that changed since the last checkpoint, and every
+    /// cohort.
+    pub async fn checkpoint(&self, db: &crate::db::Db, now: i64) -> Result<usize, String> {
+        let dirty: Vec<String> = {
+            let mut d = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+            d.drain().collect()
+        };
+        if dirty.is_empty() {
+            return Ok(0);
+        }
+        let states: Vec<(String, String)> = {
+            let fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
+            let devices = dirty.iter().filter_map(|d| {
+                let s = fleet.snapshot_device(d)?;
+                Some((format!("{DEVICE_KEY}{d}"), serde_json::to_string(&s).ok()?))
+            });
+            let cohorts = fleet.snapshot_cohorts().into_iter().filter_map(|c| {
+                let key = format!(
+                    "{COHORT_KEY}{}/{}/{}",
+                    c.hardware_class, c.firmware, c.metric
+                );
+                Some((key, serde_json::to_string(&c).ok()?))
+            });
+            devices.chain(cohorts).collect()
+        };
+        if let Err(e) = store::save_state(db, &states, now).await {
+            // Try again next time.
+            self.dirty
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(dirty);
+            return Err(e.to_string());
+        }
+        Ok(states.len())
+    }
+
+    /// Scores one batch of `device` (hardware class `class`) received from `source` (when
+    /// the transport knows it: without it, no location or certificate sighting is checked);
+    /// returns the alerts that pass deduplication and the rate limit.
+    pub fn score(
+        &self,
+        device: &str,
+        class: &str,
+        source: Option<IpAddr>,
+        body: &[u8],
+        now: i64,
+    ) -> Vec<Alert> {
+        let observed = match records::parse(
+            body,
+            now,
+            now.saturating_sub(self.config.max_record_age_secs),
+            now.saturating_add(300),
+        ) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::debug!(device, %e, "telemetry not scored");
+                return Vec::new();
+            }
+        };
+        let release = self.config.release_models.get(class);
+        let area = self.config.areas.get(device);
+        let mut alerts = Vec::new();
+        {
+            let mut fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
+            let firmware = observed
+                .firmware
+                .clone()
+                .or_else(|| fleet.cohort_of(device).map(|(_, f)| f))
+                .unwrap_or_else(|| UNKNOWN_FIRMWARE.to_string());
+            if fleet.cohort_of(device) != Some((class.to_string(), firmware.clone())) {
+                fleet.register(device, class, &firmware);
+            }
+            let mut located = false;
+            for item in &observed.items {
+                let found: Result<Vec<Alert>, _> = match item {
+                    Observation::Metric { metric, at, value } => fleet
+                        .observe_metric(device, metric, *at, *value)
+                        .map(|a| a.into_iter().collect()),
+                    Observation::Event { at, event } => {
+                        // Without a release on record there is nothing to compare a model with.
+                        if matches!(event, Event::ModelLoaded { .. }) && release.is_none() {
+                            continue;
+                        }
+                        let models = release.map(Vec::as_slice).unwrap_or_default();
+                        fleet
+                            .observe_event(device, *at, event, models)
+                            .map(|a| a.into_iter().collect())
+                    }
+                    Observation::Location { at, place } => {
+                        let Some(network) = source else { continue };
+                        located = true;
+                        let sighting = Sighting {
+                            at: *at,
+                            network,
+                            place: Some(*place),
+                        };
+                        fleet.observe_connection(device, area, sighting)
+                    }
+                };
+                match found {
+                    Ok(found) => alerts.extend(found),
+                    Err(e) => tracing::debug!(device, %e, "observation not scored"),
+                }
+            }
+            if let Some(network) = source.filter(|_| !located) {
+                // Every batch is a use of the device's certificate from its source address.
+                let sighting = Sighting {
+                    at: now,
+                    network,
+                    place: None,
+                };
+                match fleet.observe_connection(device, area, sighting) {
+                    Ok(found) => alerts.extend(found),
+                    Err(e) => tracing::debug!(device, %e, "connection not scored"),
+                }
+            }
+        }
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(device.to_string());
+        alerts.retain(|a| self.admit(a, now));
+        alerts
+    }
+
+    /// Deduplication and the rate limit: whether `alert` is raised.
+    fn admit(&self, alert: &Alert, now: i64) -> bool {
+        let mut l = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (alert.device.clone(), alert.kind.dedup_key());
+        let window = i64::try_from(self.config.dedup_secs).unwrap_or(i64::MAX);
+        if l.last.get(&key).is_some_and(|t| now - t < window) {
+            return false;
+        }
+        let minute = now.div_euclid(60);
+        if l.minute.0 != minute {
+            l.minute = (minute, 0);
+        }
+        if l.minute.1 >= self.config.max_alerts_per_minute {
+            l.dropped += 1;
+            return false;
+        }
+        l.minute.1 += 1;
+        if l.last.len() >= MAX_DEDUP_ENTRIES {
+            l.last.retain(|_, t| now - *t < window);
+        }
+        l.last.insert(key, now);
+        true
+    }
+
+    /// Alerts dropped by the rate limit so far.
+    pub fn dropped(&self) -> u64 {
+        self.limits.lock().map(|l| l.dropped).unwrap_or(0)
+    }
+}
+
+/// The hook on the telemetry path ([`crate::telemetry::accept_from`]): scores a stored batch
+/// of `device` from `source` and queues the alerts it raised for [`dispatch`] (stored, sent,
+/// matched to the playbook), so the device's answer does not wait for them.
+pub async fn on_telemetry(app: &App, device: &str, source: Option<IpAddr>, body: &[u8]) {
+    let Some(detection) = app.detection.as_ref() else {
+        return;
+    };
+    let received_ms = now_ms(app);
+    let class = match app.registry.device(&app.db, device).await {
+        Ok(Some(d)) => d.hardware_class.clone(),
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(%e, device, "detection: registry lookup failed");
+            return;
+        }
+    };
+    for alert in detection.score(device, &class, source, body, app.now()) {
+        if detection.queue.try_send((alert, received_ms)).is_err() {
+            detection
+                .limits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .dropped += 1;
+        }
+    }
+}
+
+/// Raises the queued alerts one after another until `shutdown` fires.
+pub async fn dispatch(
+    app: Shared,
+    mut raised: tokio::sync::mpsc::Receiver<Raised>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            next = raised.recv() => match next {
+                Some((alert, received_ms)) => raise(&app, alert, received_ms).await,
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Raises an alert: stored, counted, sent to the sinks, and given to the playbook.
+pub async fn raise(app: &Shared, alert: Alert, received_ms: i64) {
+    let Some(detection) = app.detection.as_ref() else {
+        return;
+    };
+    app.metrics.inc(
+        "edgeward_alerts_total",
+        format!(
+            "kind=\"{}\",severity=\"{}\"",
+            alert.kind.name(),
+            json!(alert.severity).as_str().unwrap_or_default()
+        ),
+    );
+    let id = match store::insert_alert(&app.db, &alert, received_ms).await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(%e, "an alert could not be stored");
+            0
+        }
+    };
+    let mut message = json!(alert);
+    message["id"] = json!(id);
+    message["type"] = json!("alert");
+    detection.sinks.send(&alert.device, &message);
+    if let Err(e) = crate::incidents::on_alert(app, id, &alert, received_ms).await {
+        tracing::error!(%e, device = alert.device, "the playbook could not act on an alert");
+    }
+}
+
+/// Now in Unix milliseconds, from the server's clock.
+pub fn now_ms(app: &App) -> i64 {
+    i64::try_from(app.clock.now_ns() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// Checkpoints the detector every `checkpoint_secs` and once more when `shutdown` fires.
+pub async fn checkpoints(app: Shared, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let Some(detection) = app.detection.as_ref() else {
+        return;
+    };
+    let period = std::time::Duration::from_secs(detection.config.checkpoint_secs.max(1));
+    loop {
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(period) => false,
+            _ = shutdown.changed() => true,
+        };
+        if let Err(e) = detection.checkpoint(&app.db, app.now()).await {
+            tracing::error!(%e, "detector checkpoint failed");
+        }
+        if stop || *shutdown.borrow() {
+            return;
+        }
+    }
+}
