@@ -548,7 +548,8 @@ async fn five_scenarios_on_the_real_binary_are_detected_alerted_contained_invest
             commands["commands"][0]["kind"], "collect_forensics",
             "{commands}"
         );
-        let bundle = format!("forensic bundle of {}", e.id).into_bytes();
+        let command = commands["commands"][0]["id"].as_i64().expect("command id");
+        let bundle = e.bundle(command, format!("forensic bundle of {}", e.id).as_bytes());
         let r = c
             .post(s.device_url("/v1/device/forensics"))
             .header("authorization", v1(&e, unix_now()))
