@@ -16,6 +16,33 @@ fn now() -> u64 {
     edgeward_core::civil::unix_now()
 }
 
+/// A forensic bundle answering command `command_id`: `body` behind a header signed by the
+/// device key, as the agent's collect_forensics makes it (docs/formats.md).
+fn signed_bundle(
+    device: &str,
+    key_pem: &str,
+    command_id: i64,
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
+    use edgeward_proto::{command, forensics};
+    let header = serde_json::to_vec(&forensics::BundleHeader {
+        v: forensics::VERSION,
+        device_id: device.to_string(),
+        command_id,
+        created_at: now() as i64,
+        body_bytes: body.len() as u64,
+        body_sha256: hex::encode(edgeward_core::sha256(body)),
+    })
+    .map_err(|e| e.to_string())?;
+    let key = edgeward_core::keys::SigningKey::from_pem(key_pem.as_bytes(), None)
+        .map_err(|e| e.to_string())?;
+    let signature = key.sign(&command::signed_message(forensics::BUNDLE_CONTEXT, &header));
+    Ok(forensics::assemble(
+        &command::Signed::new(&header, &signature),
+        body,
+    ))
+}
+
 fn client(ca_pem: &[u8], identity: Option<String>) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
@@ -127,13 +154,15 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         });
         let alerts = admin("GET", &format!("/v1/admin/alerts?device={id}"), Value::Null)?;
         let n = alerts["alerts"].as_array().map(Vec::len).unwrap_or(0);
-        device = Some((dev, secret));
+        device = Some((dev, secret, key.serialize_pem()));
         match (status, n) {
             (200, 0) => Ok("4 hours of inference rate (one point a minute) learned; no alert".into()),
             other => Err(format!("answered {other:?}")),
         }
     });
-    let Some((dev, secret)) = device else { return };
+    let Some((dev, secret, key_pem)) = device else {
+        return;
+    };
     let auth = || format!("Device {}", token::create_v1(id, &secret, now()));
 
     demo.step("the enclosure is opened: detected, alerted, contained by the playbook", || {
@@ -166,7 +195,11 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
                 Ok(r) => r.json().await.unwrap_or(Value::Null),
                 Err(_) => Value::Null,
             };
-            let u = dev.post(device_url("/v1/device/forensics")).header("authorization", auth()).body(b"process list, open ports, boot log, model hash".to_vec()).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+            let command = c["commands"][0]["id"].as_i64().unwrap_or(0);
+            let u = match signed_bundle(id, &key_pem, command, b"process list, open ports, boot log, model hash") {
+                Ok(bundle) => dev.post(device_url("/v1/device/forensics")).header("authorization", auth()).body(bundle).send().await.map(|r| r.status().as_u16()).unwrap_or(0),
+                Err(_) => 0,
+            };
             (c, u)
         });
         let v = admin("GET", "/v1/admin/incidents/1", Value::Null)?;
