@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing (idempotent), then runs the whole
 # suite: the dependency audit, the no_std check of edgeward-core, one build of the workspace
-# with every feature the suite needs, the unit, integration and interop tests against the
-# real openssl, Python `cryptography` and `model_signing`, SoftHSM2 and swtpm, the TUF
+# with every feature the suite needs, the Debian packages installed and purged, the unit,
+# integration and interop tests against the real openssl, Python `cryptography` and `model_signing`, SoftHSM2 and swtpm, the TUF
 # conformance suite, a fuzz smoke run and the demo.
 #
 # The console gets one line per phase with its time; everything the tools print goes to
@@ -72,6 +72,11 @@ system_packages() {
   command -v age >/dev/null || missing+=(age)
   # The TUF conformance suite runs its client under faketime.
   command -v faketime >/dev/null || missing+=(faketime)
+  # The Debian packages (debs phase): dpkg-shlibdeps, strip, adduser, deb-systemd-helper.
+  command -v dpkg-shlibdeps >/dev/null || missing+=(dpkg-dev)
+  command -v strip >/dev/null || missing+=(binutils)
+  command -v adduser >/dev/null || missing+=(adduser)
+  command -v deb-systemd-helper >/dev/null || missing+=(init-system-helpers)
   if ((${#missing[@]})); then
     if [ "$(id -u)" -ne 0 ]; then
       echo "missing: ${missing[*]} (run as root or install them)"
@@ -172,6 +177,12 @@ build() {
   echo "summary: workspace, features $FEATURES"
 }
 
+# The Debian packages of the agent and the server, from the build phase's binaries:
+# installed with dpkg -i, run, purged (scripts/deb-test.sh; needs root).
+debs() {
+  scripts/deb-test.sh "$CARGO_TARGET_DIR/debug"
+}
+
 tests() {
   cargo test --workspace --all-targets --features "$FEATURES" --no-fail-fast
 }
@@ -206,6 +217,7 @@ export EDGEWARD_MODEL_SIGNING="$VENV/bin/model_signing"
 phase audit audit
 phase no_std no_std
 phase build build
+phase debs debs
 phase tests tests
 phase tuf-conformance tuf
 phase fuzz-smoke fuzz
