@@ -123,6 +123,13 @@ for p in "${packages[@]}"; do
     "$(readlink -f "/usr/lib/systemd/system/$p.service")"
 done
 
+# The units as systemd reads them (syntax, directives, the installed binaries), even where
+# systemd is not running.
+verify=$(systemd-analyze verify /usr/lib/systemd/system/edgeward-agent.service \
+  /usr/lib/systemd/system/edgeward-server.service 2>&1) || fail "systemd-analyze verify: $verify"
+[ -z "$verify" ] || fail "systemd-analyze verify: $verify"
+echo "ok: systemd-analyze verify of both units"
+
 # The installed server as its user with the installed configuration, on free loopback
 # ports (flags override the file's addresses), as the unit would start it.
 log="$work/server.log"

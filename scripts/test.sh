@@ -72,11 +72,13 @@ system_packages() {
   command -v age >/dev/null || missing+=(age)
   # The TUF conformance suite runs its client under faketime.
   command -v faketime >/dev/null || missing+=(faketime)
-  # The Debian packages (debs phase): dpkg-shlibdeps, strip, adduser, deb-systemd-helper.
+  # The Debian packages (debs phase): dpkg-shlibdeps, strip, adduser, deb-systemd-helper,
+  # systemd-analyze (checks the units).
   command -v dpkg-shlibdeps >/dev/null || missing+=(dpkg-dev)
   command -v strip >/dev/null || missing+=(binutils)
   command -v adduser >/dev/null || missing+=(adduser)
   command -v deb-systemd-helper >/dev/null || missing+=(init-system-helpers)
+  command -v systemd-analyze >/dev/null || missing+=(systemd)
   if ((${#missing[@]})); then
     if [ "$(id -u)" -ne 0 ]; then
       echo "missing: ${missing[*]} (run as root or install them)"
