@@ -68,6 +68,23 @@ pub fn check(quota: &Quota, tat: Option<u64>, now_ns: u64) -> Decision {
     }
 }
 
+/// Checks a request that costs `cost` units at once (`cost` consecutive requests of
+/// [`check`], all or none): a download counted by the KiB it serves. A cost above the
+/// burst is never allowed; the caller refuses it outright rather than have it wait.
+pub fn check_n(quota: &Quota, tat: Option<u64>, now_ns: u64, cost: u32) -> Decision {
+    let tat = tat.unwrap_or(now_ns).max(now_ns);
+    let new = tat.saturating_add(quota.emission_ns().saturating_mul(u64::from(cost.max(1))));
+    let allowed = quota.tolerance_ns().saturating_add(quota.emission_ns());
+    let ahead = new - now_ns;
+    if ahead > allowed {
+        Decision::Deny {
+            retry_after_ns: ahead - allowed,
+        }
+    } else {
+        Decision::Allow { tat: new }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +119,50 @@ mod tests {
         }
         // After a long idle time the full burst is back, no more.
         assert_eq!(burst_at(&quota, &mut tat, t0 + 3_600_000_000_000, 100), 5);
+    }
+
+    /// A weighted request is its cost in single requests, all or none.
+    #[test]
+    fn a_cost_of_n_is_n_requests_at_once() {
+        let quota = Quota::per_second(10, 5);
+        let t0 = 1_000_000_000_000;
+        // One of cost 1 is exactly `check`.
+        for tat in [
+            None,
+            Some(t0),
+            Some(t0 + 300_000_000),
+            Some(t0 + 500_000_000),
+        ] {
+            assert_eq!(
+                check_n(&quota, tat, t0, 1),
+                check(&quota, tat, t0),
+                "{tat:?}"
+            );
+        }
+        let mut tat = None;
+        let Decision::Allow { tat: t } = check_n(&quota, tat, t0, 3) else {
+            panic!("3 of a burst of 5");
+        };
+        tat = Some(t);
+        // 2 left: a cost of 3 waits exactly one emission interval, a cost of 2 passes.
+        assert_eq!(
+            check_n(&quota, tat, t0, 3),
+            Decision::Deny {
+                retry_after_ns: 100_000_000
+            }
+        );
+        assert!(matches!(
+            check_n(&quota, tat, t0, 2),
+            Decision::Allow { .. }
+        ));
+        // More than the burst never passes, even when idle.
+        assert!(matches!(
+            check_n(&quota, None, t0, 6),
+            Decision::Deny { .. }
+        ));
+        assert!(matches!(
+            check_n(&quota, None, t0, 5),
+            Decision::Allow { .. }
+        ));
     }
 }

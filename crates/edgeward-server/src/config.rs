@@ -23,6 +23,49 @@ impl LimitConfig {
     }
 }
 
+/// What a device may download from the update repository (the `update_limit` table):
+/// target requests are counted by the KiB they serve, not by the request, so a delta's
+/// many range requests do not run into the per-device request limit and no device can
+/// pull unbounded data. Every request costs at least `request_kib`, so tiny ranges are
+/// counted too.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdateLimitConfig {
+    /// Sustained KiB per second per device (1 to 1 000 000).
+    pub kib_per_second: u32,
+    /// KiB a device may fetch at once; one request asking for more is refused (413), so
+    /// this must exceed the largest target fetched whole.
+    pub burst_kib: u32,
+    /// The least a target request costs, in KiB.
+    pub request_kib: u32,
+}
+
+impl Default for UpdateLimitConfig {
+    fn default() -> Self {
+        UpdateLimitConfig {
+            kib_per_second: 4096,
+            burst_kib: 1024 * 1024,
+            request_kib: 16,
+        }
+    }
+}
+
+impl UpdateLimitConfig {
+    /// As a GCRA quota whose unit is one KiB. The rate is capped at 1 000 000 KiB/s so that
+    /// one KiB's interval is at least the microsecond Redis's arithmetic counts in.
+    pub fn quota(&self) -> edgeward_proto::gcra::Quota {
+        edgeward_proto::gcra::Quota::per_second(
+            self.kib_per_second.clamp(1, 1_000_000),
+            self.burst_kib,
+        )
+    }
+
+    /// What serving `bytes` costs, in KiB (rounded up, at least `request_kib`).
+    pub fn cost(&self, bytes: u64) -> u64 {
+        bytes.div_ceil(1024).max(u64::from(self.request_kib.max(1)))
+    }
+}
+
 /// Timeouts and caps on every connection of each listener (the `[connections]` table).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -103,6 +146,8 @@ pub struct Config {
     pub device_limit: LimitConfig,
     /// Per-device limits by hardware class.
     pub class_limits: BTreeMap<String, LimitConfig>,
+    /// Per-device download limit on update targets, in KiB.
+    pub update_limit: UpdateLimitConfig,
     /// Timeouts and connection caps.
     pub connections: ConnectionLimits,
     /// Attestation: signed boot policies and nonce lifetime (`[attestation]`).
@@ -148,6 +193,7 @@ impl Default for Config {
                 burst: 40,
             },
             class_limits: BTreeMap::new(),
+            update_limit: UpdateLimitConfig::default(),
             connections: ConnectionLimits::default(),
             attestation: Default::default(),
             update_repo: None,

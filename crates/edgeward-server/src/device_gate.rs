@@ -26,6 +26,9 @@ pub enum Call {
     Attestation,
     /// Uploading a forensic bundle.
     Forensics,
+    /// Fetching (part of) an update target: counted by the bytes it serves
+    /// (`update_limit`, charged by [`crate::update_repo`]) instead of as one request.
+    UpdateTarget,
     /// Any other device call (closed in quarantine).
     Other,
 }
@@ -45,6 +48,9 @@ impl Call {
             "/v1/device/telemetry" if post => Call::Telemetry,
             "/v1/device/attestation" if post => Call::Attestation,
             "/v1/device/forensics" if post => Call::Forensics,
+            p if method == axum::http::Method::GET && p.starts_with(UPDATE_TARGETS) => {
+                Call::UpdateTarget
+            }
             p if post && p.starts_with("/v1/device/commands/") && p.ends_with("/result") => {
                 Call::CommandResult
             }
@@ -60,10 +66,14 @@ impl Call {
             Call::CommandResult => "command_result",
             Call::Attestation => "attestation",
             Call::Forensics => "forensics",
+            Call::UpdateTarget => "update_target",
             Call::Other => "other",
         }
     }
 }
+
+/// Where the update repository's targets are served.
+const UPDATE_TARGETS: &str = "/v1/device/update/targets/";
 
 /// The transport a call came over (for metrics and the audit log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,8 +108,9 @@ pub fn refused(app: &App, reason: &'static str) {
 }
 
 /// Decides whether authenticated `device` may make `call` now: registry status, then the
-/// per-device limit (drawn from the bucket named `limit_key`, see [`limit_key`]). A refusal
-/// says why, is counted and is audited.
+/// per-device limit (drawn from the bucket named `limit_key`, see [`limit_key`]; a target
+/// download draws from its byte budget instead, once its length is known). A refusal says
+/// why, is counted and is audited.
 pub async fn check(
     app: &App,
     device: &str,
@@ -131,6 +142,9 @@ pub async fn check(
                 message,
             ));
         }
+    }
+    if call == Call::UpdateTarget {
+        return Ok(());
     }
     let quota = app.config.limit_for(&record.hardware_class).quota();
     if let Decision::Deny { retry_after_ns } = app

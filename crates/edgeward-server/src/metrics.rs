@@ -37,6 +37,10 @@ const HELP: &[(&str, &str)] = &[
         "edgeward_telemetry_batches_total",
         "numbered telemetry batches, stored or recognised as already stored",
     ),
+    (
+        "edgeward_update_bytes_total",
+        "update target bytes served to devices (charged to their update_limit)",
+    ),
 ];
 
 impl Metrics {

@@ -16,19 +16,21 @@ impl From<redis::RedisError> for StoreError {
     }
 }
 
-/// GCRA in Redis, atomically, with Redis's own clock (so replicas need not agree on time).
+/// GCRA in Redis, atomically, with Redis's own clock (so replicas need not agree on time);
+/// `ARGV[3]` is the request's cost (1, or the KiB of a download: see `gcra::check_n`).
 /// Times are microseconds: Lua numbers are doubles, exact only below 2^53.
 const GCRA_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local period = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-if tat - now > tolerance then
-  return {0, tat - now - tolerance}
+local new = tat + period * cost
+if new - now > tolerance + period then
+  return {0, new - now - tolerance - period}
 end
-local new = tat + period
 redis.call('SET', KEYS[1], new, 'PX', math.ceil((new - now) / 1000) + 1000)
 return {1, new}
 ";
@@ -123,12 +125,25 @@ impl Store {
         quota: &Quota,
         now_ns: u64,
     ) -> Result<Decision, StoreError> {
+        self.check_n(key, quota, now_ns, 1).await
+    }
+
+    /// Checks and counts a request costing `cost` units (at least 1) against `quota` for
+    /// `key` at `now_ns`: all of it or nothing (see `gcra::check_n`).
+    pub async fn check_n(
+        &self,
+        key: &str,
+        quota: &Quota,
+        now_ns: u64,
+        cost: u32,
+    ) -> Result<Decision, StoreError> {
+        let cost = cost.max(1);
         match self {
             Store::Memory { tats, .. } => {
                 let mut tats = tats
                     .lock()
                     .map_err(|_| StoreError("lock poisoned".into()))?;
-                let decision = gcra::check(quota, tats.map.get(key).copied(), now_ns);
+                let decision = gcra::check_n(quota, tats.map.get(key).copied(), now_ns, cost);
                 if let Decision::Allow { tat } = decision {
                     match tats.map.get_mut(key) {
                         Some(slot) => *slot = tat,
@@ -145,7 +160,8 @@ impl Store {
                 let script = redis::Script::new(GCRA_LUA);
                 let mut call = script.key(format!("edgeward:gcra:{key}"));
                 call.arg(quota.emission_ns() / 1000)
-                    .arg(quota.tolerance_ns() / 1000);
+                    .arg(quota.tolerance_ns() / 1000)
+                    .arg(cost);
                 let (allowed, value): (i64, i64) =
                     answer_in_time(call.invoke_async(&mut conn)).await?;
                 Ok(if allowed == 1 {

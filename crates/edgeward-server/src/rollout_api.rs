@@ -55,14 +55,20 @@ async fn releases(app: &Shared) -> Result<std::sync::Arc<Releases>, ApiError> {
 /// `GET /v1/device/update/offer`: `{"version": V, "targets": [paths], "stage": n}` for the
 /// most recently started running rollout that selects this device and has targets for its
 /// hardware class and that the device has not finished (confirmed or reverted) already,
-/// else `{"version": null, "targets": []}`. The offer is recorded as the device's `offered`
-/// report.
+/// else `{"version": null, "targets": []}`; while an incident holds the device's updates
+/// (containment), `{"version": null, "targets": [], "held": true}`. The offer is recorded
+/// as the device's `offered` report.
 async fn offer(State(app): State<Shared>, call: Gated) -> Result<Json<Value>, ApiError> {
     let device = app
         .registry
         .device(&app.db, &call.device)
         .await?
         .ok_or_else(|| ApiError::internal("a gated device without its record"))?;
+    if crate::incidents::store::updates_held(&app.db, &device.id).await? {
+        return Ok(Json(
+            json!({ "version": null, "targets": [], "held": true }),
+        ));
+    }
     let running = rollout::running(&app.db).await?;
     if running.is_empty() {
         return Ok(Json(json!({ "version": null, "targets": [] })));

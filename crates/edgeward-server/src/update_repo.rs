@@ -13,6 +13,11 @@
 //! and delta chunks); the name and range parsers are `edgeward_proto::repo_request`.
 //! Bytes are streamed from disk, never held whole.
 //!
+//! A device whose updates an incident holds gets no target (403 `updates_held`), and
+//! target bytes are charged to the device's download budget (`update_limit`, in KiB, a
+//! range request by the bytes it asks for) before they are sent: a device cannot pull
+//! unbounded data, and a delta's many small ranges cost what they fetch.
+//!
 //! Nothing here is trusted by the device: TUF metadata verifies every byte, so the checks
 //! protect the server's files, not the devices.
 
@@ -34,7 +39,10 @@ use axum::{
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use edgeward_proto::repo_request::{checked_path, parse_range, Area, RangeRequest};
+use edgeward_proto::{
+    gcra::Decision,
+    repo_request::{checked_path, parse_range, Area, RangeRequest},
+};
 
 use crate::{
     app::{ApiError, Shared},
@@ -55,14 +63,66 @@ async fn metadata(State(app): State<Shared>, mut call: Gated) -> Result<Response
     let Path(name) = Path::<String>::from_request_parts(&mut call.parts, &app)
         .await
         .map_err(|e| ApiError::bad_request(e.body_text()))?;
-    serve(&app, Area::Metadata, &name, &call.parts.headers).await
+    serve(&app, Area::Metadata, &name, &call.parts.headers, None).await
 }
 
 async fn target(State(app): State<Shared>, mut call: Gated) -> Result<Response, ApiError> {
     let Path(path) = Path::<String>::from_request_parts(&mut call.parts, &app)
         .await
         .map_err(|e| ApiError::bad_request(e.body_text()))?;
-    serve(&app, Area::Targets, &path, &call.parts.headers).await
+    if crate::incidents::store::updates_held(&app.db, &call.device).await? {
+        crate::device_gate::refused(&app, "updates_held");
+        return Err(ApiError::forbidden(
+            "updates_held",
+            "an open incident holds this device's updates",
+        ));
+    }
+    serve(
+        &app,
+        Area::Targets,
+        &path,
+        &call.parts.headers,
+        Some(&call.device),
+    )
+    .await
+}
+
+/// Charges `len` bytes served to `device` against its download budget: refused with 429
+/// (and when to retry) while the budget is spent, with 403 if one request asks for more
+/// than the whole burst (it could never pass; the device must ask for ranges).
+async fn charge(app: &Shared, device: &str, len: u64) -> Result<(), ApiError> {
+    let limit = app.config.update_limit;
+    let cost = limit.cost(len);
+    if cost > u64::from(limit.burst_kib) {
+        return Err(too_large(cost, limit.burst_kib));
+    }
+    let cost = u32::try_from(cost).map_err(|_| too_large(cost, limit.burst_kib))?;
+    let key = format!("upd:{device}");
+    match app
+        .store
+        .check_n(&key, &limit.quota(), app.clock.now_ns(), cost)
+        .await
+        .map_err(ApiError::unavailable)?
+    {
+        Decision::Allow { .. } => {
+            app.metrics
+                .add("edgeward_update_bytes_total", String::new(), len);
+            Ok(())
+        }
+        Decision::Deny { retry_after_ns } => {
+            crate::device_gate::refused(app, "update_bytes");
+            Err(ApiError::rate_limited(retry_after_ns))
+        }
+    }
+}
+
+fn too_large(cost: u64, burst: u32) -> ApiError {
+    ApiError::forbidden(
+        "update_burst",
+        format!(
+            "this request asks for {cost} KiB, more than a device may fetch at once ({burst} KiB, update_limit.burst_kib): ask for ranges"
+        ),
+    )
 }
 
 /// An open file, positioned at the start of what is served, and its length.
@@ -97,11 +157,14 @@ fn open_inside(root: &FsPath, area: Area, relative: &FsPath) -> Result<Opened, A
     })
 }
 
+/// Serves `requested` from `area`; for a target, the bytes are charged to `device`'s
+/// download budget first.
 async fn serve(
     app: &Shared,
     area: Area,
     requested: &str,
     headers: &HeaderMap,
+    device: Option<&str>,
 ) -> Result<Response, ApiError> {
     let Some(root) = app.config.update_repo.clone() else {
         return Err(ApiError::not_found(
@@ -149,6 +212,9 @@ async fn serve(
             return Ok(r);
         }
     };
+    if let Some(device) = device {
+        charge(app, device, len).await?;
+    }
     let body = Body::new(FileBody {
         file: tokio::fs::File::from_std(file),
         remaining: len,

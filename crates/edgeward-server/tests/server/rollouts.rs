@@ -244,3 +244,56 @@ async fn a_quarantined_device_gets_no_offer() {
     assert_eq!((st, v["error"].as_str()), (403, Some("quarantined")), "{v}");
     s.running.stop().await;
 }
+
+/// While an open incident holds a device's updates (containment), the device is offered
+/// nothing and served no target, though it is active again (its quarantine lifted) and
+/// its rollout selects it; once the hold is lifted the offer is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_hold_offers_nothing_and_serves_no_target() {
+    let repo = TestRepo::new();
+    let fw = image(100, 1);
+    repo.publish("fw/cam.img", &fw, "2.0.0", "cam");
+    let dir = repo.dir.path().to_path_buf();
+    let s = start_with(Backend::Sqlite, |c| c.update_repo = Some(dir), None).await;
+    let (held, free) = (
+        s.enroll(&device_id("rh"), "cam").await,
+        s.enroll(&device_id("rh"), "cam").await,
+    );
+    let (st, _) = s
+        .admin_post("/v1/admin/releases/2.0.0/rollout", json!({"percent": 100}))
+        .await;
+    assert_eq!(st, 200);
+    let db = &s.running.app.db;
+    edgeward_server::incidents::store::hold_updates(db, &held.id, 1, 0)
+        .await
+        .expect("hold");
+    let (st, v) = offer(&s, &held).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v, json!({"version": null, "targets": [], "held": true}));
+    assert_eq!(offer(&s, &free).await.1["version"], "2.0.0");
+    let sha = hex::encode(edgeward_core::sha256(&fw));
+    let target = s.device_url(&format!("/v1/device/update/targets/fw/{sha}.cam.img"));
+    let get = |e: &Enrolled| {
+        s.device_client(e)
+            .get(&target)
+            .header("authorization", v1(e, unix_now()))
+            .send()
+    };
+    let r = get(&held).await.expect("call");
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"], "updates_held", "{v}");
+    assert_eq!(get(&free).await.expect("call").status(), 200);
+    let (_, v) = s.admin_get("/v1/admin/releases/2.0.0/status").await;
+    assert_eq!(
+        v["counts"]["offered"], 1,
+        "a held device is not counted offered: {v}"
+    );
+
+    edgeward_server::incidents::store::release_updates(db, &held.id)
+        .await
+        .expect("lift");
+    assert_eq!(offer(&s, &held).await.1["version"], "2.0.0");
+    assert_eq!(get(&held).await.expect("call").status(), 200);
+    s.running.stop().await;
+}

@@ -394,3 +394,90 @@ async fn the_same_repository_works_from_a_static_http_server() {
     python.wait().expect("wait");
     assert_eq!(got.expect("update from http.server"), fw);
 }
+
+/// Target downloads are charged by the KiB to the device's `update_limit` (at least
+/// `request_kib` a request), not to its request limit: a whole target larger than the
+/// burst is refused outright, ranges pass until the budget is spent, then 429 until it
+/// refills; metadata still counts against the request limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_downloads_are_counted_by_the_kib() {
+    use edgeward_server::{
+        clock::{Clock, ManualClock},
+        config::{LimitConfig, UpdateLimitConfig},
+    };
+    let repo = TestRepo::new();
+    let fw = image(300_000, 3);
+    repo.publish("fw/cam.img", &fw, "1.0.0", "cam");
+    let dir = repo.dir.path().to_path_buf();
+    let clock = ManualClock::at(unix_now() * 1_000_000_000);
+    let s = start_with(
+        Backend::Sqlite,
+        |c| {
+            c.update_repo = Some(dir);
+            c.device_limit = LimitConfig {
+                per_second: 1,
+                burst: 2,
+            };
+            c.update_limit = UpdateLimitConfig {
+                kib_per_second: 16,
+                burst_kib: 256,
+                request_kib: 16,
+            };
+        },
+        Some(Arc::new(clock.clone())),
+    )
+    .await;
+    let e = s.enroll(&device_id("kib"), "cam").await;
+    let c = s.device_client(&e);
+    let sha = hex::encode(edgeward_core::sha256(&fw));
+    let url = s.device_url(&format!("/v1/device/update/targets/fw/{sha}.cam.img"));
+    let get = |range: Option<&str>| {
+        let mut r = c
+            .get(&url)
+            .header("authorization", v1(&e, clock.now_ns() / 1_000_000_000));
+        if let Some(range) = range {
+            r = r.header("range", range.to_string());
+        }
+        r.send()
+    };
+    // 293 KiB at once is more than the burst: never, however long the device waits.
+    let r = get(None).await.expect("call");
+    assert_eq!(r.status(), 403);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["error"], "update_burst", "{v}");
+    // 200 KiB, then three 1-byte ranges at 16 KiB each: 248 of 256 KiB, all beyond the
+    // request limit's burst of 2.
+    let r = get(Some("bytes=0-204799")).await.expect("call");
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.expect("body")[..], fw[..204_800]);
+    for i in 0..3 {
+        assert_eq!(
+            get(Some("bytes=5-5")).await.expect("call").status(),
+            206,
+            "{i}"
+        );
+    }
+    let r = get(Some("bytes=5-5")).await.expect("call");
+    assert_eq!(r.status(), 429, "8 KiB left, a request costs 16");
+    assert_eq!(r.headers()["retry-after"], "1");
+    clock.advance(1_000_000_000);
+    assert_eq!(get(Some("bytes=5-5")).await.expect("call").status(), 206);
+    assert_eq!(get(Some("bytes=5-5")).await.expect("call").status(), 429);
+    // Metadata is still counted by the request.
+    let meta = s.device_url("/v1/device/update/metadata/timestamp.json");
+    let statuses = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            let r = c
+                .get(&meta)
+                .header("authorization", v1(&e, clock.now_ns() / 1_000_000_000))
+                .send()
+                .await
+                .expect("call");
+            v.push(r.status().as_u16());
+        }
+        v
+    };
+    assert_eq!(statuses, [200, 200, 429]);
+    s.running.stop().await;
+}
