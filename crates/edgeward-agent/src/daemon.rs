@@ -260,7 +260,7 @@ impl Agent {
                     }
                 }
                 _ = updates.tick(), if self.config.update.is_some() => {
-                    if let Err(e) = self.update(client).await {
+                    if let Err(e) = self.update(identity, client).await {
                         self.failed(&e);
                     }
                 }
@@ -269,13 +269,25 @@ impl Agent {
         }
     }
 
-    /// One update pass (the first, at start, decides a trial left by the last run), then
-    /// delivers the update reports.
-    async fn update(&mut self, client: &DeviceClient) -> Result<(), AgentError> {
+    /// One update pass (the first, at start, decides a trial left by the last run) with
+    /// what the server offers this device, then delivers the update reports.
+    async fn update(
+        &mut self,
+        identity: &Identity,
+        client: &DeviceClient,
+    ) -> Result<(), AgentError> {
         let Some(section) = self.config.update.clone() else {
             return Ok(());
         };
-        let (state_dir, server_ca) = (self.config.state_dir.clone(), self.config.server_ca.clone());
+        let source = update::Source::server(
+            &section,
+            &self.config.server_ca,
+            Arc::clone(&self.element),
+            identity,
+            client,
+        )
+        .await?;
+        let state_dir = self.config.state_dir.clone();
         let element = Arc::clone(&self.element);
         let device_id = client.device_id().to_string();
         let job = section.clone();
@@ -283,10 +295,10 @@ impl Agent {
             update::run(
                 &job,
                 &state_dir,
-                &server_ca,
                 &device_id,
                 element.as_ref(),
                 update::Pass::Install,
+                &source,
             )
         })
         .await

@@ -207,39 +207,58 @@ fn update(config: PathBuf, check_only: bool, json: bool) -> anyhow::Result<u8> {
         .with_context(|| format!("opening {}", config.element))?
         .into();
     let identity = enroll::load(&config.state_dir, element.as_ref())?;
-    let device_id = identity
-        .as_ref()
-        .map(|i| i.stored.device_id.clone())
-        .unwrap_or_else(|| "unenrolled".into());
     let pass = if check_only {
         update::Pass::CheckOnly
     } else {
         update::Pass::Install
     };
+    let rt = runtime()?;
+    let client = identity
+        .as_ref()
+        .map(|identity| {
+            net::DeviceClient::new(
+                &config.server,
+                &config.server_ca,
+                std::sync::Arc::clone(&element),
+                &identity.stored.key_slot,
+                vec![identity.certificate_der.clone()],
+                &identity.stored.device_id,
+                identity.secret.clone(),
+            )
+        })
+        .transpose()?;
+    let source = match (&identity, &client) {
+        (Some(identity), Some(client)) => rt.block_on(update::Source::server(
+            section,
+            &config.server_ca,
+            std::sync::Arc::clone(&element),
+            identity,
+            client,
+        ))?,
+        _ if section.from_server() => bail!(
+            "this device is not enrolled: its updates come from the server's device API (no metadata_url in [update])"
+        ),
+        _ => update::Source::configured(section, &config.server_ca)?,
+    };
+    let device_id = identity
+        .as_ref()
+        .map(|i| i.stored.device_id.clone())
+        .unwrap_or_else(|| "unenrolled".into());
     let results = update::run(
         section,
         &config.state_dir,
-        &config.server_ca,
         &device_id,
         element.as_ref(),
         pass,
+        &source,
     )?;
     if json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         print!("{}", update::render(&results));
     }
-    if let Some(identity) = identity {
-        let client = net::DeviceClient::new(
-            &config.server,
-            &config.server_ca,
-            std::sync::Arc::clone(&element),
-            &identity.stored.key_slot,
-            vec![identity.certificate_der.clone()],
-            &identity.stored.device_id,
-            identity.secret.clone(),
-        )?;
-        let delivered = runtime()?.block_on(update::deliver_reports(
+    if let Some(client) = client {
+        let delivered = rt.block_on(update::deliver_reports(
             section,
             &config.state_dir,
             element.as_ref(),

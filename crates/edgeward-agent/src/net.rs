@@ -182,6 +182,11 @@ impl DeviceClient {
         &self.device_id
     }
 
+    /// The device API's base URL (`https://HOST:PORT`).
+    pub fn server(&self) -> &str {
+        &self.base
+    }
+
     /// Calls `method path` with `body` and a v2 token; returns the answer's body.
     pub async fn call(
         &self,
@@ -197,15 +202,7 @@ impl DeviceClient {
             return mqtt.call(up, body).await;
         }
         let what = format!("{method} {path}");
-        let mut nonce = [0u8; 16];
-        OsRng.fill_bytes(&mut nonce);
-        let now = edgeward_core::civil::unix_now();
-        let request = token::Request {
-            method: method.as_str(),
-            target: path,
-            body_sha256: token::body_sha256(&body),
-        };
-        let token = token::create_v2(&self.device_id, &self.secret, now, nonce, &request);
+        let token = device_token(&self.device_id, &self.secret, method.as_str(), path, &body);
         let response = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -217,4 +214,50 @@ impl DeviceClient {
             .map_err(|e| unreachable(&what, e))?;
         read(&what, response).await
     }
+}
+
+/// A v2 device token for `method target` (path and query) with `body`: now, a fresh nonce.
+pub fn device_token(
+    device_id: &str,
+    secret: &str,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> String {
+    let mut nonce = [0u8; 16];
+    OsRng.fill_bytes(&mut nonce);
+    let request = token::Request {
+        method,
+        target,
+        body_sha256: token::body_sha256(body),
+    };
+    token::create_v2(
+        device_id,
+        secret,
+        edgeward_core::civil::unix_now(),
+        nonce,
+        &request,
+    )
+}
+
+/// The `Authorization` header for each GET of the update client through the device API:
+/// a fresh v2 token bound to the URL's path and query (the update client fetches with
+/// blocking requests, one token each, so none ages out during a long download).
+pub fn update_authorizer(
+    device_id: &str,
+    secret: Zeroizing<String>,
+) -> edgeward_update::tuf::transport::Authorize {
+    let device_id = device_id.to_string();
+    Arc::new(move |url: &str| {
+        let target = reqwest::Url::parse(url)
+            .map(|u| match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_string(),
+            })
+            .unwrap_or_default();
+        format!(
+            "Device {}",
+            device_token(&device_id, &secret, "GET", &target, b"")
+        )
+    })
 }

@@ -3,8 +3,16 @@
 //! `edgeward-agent update`, by the daemon at start (to decide a running trial) and on its
 //! periodic check, and by the signed `update` command ([`run_update_command`]). Reports
 //! the installers queue are posted to the server by [`deliver_reports`].
+//!
+//! Where releases come from ([`Source`]): by default the server itself — metadata and
+//! targets through the mTLS device API, with the client key inside the secure element and
+//! a fresh device token on every request, and only the release the server's rollouts
+//! offer this device (`GET /v1/device/update/offer`; nothing while an incident holds its
+//! updates). With `metadata_url` and `targets_url` set, a repository elsewhere (a static
+//! HTTP server or a directory), every release it signs taken as it comes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use edgeward_se::SecureElement;
@@ -12,13 +20,20 @@ use edgeward_update::delta;
 use edgeward_update::install::{
     Check, HealthCheck, InstallConfig, InstallError, Installer, Layout, Outcome, Started,
 };
-use edgeward_update::tuf::transport::{AnyTransport, Limits, TlsConfig};
+use edgeward_update::tuf::transport::{AnyTransport, Authorize, Limits, TlsConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::{net::DeviceClient, AgentError};
+use crate::{enroll::Identity, net::DeviceClient, AgentError};
 
 /// Largest server CA file read for the repository's TLS.
 const MAX_CA: u64 = 1024 * 1024;
+
+/// The update repository's metadata on the device API.
+pub const METADATA_PATH: &str = "/v1/device/update/metadata/";
+/// Its targets.
+pub const TARGETS_PATH: &str = "/v1/device/update/targets/";
+/// Which release the server offers this device.
+pub const OFFER_PATH: &str = "/v1/device/update/offer";
 
 /// The `[update]` section.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -26,10 +41,13 @@ const MAX_CA: u64 = 1024 * 1024;
 pub struct UpdateConfig {
     /// This device's hardware class (releases must list it).
     pub hardware: String,
-    /// Base URL of the TUF repository's metadata (`http://`, `https://` or `file://`).
-    pub metadata_url: String,
-    /// Base URL of its targets.
-    pub targets_url: String,
+    /// Base URL of the TUF repository's metadata (`http://`, `https://` or `file://`);
+    /// none (with no `targets_url`): the server's device API, its rollouts deciding.
+    #[serde(default)]
+    pub metadata_url: Option<String>,
+    /// Base URL of its targets (set with `metadata_url` or not at all).
+    #[serde(default)]
+    pub targets_url: Option<String>,
     /// The initial trusted TUF root (shipped with the device).
     pub trusted_root: PathBuf,
     /// Seconds between the daemon's checks (60 s to 30 days).
@@ -90,10 +108,17 @@ fn url_ok(url: &str) -> bool {
 impl UpdateConfig {
     /// Checks every value (called when `agent.toml` is loaded).
     pub fn check(&self) -> Result<(), String> {
+        if self.metadata_url.is_some() != self.targets_url.is_some() {
+            return Err(
+                "update: give both metadata_url and targets_url, or neither (the server's device API)"
+                    .into(),
+            );
+        }
         for (key, url) in [
             ("metadata_url", &self.metadata_url),
             ("targets_url", &self.targets_url),
         ] {
+            let Some(url) = url else { continue };
             if !url_ok(url) {
                 return Err(format!(
                     "update.{key} must be an http(s):// or file:// URL, not {url:?}"
@@ -155,12 +180,34 @@ impl UpdateConfig {
         Duration::from_secs(self.check_interval_secs)
     }
 
-    /// The installer configuration of `component`, keeping its state under `state_dir`.
+    /// Whether releases come from the server's device API (no repository URLs set).
+    pub fn from_server(&self) -> bool {
+        self.metadata_url.is_none()
+    }
+
+    /// The metadata and targets base URLs: the configured ones, else the device API of
+    /// `server` (`https://HOST:PORT`).
+    pub fn urls(&self, server: &str) -> (String, String) {
+        match (&self.metadata_url, &self.targets_url) {
+            (Some(m), Some(t)) => (m.clone(), t.clone()),
+            _ => {
+                let base = server.trim_end_matches('/');
+                (
+                    format!("{base}{METADATA_PATH}"),
+                    format!("{base}{TARGETS_PATH}"),
+                )
+            }
+        }
+    }
+
+    /// The installer configuration of `component`, keeping its state under `state_dir`,
+    /// fetching from `urls` (metadata, targets).
     pub fn install_config(
         &self,
         component: &ComponentConfig,
         state_dir: &Path,
         device_id: &str,
+        urls: &(String, String),
     ) -> InstallConfig {
         let layout = match (&component.slots, &component.directory) {
             (Some([a, b]), _) => Layout::Slots {
@@ -182,8 +229,8 @@ impl UpdateConfig {
             trusted_root: self.trusted_root.clone(),
             device_id: device_id.to_string(),
             hardware: self.hardware.clone(),
-            metadata_url: self.metadata_url.clone(),
-            targets_url: self.targets_url.clone(),
+            metadata_url: urls.0.clone(),
+            targets_url: urls.1.clone(),
             target: component.target.clone(),
             layout,
             counter: component
@@ -214,10 +261,11 @@ pub struct ComponentResult {
     pub name: String,
     /// Its target path.
     pub target: String,
-    /// `up_to_date`, `available`, `rejected` (reverted here before), `installed`,
-    /// `awaiting_reboot`, `confirmed`, `reverted`, `steady` or `failed`.
+    /// `up_to_date`, `available`, `rejected` (reverted here before), `not_offered` (no
+    /// rollout offers this device the release), `held` (an incident holds its updates),
+    /// `installed`, `awaiting_reboot`, `confirmed`, `reverted`, `steady` or `failed`.
     pub status: String,
-    /// The release concerned.
+    /// The release concerned (`not_offered`, `held`: the release in use, if known).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// The slot now active (after an install).
@@ -235,7 +283,8 @@ pub struct ComponentResult {
     pub error: Option<String>,
 }
 
-/// The transport to the repository: plain HTTP, files, or HTTPS trusting `server_ca`.
+/// The transport to a repository of the configuration: plain HTTP, files, or HTTPS
+/// trusting `server_ca`.
 pub fn transport(server_ca: &Path) -> Result<AnyTransport, AgentError> {
     let roots_pem = crate::files::read_bounded(server_ca, MAX_CA)?.unwrap_or_default();
     let tls = TlsConfig {
@@ -245,6 +294,122 @@ pub fn transport(server_ca: &Path) -> Result<AnyTransport, AgentError> {
     let tls = (!tls.roots_pem.is_empty()).then_some(&tls);
     AnyTransport::new(Limits::default(), tls)
         .map_err(|e| AgentError::Config(format!("update transport: {e}")))
+}
+
+/// The server's answer to `GET /v1/device/update/offer`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct ServerOffer {
+    /// The release offered; none: nothing now.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Its target paths for this device's hardware class.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// An open incident holds this device's updates.
+    #[serde(default)]
+    pub held: bool,
+}
+
+/// Which releases a pass may install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// Whatever the repository signs (a repository of the configuration).
+    Any,
+    /// Only what the server offers.
+    Offered(ServerOffer),
+    /// The server's offer could not be read: decide trials, install nothing.
+    Unknown(String),
+}
+
+/// How to reach the repository (the transport itself is made in the blocking pass: a
+/// blocking HTTP client may be neither made nor dropped on the async runtime).
+enum Connect {
+    /// A repository of the configuration, trusting the server CA file for HTTPS.
+    Configured(PathBuf),
+    /// The device API: the device's mutual TLS and a fresh device token per request.
+    Device {
+        tls: Box<rustls::ClientConfig>,
+        authorize: Authorize,
+    },
+}
+
+/// Where one pass takes releases from: the repository, its base URLs, the gate.
+pub struct Source {
+    connect: Connect,
+    urls: (String, String),
+    gate: Gate,
+}
+
+impl Source {
+    /// A repository of the configuration (`metadata_url`, `targets_url`), over plain
+    /// HTTP, files, or HTTPS trusting `server_ca`; every release it signs is taken.
+    pub fn configured(update: &UpdateConfig, server_ca: &Path) -> Result<Self, AgentError> {
+        Ok(Source {
+            connect: Connect::Configured(server_ca.to_path_buf()),
+            urls: update.urls(""),
+            gate: Gate::Any,
+        })
+    }
+
+    /// The server's device API, as `identity` (mutual TLS with its key in `element`, a
+    /// fresh device token per request), installing only what the server offers: the
+    /// offer is asked through `client` now (if that fails the pass decides trials only).
+    pub async fn server(
+        update: &UpdateConfig,
+        server_ca: &Path,
+        element: Arc<dyn SecureElement>,
+        identity: &Identity,
+        client: &DeviceClient,
+    ) -> Result<Self, AgentError> {
+        if !update.from_server() {
+            return Self::configured(update, server_ca);
+        }
+        let tls = crate::net::device_tls(
+            server_ca,
+            element,
+            &identity.stored.key_slot,
+            vec![identity.certificate_der.clone()],
+        )?;
+        let connect = Connect::Device {
+            tls: Box::new(tls),
+            authorize: crate::net::update_authorizer(
+                &identity.stored.device_id,
+                identity.secret.clone(),
+            ),
+        };
+        let gate = match client
+            .call(reqwest::Method::GET, OFFER_PATH, Vec::new())
+            .await
+        {
+            Ok(body) => match serde_json::from_slice::<ServerOffer>(&body) {
+                Ok(offer) => Gate::Offered(offer),
+                Err(e) => Gate::Unknown(format!("the server's offer does not parse: {e}")),
+            },
+            Err(e) => Gate::Unknown(format!("the server's offer: {e}")),
+        };
+        Ok(Source {
+            connect,
+            urls: update.urls(client.server()),
+            gate,
+        })
+    }
+
+    /// The transport to the repository (blocking: call it off the async runtime).
+    fn transport(&self) -> Result<AnyTransport, AgentError> {
+        match &self.connect {
+            Connect::Configured(server_ca) => transport(server_ca),
+            Connect::Device { tls, authorize } => {
+                AnyTransport::with_preconfigured_tls(Limits::default(), (**tls).clone())
+                    .map(|t| t.with_authorization(authorize.clone()))
+                    .map_err(|e| AgentError::Config(format!("update transport: {e}")))
+            }
+        }
+    }
+
+    /// What this source lets a pass install.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
 }
 
 fn started(result: &mut ComponentResult, s: Started) {
@@ -288,21 +453,63 @@ pub enum Pass {
     Install,
 }
 
-/// Runs `pass` over every component (blocking: call it off the async runtime). One
-/// component's failure does not stop the others; it is in its result.
+/// Why `component` may not take a release now, under `gate` (`None`: it may, and the
+/// release it must be when the server named one).
+fn refusal<'g>(gate: &'g Gate, component: &ComponentConfig) -> Result<Option<&'g str>, Refusal> {
+    match gate {
+        Gate::Any => Ok(None),
+        Gate::Unknown(e) => Err(Refusal::Failed(e.clone())),
+        Gate::Offered(o) if o.held => Err(Refusal::Held),
+        Gate::Offered(o) => match &o.version {
+            Some(v) if o.targets.contains(&component.target) => Ok(Some(v)),
+            _ => Err(Refusal::NotOffered),
+        },
+    }
+}
+
+/// Why nothing is installed.
+enum Refusal {
+    /// The server could not be asked.
+    Failed(String),
+    /// An incident holds this device's updates.
+    Held,
+    /// No running rollout offers this device a release of the component.
+    NotOffered,
+}
+
+impl Refusal {
+    /// Records the refusal in `result` unless the start already decided something there.
+    fn record(self, result: &mut ComponentResult) {
+        if result.status != "steady" {
+            return;
+        }
+        match self {
+            Refusal::Failed(e) => {
+                result.status = "failed".into();
+                result.error = Some(e);
+            }
+            Refusal::Held => result.status = "held".into(),
+            Refusal::NotOffered => result.status = "not_offered".into(),
+        }
+    }
+}
+
+/// Runs `pass` over every component with releases from `source` (blocking: call it off
+/// the async runtime). One component's failure does not stop the others; it is in its
+/// result.
 pub fn run(
     update: &UpdateConfig,
     state_dir: &Path,
-    server_ca: &Path,
     device_id: &str,
     element: &dyn SecureElement,
     pass: Pass,
+    source: &Source,
 ) -> Result<Vec<ComponentResult>, AgentError> {
-    let transport = transport(server_ca)?;
+    let transport = source.transport()?;
     let now = i64::try_from(edgeward_core::civil::unix_now()).unwrap_or(i64::MAX);
     let mut results = Vec::new();
     for component in &update.components {
-        let config = update.install_config(component, state_dir, device_id);
+        let config = update.install_config(component, state_dir, device_id, &source.urls);
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|e| AgentError::io(&config.state_dir, e))?;
         let installer = Installer::new(&config, element, &transport);
@@ -318,6 +525,7 @@ pub fn run(
                 Err(e) => failed(&mut result, &e),
             }
         }
+        let allowed = refusal(&source.gate, component);
         match pass {
             Pass::Start => {}
             Pass::CheckOnly => match installer.check(now) {
@@ -330,36 +538,61 @@ pub fn run(
                     result.version = Some(v);
                 }
                 Ok(Check::Available(offer)) => {
-                    result.status = "available".into();
-                    result.version = Some(offer.info.version);
+                    let version = offer.info.version;
+                    match allowed {
+                        Ok(Some(v)) if v != version => result.status = "not_offered".into(),
+                        Ok(_) => result.status = "available".into(),
+                        Err(refused) => refused.record(&mut result),
+                    }
+                    result.version = Some(version);
                 }
                 Err(e) => failed(&mut result, &e),
             },
             Pass::Install if result.status == "awaiting_reboot" => {}
-            Pass::Install => match installer.update(now) {
-                Ok(Outcome::Nothing(v)) => {
-                    if result.status == "steady" {
-                        result.status = "up_to_date".into();
-                        result.version = Some(v);
+            Pass::Install => {
+                let offered = match allowed {
+                    Ok(offered) => offered,
+                    Err(refused) => {
+                        refused.record(&mut result);
+                        if result.version.is_none() {
+                            // What the device runs (nothing offered is not nothing installed).
+                            result.version = installer
+                                .state()
+                                .ok()
+                                .and_then(|s| s.active_release().map(|r| r.version.clone()));
+                        }
+                        results.push(result);
+                        continue;
                     }
-                }
-                Ok(Outcome::Installed {
-                    version,
-                    slot,
-                    transfer,
-                }) => {
-                    result.status = "installed".into();
-                    result.version = Some(version);
-                    result.slot = Some(slot);
-                    result.fetched = transfer.fetched;
-                    result.reused = transfer.reused + transfer.resumed;
-                    match installer.start(now) {
-                        Ok(s) => started(&mut result, s),
-                        Err(e) => failed(&mut result, &e),
+                };
+                match installer.update_offered(now, offered) {
+                    Ok(Outcome::Nothing(v)) => {
+                        if result.status == "steady" {
+                            result.status = match offered {
+                                Some(o) if o != v => "not_offered".into(),
+                                _ => "up_to_date".into(),
+                            };
+                            result.version = Some(v);
+                        }
                     }
+                    Ok(Outcome::Installed {
+                        version,
+                        slot,
+                        transfer,
+                    }) => {
+                        result.status = "installed".into();
+                        result.version = Some(version);
+                        result.slot = Some(slot);
+                        result.fetched = transfer.fetched;
+                        result.reused = transfer.reused + transfer.resumed;
+                        match installer.start(now) {
+                            Ok(s) => started(&mut result, s),
+                            Err(e) => failed(&mut result, &e),
+                        }
+                    }
+                    Err(e) => failed(&mut result, &e),
                 }
-                Err(e) => failed(&mut result, &e),
-            },
+            }
         }
         results.push(result);
     }
@@ -375,11 +608,13 @@ pub async fn deliver_reports(
     element: &dyn SecureElement,
     client: &DeviceClient,
 ) -> Result<usize, AgentError> {
-    let transport = AnyTransport::new(Limits::default(), None)
-        .map_err(|e| AgentError::Config(format!("update transport: {e}")))?;
+    // The installers only read and trim their outboxes here: no repository is fetched
+    // from, so no HTTP client (a blocking one may not live on the async runtime).
+    let transport = edgeward_update::tuf::transport::FileTransport::new(Limits::default());
+    let urls = update.urls(client.server());
     let mut sent = 0;
     for component in &update.components {
-        let config = update.install_config(component, state_dir, client.device_id());
+        let config = update.install_config(component, state_dir, client.device_id(), &urls);
         let installer = Installer::new(&config, element, &transport);
         let outbox = installer.outbox().map_err(install_error)?;
         let mut delivered = 0;
@@ -415,22 +650,15 @@ fn install_error(e: InstallError) -> AgentError {
 }
 
 /// The signed `update` command's action, for the command dispatcher: one install pass
-/// over every component; its output is the per-component results as JSON.
+/// over every component from `source`; its output is the per-component results as JSON.
 pub fn run_update_command(
     update: &UpdateConfig,
     state_dir: &Path,
-    server_ca: &Path,
     device_id: &str,
     element: &dyn SecureElement,
+    source: &Source,
 ) -> Result<serde_json::Value, AgentError> {
-    let results = run(
-        update,
-        state_dir,
-        server_ca,
-        device_id,
-        element,
-        Pass::Install,
-    )?;
+    let results = run(update, state_dir, device_id, element, Pass::Install, source)?;
     serde_json::to_value(results).map_err(|e| AgentError::Protocol(e.to_string()))
 }
 
@@ -462,6 +690,7 @@ pub fn render(results: &[ComponentResult]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{refusal, ComponentResult, Gate, ServerOffer};
     use crate::AgentConfig;
 
     const BASE: &str = "server = \"https://s:8443\"\nenroll_server = \"https://s:8445\"\nserver_ca = \"/ca.pem\"\nelement = \"soft:/se\"\nstate_dir = \"/state\"\n[update]\nhardware = \"rpi4\"\nmetadata_url = \"https://u/metadata/\"\ntargets_url = \"https://u/targets/\"\ntrusted_root = \"/etc/root.json\"\n";
@@ -472,7 +701,14 @@ mod tests {
     fn an_update_section_maps_to_installers() {
         let c = AgentConfig::parse(&format!("{BASE}{FIRMWARE}")).expect("parse");
         let u = c.update.expect("update");
-        let i = u.install_config(&u.components[0], std::path::Path::new("/state"), "cam-7");
+        let urls = u.urls("https://s:8443");
+        assert_eq!(urls.0, "https://u/metadata/", "configured URLs win");
+        let i = u.install_config(
+            &u.components[0],
+            std::path::Path::new("/state"),
+            "cam-7",
+            &urls,
+        );
         assert_eq!(i.counter, "update.firmware");
         assert_eq!(i.state_dir, std::path::Path::new("/state/update/firmware"));
         assert_eq!(i.deadline.as_secs(), 120);
@@ -506,5 +742,65 @@ mod tests {
             .unwrap_err(),
             "update.metadata_url must be an http(s):// or file:// URL, not \"ftp://u/\""
         );
+        assert_eq!(
+            AgentConfig::parse(&format!(
+                "{}{FIRMWARE}",
+                BASE.replace("targets_url = \"https://u/targets/\"\n", "")
+            ))
+            .unwrap_err(),
+            "update: give both metadata_url and targets_url, or neither (the server's device API)"
+        );
+    }
+
+    #[test]
+    fn without_urls_the_server_is_the_repository_and_its_offer_decides() {
+        let base = BASE
+            .replace("metadata_url = \"https://u/metadata/\"\n", "")
+            .replace("targets_url = \"https://u/targets/\"\n", "");
+        let c = AgentConfig::parse(&format!("{base}{FIRMWARE}")).expect("parse");
+        let u = c.update.expect("update");
+        assert!(u.from_server());
+        assert_eq!(
+            u.urls("https://s:8443/"),
+            (
+                "https://s:8443/v1/device/update/metadata/".to_string(),
+                "https://s:8443/v1/device/update/targets/".to_string()
+            )
+        );
+        let fw = &u.components[0];
+        let offer = |version: Option<&str>, targets: &[&str], held: bool| {
+            Gate::Offered(ServerOffer {
+                version: version.map(str::to_string),
+                targets: targets.iter().map(|t| t.to_string()).collect(),
+                held,
+            })
+        };
+        let status = |gate: &Gate| match refusal(gate, fw) {
+            Ok(v) => format!("ok {v:?}"),
+            Err(r) => {
+                let mut result = ComponentResult {
+                    status: "steady".into(),
+                    ..ComponentResult::default()
+                };
+                r.record(&mut result);
+                result.status
+            }
+        };
+        assert_eq!(status(&Gate::Any), "ok None");
+        assert_eq!(
+            status(&offer(Some("2.0"), &["fw.img"], false)),
+            "ok Some(\"2.0\")"
+        );
+        assert_eq!(
+            status(&offer(Some("2.0"), &["other.img"], false)),
+            "not_offered"
+        );
+        assert_eq!(status(&offer(None, &[], false)), "not_offered");
+        assert_eq!(status(&offer(None, &[], true)), "held");
+        assert_eq!(status(&Gate::Unknown("down".into())), "failed");
+        let parsed: ServerOffer =
+            serde_json::from_str(r#"{"version": null, "targets": [], "held": true}"#)
+                .expect("offer");
+        assert!(parsed.held && parsed.version.is_none());
     }
 }

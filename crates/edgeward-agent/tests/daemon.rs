@@ -6,6 +6,8 @@
 mod common;
 #[path = "daemon/incident.rs"]
 mod incident;
+#[path = "daemon/update.rs"]
+mod update;
 
 use std::process::{Command, Stdio};
 

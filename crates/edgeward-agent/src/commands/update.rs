@@ -1,6 +1,7 @@
 //! The `update` command ("check for an update now"): one install pass of the agent's update
 //! client ([`crate::update::run_update_command`], the `[update]` section of the
-//! configuration), its per-component results as the output. Without an `[update]` section
+//! configuration) with what the server offers this device now (through the device API,
+//! as the periodic check does), its per-component results as the output. Without an `[update]` section
 //! the answer is a signed failure saying so, never a success the device did not earn.
 
 use std::sync::Arc;
@@ -17,19 +18,38 @@ pub async fn run(ctx: &Context<'_>) -> (bool, Value) {
     let Some(section) = ctx.config.update.clone() else {
         return (false, json!({ "error": NOT_CONFIGURED }));
     };
-    let (state_dir, server_ca) = (ctx.config.state_dir.clone(), ctx.config.server_ca.clone());
+    let source = match crate::update::Source::server(
+        &section,
+        &ctx.config.server_ca,
+        Arc::clone(ctx.element),
+        ctx.identity,
+        ctx.client,
+    )
+    .await
+    {
+        Ok(source) => source,
+        Err(e) => return (false, json!({ "error": e.to_string() })),
+    };
+    let state_dir = ctx.config.state_dir.clone();
     let device_id = ctx.identity.stored.device_id.clone();
     let element = Arc::clone(ctx.element);
+    let job = section.clone();
     let pass = tokio::task::spawn_blocking(move || {
-        crate::update::run_update_command(
-            &section,
-            &state_dir,
-            &server_ca,
-            &device_id,
-            element.as_ref(),
-        )
+        crate::update::run_update_command(&job, &state_dir, &device_id, element.as_ref(), &source)
     })
     .await;
+    // What the pass reported (installed, confirmed, reverted…) goes to the server now, not
+    // at the next periodic check; what cannot be delivered stays queued for it.
+    if let Err(e) = crate::update::deliver_reports(
+        &section,
+        &ctx.config.state_dir,
+        ctx.element.as_ref(),
+        ctx.client,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "update reports stay queued");
+    }
     match pass {
         Ok(Ok(results)) => (true, json!({ "components": results })),
         Ok(Err(e)) => (false, json!({ "error": e.to_string() })),

@@ -31,6 +31,15 @@ impl Server {
         Self::with(running, dir)
     }
 
+    /// Starts a server whose configuration `edit` changed.
+    pub(crate) async fn start_with(edit: impl FnOnce(&mut Config)) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = config(dir.path(), None);
+        edit(&mut c);
+        let running = edgeward_server::start(c).await.expect("server starts");
+        Self::with(running, dir)
+    }
+
     pub(crate) async fn start_on(dir: tempfile::TempDir, ports: (u16, u16, u16)) -> Server {
         let running = edgeward_server::start(config(dir.path(), Some(ports)))
             .await

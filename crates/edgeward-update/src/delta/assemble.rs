@@ -92,7 +92,7 @@ pub enum DeltaError {
 pub struct Options {
     /// Longest single range request.
     pub max_request: u64,
-    /// Consecutive failed requests (network errors, stalls, 5xx) before giving up.
+    /// Consecutive failed requests (network errors, stalls, 5xx, 429) before giving up.
     pub retries: u32,
     /// Wait before retry *n* is `n` times this.
     pub backoff: Duration,
@@ -396,7 +396,8 @@ fn retryable(e: &FetchError) -> bool {
         FetchError::Network { .. } | FetchError::Stalled { .. } | FetchError::TooSlow { .. } => {
             true
         }
-        FetchError::Status { status, .. } => *status >= 500,
+        // 429: the server's download budget is spent for now (it refills).
+        FetchError::Status { status, .. } => *status >= 500 || *status == 429,
         _ => false,
     }
 }

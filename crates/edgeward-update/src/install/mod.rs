@@ -368,6 +368,14 @@ impl<'a> Installer<'a> {
     /// it on trial. A failed verification is reported (`reverted`, `verification_failed`)
     /// and returned; the active slot is never written.
     pub fn update(&self, now: i64) -> Result<Outcome, InstallError> {
+        self.update_offered(now, None)
+    }
+
+    /// As [`Installer::update`], but when `offered` names a release (the one a rollout
+    /// offers this device), only that release is installed: if the repository's signed
+    /// target for this component is another one, nothing is written and the answer is
+    /// [`Outcome::Nothing`] with the version the repository holds.
+    pub fn update_offered(&self, now: i64, offered: Option<&str>) -> Result<Outcome, InstallError> {
         let pending = self.state()?;
         if let Some(trial) = &pending.trial {
             let version = pending
@@ -379,6 +387,9 @@ impl<'a> Installer<'a> {
         }
         let offer = match self.check(now)? {
             Check::UpToDate(v) | Check::Rejected(v) => return Ok(Outcome::Nothing(v)),
+            Check::Available(offer) if offered.is_some_and(|v| v != offer.info.version) => {
+                return Ok(Outcome::Nothing(offer.info.version))
+            }
             Check::Available(offer) => offer,
         };
         let release = Installed {

@@ -288,6 +288,30 @@ impl HttpTransport {
         })
     }
 
+    /// An HTTPS transport on a ready TLS configuration: a `rustls::ClientConfig` of the
+    /// rustls version reqwest links (0.23), e.g. one whose client key stays inside a secure
+    /// element (the Edgeward agent's mutual TLS). Anything else is refused.
+    pub fn with_preconfigured_tls(
+        limits: Limits,
+        tls: impl std::any::Any,
+    ) -> Result<Self, FetchError> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(limits.stall_timeout)
+            .connect_timeout(limits.stall_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .use_preconfigured_tls(tls)
+            .build()
+            .map_err(|e| FetchError::Network {
+                url: "(client setup)".into(),
+                reason: error_chain(&e),
+            })?;
+        Ok(HttpTransport {
+            client,
+            limits,
+            authorize: None,
+        })
+    }
+
     /// Sends `Authorization: authorize(url)` with every request (the Edgeward device API
     /// wants a device token besides the client certificate).
     pub fn with_authorization(mut self, authorize: Authorize) -> Self {
@@ -554,6 +578,18 @@ impl AnyTransport {
     pub fn new(limits: Limits, tls: Option<&TlsConfig>) -> Result<Self, FetchError> {
         Ok(AnyTransport {
             http: HttpTransport::build(limits, tls)?,
+            file: FileTransport::new(limits),
+        })
+    }
+
+    /// Both transports; HTTP(S) on a ready TLS configuration (see
+    /// [`HttpTransport::with_preconfigured_tls`]).
+    pub fn with_preconfigured_tls(
+        limits: Limits,
+        tls: impl std::any::Any,
+    ) -> Result<Self, FetchError> {
+        Ok(AnyTransport {
+            http: HttpTransport::with_preconfigured_tls(limits, tls)?,
             file: FileTransport::new(limits),
         })
     }
