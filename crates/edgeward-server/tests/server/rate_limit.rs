@@ -167,3 +167,38 @@ async fn a_v2_nonce_used_on_one_replica_is_refused_on_the_other() {
     b_running.stop().await;
     a.running.stop().await;
 }
+
+/// A weighted check (a download's KiB) in Redis is all or nothing, like in process: with
+/// one unit a second and a burst of 1000, 600 pass, then 500 cannot (they would need 100 s
+/// of refill), 400 can, and a fresh key never takes more than the burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_checks_in_redis_take_their_cost_or_nothing() {
+    use edgeward_proto::gcra::{Decision, Quota};
+    use edgeward_server::rate_limit::Store;
+    let redis =
+        std::env::var("EDGEWARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let store = Store::redis(&redis).await.expect("redis");
+    let quota = Quota::per_second(1, 1000);
+    let key = format!("upd:test-{}", device_id("w"));
+    let check = |cost: u32| store.check_n(&key, &quota, 0, cost);
+    assert!(matches!(
+        check(600).await.expect("redis"),
+        Decision::Allow { .. }
+    ));
+    match check(500).await.expect("redis") {
+        Decision::Deny { retry_after_ns } => assert!(
+            retry_after_ns > 90_000_000_000,
+            "100 s less the time the test took: {retry_after_ns} ns"
+        ),
+        d => panic!("500 more passed: {d:?}"),
+    }
+    assert!(matches!(
+        check(400).await.expect("redis"),
+        Decision::Allow { .. }
+    ));
+    let fresh = format!("{key}-fresh");
+    assert!(matches!(
+        store.check_n(&fresh, &quota, 0, 1001).await.expect("redis"),
+        Decision::Deny { .. }
+    ));
+}
