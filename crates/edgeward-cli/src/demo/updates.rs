@@ -1,30 +1,33 @@
 //! The update chapter of `edgeward demo`: releases published to a TUF repository, served by
 //! edgeward-server in process over the mTLS device API, and three demo devices that take
-//! them the way the agent does — an offer from the rollout, the release verified through
-//! TUF and the device checks (hardware class, security counter), a delta download into the
-//! inactive slot, a health check, then confirm or revert, each phase reported. Shown: a
-//! delta update, a downgrade and a tampered target refused, and a release that fails its
-//! health check reverted on every device while its rollout halts itself.
+//! them the way the agent does — an offer from the rollout, then the agent's installer
+//! (`edgeward_update::install::Installer`, through the server): the offered release
+//! verified through TUF and the device checks (hardware class, the secure element's
+//! security counter), a delta download into the inactive A/B slot, the switch on trial, a
+//! health check, then confirm (counter raised) or revert, each phase queued and reported.
+//! Shown: a delta update, a downgrade and a tampered target refused, and a release that
+//! fails its health check reverted on every device while its rollout halts itself.
 //!
-//! The devices drive `edgeward-update`'s client and delta assembly directly (two files per
-//! device stand for its A/B slots); the health check is the demo's own: an image's first
-//! bytes must be its self-test's `EWFW-OK` header.
+//! Two files per device stand for its A/B slots and a soft secure element holds its
+//! counter; the health check is a shell command that finds the active slot in the
+//! installer's `state.json` the way a boot loader would (docs/updates.md) and checks that
+//! the image starts with its self-test's `EWFW-OK` header.
 
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
 
+use edgeward_se::SecureElement;
 use edgeward_update::{
-    delta::{self, ChunkIndex, LocalChunks, Options, Params, Plan},
+    delta::{self, ChunkIndex, Params},
+    install::{HealthCheck, InstallConfig, Installer, Layout, Outcome, Started},
     release::{Kind, ReleaseInfo},
     repo::{Expiry, Repository, RootKeys},
     tuf::{
         keys::Scheme,
         signer::SigningKey,
-        store::MetadataStore,
-        transport::{HttpTransport, Limits, TlsConfig, Transport},
-        ClientConfig, Updater,
+        transport::{HttpTransport, Limits, TlsConfig},
     },
 };
 use serde_json::{json, Value};
@@ -119,28 +122,74 @@ fn image(healthy: bool) -> Vec<u8> {
     bytes
 }
 
-/// A demo device: its credentials, its two slots and its anti-rollback counter.
+/// The element's anti-rollback counter the firmware component uses.
+const COUNTER: &str = "update.firmware";
+
+/// A demo device: its credentials, its two slots and its secure element.
 struct Device {
     id: String,
     secret: String,
     dir: PathBuf,
     /// mTLS client for the device API's JSON calls.
     http: reqwest::blocking::Client,
-    /// The same identity for the TUF client.
+    /// The same identity for the installer's TUF client and downloads.
     transport: HttpTransport,
-    /// The secure element's anti-rollback counter.
-    counter: u64,
+    /// Holds the anti-rollback counter.
+    element: Box<dyn SecureElement>,
 }
 
 impl Device {
     fn token(&self) -> String {
         device_token(&self.id, &self.secret)
     }
-    fn active(&self) -> PathBuf {
-        self.dir.join("slot-a")
+    fn slot(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("slot-{name}"))
     }
-    fn inactive(&self) -> PathBuf {
-        self.dir.join("slot-b")
+    /// The installer's state directory.
+    fn state_dir(&self) -> PathBuf {
+        self.dir.join("installer")
+    }
+    /// The slot the device runs, as the installer's state records it.
+    fn active(&self) -> Result<PathBuf, String> {
+        let state = read(&self.state_dir().join("state.json"));
+        let active = state
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v["active"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "a".into());
+        Ok(self.slot(&active))
+    }
+    fn counter(&self) -> Result<u64, String> {
+        self.element.counter(COUNTER).map_err(err)
+    }
+    /// The installer's configuration for `target`, fetched from the server at `base`.
+    fn install_config(&self, base: &str, repo_root: &Path, target: &str) -> InstallConfig {
+        let state = self.state_dir().join("state.json");
+        let check = format!(
+            "s=$(sed -n 's/^  \"active\": \"\\([ab]\\)\",$/\\1/p' '{}'); head -c 7 '{}'/slot-$s | grep -qx EWFW-OK",
+            state.display(),
+            self.dir.display()
+        );
+        InstallConfig {
+            state_dir: self.state_dir(),
+            trusted_root: repo_root.join("metadata/1.root.json"),
+            device_id: self.id.clone(),
+            hardware: CLASS.into(),
+            metadata_url: format!("{base}/v1/device/update/metadata/"),
+            targets_url: format!("{base}/v1/device/update/targets/"),
+            target: target.into(),
+            layout: Layout::Slots {
+                a: self.slot("a"),
+                b: self.slot("b"),
+            },
+            counter: COUNTER.into(),
+            health: HealthCheck::Command(vec!["sh".into(), "-c".into(), check]),
+            deadline: std::time::Duration::from_secs(30),
+            max_starts: 3,
+            download: delta::Options::default(),
+            // No reboot in a demo: the trial is decided at once.
+            boot_id: None,
+        }
     }
 }
 
@@ -207,16 +256,18 @@ impl Fleet {
         .with_authorization(Arc::new(move |_url: &str| {
             device_token(&token_id, &token_secret)
         }));
-        let meta = dir.join("meta");
-        std::fs::create_dir_all(&meta).map_err(err)?;
+        std::fs::create_dir_all(dir.join("installer")).map_err(err)?;
         std::fs::write(dir.join("slot-a"), factory).map_err(err)?;
+        let element =
+            edgeward_se::open(&format!("soft:{}", dir.join("se").display())).map_err(err)?;
+        element.advance_counter(COUNTER, 1).map_err(err)?;
         Ok(Device {
             id: id.into(),
             secret,
             dir: dir.to_path_buf(),
             http,
             transport,
-            counter: 1,
+            element,
         })
     }
 
@@ -237,20 +288,23 @@ impl Fleet {
         }
     }
 
-    fn report(
-        &self,
-        d: &Device,
-        target: &str,
-        version: &str,
-        phase: &str,
-    ) -> Result<Value, String> {
-        let mut body = json!({"v": 1, "device_id": d.id, "target": target, "version": version,
-                              "phase": phase, "at": now()});
-        if phase == "reverted" {
-            body["reason"] = json!("health_check_failed");
-            body["detail"] = json!("the self-test header is not EWFW-OK");
+    /// Posts the device's queued update reports (oldest first); whether one answer said
+    /// the rollout halted.
+    fn deliver(&self, d: &Device, installer: &Installer<'_>) -> Result<bool, String> {
+        let mut halted = false;
+        let outbox = installer.outbox().map_err(err)?;
+        for (n, report) in outbox.iter().enumerate() {
+            let body: Value = serde_json::from_slice(&report.to_json()).map_err(err)?;
+            match self.device_call(d, edgeward_proto::update_report::PATH, Some(body)) {
+                Ok(answer) => halted |= answer["halted"] == json!(true),
+                Err(e) => {
+                    installer.delivered(n).map_err(err)?;
+                    return Err(e);
+                }
+            }
         }
-        self.device_call(d, edgeward_proto::update_report::PATH, Some(body))
+        installer.delivered(outbox.len()).map_err(err)?;
+        Ok(halted)
     }
 }
 
@@ -264,86 +318,53 @@ struct Cycle {
     halted: bool,
 }
 
-/// One update cycle, as the agent runs it: ask for an offer, verify the offered release
-/// through TUF and the device checks, assemble it into the inactive slot from the active
-/// one (delta), run the health check, then switch and raise the counter, or revert.
+/// One update cycle, as the agent runs it: ask for an offer, then the installer through
+/// the server — the offered release verified through TUF and the device checks, assembled
+/// into the inactive slot from the active one (delta), switched to on trial, its health
+/// check run, then confirmed or reverted — and the queued reports delivered.
 fn update(fleet: &Fleet, d: &mut Device, repo_root: &Path) -> Result<Option<Cycle>, String> {
     let offer = fleet.device_call(d, "/v1/device/update/offer", None)?;
     let (Some(version), Some(target)) = (offer["version"].as_str(), offer["targets"][0].as_str())
     else {
         return Ok(None);
     };
-    let store = MetadataStore::new(d.dir.join("meta"));
-    if store.read("root", 1 << 20).map_err(err)?.is_none() {
-        store
-            .write("root", &read(&repo_root.join("metadata/1.root.json"))?)
-            .map_err(err)?;
-    }
-    let mut updater = Updater::new(
-        store,
-        &format!("{}/v1/device/update/metadata/", fleet.device_base),
-        &d.transport,
-        ClientConfig::default(),
-        now(),
-    )
-    .map_err(err)?;
-    updater.refresh().map_err(err)?;
-    let found = updater.find_target(target).map_err(err)?;
-    let info = ReleaseInfo::from_target(target, &found.file).map_err(err)?;
-    if info.version != version {
-        return Err(format!(
-            "offered {version}, but {target} is signed as {}",
-            info.version
-        ));
-    }
-    info.check_device(target, CLASS, d.counter).map_err(err)?;
-    let index = delta::target_index(&found.file)
-        .map_err(err)?
-        .ok_or("the target has no chunk index")?;
-    let local = LocalChunks::scan(&index.params, &[d.active()], u64::MAX).map_err(err)?;
-    let plan = Plan::new(&index, &local);
-    let url = updater.target_url(
-        &format!("{}/v1/device/update/targets/", fleet.device_base),
-        &found,
-    );
-    let _ = std::fs::remove_file(d.inactive());
-    let report = delta::assemble(
-        &delta::Job {
-            target,
-            file: &found.file,
-            index: &index,
-            url: &url,
-            dest: &d.inactive(),
-            progress: &d.dir.join("progress"),
-        },
-        &plan,
-        &local,
-        &d.transport as &dyn Transport,
-        &Options::default(),
-    )
-    .map_err(|e| {
-        let _ = std::fs::remove_file(d.inactive());
-        err(e)
-    })?;
-    fleet.report(d, target, version, "downloaded")?;
-    fleet.report(d, target, version, "installed")?;
-    let healthy = read(&d.inactive())?.starts_with(HEALTHY);
-    let answer = if healthy {
-        std::fs::rename(d.inactive(), d.active()).map_err(err)?;
-        d.counter = info.security_counter;
-        fleet.report(d, target, version, "confirmed")?
-    } else {
-        std::fs::remove_file(d.inactive()).map_err(err)?;
-        fleet.report(d, target, version, "reverted")?
+    let config = d.install_config(&fleet.device_base, repo_root, target);
+    let installer = Installer::new(&config, d.element.as_ref(), &d.transport);
+    let outcome = installer.update_offered(now(), Some(version));
+    // A refusal may have queued a report (a verification failure); it goes out too.
+    let halted = fleet.deliver(d, &installer)?;
+    let (transfer, length) = match outcome.map_err(err)? {
+        Outcome::Nothing(found) => {
+            return Err(format!(
+                "offered {version}, but {target} is signed as {found}"
+            ))
+        }
+        Outcome::Installed { transfer, .. } => (transfer, config_length(d, &installer)?),
     };
+    let confirmed = match installer.start(now()).map_err(err)? {
+        Started::Confirmed { .. } => true,
+        Started::Reverted { .. } => false,
+        other => return Err(format!("the trial was not decided: {other:?}")),
+    };
+    let halted = fleet.deliver(d, &installer)? || halted;
     Ok(Some(Cycle {
         version: version.to_string(),
-        fetched: report.fetched,
-        length: found.file.length,
-        requests: report.requests,
-        confirmed: healthy,
-        halted: answer["halted"] == json!(true),
+        fetched: transfer.fetched,
+        length,
+        requests: transfer.requests,
+        confirmed,
+        halted,
     }))
+}
+
+/// The signed length of the release on trial.
+fn config_length(d: &Device, installer: &Installer<'_>) -> Result<u64, String> {
+    let state = installer.state().map_err(err)?;
+    state
+        .slots
+        .get(&state.active)
+        .map(|r| r.length)
+        .ok_or_else(|| format!("{}: the installed slot is not recorded", d.id))
 }
 
 fn sha(path: &Path) -> Result<String, String> {
@@ -375,7 +396,9 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     });
     let Some(repo) = repo else { return };
 
-    let mut config = edgeward_server::Config {
+    // The server's default limits: range requests of the delta downloads draw from the
+    // devices' download budget (update_limit, by the KiB), not from their request limit.
+    let config = edgeward_server::Config {
         data_dir: dir.join("server"),
         listen: ([127, 0, 0, 1], 0).into(),
         admin_listen: ([127, 0, 0, 1], 0).into(),
@@ -383,13 +406,6 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         update_repo: Some(repo_dir.clone()),
         ..Default::default()
     };
-    config.class_limits.insert(
-        CLASS.into(),
-        edgeward_server::config::LimitConfig {
-            per_second: 1000,
-            burst: 1000,
-        },
-    );
     let mut running = None;
     let mut fleet = None;
     let mut devices = Vec::new();
@@ -425,12 +441,12 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         fleet.admin("/v1/admin/releases/1.1.0/rollout", Some(json!({"devices": ["demo-upd-1"]})))?;
         let d = &mut devices[0];
         let c = update(&fleet, d, &repo_dir)?.ok_or("no offer")?;
-        if !c.confirmed || sha(&d.active())? != hex::encode(edgeward_core::sha256(&v11)) {
+        if !c.confirmed || sha(&d.active()?)? != hex::encode(edgeward_core::sha256(&v11)) {
             return Err("the device is not on 1.1.0".into());
         }
         Ok(format!(
-            "{}: fetched {} of {} bytes ({:.2} %) in {} range requests, the rest reused from slot A; health check passed; counter now {}",
-            c.version, c.fetched, c.length, c.fetched as f64 * 100.0 / c.length as f64, c.requests, d.counter
+            "{}: fetched {} of {} bytes ({:.2} %) in {} range requests, the rest reused from slot A; written into slot B, switched on trial, health check passed; counter now {}",
+            c.version, c.fetched, c.length, c.fetched as f64 * 100.0 / c.length as f64, c.requests, d.counter()?
         ))
     });
 
@@ -442,13 +458,13 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
                 Some(json!({"devices": ["demo-upd-1"]})),
             )?;
             let d = &mut devices[0];
-            let before = sha(&d.active())?;
+            let before = sha(&d.active()?)?;
             match update(&fleet, d, &repo_dir) {
                 Ok(_) => Err("the downgrade was installed".into()),
                 Err(e)
-                    if e.contains("below the secure element's") && sha(&d.active())? == before =>
+                    if e.contains("below the secure element's") && sha(&d.active()?)? == before =>
                 {
-                    Ok(format!("refused: {e}; slot A untouched"))
+                    Ok(format!("refused: {e}; the running slot untouched"))
                 }
                 Err(e) => Err(format!("refused for another reason: {e}")),
             }
@@ -470,7 +486,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
                 Some(json!({"devices": ["demo-upd-2"]})),
             )?;
             let d = &mut devices[1];
-            let before = sha(&d.active())?;
+            let before = sha(&d.active()?)?;
             let outcome = update(&fleet, d, &repo_dir);
             bytes[IMAGE / 2 + 1000] ^= 0x01;
             std::fs::write(&path, &bytes).map_err(err)?;
@@ -478,10 +494,10 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
                 Ok(_) => Err("the tampered target was installed".into()),
                 Err(e)
                     if e.contains("does not match the signed")
-                        && sha(&d.active())? == before
-                        && !d.inactive().exists() =>
+                        && sha(&d.active()?)? == before
+                        && d.active()? == d.slot("a") =>
                 {
-                    Ok(format!("refused: {e}; nothing written, slot A untouched"))
+                    Ok(format!("refused: {e}; slot A untouched and still active, the refusal reported (verification_failed)"))
                 }
                 Err(e) => Err(format!("refused for another reason: {e}")),
             }
@@ -498,9 +514,9 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         )?;
         let mut lines = Vec::new();
         for d in devices.iter_mut().take(2) {
-            let before = sha(&d.active())?;
+            let before = sha(&d.active()?)?;
             let c = update(&fleet, d, &repo_dir)?.ok_or("no offer")?;
-            if c.confirmed || sha(&d.active())? != before {
+            if c.confirmed || sha(&d.active()?)? != before {
                 return Err(format!("{} did not revert", d.id));
             }
             lines.push(format!("{} reverted to its previous slot (health_check_failed){}", d.id, if c.halted { "; the rollout halted" } else { "" }));
