@@ -587,3 +587,40 @@ fn an_ab_trial_waits_for_the_next_boot() {
     d.config.boot_id = Some("boot-2".into());
     assert!(matches!(d.start(), Started::Confirmed { counter: 3, .. }));
 }
+
+/// `update_offered` installs only the release it is told: when the repository's signed
+/// target is another version, nothing is written (no slot, no report, no state change);
+/// the offered version installs as `update` would.
+#[test]
+fn an_offered_update_installs_only_the_offered_version() {
+    let mut repo = SimRepo::new();
+    let d = Device::new(&repo, Kinds::Slots);
+    let factory = std::fs::read(d.dir.join("slot-a")).expect("factory");
+    let v1 = noise(64 << 10, 7);
+    publish(&mut repo, "fw.img", &v1, "1.0.0", "rpi4", 1);
+    let before = d.state();
+    assert_eq!(
+        d.with(|i| i.update_offered(now(), Some("0.9.0")))
+            .expect("update"),
+        Outcome::Nothing("1.0.0".into())
+    );
+    assert_eq!(
+        d.state(),
+        before,
+        "nothing recorded for a release not offered"
+    );
+    assert!(
+        !d.dir.join("slot-b").exists()
+            || std::fs::read(d.dir.join("slot-b")).expect("b").is_empty()
+    );
+    assert_eq!(std::fs::read(d.dir.join("slot-a")).expect("a"), factory);
+    let Outcome::Installed { version, .. } = d
+        .with(|i| i.update_offered(now(), Some("1.0.0")))
+        .expect("update")
+    else {
+        panic!("the offered version was not installed")
+    };
+    assert_eq!(version, "1.0.0");
+    assert!(matches!(d.start(), Started::Confirmed { .. }));
+    assert_eq!(d.active_bytes(), Some(v1));
+}
