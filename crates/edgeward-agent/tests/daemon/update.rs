@@ -5,7 +5,8 @@
 //! choose and on no other (their periodic check and the signed `update` command both ask
 //! the server); a chosen device whose updates an incident holds gets nothing; a release
 //! whose health check fails is reverted on the device, the revert reaches the server with
-//! its reason, and the stage halts itself, so the next device is offered nothing.
+//! its reason, and the stage halts itself, so the next device is offered nothing. The
+//! one-shot `edgeward-agent update` asks the server the same way.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -92,6 +93,7 @@ impl Repo {
 struct Device {
     id: String,
     dir: tempfile::TempDir,
+    config: PathBuf,
     child: Child,
 }
 
@@ -122,6 +124,7 @@ impl Device {
         Device {
             id: id.to_string(),
             dir,
+            config,
             child,
         }
     }
@@ -236,6 +239,19 @@ async fn rollouts_decide_what_devices_install_through_the_server() {
         assert_eq!(r.get("version"), None, "{}: {r}", d.id);
         assert_eq!(d.app(), None, "{}", d.id);
     }
+    // The one-shot `edgeward-agent update` asks the server the same way (daemon stopped).
+    let d = &mut devices[3];
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgeward-agent"))
+        .args(["update", "--json", "--config"])
+        .arg(&d.config)
+        .output()
+        .expect("edgeward-agent update");
+    let results: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(out.status.code(), Some(0), "{results}");
+    assert_eq!(results[0]["status"], "not_offered", "{results}");
+    let (a, b) = (&devices[0], &devices[1]);
     let s = status(&server, "2.0.0").await;
     assert_eq!(
         s["stage_counts"],
