@@ -107,9 +107,14 @@ fn s(v: &Value) -> String {
 /// Renders the report.
 pub fn render(format: Format, details: &Value, telemetry: &[(i64, String)]) -> String {
     let charts = series(details, telemetry);
+    let c = content(details);
     match format {
-        Format::Markdown => markdown(details, &charts),
-        Format::Html => html(details, &charts),
+        Format::Markdown => markdown(&c, &charts),
+        Format::Html => html(
+            &c,
+            &charts,
+            details["incident"]["trigger_ms"].as_i64().unwrap_or(0),
+        ),
     }
 }
 
@@ -137,36 +142,46 @@ fn bounds(points: &[(i64, f64)]) -> (f64, f64) {
         })
 }
 
-fn markdown(d: &Value, charts: &Series) -> String {
+/// What the report says, read once from the incident's details; the Markdown and HTML
+/// renderers only lay it out, so the two formats cannot drift apart.
+struct Content {
+    id: String,
+    title: String,
+    device: String,
+    /// Summary table: label, value.
+    summary: Vec<(&'static str, String)>,
+    /// Detections: `#id`, kind, severity, observed, detail.
+    alerts: Vec<[String; 5]>,
+    /// Timeline: time, actor, event, detail.
+    timeline: Vec<[String; 4]>,
+    /// Actions and who took them, one sentence each.
+    actions: Vec<String>,
+    /// Evidence: upload id, SHA-256.
+    evidence: Vec<(String, String)>,
+    root_cause: Option<String>,
+    lessons: Option<String>,
+}
+
+/// Placeholder for the fields the operator fills in when closing the incident.
+const TO_BE_FILLED: &str = "(to be filled in by the operator)";
+
+fn content(d: &Value) -> Content {
     let i = &d["incident"];
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# Post-mortem: incident {} — {}\n",
-        s(&i["id"]),
-        s(&i["title"])
-    );
-    let _ = writeln!(out, "## Summary\n");
-    let _ = writeln!(out, "| | |\n|---|---|");
-    for (k, v) in [
+    let ms = |v: &Value| v.as_i64().map(ms_text);
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let summary = vec![
         ("Device", s(&i["device_id"])),
         ("Status", s(&i["status"])),
         ("Severity", s(&i["severity"])),
         ("Playbook rule", s(&i["rule"])),
         (
             "Triggering telemetry",
-            i["trigger_ms"].as_i64().map(ms_text).unwrap_or_default(),
+            ms(&i["trigger_ms"]).unwrap_or_default(),
         ),
-        (
-            "Opened",
-            i["opened_ms"].as_i64().map(ms_text).unwrap_or_default(),
-        ),
+        ("Opened", ms(&i["opened_ms"]).unwrap_or_default()),
         (
             "Contained",
-            i["contained_ms"]
-                .as_i64()
-                .map(ms_text)
-                .unwrap_or_else(|| "—".into()),
+            ms(&i["contained_ms"]).unwrap_or_else(|| "—".into()),
         ),
         (
             "Time to containment",
@@ -175,63 +190,48 @@ fn markdown(d: &Value, charts: &Series) -> String {
                 .map(|m| format!("{m} ms"))
                 .unwrap_or_else(|| "—".into()),
         ),
-        (
-            "Closed",
-            i["closed_ms"]
-                .as_i64()
-                .map(ms_text)
-                .unwrap_or_else(|| "—".into()),
-        ),
+        ("Closed", ms(&i["closed_ms"]).unwrap_or_else(|| "—".into())),
         ("Updates held", s(&d["updates_held"])),
-    ] {
-        let _ = writeln!(out, "| {k} | {} |", md_cell(&v));
-    }
-    let _ = writeln!(out, "\n## Affected devices\n\n- {}\n", s(&i["device_id"]));
-    let _ = writeln!(
-        out,
-        "## Detections\n\n| alert | kind | severity | observed | detail |\n|---|---|---|---|---|"
-    );
-    for a in d["alerts"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "| #{} | {} | {} | {} | {} |",
-            s(&a["id"]),
-            s(&a["kind"]),
-            s(&a["severity"]),
-            a["received_ms"].as_i64().map(ms_text).unwrap_or_default(),
-            md_cell(&s(&a["detail"]))
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\n## Timeline\n\n| time | actor | event | detail |\n|---|---|---|---|"
-    );
-    for e in d["timeline"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} |",
-            e["at_ms"].as_i64().map(ms_text).unwrap_or_default(),
-            md_cell(&s(&e["actor"])),
-            md_cell(&s(&e["kind"])),
-            md_cell(&s(&e["detail"]))
-        );
-    }
-    let _ = writeln!(out, "\n## Actions and who took them\n");
-    for e in d["timeline"].as_array().into_iter().flatten() {
-        if e["actor"] != "detector" && e["kind"] != "alert" {
-            let _ = writeln!(
-                out,
-                "- {} by {}: {}",
+    ];
+    let alerts = list(&d["alerts"])
+        .iter()
+        .map(|a| {
+            [
+                format!("#{}", s(&a["id"])),
+                s(&a["kind"]),
+                s(&a["severity"]),
+                ms(&a["received_ms"]).unwrap_or_default(),
+                s(&a["detail"]),
+            ]
+        })
+        .collect();
+    let events = list(&d["timeline"]);
+    let timeline = events
+        .iter()
+        .map(|e| {
+            [
+                ms(&e["at_ms"]).unwrap_or_default(),
+                s(&e["actor"]),
+                s(&e["kind"]),
+                s(&e["detail"]),
+            ]
+        })
+        .collect();
+    let mut actions: Vec<String> = events
+        .iter()
+        .filter(|e| e["actor"] != "detector" && e["kind"] != "alert")
+        .map(|e| {
+            format!(
+                "{} by {}: {}",
                 s(&e["kind"]),
                 s(&e["actor"]),
-                md_cell(&s(&e["detail"]))
-            );
-        }
-    }
-    for a in d["actions"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "- {} (action #{}) requested by {}: {}{}",
+                s(&e["detail"])
+            )
+        })
+        .collect();
+    actions.extend(list(&d["actions"]).iter().map(|a| {
+        format!(
+            "{} (action #{}) requested by {}: {}{}",
             s(&a["action"]),
             s(&a["id"]),
             s(&a["requested_by"]),
@@ -240,20 +240,64 @@ fn markdown(d: &Value, charts: &Series) -> String {
                 .as_str()
                 .map(|b| format!(" by {b}"))
                 .unwrap_or_default()
-        );
+        )
+    }));
+    let evidence = list(&d["evidence"])
+        .iter()
+        .map(|e| (s(&e["upload"]), s(&e["sha256"])))
+        .collect();
+    Content {
+        id: s(&i["id"]),
+        title: s(&i["title"]),
+        device: s(&i["device_id"]),
+        summary,
+        alerts,
+        timeline,
+        actions,
+        evidence,
+        root_cause: i["root_cause"].as_str().map(str::to_string),
+        lessons: i["lessons"].as_str().map(str::to_string),
     }
-    let _ = writeln!(out, "\n## Evidence\n");
-    let evidence = d["evidence"].as_array().cloned().unwrap_or_default();
-    if evidence.is_empty() {
-        let _ = writeln!(out, "No forensic bundle received.");
+}
+
+fn markdown(c: &Content, charts: &Series) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Post-mortem: incident {} — {}\n", c.id, c.title);
+    let _ = writeln!(out, "## Summary\n");
+    let _ = writeln!(out, "| | |\n|---|---|");
+    for (k, v) in &c.summary {
+        let _ = writeln!(out, "| {k} | {} |", md_cell(v));
     }
-    for e in evidence {
+    let _ = writeln!(out, "\n## Affected devices\n\n- {}\n", c.device);
+    let _ = writeln!(
+        out,
+        "## Detections\n\n| alert | kind | severity | observed | detail |\n|---|---|---|---|---|"
+    );
+    for [id, kind, severity, observed, detail] in &c.alerts {
         let _ = writeln!(
             out,
-            "- bundle #{}: sha256 `{}`",
-            s(&e["upload"]),
-            s(&e["sha256"])
+            "| {id} | {kind} | {severity} | {observed} | {} |",
+            md_cell(detail)
         );
+    }
+    let _ = writeln!(
+        out,
+        "\n## Timeline\n\n| time | actor | event | detail |\n|---|---|---|---|"
+    );
+    for row in &c.timeline {
+        let cells: Vec<String> = row.iter().map(|v| md_cell(v)).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    let _ = writeln!(out, "\n## Actions and who took them\n");
+    for line in &c.actions {
+        let _ = writeln!(out, "- {}", md_cell(line));
+    }
+    let _ = writeln!(out, "\n## Evidence\n");
+    if c.evidence.is_empty() {
+        let _ = writeln!(out, "No forensic bundle received.");
+    }
+    for (upload, sha256) in &c.evidence {
+        let _ = writeln!(out, "- bundle #{upload}: sha256 `{sha256}`");
     }
     let _ = writeln!(out, "\n## Metrics around the detection\n");
     if charts.is_empty() {
@@ -268,20 +312,9 @@ fn markdown(d: &Value, charts: &Series) -> String {
             sparkline(points)
         );
     }
-    let _ = writeln!(
-        out,
-        "## Root cause\n\n{}\n",
-        i["root_cause"]
-            .as_str()
-            .unwrap_or("_(to be filled in by the operator)_")
-    );
-    let _ = writeln!(
-        out,
-        "## Lessons\n\n{}",
-        i["lessons"]
-            .as_str()
-            .unwrap_or("_(to be filled in by the operator)_")
-    );
+    let filled = |v: &Option<String>| v.clone().unwrap_or_else(|| format!("_{TO_BE_FILLED}_"));
+    let _ = writeln!(out, "## Root cause\n\n{}\n", filled(&c.root_cause));
+    let _ = writeln!(out, "## Lessons\n\n{}", filled(&c.lessons));
     out
 }
 
@@ -328,114 +361,74 @@ fn svg(points: &[(i64, f64)], trigger: i64) -> String {
     )
 }
 
-fn html(d: &Value, charts: &Series) -> String {
-    // Markdown's content, as HTML: the same sections.
-    let i = &d["incident"];
+fn html(c: &Content, charts: &Series, trigger_ms: i64) -> String {
     let mut out = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>");
-    let _ = write!(out, "Post-mortem: incident {}</title>", esc(&s(&i["id"])));
+    let _ = write!(out, "Post-mortem: incident {}</title>", esc(&c.id));
     out.push_str("<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}</style></head><body>");
     let _ = write!(
         out,
         "<h1>Post-mortem: incident {} — {}</h1>",
-        esc(&s(&i["id"])),
-        esc(&s(&i["title"]))
+        esc(&c.id),
+        esc(&c.title)
     );
     out.push_str("<h2>Summary</h2><table>");
-    for (k, v) in [
-        ("Device", s(&i["device_id"])),
-        ("Status", s(&i["status"])),
-        ("Severity", s(&i["severity"])),
-        ("Playbook rule", s(&i["rule"])),
-        (
-            "Triggering telemetry",
-            i["trigger_ms"].as_i64().map(ms_text).unwrap_or_default(),
-        ),
-        (
-            "Contained",
-            i["contained_ms"]
-                .as_i64()
-                .map(ms_text)
-                .unwrap_or_else(|| "—".into()),
-        ),
-        (
-            "Time to containment",
-            d["containment_ms"]
-                .as_i64()
-                .map(|m| format!("{m} ms"))
-                .unwrap_or_else(|| "—".into()),
-        ),
-        (
-            "Closed",
-            i["closed_ms"]
-                .as_i64()
-                .map(ms_text)
-                .unwrap_or_else(|| "—".into()),
-        ),
-    ] {
-        let _ = write!(out, "<tr><th>{k}</th><td>{}</td></tr>", esc(&v));
+    for (k, v) in &c.summary {
+        let _ = write!(out, "<tr><th>{k}</th><td>{}</td></tr>", esc(v));
     }
     let _ = write!(
         out,
         "</table><h2>Affected devices</h2><ul><li>{}</li></ul>",
-        esc(&s(&i["device_id"]))
+        esc(&c.device)
     );
-    out.push_str("<h2>Detections</h2><table><tr><th>alert</th><th>kind</th><th>severity</th><th>detail</th></tr>");
-    for a in d["alerts"].as_array().into_iter().flatten() {
-        let _ = write!(
-            out,
-            "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&s(&a["id"])),
-            esc(&s(&a["kind"])),
-            esc(&s(&a["severity"])),
-            esc(&s(&a["detail"]))
-        );
+    let row = |cells: &[String]| {
+        let cells: String = cells
+            .iter()
+            .map(|v| format!("<td>{}</td>", esc(v)))
+            .collect();
+        format!("<tr>{cells}</tr>")
+    };
+    out.push_str("<h2>Detections</h2><table><tr><th>alert</th><th>kind</th><th>severity</th><th>observed</th><th>detail</th></tr>");
+    for a in &c.alerts {
+        out.push_str(&row(a));
     }
     out.push_str("</table><h2>Timeline</h2><table><tr><th>time</th><th>actor</th><th>event</th><th>detail</th></tr>");
-    for e in d["timeline"].as_array().into_iter().flatten() {
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&e["at_ms"].as_i64().map(ms_text).unwrap_or_default()),
-            esc(&s(&e["actor"])),
-            esc(&s(&e["kind"])),
-            esc(&s(&e["detail"]))
-        );
+    for e in &c.timeline {
+        out.push_str(&row(e));
     }
     out.push_str("</table><h2>Actions and who took them</h2><ul>");
-    for a in d["actions"].as_array().into_iter().flatten() {
-        let _ = write!(
-            out,
-            "<li>{} (action #{}) requested by {}: {} {}</li>",
-            esc(&s(&a["action"])),
-            esc(&s(&a["id"])),
-            esc(&s(&a["requested_by"])),
-            esc(&s(&a["status"])),
-            esc(a["decided_by"].as_str().unwrap_or(""))
-        );
+    for line in &c.actions {
+        let _ = write!(out, "<li>{}</li>", esc(line));
     }
-    out.push_str("</ul><h2>Evidence</h2><ul>");
-    for e in d["evidence"].as_array().into_iter().flatten() {
+    out.push_str("</ul><h2>Evidence</h2>");
+    if c.evidence.is_empty() {
+        out.push_str("<p>No forensic bundle received.</p>");
+    }
+    out.push_str("<ul>");
+    for (upload, sha256) in &c.evidence {
         let _ = write!(
             out,
             "<li>bundle #{}: sha256 <code>{}</code></li>",
-            esc(&s(&e["upload"])),
-            esc(&s(&e["sha256"]))
+            esc(upload),
+            esc(sha256)
         );
     }
     out.push_str("</ul><h2>Metrics around the detection</h2>");
-    let trigger = i["trigger_ms"].as_i64().unwrap_or(0) / 1000;
+    if charts.is_empty() {
+        out.push_str("<p>No metric telemetry in the hour before the detection.</p>");
+    }
     for (metric, points) in charts {
-        let _ = write!(out, "<h3>{}</h3>{}", esc(metric), svg(points, trigger));
+        let _ = write!(
+            out,
+            "<h3>{}</h3>{}",
+            esc(metric),
+            svg(points, trigger_ms / 1000)
+        );
     }
     let _ = write!(
         out,
         "<h2>Root cause</h2><p>{}</p><h2>Lessons</h2><p>{}</p></body></html>",
-        esc(i["root_cause"]
-            .as_str()
-            .unwrap_or("(to be filled in by the operator)")),
-        esc(i["lessons"]
-            .as_str()
-            .unwrap_or("(to be filled in by the operator)"))
+        esc(c.root_cause.as_deref().unwrap_or(TO_BE_FILLED)),
+        esc(c.lessons.as_deref().unwrap_or(TO_BE_FILLED))
     );
     out
 }
@@ -495,6 +488,17 @@ mod tests {
         let html = render(Format::Html, &details, &telemetry);
         assert!(html.contains("<svg") && html.contains("<polyline") && html.contains("detection"));
         assert!(!html.contains("<script>") && html.contains("&lt;script&gt;"));
+        // One content, two layouts: every summary row, every column and every action line
+        // of the Markdown is in the HTML too.
+        for (label, _) in content(&details).summary {
+            assert!(md.contains(&format!("| {label} |")), "{label}:\n{md}");
+            assert!(
+                html.contains(&format!("<th>{label}</th>")),
+                "{label}:\n{html}"
+            );
+        }
+        assert!(html.contains("<th>observed</th>") && html.contains("admin:alice"));
+        assert!(html.contains("quarantine by playbook:contain-compromise"));
         assert_eq!(sparkline(&[(0, 1.0), (1, 1.0)]), "▅▅");
     }
 }
