@@ -156,7 +156,10 @@ mod tests {
         ] {
             assert_eq!(s.parse::<Status>().map(|s| s.as_str()), Ok(s));
         }
-        assert!("open".parse::<Status>().is_err());
+        assert_eq!(
+            "open".parse::<Status>(),
+            Err("unknown incident status \"open\"".to_string())
+        );
     }
 
     #[test]
@@ -164,12 +167,33 @@ mod tests {
         assert_eq!(close_request(b"").unwrap(), CloseRequest::default());
         let r = close_request(br#"{"root_cause":"a stolen key","lessons":"rotate"}"#).unwrap();
         assert_eq!(r.root_cause.as_deref(), Some("a stolen key"));
-        assert!(close_request(br#"{"cause":"x"}"#).is_err());
-        assert!(close_request(br#"{"lessons":"\u0007"}"#).is_err());
+        let unknown = close_request(br#"{"cause":"x"}"#).unwrap_err().0;
+        assert!(
+            unknown.starts_with("close request: unknown field `cause`"),
+            "{unknown}"
+        );
+        assert_eq!(
+            close_request(br#"{"lessons":"\u0007"}"#),
+            Err(RequestError("lessons holds control characters".into()))
+        );
         let long = format!("{{\"lessons\":\"{}\"}}", "x".repeat(MAX_TEXT + 1));
-        assert!(close_request(long.as_bytes()).is_err());
+        assert_eq!(
+            close_request(long.as_bytes()),
+            Err(RequestError(format!(
+                "lessons is {} bytes; at most {MAX_TEXT}",
+                MAX_TEXT + 1
+            )))
+        );
         assert_eq!(approve_request(br#"{"action":3}"#).unwrap().action, Some(3));
-        assert!(approve_request(br#"{"action":0}"#).is_err());
-        assert!(approve_request(b"[").is_err());
+        assert_eq!(
+            approve_request(br#"{"action":0}"#),
+            Err(RequestError("action ids start at 1".into()))
+        );
+        assert_eq!(
+            approve_request(b"["),
+            Err(RequestError(
+                "approve request: EOF while parsing a list at line 1 column 1".into()
+            ))
+        );
     }
 }

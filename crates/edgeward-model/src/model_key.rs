@@ -178,13 +178,25 @@ mod tests {
     fn refuses_bad_files() {
         for bad in [
             &b"{}"[..],
-            b"{\"format\":\"edgeward-model-key\",\"version\":2,\"secret\":\"00\"}",
-            b"{\"format\":\"x\",\"version\":1,\"secret\":\"00\"}",
-            b"{\"format\":\"edgeward-model-key\",\"version\":1,\"secret\":\"zz\"}",
             b"{\"format\":\"edgeward-model-key\",\"version\":1,\"secret\":\"00\",\"more\":1}",
         ] {
-            assert!(ModelKey::parse(bad).is_err());
+            assert!(matches!(
+                ModelKey::parse(bad),
+                Err(KeyFileError::Malformed(_))
+            ));
         }
+        assert!(matches!(
+            ModelKey::parse(b"{\"format\":\"edgeward-model-key\",\"version\":2,\"secret\":\"00\"}"),
+            Err(KeyFileError::Version(2))
+        ));
+        assert!(matches!(
+            ModelKey::parse(b"{\"format\":\"x\",\"version\":1,\"secret\":\"00\"}"),
+            Err(KeyFileError::Malformed(m)) if m == "format is \"x\", not \"edgeward-model-key\""
+        ));
+        assert!(matches!(
+            ModelKey::parse(b"{\"format\":\"edgeward-model-key\",\"version\":1,\"secret\":\"zz\"}"),
+            Err(KeyFileError::Malformed(m)) if m == "secret is not 64 hexadecimal digits"
+        ));
         assert!(matches!(
             ModelKey::parse(&[b' '; 2000]),
             Err(KeyFileError::TooLarge(2000))
@@ -201,7 +213,10 @@ mod tests {
         k.write_new(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(k.write_new(&path).is_err());
+        assert!(matches!(
+            k.write_new(&path),
+            Err(KeyFileError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists
+        ));
         assert_eq!(
             ModelKey::parse(&std::fs::read(&path).unwrap())
                 .unwrap()

@@ -41,10 +41,17 @@ mod tests {
         for ok in ["dev-001", "cam_7.lobby", "A"] {
             assert!(validate(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "", "dev:1", "dev 1", "dev\n1", "dev\u{0}", "-x", ".x", "été",
+        assert_eq!(validate(""), Err(DeviceIdError::Length(0)));
+        for (bad, c) in [
+            ("dev:1", ':'),
+            ("dev 1", ' '),
+            ("dev\n1", '\n'),
+            ("dev\u{0}", '\0'),
+            ("-x", '-'),
+            (".x", '.'),
+            ("été", 'é'),
         ] {
-            assert!(validate(bad).is_err(), "{bad:?}");
+            assert_eq!(validate(bad), Err(DeviceIdError::Character(c)), "{bad:?}");
         }
         assert!(validate(&"a".repeat(128)).is_ok());
         assert_eq!(validate(&"a".repeat(129)), Err(DeviceIdError::Length(129)));

@@ -240,10 +240,24 @@ mod tests {
         };
         let text = serde_json::to_vec(&reply).expect("json");
         assert_eq!(parse_reply(&text), Ok(reply));
-        assert!(parse_reply(b"{\"request\":\"poll\",\"status\":200,\"x\":1}").is_err());
+        let unknown = parse_reply(b"{\"request\":\"poll\",\"status\":200,\"x\":1}").unwrap_err();
+        assert!(
+            unknown.starts_with("MQTT reply: unknown field `x`"),
+            "{unknown}"
+        );
         assert_eq!(host_port("[::1]:8883"), Ok(("::1".into(), 8883)));
         assert_eq!(host_port("b.example:1"), Ok(("b.example".into(), 1)));
-        assert!(host_port("broker").is_err());
-        assert!(host_port(":8883").is_err());
+        assert_eq!(
+            host_port("broker"),
+            Err("broker \"broker\" is not HOST:PORT".into())
+        );
+        assert_eq!(
+            host_port(":8883"),
+            Err("broker \":8883\" names no host".into())
+        );
+        assert_eq!(
+            host_port("b.example:x"),
+            Err("broker \"b.example:x\": bad port".into())
+        );
     }
 }

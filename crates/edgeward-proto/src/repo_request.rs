@@ -155,20 +155,31 @@ mod tests {
         assert!(checked_path(Area::Metadata, "3.root.json").is_ok());
         assert!(checked_path(Area::Metadata, "timestamp.json").is_ok());
         assert!(checked_path(Area::Targets, "fw/abcd.fw.img").is_ok());
-        for bad in [
-            "..",
-            "../x.json",
-            "a/../../b",
-            "/etc/passwd",
-            "a//b",
-            ".hidden",
-            "a\\b",
-            "a\0b",
-            "",
+        const COMPONENT: &str =
+            "every path component must be non-empty and must not start with '.'";
+        for (bad, why) in [
+            ("..", COMPONENT),
+            ("../x.json", COMPONENT),
+            ("a/../../b", COMPONENT),
+            ("/etc/passwd", COMPONENT),
+            ("a//b", COMPONENT),
+            (".hidden", COMPONENT),
+            ("a\\b", "the path must not hold a backslash or NUL"),
+            ("a\0b", "the path must not hold a backslash or NUL"),
+            ("", "the path must be 1 to 1024 bytes long"),
         ] {
-            assert!(checked_path(Area::Targets, bad).is_err(), "{bad:?}");
+            assert_eq!(checked_path(Area::Targets, bad), Err(why), "{bad:?}");
         }
-        assert!(checked_path(Area::Metadata, "sub/root.json").is_err());
-        assert!(checked_path(Area::Metadata, "root.txt").is_err());
+        assert_eq!(
+            checked_path(Area::Targets, &"a".repeat(1025)),
+            Err("the path must be 1 to 1024 bytes long")
+        );
+        for bad in ["sub/root.json", "root.txt"] {
+            assert_eq!(
+                checked_path(Area::Metadata, bad),
+                Err("a metadata name is one file name ending in .json"),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -315,7 +315,19 @@ mod tests {
     fn every_truncation_is_an_error() {
         let bytes = sample().encode();
         for cut in 0..bytes.len() {
-            assert!(Header::parse(&bytes[..cut]).is_err(), "cut at {cut}");
+            let err = Header::parse(&bytes[..cut]).unwrap_err();
+            if cut < MAGIC.len() {
+                assert!(
+                    matches!(err, CryptError::NotAContainer),
+                    "cut at {cut}: {err}"
+                );
+            } else {
+                let want = format!("the header ends at byte {cut} inside the ");
+                assert!(
+                    matches!(&err, CryptError::MalformedHeader(m) if m.starts_with(&want)),
+                    "cut at {cut}: {err}"
+                );
+            }
         }
     }
 

@@ -180,7 +180,10 @@ mod tests {
         assert!((all.p_value - 1e-50).abs() < 1e-60, "{}", all.p_value);
         let none: Vec<u32> = set.labels.iter().map(|l| (l + 1) % 10).collect();
         assert_eq!(set.verify(&none).unwrap().p_value, 1.0);
-        assert!(set.verify(&[1, 2]).is_err());
+        assert!(matches!(
+            set.verify(&[1, 2]),
+            Err(WatermarkError::Predictions(m)) if m == "2 predictions for 50 triggers"
+        ));
         let file = set.to_safetensors();
         assert!(tensors::TensorFile::parse(&file).is_ok());
     }
@@ -192,7 +195,12 @@ mod tests {
             parse_predictions(br#"{"predictions":[3]}"#).unwrap(),
             vec![3]
         );
-        assert!(parse_predictions(b"[-1]").is_err());
-        assert!(parse_predictions(b"{").is_err());
+        for bad in [&b"[-1]"[..], b"{", b"{\"predictions\":[1],\"x\":\"y\"}1"] {
+            assert!(matches!(
+                parse_predictions(bad),
+                Err(WatermarkError::Predictions(m))
+                    if m == "not {\"predictions\": [classes]} or a JSON array of classes"
+            ));
+        }
     }
 }
