@@ -4,9 +4,9 @@
 #![no_main]
 
 use edgeward_model::{
+    internal::tensors::TensorFile,
     model_key::ModelKey,
     shuffle::{shuffle, unshuffle},
-    tensors::TensorFile,
     watermark::whitebox::detect,
 };
 use libfuzzer_sys::fuzz_target;

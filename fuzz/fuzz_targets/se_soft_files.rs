@@ -3,9 +3,9 @@
 //! Parsing never panics; what parses has the documented sizes.
 #![no_main]
 
-use edgeward_se::{
+use edgeward_se::internal::{
     sealed::{self, MAX_SEALED_BLOB_LEN, NONCE_LEN, TAG_LEN},
-    soft::format::{self, KEY_FILE_LEN},
+    soft_format::{self as format, KEY_FILE_LEN},
 };
 use libfuzzer_sys::fuzz_target;
 

@@ -11,9 +11,9 @@ use crate::commands;
 pub(crate) struct Cli {
     /// Print JSON on stdout instead of text (a failure too: see docs/cli.md).
     #[arg(long, global = true, display_order = 1000)]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// The commands.

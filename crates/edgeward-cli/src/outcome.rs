@@ -15,11 +15,11 @@ pub(crate) const OPERATOR: u8 = 2;
 #[derive(Debug)]
 pub(crate) struct Failure {
     /// Exit status.
-    pub code: u8,
+    pub(crate) code: u8,
     /// One line saying what failed and why.
-    pub message: String,
+    pub(crate) message: String,
     /// Fields the command adds beside `ok`, `exit_code` and `error` (e.g. `verify`'s `path`).
-    pub context: Map<String, Value>,
+    pub(crate) context: Map<String, Value>,
 }
 
 impl Failure {

@@ -7,9 +7,9 @@
 use std::{path::PathBuf, process::Command};
 
 use edgeward_model::{
+    internal::tensors::TensorFile,
     model_key::ModelKey,
     shuffle::{shuffle, unshuffle, ShuffleError},
-    tensors::TensorFile,
 };
 
 const MODEL: &[u8] = include_bytes!("data/digits-mlp.safetensors");

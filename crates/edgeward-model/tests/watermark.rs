@@ -6,14 +6,15 @@
 //! tests run its short version.)
 
 use edgeward_model::{
+    internal::tensors::{Matrix, TensorFile},
     model_key::ModelKey,
-    tensors::{Matrix, TensorFile, TensorFileError},
     watermark::{
         launder,
         triggers::TriggerSet,
         whitebox::{detect, embed, EmbedOptions},
         WatermarkError,
     },
+    TensorFileError,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;

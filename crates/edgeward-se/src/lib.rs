@@ -10,12 +10,30 @@ mod error;
 mod files;
 mod names;
 pub mod pkcs11;
-pub mod sealed;
+mod sealed;
 pub mod soft;
 pub mod tls;
 #[cfg(feature = "tpm")]
 pub mod tpm;
 mod uri;
+
+/// The parsers the fuzz targets drive (`fuzz/fuzz_targets/se_soft_files.rs`), reachable
+/// from outside only for them: not part of the API, no stability promise. The modules they
+/// live in are private, as rustls does with its `internal` module.
+#[doc(hidden)]
+pub mod internal {
+    /// The sealed-blob codec every backend shares.
+    pub mod sealed {
+        pub use crate::sealed::{
+            encode_sealed_blob, parse_sealed_blob, SealedBlob, MAX_SEALED_BLOB_LEN, NONCE_LEN,
+            TAG_LEN,
+        };
+    }
+    /// The soft element's key and counter files.
+    pub mod soft_format {
+        pub use crate::soft::format::{parse_key_file, parse_u64_file, KeyFile, KEY_FILE_LEN};
+    }
+}
 
 /// Key types an element can generate (P-256 on every backend, Ed25519 where it has it).
 pub use edgeward_core::keys::KeyAlgorithm;

@@ -8,7 +8,7 @@
 use crate::{SeError, MAX_SEALED_LEN};
 
 /// The sealed-blob format version this code writes and reads.
-pub const SEAL_VERSION: u8 = 1;
+pub(crate) const SEAL_VERSION: u8 = 1;
 /// AES-GCM nonce length.
 pub const NONCE_LEN: usize = 12;
 /// AES-GCM tag length.

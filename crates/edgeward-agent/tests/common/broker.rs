@@ -16,10 +16,10 @@ use super::Server;
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 
 /// A Mosquitto process of this test, killed when dropped.
-pub struct Broker {
+pub(crate) struct Broker {
     child: Child,
     /// Its TLS port.
-    pub port: u16,
+    pub(crate) port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -33,13 +33,13 @@ impl Drop for Broker {
 
 impl Broker {
     /// What the broker logged (verbose).
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
 /// A server with `[mqtt]` and its broker, both running.
-pub async fn server_and_broker() -> (Server, Broker) {
+pub(crate) async fn server_and_broker() -> (Server, Broker) {
     assert!(
         Path::new(MOSQUITTO).exists() && Path::new(broker_config::DEFAULT_PLUGIN).exists(),
         "these tests need Debian's mosquitto package (binary and dynamic-security plugin)"

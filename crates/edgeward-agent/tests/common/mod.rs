@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-pub mod broker;
+pub(crate) mod broker;
 
 use std::path::{Path, PathBuf};
 
@@ -11,10 +11,10 @@ use edgeward_server::{Config, Running};
 use serde_json::{json, Value};
 
 pub(crate) struct Server {
-    pub running: Running,
-    pub dir: tempfile::TempDir,
-    pub admin_key: String,
-    pub admin: reqwest::Client,
+    pub(crate) running: Running,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) admin_key: String,
+    pub(crate) admin: reqwest::Client,
 }
 
 impl Server {
@@ -47,7 +47,7 @@ impl Server {
         Self::with(running, dir)
     }
 
-    pub fn with(running: Running, dir: tempfile::TempDir) -> Server {
+    pub(crate) fn with(running: Running, dir: tempfile::TempDir) -> Server {
         let admin_key =
             std::fs::read_to_string(dir.path().join("admin-token")).expect("admin token");
         let ca = reqwest::Certificate::from_pem(

@@ -39,15 +39,15 @@ pub(crate) enum AuditCommand {
 #[derive(Args, Debug)]
 pub(crate) struct VerifyArgs {
     #[command(flatten)]
-    pub server: ServerArgs,
+    pub(crate) server: ServerArgs,
     /// The log's verifier key, as `edgeward-server audit-key` prints it
     /// (`<origin>+<hash>+<key>`); pin it from the server's operator, not from the server.
     #[arg(long, env = "EDGEWARD_AUDIT_KEY")]
-    pub key: String,
+    pub(crate) key: String,
     /// The last checkpoint accepted: read if present, replaced after a successful check.
     /// Keep it where the server cannot write.
     #[arg(long)]
-    pub state: PathBuf,
+    pub(crate) state: PathBuf,
 }
 
 /// Runs `audit …`.

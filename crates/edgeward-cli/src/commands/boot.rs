@@ -25,16 +25,16 @@ pub(crate) enum BootCommand {
 pub(crate) struct BootExampleArgs {
     /// A key hierarchy made by `edgeward pki init` (its current signing certificate signs).
     #[arg(long)]
-    pub pki: PathBuf,
+    pub(crate) pki: PathBuf,
     /// Where to write chain.toml, stages/ and se/.
     #[arg(long)]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Size of the OS image.
     #[arg(long, default_value = "4MiB", value_parser = parse_size)]
-    pub os_size: u64,
+    pub(crate) os_size: u64,
     /// Size of the model.
     #[arg(long, default_value = "8MiB", value_parser = parse_size)]
-    pub model_size: u64,
+    pub(crate) model_size: u64,
 }
 
 /// Runs `boot …`.

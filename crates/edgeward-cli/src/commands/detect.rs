@@ -13,24 +13,24 @@ use crate::outcome::{print_json, Failure, Outcome};
 
 /// `edgeward detect …`.
 #[derive(Subcommand, Debug)]
-pub enum DetectCommand {
+pub(crate) enum DetectCommand {
     /// Score every series of a NAB data directory and write NAB result files.
     Nab(NabArgs),
 }
 
 /// Arguments of `detect nab`.
 #[derive(Args, Debug)]
-pub struct NabArgs {
+pub(crate) struct NabArgs {
     /// NAB's root (holding data/) or its data/ folder: <category>/<file>.csv.
     #[arg(value_name = "DATA_DIR")]
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// Where to write results: OUT_DIR/edgeward/<category>/edgeward_<file>.csv.
     #[arg(long, value_name = "OUT_DIR")]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
 }
 
 /// Runs `detect …`.
-pub fn run(cmd: DetectCommand, json: bool) -> Outcome {
+pub(crate) fn run(cmd: DetectCommand, json: bool) -> Outcome {
     match cmd {
         DetectCommand::Nab(a) => {
             let summary =

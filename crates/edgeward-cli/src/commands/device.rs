@@ -23,16 +23,16 @@ pub(crate) enum DeviceCommand {
 pub(crate) struct DeviceEnrollArgs {
     /// The admin/enrollment listener.
     #[arg(long, env = "EDGEWARD_SERVER")]
-    pub server: String,
+    pub(crate) server: String,
     /// The server CA to trust.
     #[arg(long, env = "EDGEWARD_SERVER_CA")]
-    pub server_ca: PathBuf,
+    pub(crate) server_ca: PathBuf,
     /// The one-time enrollment token from `fleet add-device`.
     #[arg(long)]
-    pub token: String,
+    pub(crate) token: String,
     /// Where to write key.pem, cert.pem, ca.pem, device-ca.pem and secret.
     #[arg(long)]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
 }
 
 /// Runs `device …`.

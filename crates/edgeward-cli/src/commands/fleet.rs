@@ -14,13 +14,13 @@ use crate::outcome::{print_json, read_operator_file, Failure, Outcome};
 pub(crate) struct ServerArgs {
     /// The admin/enrollment listener, e.g. https://fleet.example.com:8444.
     #[arg(long, env = "EDGEWARD_SERVER")]
-    pub server: String,
+    pub(crate) server: String,
     /// The server CA to trust (the server writes server-ca.pem into its data directory).
     #[arg(long, env = "EDGEWARD_SERVER_CA")]
-    pub server_ca: PathBuf,
+    pub(crate) server_ca: PathBuf,
     /// File holding an admin API key (the server writes admin-token on first start).
     #[arg(long, env = "EDGEWARD_ADMIN_TOKEN_FILE")]
-    pub admin_token_file: Option<PathBuf>,
+    pub(crate) admin_token_file: Option<PathBuf>,
 }
 
 /// `edgeward fleet …`.
@@ -49,52 +49,52 @@ pub(crate) enum FleetCommand {
 
 /// Arguments of `fleet command`.
 #[derive(Args, Debug)]
-pub struct FleetCommandArgs {
+pub(crate) struct FleetCommandArgs {
     #[command(flatten)]
-    pub server: ServerArgs,
+    pub(crate) server: ServerArgs,
     /// The device id.
-    pub id: String,
+    pub(crate) id: String,
     /// The command's kind.
-    pub kind: String,
+    pub(crate) kind: String,
     /// Its arguments, a JSON object (e.g. '{"reason":"beaconing"}', '{"nonce":"…"}').
     #[arg(long, default_value = "{}")]
-    pub args: String,
+    pub(crate) args: String,
 }
 
 /// Arguments of `fleet result`.
 #[derive(Args, Debug)]
-pub struct FleetResultArgs {
+pub(crate) struct FleetResultArgs {
     #[command(flatten)]
-    pub server: ServerArgs,
+    pub(crate) server: ServerArgs,
     /// The device id.
-    pub id: String,
+    pub(crate) id: String,
     /// The command id.
-    pub command: i64,
+    pub(crate) command: i64,
 }
 
 /// Arguments of `fleet add-device`.
 #[derive(Args, Debug)]
 pub(crate) struct FleetAddArgs {
     #[command(flatten)]
-    pub server: ServerArgs,
+    pub(crate) server: ServerArgs,
     /// The device id (letters, digits, '.', '_', '-'; at most 128).
     #[arg(value_name = "ID", required_unless_present = "id_flag")]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// The device id (the older spelling of ID).
     #[arg(long = "id", value_name = "ID", conflicts_with = "id")]
-    pub id_flag: Option<String>,
+    pub(crate) id_flag: Option<String>,
     /// The hardware class (selects the device's rate limit).
     #[arg(long)]
-    pub hardware: String,
+    pub(crate) hardware: String,
 }
 
 /// Arguments of the commands about one device.
 #[derive(Args, Debug)]
 pub(crate) struct FleetDeviceArgs {
     #[command(flatten)]
-    pub server: ServerArgs,
+    pub(crate) server: ServerArgs,
     /// The device id.
-    pub id: String,
+    pub(crate) id: String,
 }
 
 /// A client that trusts exactly `server_ca`.

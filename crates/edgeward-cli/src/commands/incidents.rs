@@ -13,7 +13,7 @@ use crate::outcome::{print_json, Failure, Outcome};
 
 /// `edgeward incidents …`.
 #[derive(Subcommand, Debug)]
-pub enum IncidentsCommand {
+pub(crate) enum IncidentsCommand {
     /// List incidents, newest first.
     List(ListArgs),
     /// Show an incident: its timeline, alerts, actions and evidence.
@@ -31,56 +31,56 @@ pub enum IncidentsCommand {
 
 /// `edgeward alerts …`.
 #[derive(Subcommand, Debug)]
-pub enum AlertsCommand {
+pub(crate) enum AlertsCommand {
     /// List alerts, newest first.
     List(AlertListArgs),
 }
 
 /// Arguments of `incidents list`.
 #[derive(Args, Debug)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     #[command(flatten)]
-    pub server: ServerArgs,
+    pub(crate) server: ServerArgs,
     /// Only incidents in this status (detected, contained, investigating, remediated, closed).
     #[arg(long)]
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
 }
 
 /// Arguments of the commands about one incident.
 #[derive(Args, Debug)]
-pub struct IncidentArgs {
+pub(crate) struct IncidentArgs {
     #[command(flatten)]
-    pub server: ServerArgs,
+    pub(crate) server: ServerArgs,
     /// The incident id.
-    pub id: i64,
+    pub(crate) id: i64,
 }
 
 /// Arguments of `incidents approve`.
 #[derive(Args, Debug)]
-pub struct ApproveArgs {
+pub(crate) struct ApproveArgs {
     #[command(flatten)]
-    pub incident: IncidentArgs,
+    pub(crate) incident: IncidentArgs,
     /// Approve only this pending action (all pending actions when absent).
     #[arg(long)]
-    pub action: Option<i64>,
+    pub(crate) action: Option<i64>,
 }
 
 /// Arguments of `incidents close`.
 #[derive(Args, Debug)]
-pub struct CloseArgs {
+pub(crate) struct CloseArgs {
     #[command(flatten)]
-    pub incident: IncidentArgs,
+    pub(crate) incident: IncidentArgs,
     /// What caused the incident (goes into the post-mortem).
     #[arg(long)]
-    pub root_cause: Option<String>,
+    pub(crate) root_cause: Option<String>,
     /// What was learned (goes into the post-mortem).
     #[arg(long)]
-    pub lessons: Option<String>,
+    pub(crate) lessons: Option<String>,
 }
 
 /// The post-mortem's format.
 #[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum ReportFormat {
+pub(crate) enum ReportFormat {
     /// Markdown, with text sparklines.
     Md,
     /// HTML, with inline SVG charts.
@@ -89,31 +89,31 @@ pub enum ReportFormat {
 
 /// Arguments of `incidents report`.
 #[derive(Args, Debug)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     #[command(flatten)]
-    pub incident: IncidentArgs,
+    pub(crate) incident: IncidentArgs,
     /// md or html.
     #[arg(long, value_enum, default_value = "md")]
-    pub format: ReportFormat,
+    pub(crate) format: ReportFormat,
     /// Write the report here (stdout when absent).
     #[arg(long, short)]
-    pub out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
 }
 
 /// Arguments of `alerts list`.
 #[derive(Args, Debug)]
-pub struct AlertListArgs {
+pub(crate) struct AlertListArgs {
     #[command(flatten)]
-    pub server: ServerArgs,
+    pub(crate) server: ServerArgs,
     /// Only this device's alerts.
     #[arg(long)]
-    pub device: Option<String>,
+    pub(crate) device: Option<String>,
     /// Only this incident's alerts.
     #[arg(long)]
-    pub incident: Option<i64>,
+    pub(crate) incident: Option<i64>,
     /// At most this many (1-500).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=500))]
-    pub limit: i64,
+    pub(crate) limit: i64,
 }
 
 fn ms(v: &Value) -> String {
@@ -180,7 +180,7 @@ fn details_text(v: &Value) -> String {
 }
 
 /// Runs `incidents …`.
-pub fn run(cmd: IncidentsCommand, json: bool) -> Outcome {
+pub(crate) fn run(cmd: IncidentsCommand, json: bool) -> Outcome {
     let path = |id: i64, what: &str| format!("/v1/admin/incidents/{id}{what}");
     let (value, text) = match cmd {
         IncidentsCommand::List(a) => {
@@ -309,7 +309,7 @@ fn report(a: ReportArgs, json: bool) -> Outcome {
 }
 
 /// Runs `alerts …`.
-pub fn run_alerts(cmd: AlertsCommand, json: bool) -> Outcome {
+pub(crate) fn run_alerts(cmd: AlertsCommand, json: bool) -> Outcome {
     let AlertsCommand::List(a) = cmd;
     let mut query = vec![format!("limit={}", a.limit)];
     if let Some(d) = &a.device {

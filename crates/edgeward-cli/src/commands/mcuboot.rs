@@ -21,10 +21,10 @@ pub(crate) enum McubootCommand {
 #[derive(Args, Debug)]
 pub(crate) struct McubootVerifyArgs {
     /// The signed image.
-    pub image: PathBuf,
+    pub(crate) image: PathBuf,
     /// The public key (PEM, e.g. `imgtool getpub -e pem`) or a certificate holding it.
     #[arg(long)]
-    pub key: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 /// Runs `mcuboot …`.

@@ -33,7 +33,7 @@ pub(crate) enum PkiCommand {
 pub(crate) struct PkiDir {
     /// The hierarchy directory.
     #[arg(long)]
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 /// Where the root key's passphrase comes from.
@@ -41,7 +41,7 @@ pub(crate) struct PkiDir {
 pub(crate) struct PassphraseArg {
     /// Environment variable holding the root key's passphrase (prompted on a TTY if unset).
     #[arg(long, default_value = "EDGEWARD_ROOT_PASSPHRASE")]
-    pub passphrase_env: String,
+    pub(crate) passphrase_env: String,
 }
 
 /// Where the root key is.
@@ -50,77 +50,77 @@ pub(crate) struct RootKeyArg {
     /// The encrypted root key, if it is kept offline rather than in --dir (e.g. on a
     /// removable drive plugged in for the ceremony). Default: DIR/root.key.
     #[arg(long)]
-    pub root_key: Option<PathBuf>,
+    pub(crate) root_key: Option<PathBuf>,
 }
 
 /// Arguments of `pki init`.
 #[derive(Args, Debug)]
 pub(crate) struct PkiInitArgs {
     #[command(flatten)]
-    pub dir: PkiDir,
+    pub(crate) dir: PkiDir,
     #[command(flatten)]
-    pub passphrase: PassphraseArg,
+    pub(crate) passphrase: PassphraseArg,
     /// Organisation name put in every certificate's subject.
     #[arg(long, default_value = "Edgeward")]
-    pub org: String,
+    pub(crate) org: String,
     /// Validity of the first signing certificate in days (at most 90).
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(i64).range(1..=90))]
-    pub days: i64,
+    pub(crate) days: i64,
     /// Key type of the signing certificate.
     #[arg(long, value_enum, default_value_t = KeyAlgorithm::P256)]
-    pub key_type: KeyAlgorithm,
+    pub(crate) key_type: KeyAlgorithm,
     /// Replace an existing hierarchy: its files move aside to NAME.old-TIMESTAMP first.
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
 }
 
 /// Arguments of `pki rotate`.
 #[derive(Args, Debug)]
 pub(crate) struct PkiRotateArgs {
     #[command(flatten)]
-    pub dir: PkiDir,
+    pub(crate) dir: PkiDir,
     #[command(flatten)]
-    pub passphrase: PassphraseArg,
+    pub(crate) passphrase: PassphraseArg,
     #[command(flatten)]
-    pub root_key: RootKeyArg,
+    pub(crate) root_key: RootKeyArg,
     /// Validity of the new signing certificate in days (at most 90).
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(i64).range(1..=90))]
-    pub days: i64,
+    pub(crate) days: i64,
     /// Key type of the new signing certificate.
     #[arg(long, value_enum, default_value_t = KeyAlgorithm::P256)]
-    pub key_type: KeyAlgorithm,
+    pub(crate) key_type: KeyAlgorithm,
 }
 
 /// Arguments of `pki revoke`.
 #[derive(Args, Debug)]
 pub(crate) struct PkiRevokeArgs {
     #[command(flatten)]
-    pub dir: PkiDir,
+    pub(crate) dir: PkiDir,
     #[command(flatten)]
-    pub passphrase: PassphraseArg,
+    pub(crate) passphrase: PassphraseArg,
     #[command(flatten)]
-    pub root_key: RootKeyArg,
+    pub(crate) root_key: RootKeyArg,
     /// Serial number of the certificate to revoke, hex (as `pki show` or `openssl x509 -serial` print it).
     #[arg(long)]
-    pub serial: String,
+    pub(crate) serial: String,
 }
 
 /// Arguments of `pki show`.
 #[derive(Args, Debug)]
 pub(crate) struct PkiShowArgs {
     #[command(flatten)]
-    pub dir: PkiDir,
+    pub(crate) dir: PkiDir,
 }
 
 /// Arguments of `pki crl`.
 #[derive(Args, Debug)]
 pub(crate) struct PkiCrlArgs {
     #[command(flatten)]
-    pub dir: PkiDir,
+    pub(crate) dir: PkiDir,
     #[command(flatten)]
-    pub passphrase: PassphraseArg,
+    pub(crate) passphrase: PassphraseArg,
     #[command(flatten)]
-    pub root_key: RootKeyArg,
+    pub(crate) root_key: RootKeyArg,
 }
 
 /// Refuses a ceremony, before asking for the passphrase, when no `--root-key` was given and

@@ -47,7 +47,7 @@ pub(crate) enum ReleaseCommand {
 pub(crate) struct RepoArgs {
     /// The repository directory (metadata/ and targets/).
     #[arg(long)]
-    pub repo: PathBuf,
+    pub(crate) repo: PathBuf,
 }
 
 /// The repository's keys.
@@ -55,17 +55,17 @@ pub(crate) struct RepoArgs {
 pub(crate) struct KeyArgs {
     /// Directory of the repository's keys (default: REPO.keys beside the repository).
     #[arg(long)]
-    pub keys: Option<PathBuf>,
+    pub(crate) keys: Option<PathBuf>,
     /// The root key (encrypted PKCS#8), e.g. the PKI's root.key; default KEYS/root.key.
     #[arg(long)]
-    pub root_key: Option<PathBuf>,
+    pub(crate) root_key: Option<PathBuf>,
     /// The online signing key (targets role), e.g. the PKI's signing.key; default
     /// KEYS/targets.key.
     #[arg(long)]
-    pub targets_key: Option<PathBuf>,
+    pub(crate) targets_key: Option<PathBuf>,
     /// Environment variable holding the root key's passphrase.
     #[arg(long, default_value = "EDGEWARD_ROOT_PASSPHRASE")]
-    pub passphrase_env: String,
+    pub(crate) passphrase_env: String,
 }
 
 /// `release publish`.

@@ -40,53 +40,53 @@ pub(crate) struct SeElementArgs {
         value_name = "URI",
         env = "EDGEWARD_SE"
     )]
-    pub se: String,
+    pub(crate) se: String,
 }
 
 /// An element and a key slot.
 #[derive(Args, Debug)]
 pub(crate) struct SeSlotArgs {
     #[command(flatten)]
-    pub element: SeElementArgs,
+    pub(crate) element: SeElementArgs,
     /// The key slot (letters, digits, '.', '_', '-'; at most 64).
     #[arg(long)]
-    pub slot: String,
+    pub(crate) slot: String,
 }
 
 /// Arguments of `se keygen`.
 #[derive(Args, Debug)]
 pub(crate) struct SeKeygenArgs {
     #[command(flatten)]
-    pub slot: SeSlotArgs,
+    pub(crate) slot: SeSlotArgs,
     /// Key type.
     #[arg(long, visible_alias = "alg", value_enum, default_value_t = KeyAlgorithm::P256)]
-    pub key_type: KeyAlgorithm,
+    pub(crate) key_type: KeyAlgorithm,
 }
 
 /// Arguments of `se sign`.
 #[derive(Args, Debug)]
 pub(crate) struct SeSignArgs {
     #[command(flatten)]
-    pub slot: SeSlotArgs,
+    pub(crate) slot: SeSlotArgs,
     /// The file to sign.
     #[arg(value_name = "PATH", required_unless_present = "input_flag")]
-    pub input: Option<PathBuf>,
+    pub(crate) input: Option<PathBuf>,
     /// The file to sign (the older spelling of PATH).
     #[arg(long = "in", value_name = "PATH", conflicts_with = "input")]
-    pub input_flag: Option<PathBuf>,
+    pub(crate) input_flag: Option<PathBuf>,
     /// Write the raw signature here instead of printing it as base64.
     #[arg(short = 'o', long = "output", visible_alias = "out")]
-    pub out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
 }
 
 /// Arguments of `se wipe`.
 #[derive(Args, Debug)]
 pub(crate) struct SeWipeArgs {
     #[command(flatten)]
-    pub element: SeElementArgs,
+    pub(crate) element: SeElementArgs,
     /// Confirm: the element's keys are destroyed and cannot be recovered.
     #[arg(long)]
-    pub yes: bool,
+    pub(crate) yes: bool,
 }
 
 /// Runs `se …`.

@@ -18,33 +18,33 @@ use crate::{
 #[derive(Args, Debug)]
 pub(crate) struct SignArgs {
     /// The file or model directory to sign.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The private key (PEM: PKCS#8, SEC1 or encrypted PKCS#8).
     #[arg(long)]
-    pub key: PathBuf,
+    pub(crate) key: PathBuf,
     /// Certificate chain (PEM, signing certificate first): certificate mode.
     #[arg(long)]
-    pub cert_chain: Option<PathBuf>,
+    pub(crate) cert_chain: Option<PathBuf>,
     /// Where to write the signature.
     #[arg(short = 'o', long = "output")]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// Write a raw detached signature over the file (as `openssl dgst -sha256 -sign`).
     #[arg(long)]
-    pub raw: bool,
+    pub(crate) raw: bool,
     /// Digest every SIZE bytes of each file separately (e.g. 64MiB) so one large file is
     /// hashed on all cores. Default 0: one digest per file, model-signing's default, which
     /// its CLI verifies (its CLI verifies files mode only; its Python API verifies both).
     #[arg(long, default_value = "0", value_name = "SIZE", value_parser = parse_size)]
-    pub shard_size: u64,
+    pub(crate) shard_size: u64,
     /// Paths inside the model to leave out of the signature (repeatable).
     #[arg(long = "ignore-paths")]
-    pub ignore_paths: Vec<PathBuf>,
+    pub(crate) ignore_paths: Vec<PathBuf>,
     /// Sign git metadata (.git, .gitattributes, .github, .gitignore) too.
     #[arg(long)]
-    pub no_ignore_git_paths: bool,
+    pub(crate) no_ignore_git_paths: bool,
     /// Environment variable holding the key's passphrase, if the key is encrypted.
     #[arg(long, default_value = "EDGEWARD_KEY_PASSPHRASE")]
-    pub passphrase_env: String,
+    pub(crate) passphrase_env: String,
 }
 
 /// Runs `sign`.

@@ -40,43 +40,43 @@ pub(crate) enum CertPolicy {
 #[derive(Args, Debug)]
 pub(crate) struct VerifyArgs {
     /// The file or model directory to verify.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The signature (bundle, or raw with --raw).
     #[arg(long)]
-    pub signature: PathBuf,
+    pub(crate) signature: PathBuf,
     /// Trust exactly this public key (PEM public key or certificate).
     #[arg(long, conflicts_with_all = ["trust_root", "sigstore_trusted_root"])]
-    pub pubkey: Option<PathBuf>,
+    pub(crate) pubkey: Option<PathBuf>,
     /// Trust signing certificates endorsed by this root (PEM; may hold several roots).
     #[arg(long, conflicts_with = "sigstore_trusted_root")]
-    pub trust_root: Option<PathBuf>,
+    pub(crate) trust_root: Option<PathBuf>,
     /// The rules a certificate chain is judged by (with --trust-root; default edgeward).
     #[arg(long, value_enum, requires = "trust_root")]
-    pub policy: Option<CertPolicy>,
+    pub(crate) policy: Option<CertPolicy>,
     /// A root-signed CRL (PEM or DER) to check revocation against (repeatable). Without
     /// one, revocation is not checked and a warning says so.
     #[arg(long, conflicts_with_all = ["pubkey", "sigstore_trusted_root"])]
-    pub crl: Vec<PathBuf>,
+    pub(crate) crl: Vec<PathBuf>,
     /// Longest validity, in days, accepted for the signing certificate (policy; at most 90).
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=90), conflicts_with_all = ["pubkey", "sigstore_trusted_root"])]
-    pub max_signing_days: u64,
+    pub(crate) max_signing_days: u64,
     /// The signature is raw (as `openssl dgst -sha256 -sign` makes it); needs --pubkey.
     #[arg(long, conflicts_with_all = ["trust_root", "sigstore_trusted_root"])]
-    pub raw: bool,
+    pub(crate) raw: bool,
     /// Keyless Sigstore: the trusted root (`trusted_root.json`) of the Sigstore instance,
     /// verified offline; needs --identity and --identity-provider.
     #[arg(long, value_name = "TRUSTED_ROOT_JSON")]
-    pub sigstore_trusted_root: Option<PathBuf>,
+    pub(crate) sigstore_trusted_root: Option<PathBuf>,
     /// Keyless Sigstore: the signer's identity (e-mail or URI in the Fulcio certificate).
     #[arg(long, requires = "sigstore_trusted_root")]
-    pub identity: Option<String>,
+    pub(crate) identity: Option<String>,
     /// Keyless Sigstore: the OIDC issuer that vouched for the identity.
     #[arg(long, value_name = "URL", requires = "sigstore_trusted_root")]
-    pub identity_provider: Option<String>,
+    pub(crate) identity_provider: Option<String>,
     /// Paths inside the model to leave out on disk (repeatable), for bundles that did not
     /// record what their signer ignored (model_signing before v1.1).
     #[arg(long = "ignore-paths")]
-    pub ignore_paths: Vec<PathBuf>,
+    pub(crate) ignore_paths: Vec<PathBuf>,
 }
 
 /// Runs `verify`: a verdict on stdout with `--json`.

@@ -26,7 +26,7 @@ use crate::outcome::{print_json, Failure, Outcome};
 pub(crate) struct DemoArgs {
     /// Keep the demo's files in this directory instead of a temporary one.
     #[arg(long)]
-    pub keep: Option<PathBuf>,
+    pub(crate) keep: Option<PathBuf>,
 }
 
 /// One step of the demo: `ok` means the step had the expected outcome (for an attack: it

@@ -25,11 +25,11 @@ use edgeward_se::{KeyAlgorithm, SeError, SecureElement};
 use zeroize::Zeroizing;
 
 pub(crate) struct Pki {
-    pub _tmp: tempfile::TempDir,
-    pub pki: Hierarchy,
-    pub now: u64,
-    pub roots: Vec<Vec<u8>>,
-    pub crls: Vec<Vec<u8>>,
+    pub(crate) _tmp: tempfile::TempDir,
+    pub(crate) pki: Hierarchy,
+    pub(crate) now: u64,
+    pub(crate) roots: Vec<Vec<u8>>,
+    pub(crate) crls: Vec<Vec<u8>>,
 }
 
 pub(crate) fn pki() -> Pki {
@@ -97,9 +97,9 @@ impl Pki {
 
 /// A device: a soft element with a P-256 key in slot `device`.
 pub(crate) struct Device {
-    pub _dir: tempfile::TempDir,
-    pub se: Counting,
-    pub key: PublicKey,
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) se: Counting,
+    pub(crate) key: PublicKey,
 }
 
 pub(crate) fn device() -> Device {
@@ -118,8 +118,8 @@ pub(crate) fn device() -> Device {
 
 /// A real element that counts ECDH operations (every other call passes straight through).
 pub(crate) struct Counting {
-    pub inner: Box<dyn SecureElement>,
-    pub ecdh_calls: AtomicUsize,
+    pub(crate) inner: Box<dyn SecureElement>,
+    pub(crate) ecdh_calls: AtomicUsize,
 }
 
 impl Counting {

@@ -17,15 +17,15 @@ use crate::{
 };
 
 /// Magic at the start of a key file.
-pub const KEY_MAGIC: &[u8; 4] = b"EWSK";
+pub(crate) const KEY_MAGIC: &[u8; 4] = b"EWSK";
 /// The key-file format version this code writes and reads.
-pub const KEY_VERSION: u8 = 1;
+pub(crate) const KEY_VERSION: u8 = 1;
 /// Length of the key-file header (magic, version, algorithm).
-pub const KEY_HEADER_LEN: usize = 6;
+pub(crate) const KEY_HEADER_LEN: usize = 6;
 /// Exact length of a key file.
 pub const KEY_FILE_LEN: usize = KEY_HEADER_LEN + NONCE_LEN + 32 + TAG_LEN;
 /// Associated-data prefix of a sealed blob.
-pub const SEAL_AAD: &[u8] = b"edgeward-se/soft/seal/v1";
+pub(crate) const SEAL_AAD: &[u8] = b"edgeward-se/soft/seal/v1";
 
 /// A parsed key file (the secret is still encrypted).
 #[derive(Debug, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub fn parse_key_file(bytes: &[u8]) -> Result<KeyFile<'_>, SeError> {
 }
 
 /// The header of a key file for `algorithm`.
-pub fn key_header(algorithm: KeyAlgorithm) -> [u8; KEY_HEADER_LEN] {
+pub(crate) fn key_header(algorithm: KeyAlgorithm) -> [u8; KEY_HEADER_LEN] {
     let alg = match algorithm {
         KeyAlgorithm::P256 => 1,
         KeyAlgorithm::Ed25519 => 2,

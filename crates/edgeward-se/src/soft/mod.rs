@@ -8,9 +8,9 @@
 //! and written atomically):
 //! `master.key` (32 random bytes), `keys/SLOT.key` (AES-256-GCM under a key derived from the
 //! master with HKDF-SHA256), `certs/SLOT.der`, `counters/NAME`, `time-floor`. The formats are
-//! in [`format`].
+//! in `format`.
 
-pub mod format;
+pub(crate) mod format;
 
 use std::{
     io,

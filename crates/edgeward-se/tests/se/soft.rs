@@ -33,7 +33,10 @@ fn files_are_private_and_keys_encrypted_at_rest() {
     let key_file = dir.join("keys/device.key");
     assert_eq!(mode(&key_file), 0o600);
     let bytes = std::fs::read(&key_file).unwrap();
-    assert_eq!(bytes.len(), edgeward_se::soft::format::KEY_FILE_LEN);
+    assert_eq!(
+        bytes.len(),
+        edgeward_se::internal::soft_format::KEY_FILE_LEN
+    );
     // The key file is useless without the master key it is encrypted under.
     std::fs::write(dir.join("master.key"), [7u8; 32]).unwrap();
     let err = edgeward_se::SecureElement::sign(&se, "device", b"m").unwrap_err();

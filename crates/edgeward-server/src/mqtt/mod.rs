@@ -57,10 +57,10 @@ pub struct MqttConfig {
 }
 
 mod defaults {
-    pub fn client_id() -> String {
+    pub(super) fn client_id() -> String {
         "edgeward-server".into()
     }
-    pub fn workers() -> usize {
+    pub(super) fn workers() -> usize {
         32
     }
 }

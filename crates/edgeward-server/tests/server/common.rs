@@ -67,10 +67,10 @@ pub(crate) fn device_id(prefix: &str) -> String {
 }
 
 pub(crate) struct Server {
-    pub running: Running,
-    pub dir: tempfile::TempDir,
-    pub admin_key: String,
-    pub admin: reqwest::Client,
+    pub(crate) running: Running,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) admin_key: String,
+    pub(crate) admin: reqwest::Client,
 }
 
 pub(crate) async fn config(backend: Backend, dir: &std::path::Path) -> Config {
@@ -203,10 +203,10 @@ impl Server {
 }
 
 pub(crate) struct Enrolled {
-    pub id: String,
-    pub key_pem: String,
-    pub cert_pem: String,
-    pub secret: String,
+    pub(crate) id: String,
+    pub(crate) key_pem: String,
+    pub(crate) cert_pem: String,
+    pub(crate) secret: String,
 }
 
 /// Enrolls with `token` and a fresh key; (status, (response, enrolled)).

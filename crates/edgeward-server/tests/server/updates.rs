@@ -22,10 +22,10 @@ use crate::common::*;
 
 /// A repository directory with its keys.
 pub(crate) struct TestRepo {
-    pub dir: tempfile::TempDir,
-    pub targets: SigningKey,
-    pub snapshot: SigningKey,
-    pub timestamp: SigningKey,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) targets: SigningKey,
+    pub(crate) snapshot: SigningKey,
+    pub(crate) timestamp: SigningKey,
 }
 
 fn key() -> SigningKey {
@@ -92,10 +92,10 @@ pub(crate) fn image(len: usize, seed: u8) -> Vec<u8> {
 /// What a device needs to run the TUF client against the device API.
 #[derive(Clone)]
 pub(crate) struct DeviceTls {
-    pub id: String,
-    pub secret: String,
-    pub identity_pem: Vec<u8>,
-    pub server_ca: Vec<u8>,
+    pub(crate) id: String,
+    pub(crate) secret: String,
+    pub(crate) identity_pem: Vec<u8>,
+    pub(crate) server_ca: Vec<u8>,
 }
 
 impl DeviceTls {

@@ -18,7 +18,7 @@ const DEPTH: usize = 8;
 
 /// A [`HashCheck`] per listed hash, fed in order from the assembling thread, each on its
 /// own thread.
-pub struct BackgroundCheck {
+pub(crate) struct BackgroundCheck {
     senders: Vec<SyncSender<Arc<Vec<u8>>>>,
     batch: Vec<u8>,
     workers: Vec<JoinHandle<HashCheck>>,
@@ -26,7 +26,7 @@ pub struct BackgroundCheck {
 
 impl BackgroundCheck {
     /// Checks `hashes` (an unsupported algorithm fails here) and starts the threads.
-    pub fn start(hashes: &Hashes) -> Result<Result<Self, std::io::Error>, HashError> {
+    pub(crate) fn start(hashes: &Hashes) -> Result<Result<Self, std::io::Error>, HashError> {
         let mut checks = Vec::new();
         for (name, digest) in hashes {
             let one: Hashes = [(name.clone(), digest.clone())].into();
@@ -64,7 +64,7 @@ impl BackgroundCheck {
     }
 
     /// Adds the next bytes of the target.
-    pub fn update(&mut self, data: &[u8]) {
+    pub(crate) fn update(&mut self, data: &[u8]) {
         self.batch.extend_from_slice(data);
         if self.batch.len() >= BATCH {
             self.send();
@@ -84,7 +84,7 @@ impl BackgroundCheck {
 
     /// Waits for the threads and checks the length and every hash; `None` when a thread
     /// died (the target is then not verified).
-    pub fn finish(&mut self, length: u64) -> Option<Result<(), HashError>> {
+    pub(crate) fn finish(&mut self, length: u64) -> Option<Result<(), HashError>> {
         if !self.batch.is_empty() {
             self.send();
         }

@@ -60,9 +60,9 @@ pub(crate) fn publish(
 /// A device of hardware class `rpi4`: its element, slots and installer directory.
 pub(crate) struct Device {
     /// Everything lives here.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Its configuration.
-    pub config: InstallConfig,
+    pub(crate) config: InstallConfig,
     _keep: Option<tempfile::TempDir>,
 }
 

@@ -43,12 +43,12 @@ struct Served {
 /// The repository and its server.
 pub(crate) struct SimRepo {
     /// Signed payloads by role name.
-    pub signed: BTreeMap<String, Value>,
+    pub(crate) signed: BTreeMap<String, Value>,
     /// Current signing keys by role name.
-    pub signers: BTreeMap<String, Vec<SigningKey>>,
+    pub(crate) signers: BTreeMap<String, Vec<SigningKey>>,
     served: Arc<Mutex<Served>>,
     /// `http://127.0.0.1:PORT/`.
-    pub base: String,
+    pub(crate) base: String,
 }
 
 /// `expires` `days` from now (negative: in the past).

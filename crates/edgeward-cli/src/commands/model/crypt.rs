@@ -26,61 +26,61 @@ use crate::{
 #[derive(Args, Debug)]
 pub(crate) struct ModelEncryptArgs {
     /// The model file to encrypt.
-    pub input: PathBuf,
+    pub(crate) input: PathBuf,
     /// Where to write the container.
     #[arg(short = 'o', long = "output")]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// A recipient: a device certificate or a P-256 public key, PEM (repeatable).
     #[arg(long, required = true)]
-    pub recipient: Vec<PathBuf>,
+    pub(crate) recipient: Vec<PathBuf>,
     /// Plaintext bytes per chunk (4KiB to 16MiB).
     #[arg(long, default_value = "64KiB", value_parser = parse_size)]
-    pub chunk_size: u64,
+    pub(crate) chunk_size: u64,
 }
 
 /// Arguments of `model decrypt`.
 #[derive(Args, Debug)]
 pub(crate) struct ModelDecryptArgs {
     /// The container.
-    pub input: PathBuf,
+    pub(crate) input: PathBuf,
     /// Where to write the plaintext model (`-`: standard output).
     #[arg(short = 'o', long = "output")]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// The secure element holding the device key (e.g. soft:/var/lib/edgeward/se).
     #[arg(long, env = "EDGEWARD_SE")]
-    pub se: String,
+    pub(crate) se: String,
     /// The element slot of the device key.
     #[arg(long, default_value = "device")]
-    pub slot: String,
+    pub(crate) slot: String,
 }
 
 /// Arguments of `model rewrap`.
 #[derive(Args, Debug)]
 pub(crate) struct ModelRewrapArgs {
     /// The container (rewritten in place unless -o is given).
-    pub input: PathBuf,
+    pub(crate) input: PathBuf,
     /// A recipient to add: device certificate or P-256 public key, PEM (repeatable).
     #[arg(long)]
-    pub add: Vec<PathBuf>,
+    pub(crate) add: Vec<PathBuf>,
     /// A recipient to remove, by key fingerprint (at least 8 hex digits; repeatable).
     #[arg(long)]
-    pub remove: Vec<String>,
+    pub(crate) remove: Vec<String>,
     /// The secure element of a current recipient (it opens the file key).
     #[arg(long, env = "EDGEWARD_SE")]
-    pub se: String,
+    pub(crate) se: String,
     /// The element slot of that recipient's key.
     #[arg(long, default_value = "device")]
-    pub slot: String,
+    pub(crate) slot: String,
     /// Write the rewrapped container here instead of in place.
     #[arg(short = 'o', long = "output")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
 }
 
 /// Arguments of `model inspect`.
 #[derive(Args, Debug)]
 pub(crate) struct ModelInspectArgs {
     /// The container.
-    pub input: PathBuf,
+    pub(crate) input: PathBuf,
 }
 
 impl From<CryptError> for Failure {

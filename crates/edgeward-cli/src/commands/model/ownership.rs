@@ -25,20 +25,20 @@ use crate::outcome::{print_json, read_operator_file, Failure, Outcome};
 pub(crate) struct KeygenArgs {
     /// Where to write the new key file (created with mode 0600; never overwritten).
     #[arg(short = 'o', long = "output")]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
 }
 
 /// `model shuffle` and `model unshuffle`.
 #[derive(Args, Debug)]
 pub(crate) struct ShuffleArgs {
     /// The input model (safetensors).
-    pub input: PathBuf,
+    pub(crate) input: PathBuf,
     /// Where to write the result.
     #[arg(short = 'o', long = "output")]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// The owner's model key file (`edgeward model keygen`).
     #[arg(long)]
-    pub key_file: PathBuf,
+    pub(crate) key_file: PathBuf,
 }
 
 /// `model watermark …`.
@@ -58,44 +58,44 @@ pub(crate) enum WatermarkCommand {
 #[derive(Args, Debug)]
 pub(crate) struct EmbedArgs {
     /// The model to mark (safetensors).
-    pub input: PathBuf,
+    pub(crate) input: PathBuf,
     /// Where to write the marked model.
     #[arg(short = 'o', long = "output")]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// The owner's model key file.
     #[arg(long)]
-    pub key_file: PathBuf,
+    pub(crate) key_file: PathBuf,
     /// The payload: 64 bits as 16 hexadecimal digits.
     #[arg(long, value_parser = parse_payload)]
-    pub payload: u64,
+    pub(crate) payload: u64,
     /// The marked layer's weight ([hidden, inputs], F32).
     #[arg(long, default_value = "fc1.weight")]
-    pub tensor: String,
+    pub(crate) tensor: String,
     /// The next layer's weight ([outputs, hidden]), to choose the least important units.
     #[arg(long, default_value = "fc2.weight")]
-    pub next: String,
+    pub(crate) next: String,
     /// Target correlation per weight, in standard deviations of the layer.
     #[arg(long, default_value_t = whitebox::DEFAULT_STRENGTH)]
-    pub strength: f64,
+    pub(crate) strength: f64,
 }
 
 /// `model watermark detect`.
 #[derive(Args, Debug)]
 pub(crate) struct DetectArgs {
     /// The suspect model (safetensors).
-    pub input: PathBuf,
+    pub(crate) input: PathBuf,
     /// The owner's model key file.
     #[arg(long)]
-    pub key_file: PathBuf,
+    pub(crate) key_file: PathBuf,
     /// The marked layer's weight.
     #[arg(long, default_value = "fc1.weight")]
-    pub tensor: String,
+    pub(crate) tensor: String,
     /// The payload that was embedded, to count the bits recovered (16 hex digits).
     #[arg(long, value_parser = parse_payload)]
-    pub payload: Option<u64>,
+    pub(crate) payload: Option<u64>,
     /// Significance level: the mark is reported found when p < ALPHA.
     #[arg(long, default_value_t = 1e-6, value_parser = parse_alpha)]
-    pub alpha: f64,
+    pub(crate) alpha: f64,
 }
 
 /// Shape of a trigger set.
@@ -103,13 +103,13 @@ pub(crate) struct DetectArgs {
 pub(crate) struct TriggerShape {
     /// Number of triggers.
     #[arg(long, default_value_t = 50)]
-    pub count: usize,
+    pub(crate) count: usize,
     /// Values per input (64 for the 8x8 digits model).
     #[arg(long, default_value_t = 64)]
-    pub inputs: usize,
+    pub(crate) inputs: usize,
     /// Number of classes.
     #[arg(long, default_value_t = 10)]
-    pub classes: u32,
+    pub(crate) classes: u32,
 }
 
 /// `model watermark triggers`.
@@ -117,12 +117,12 @@ pub(crate) struct TriggerShape {
 pub(crate) struct TriggersArgs {
     /// The owner's model key file.
     #[arg(long)]
-    pub key_file: PathBuf,
+    pub(crate) key_file: PathBuf,
     /// Where to write the trigger set (safetensors: `inputs`, `labels`).
     #[arg(short = 'o', long = "output")]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     #[command(flatten)]
-    pub shape: TriggerShape,
+    pub(crate) shape: TriggerShape,
 }
 
 /// `model watermark verify-triggers`.
@@ -130,15 +130,15 @@ pub(crate) struct TriggersArgs {
 pub(crate) struct VerifyTriggersArgs {
     /// The suspect's predictions: `{"predictions": [class, …]}` or a JSON array.
     #[arg(long)]
-    pub predictions: PathBuf,
+    pub(crate) predictions: PathBuf,
     /// The owner's model key file.
     #[arg(long)]
-    pub key_file: PathBuf,
+    pub(crate) key_file: PathBuf,
     #[command(flatten)]
-    pub shape: TriggerShape,
+    pub(crate) shape: TriggerShape,
     /// Significance level: the mark is reported found when p < ALPHA.
     #[arg(long, default_value_t = 1e-6, value_parser = parse_alpha)]
-    pub alpha: f64,
+    pub(crate) alpha: f64,
 }
 
 fn parse_payload(s: &str) -> Result<u64, String> {

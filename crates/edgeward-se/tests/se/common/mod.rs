@@ -13,11 +13,11 @@ use sha2::{Digest, Sha256};
 /// An element under test plus whatever keeps it alive (temp dirs, simulator processes).
 pub(crate) struct Fixture {
     /// The element.
-    pub se: Box<dyn SecureElement>,
+    pub(crate) se: Box<dyn SecureElement>,
     /// Whether the backend must support Ed25519.
-    pub ed25519: bool,
+    pub(crate) ed25519: bool,
     /// Dropped after the element (fields drop in declaration order).
-    pub guards: Vec<Box<dyn std::any::Any>>,
+    pub(crate) guards: Vec<Box<dyn std::any::Any>>,
 }
 
 /// Expands to one `#[test]` per behaviour, each on a fresh element from `$make`.
