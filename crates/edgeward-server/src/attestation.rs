@@ -334,6 +334,15 @@ pub async fn submit(State(app): State<Shared>, call: Gated) -> Result<Json<Value
             ))
         }
         Err(refusal) => {
+            // A missing policy is the server's gap, not the device's failure.
+            if !matches!(refusal, Refusal::NoReference(_)) {
+                crate::detection::on_refusal(
+                    &app,
+                    &dev,
+                    crate::detection::Refusal::AttestationFailed,
+                )
+                .await;
+            }
             app.metrics.inc(
                 "edgeward_attestations_total",
                 format!("outcome=\"{}\"", refusal.code()),

@@ -123,6 +123,13 @@ fn refused(app: &Shared, reason: &'static str) {
     device_gate::refused(app, reason);
 }
 
+/// A failed authentication of the device the certificate names: counted, and told to
+/// detection (bounded there) for the auth-failure burst rule.
+async fn auth_failed(app: &Shared, reason: &'static str, cert_device: &str) {
+    refused(app, reason);
+    crate::detection::on_refusal(app, cert_device, crate::detection::Refusal::AuthFailure).await;
+}
+
 /// What the gate established before reading the body.
 struct Admitted {
     peer: Arc<Peer>,
@@ -168,6 +175,9 @@ async fn admit(app: &Shared, parts: &Parts) -> Result<Admitted, ApiError> {
         .map_err(ApiError::unavailable)?
     {
         refused(app, "ip_rate");
+        if let Some(d) = &peer.device {
+            crate::detection::on_refusal(app, &d.id, crate::detection::Refusal::RateLimited).await;
+        }
         return Err(ApiError::rate_limited(retry_after_ns));
     }
     let Some(peer_device) = peer.device.as_ref() else {
@@ -178,21 +188,26 @@ async fn admit(app: &Shared, parts: &Parts) -> Result<Admitted, ApiError> {
     };
     let cert_device = &*peer_device.id;
 
-    let header = parts
+    let Some(header) = parts
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Device "))
-        .ok_or_else(|| {
-            refused(app, "no_token");
-            ApiError::unauthenticated("missing `Authorization: Device <token>`")
-        })?;
-    let parsed = Token::parse(header.trim()).map_err(|e| {
-        refused(app, "malformed_token");
-        ApiError::unauthenticated(e.to_string())
-    })?;
+    else {
+        auth_failed(app, "no_token", cert_device).await;
+        return Err(ApiError::unauthenticated(
+            "missing `Authorization: Device <token>`",
+        ));
+    };
+    let parsed = match Token::parse(header.trim()) {
+        Ok(p) => p,
+        Err(e) => {
+            auth_failed(app, "malformed_token", cert_device).await;
+            return Err(ApiError::unauthenticated(e.to_string()));
+        }
+    };
     if parsed.device_id != cert_device {
-        refused(app, "token_device_mismatch");
+        auth_failed(app, "token_device_mismatch", cert_device).await;
         audit_refusal(
             app,
             cert_device,
@@ -220,7 +235,7 @@ async fn admit(app: &Shared, parts: &Parts) -> Result<Admitted, ApiError> {
         parsed.verify(&peer_device.secret, now, window, None)
     };
     if let Err(e) = checked {
-        refused(app, "bad_token");
+        auth_failed(app, "bad_token", cert_device).await;
         audit_refusal(app, cert_device, &e.to_string()).await;
         return Err(ApiError::unauthenticated(e.to_string()));
     }
@@ -267,7 +282,7 @@ async fn finish_v2(
         window,
         Some(&binding),
     ) {
-        refused(app, "bad_token");
+        auth_failed(app, "bad_token", cert_device).await;
         audit_refusal(app, cert_device, &e.to_string()).await;
         return Err(ApiError::unauthenticated(e.to_string()));
     }
@@ -279,7 +294,7 @@ async fn finish_v2(
             .await
             .map_err(ApiError::unavailable)?
         {
-            refused(app, "replay");
+            auth_failed(app, "replay", cert_device).await;
             audit_refusal(app, cert_device, "replayed v2 nonce").await;
             return Err(ApiError::unauthenticated(
                 "this token's nonce was used before (replay)",

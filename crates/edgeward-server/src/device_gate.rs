@@ -4,7 +4,8 @@
 //! topic ACL), the call passes here: the device must be registered and active (a quarantined
 //! device keeps only its command channel and forensic upload; a revoked one nothing), then
 //! within its hardware class's per-device limit, which every transport draws from alike.
-//! Refusals are counted and audited (repeats aggregated), naming the call and transport.
+//! Refusals are counted and audited (repeats aggregated), naming the call and transport;
+//! rate-limit hits are also told to detection (the rate-limit burst rule).
 
 use edgeward_proto::gcra::Decision;
 
@@ -154,6 +155,7 @@ pub async fn check(
         .map_err(ApiError::unavailable)?
     {
         refused(app, "device_rate");
+        crate::detection::on_refusal(app, device, crate::detection::Refusal::RateLimited).await;
         return Err(ApiError::rate_limited(retry_after_ns));
     }
     Ok(())

@@ -41,6 +41,14 @@ const HELP: &[(&str, &str)] = &[
         "edgeward_update_bytes_total",
         "update target bytes served to devices (charged to their update_limit)",
     ),
+    (
+        "edgeward_alerts_total",
+        "alerts raised by detection, by kind and severity",
+    ),
+    (
+        "edgeward_detection_refusals_total",
+        "refusals of authenticated devices told to detection, by kind: fed to the rules or only counted",
+    ),
 ];
 
 impl Metrics {

@@ -4,6 +4,11 @@
 //! rate-limited, stored, sent to the sinks and handed to the incident playbook. The
 //! detector's state is checkpointed to the database every few seconds and on shutdown, and
 //! loaded at start, so a restart does not forget a baseline.
+//!
+//! The device gate's refusals of authenticated devices (bad tokens, rate-limit hits) and
+//! failed attestations are fed to the same detector as rule events ([`on_refusal`]), at
+//! most as many per device and kind per burst window as the rule needs to fire, so a flood
+//! of refusals costs a counter increment each, never unbounded detection work.
 
 pub mod config;
 pub mod sinks;
@@ -53,8 +58,53 @@ pub struct Detection {
     fleet: Mutex<Fleet>,
     dirty: Mutex<HashSet<String>>,
     limits: Mutex<Limits>,
+    refusals: Mutex<RefusalWindows>,
     queue: tokio::sync::mpsc::Sender<Raised>,
 }
+
+/// A refusal of an authenticated device that detection hears about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// A call failed authentication (missing, malformed, wrong, expired or replayed token,
+    /// or a token naming another device than the certificate).
+    AuthFailure,
+    /// A call was refused by the device's or its source address's rate limit.
+    RateLimited,
+    /// Attestation evidence did not verify.
+    AttestationFailed,
+}
+
+impl Refusal {
+    /// The rule event it is.
+    fn event(self) -> Event {
+        match self {
+            Refusal::AuthFailure => Event::AuthFailure,
+            Refusal::RateLimited => Event::RateLimited,
+            Refusal::AttestationFailed => Event::AttestationFailed,
+        }
+    }
+
+    /// Its name in metrics.
+    fn name(self) -> &'static str {
+        match self {
+            Refusal::AuthFailure => "auth_failure",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::AttestationFailed => "attestation_failed",
+        }
+    }
+}
+
+/// Refusals fed to the detector per (device, kind) in the current burst window: beyond what
+/// the rule needs to fire, further ones are only counted.
+#[derive(Default)]
+struct RefusalWindows {
+    /// (device, kind) → (window start, events fed in it).
+    open: HashMap<(String, Refusal), (i64, usize)>,
+}
+
+/// Most (device, kind) refusal windows open at once; past it, refusals of further devices
+/// are counted and not fed until old windows close.
+const MAX_REFUSAL_WINDOWS: usize = 10_000;
 
 /// Deduplication and the fleet-wide alert rate.
 #[derive(Default)]
@@ -84,20 +134,7 @@ impl Detection {
             }
             None => Playbook::default(),
         };
-        let allowed_networks = config
-            .allowed_networks
-            .iter()
-            .map(|n| n.parse::<Network>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("detection.allowed_networks: {e}"))?;
-        let fleet = Fleet::new(FleetConfig {
-            geo: GeoConfig {
-                max_speed_kmh: config.max_speed_kmh,
-                allowed_networks,
-                ..GeoConfig::default()
-            },
-            ..FleetConfig::default()
-        });
+        let fleet = Fleet::new(Detection::fleet_config(config)?);
         let (queue, raised) = tokio::sync::mpsc::channel(MAX_QUEUED);
         let detection = Detection {
             sinks: sinks::Sinks::open(config.webhook.as_ref(), config.mqtt.as_ref())?,
@@ -106,6 +143,7 @@ impl Detection {
             fleet: Mutex::new(fleet),
             dirty: Mutex::new(HashSet::new()),
             limits: Mutex::new(Limits::default()),
+            refusals: Mutex::new(RefusalWindows::default()),
             queue,
         };
         Ok((detection, raised))
@@ -115,26 +153,7 @@ impl Detection {
     pub async fn restore(&self, db: &crate::db::Db) -> Result<usize, String> {
         let states = store::load_state(db).await.map_err(|e| e.to_string())?;
         let mut fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
-        let mut restored = 0;
-        for (key, state) in states {
-            let result = if let Some(device) = key.strip_prefix(DEVICE_KEY) {
-                serde_json::from_str::<DeviceSnapshot>(&state)
-                    .map_err(|e| e.to_string())
-                    .and_then(|s| fleet.restore_device(device, s).map_err(|e| e.to_string()))
-            } else if key.starts_with(COHORT_KEY) {
-                serde_json::from_str::<CohortSnapshot>(&state)
-                    .map_err(|e| e.to_string())
-                    .and_then(|s| fleet.restore_cohort(s).map_err(|e| e.to_string()))
-            } else {
-                Err("unknown key".into())
-            };
-            match result {
-                Ok(()) => restored += 1,
-                // A damaged checkpoint costs that device its history, nothing else.
-                Err(e) => tracing::error!(key, %e, "detector checkpoint not restored"),
-            }
-        }
-        Ok(restored)
+        Ok(restore_states(&mut fleet, states))
     }
 
     /// Writes the state of every device that changed since the last checkpoint, and every
@@ -147,20 +166,9 @@ impl Detection {
         if dirty.is_empty() {
             return Ok(0);
         }
-        let states: Vec<(String, String)> = {
+        let states = {
             let fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
-            let devices = dirty.iter().filter_map(|d| {
-                let s = fleet.snapshot_device(d)?;
-                Some((format!("{DEVICE_KEY}{d}"), serde_json::to_string(&s).ok()?))
-            });
-            let cohorts = fleet.snapshot_cohorts().into_iter().filter_map(|c| {
-                let key = format!(
-                    "{COHORT_KEY}{}/{}/{}",
-                    c.hardware_class, c.firmware, c.metric
-                );
-                Some((key, serde_json::to_string(&c).ok()?))
-            });
-            devices.chain(cohorts).collect()
+            snapshot_states(&fleet, &dirty)
         };
         if let Err(e) = store::save_state(db, &states, now).await {
             // Try again next time.
@@ -184,82 +192,120 @@ impl Detection {
         body: &[u8],
         now: i64,
     ) -> Vec<Alert> {
-        let observed = match records::parse(
-            body,
-            now,
-            now.saturating_sub(self.config.max_record_age_secs),
-            now.saturating_add(300),
-        ) {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::debug!(device, %e, "telemetry not scored");
-                return Vec::new();
-            }
-        };
-        let release = self.config.release_models.get(class);
-        let area = self.config.areas.get(device);
-        let mut alerts = Vec::new();
-        {
+        let scored = {
             let mut fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
-            let firmware = observed
-                .firmware
-                .clone()
-                .or_else(|| fleet.cohort_of(device).map(|(_, f)| f))
-                .unwrap_or_else(|| UNKNOWN_FIRMWARE.to_string());
-            if fleet.cohort_of(device) != Some((class.to_string(), firmware.clone())) {
-                fleet.register(device, class, &firmware);
-            }
-            let mut located = false;
-            for item in &observed.items {
-                let found: Result<Vec<Alert>, _> = match item {
-                    Observation::Metric { metric, at, value } => fleet
-                        .observe_metric(device, metric, *at, *value)
-                        .map(|a| a.into_iter().collect()),
-                    Observation::Event { at, event } => {
-                        // Without a release on record there is nothing to compare a model with.
-                        if matches!(event, Event::ModelLoaded { .. }) && release.is_none() {
-                            continue;
-                        }
-                        let models = release.map(Vec::as_slice).unwrap_or_default();
-                        fleet
-                            .observe_event(device, *at, event, models)
-                            .map(|a| a.into_iter().collect())
-                    }
-                    Observation::Location { at, place } => {
-                        let Some(network) = source else { continue };
-                        located = true;
-                        let sighting = Sighting {
-                            at: *at,
-                            network,
-                            place: Some(*place),
-                        };
-                        fleet.observe_connection(device, area, sighting)
-                    }
-                };
-                match found {
-                    Ok(found) => alerts.extend(found),
-                    Err(e) => tracing::debug!(device, %e, "observation not scored"),
-                }
-            }
-            if let Some(network) = source.filter(|_| !located) {
-                // Every batch is a use of the device's certificate from its source address.
-                let sighting = Sighting {
-                    at: now,
-                    network,
-                    place: None,
-                };
-                match fleet.observe_connection(device, area, sighting) {
-                    Ok(found) => alerts.extend(found),
-                    Err(e) => tracing::debug!(device, %e, "connection not scored"),
-                }
-            }
-        }
+            score_batch(&mut fleet, &self.config, device, class, source, body, now)
+        };
         self.dirty
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(device.to_string());
+        self.admitted(scored.alerts, now)
+    }
+
+    /// The detector's configuration for `config`: the geography settings parsed.
+    pub fn fleet_config(config: &DetectionConfig) -> Result<FleetConfig, String> {
+        let allowed_networks = config
+            .allowed_networks
+            .iter()
+            .map(|n| n.parse::<Network>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("detection.allowed_networks: {e}"))?;
+        Ok(FleetConfig {
+            geo: GeoConfig {
+                max_speed_kmh: config.max_speed_kmh,
+                allowed_networks,
+                ..GeoConfig::default()
+            },
+            ..FleetConfig::default()
+        })
+    }
+
+    /// The alerts among `alerts` that pass deduplication and the rate limit at `now`.
+    pub fn admitted(&self, mut alerts: Vec<Alert>, now: i64) -> Vec<Alert> {
         alerts.retain(|a| self.admit(a, now));
         alerts
+    }
+
+    /// Whether a refusal of `kind` of `device` at `now` is fed to the detector: at most as
+    /// many per burst window as its rule needs to fire (one for an attestation failure).
+    fn take_refusal(&self, device: &str, kind: Refusal, now: i64) -> bool {
+        let (window, cap) = {
+            let fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
+            let rules = &fleet.config().rules;
+            let cap = match kind {
+                Refusal::AuthFailure => rules.auth_failures,
+                Refusal::RateLimited => rules.rate_limited,
+                Refusal::AttestationFailed => 1,
+            };
+            (rules.burst_seconds.max(1), cap.max(1))
+        };
+        let mut r = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (device.to_string(), kind);
+        if let Some((start, fed)) = r.open.get_mut(&key) {
+            if now - *start >= window {
+                (*start, *fed) = (now, 1);
+                return true;
+            }
+            if *fed >= cap {
+                return false;
+            }
+            *fed += 1;
+            return true;
+        }
+        if r.open.len() >= MAX_REFUSAL_WINDOWS {
+            r.open.retain(|_, (start, _)| now - *start < window);
+            if r.open.len() >= MAX_REFUSAL_WINDOWS {
+                return false;
+            }
+        }
+        r.open.insert(key, (now, 1));
+        true
+    }
+
+    /// Whether the detector knows `device` (it has a cohort).
+    fn knows(&self, device: &str) -> bool {
+        self.fleet
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cohort_of(device)
+            .is_some()
+    }
+
+    /// Applies a rule event the server saw about `device` (hardware class `class`, used
+    /// when the detector does not know the device yet); returns the alert it raises, if it
+    /// passes deduplication and the rate limit.
+    fn observe_event(&self, device: &str, class: &str, at: i64, event: &Event) -> Option<Alert> {
+        let found = {
+            let mut fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
+            if fleet.cohort_of(device).is_none() {
+                fleet.register(device, class, UNKNOWN_FIRMWARE);
+            }
+            fleet.observe_event(device, at, event, &[])
+        };
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(device.to_string());
+        match found {
+            Ok(alert) => alert.filter(|a| self.admit(a, at)),
+            Err(e) => {
+                tracing::debug!(device, %e, "event not scored");
+                None
+            }
+        }
+    }
+
+    /// Queues `alerts` for [`dispatch`]; when the queue is full they are counted as dropped.
+    fn enqueue(&self, alerts: impl IntoIterator<Item = Alert>, received_ms: i64) {
+        for alert in alerts {
+            if self.queue.try_send((alert, received_ms)).is_err() {
+                self.limits
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .dropped += 1;
+            }
+        }
     }
 
     /// Deduplication and the rate limit: whether `alert` is raised.
@@ -292,6 +338,144 @@ impl Detection {
     }
 }
 
+/// Restores checkpoints (`dev:<id>` → device, `cohort:…` → cohort, as
+/// [`snapshot_states`] writes them) into `fleet`; returns how many were restored. A damaged
+/// checkpoint costs that device or cohort its history, nothing else.
+pub fn restore_states(fleet: &mut Fleet, states: Vec<(String, String)>) -> usize {
+    let mut restored = 0;
+    for (key, state) in states {
+        let result = if let Some(device) = key.strip_prefix(DEVICE_KEY) {
+            serde_json::from_str::<DeviceSnapshot>(&state)
+                .map_err(|e| e.to_string())
+                .and_then(|s| fleet.restore_device(device, s).map_err(|e| e.to_string()))
+        } else if key.starts_with(COHORT_KEY) {
+            serde_json::from_str::<CohortSnapshot>(&state)
+                .map_err(|e| e.to_string())
+                .and_then(|s| fleet.restore_cohort(s).map_err(|e| e.to_string()))
+        } else {
+            Err("unknown key".into())
+        };
+        match result {
+            Ok(()) => restored += 1,
+            Err(e) => tracing::error!(key, %e, "detector checkpoint not restored"),
+        }
+    }
+    restored
+}
+
+/// Checkpoints of `devices` (those `fleet` knows) and of every cohort of `fleet`, as
+/// (key, JSON state).
+pub fn snapshot_states(fleet: &Fleet, devices: &[String]) -> Vec<(String, String)> {
+    let devices = devices.iter().filter_map(|d| {
+        let s = fleet.snapshot_device(d)?;
+        Some((format!("{DEVICE_KEY}{d}"), serde_json::to_string(&s).ok()?))
+    });
+    let cohorts = fleet.snapshot_cohorts().into_iter().filter_map(|c| {
+        let key = format!(
+            "{COHORT_KEY}{}/{}/{}",
+            c.hardware_class, c.firmware, c.metric
+        );
+        Some((key, serde_json::to_string(&c).ok()?))
+    });
+    devices.chain(cohorts).collect()
+}
+
+/// What scoring a batch found.
+#[derive(Debug, Default)]
+pub struct Scored {
+    /// The alerts raised (before deduplication and the rate limit).
+    pub alerts: Vec<Alert>,
+    /// Metric points scored.
+    pub points: usize,
+}
+
+/// Scores one telemetry batch of `device` (hardware class `class`) received at `now` from
+/// `source` with `fleet`: its metric points against the device's baselines and cohort, its
+/// events against the day-one rules, its locations and its source address against the
+/// geography and cloned-certificate checks. The one scoring path of in-process detection
+/// ([`Detection::score`]) and of the scale-out workers (`crate::detect_nats::worker`).
+pub fn score_batch(
+    fleet: &mut Fleet,
+    config: &DetectionConfig,
+    device: &str,
+    class: &str,
+    source: Option<IpAddr>,
+    body: &[u8],
+    now: i64,
+) -> Scored {
+    let mut scored = Scored::default();
+    let observed = match records::parse(
+        body,
+        now,
+        now.saturating_sub(config.max_record_age_secs),
+        now.saturating_add(300),
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::debug!(device, %e, "telemetry not scored");
+            return scored;
+        }
+    };
+    let release = config.release_models.get(class);
+    let area = config.areas.get(device);
+    let firmware = observed
+        .firmware
+        .clone()
+        .or_else(|| fleet.cohort_of(device).map(|(_, f)| f))
+        .unwrap_or_else(|| UNKNOWN_FIRMWARE.to_string());
+    if fleet.cohort_of(device) != Some((class.to_string(), firmware.clone())) {
+        fleet.register(device, class, &firmware);
+    }
+    let mut located = false;
+    for item in &observed.items {
+        let found: Result<Vec<Alert>, _> = match item {
+            Observation::Metric { metric, at, value } => {
+                scored.points += 1;
+                fleet
+                    .observe_metric(device, metric, *at, *value)
+                    .map(|a| a.into_iter().collect())
+            }
+            Observation::Event { at, event } => {
+                // Without a release on record there is nothing to compare a model with.
+                if matches!(event, Event::ModelLoaded { .. }) && release.is_none() {
+                    continue;
+                }
+                let models = release.map(Vec::as_slice).unwrap_or_default();
+                fleet
+                    .observe_event(device, *at, event, models)
+                    .map(|a| a.into_iter().collect())
+            }
+            Observation::Location { at, place } => {
+                let Some(network) = source else { continue };
+                located = true;
+                let sighting = Sighting {
+                    at: *at,
+                    network,
+                    place: Some(*place),
+                };
+                fleet.observe_connection(device, area, sighting)
+            }
+        };
+        match found {
+            Ok(found) => scored.alerts.extend(found),
+            Err(e) => tracing::debug!(device, %e, "observation not scored"),
+        }
+    }
+    if let Some(network) = source.filter(|_| !located) {
+        // Every batch is a use of the device's certificate from its source address.
+        let sighting = Sighting {
+            at: now,
+            network,
+            place: None,
+        };
+        match fleet.observe_connection(device, area, sighting) {
+            Ok(found) => scored.alerts.extend(found),
+            Err(e) => tracing::debug!(device, %e, "connection not scored"),
+        }
+    }
+    scored
+}
+
 /// The hook on the telemetry path ([`crate::telemetry::accept_from`]): scores a stored batch
 /// of `device` from `source` and queues the alerts it raised for [`dispatch`] (stored, sent,
 /// matched to the playbook), so the device's answer does not wait for them.
@@ -308,15 +492,46 @@ pub async fn on_telemetry(app: &App, device: &str, source: Option<IpAddr>, body:
             return;
         }
     };
-    for alert in detection.score(device, &class, source, body, app.now()) {
-        if detection.queue.try_send((alert, received_ms)).is_err() {
-            detection
-                .limits
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .dropped += 1;
-        }
+    let alerts = detection.score(device, &class, source, body, app.now());
+    detection.enqueue(alerts, received_ms);
+}
+
+/// The hook on the device gate and the attestation endpoint: a refusal of authenticated
+/// `device` becomes a rule event (auth-failure and rate-limit bursts, attestation
+/// failures), fed at most as many times per device, kind and burst window as the rule needs
+/// to fire; the rest are only counted (`edgeward_detection_refusals_total{outcome}`). The
+/// registry is read only for a device the detector does not know yet, within that bound.
+pub async fn on_refusal(app: &App, device: &str, kind: Refusal) {
+    let Some(detection) = app.detection.as_ref() else {
+        return;
+    };
+    let now = app.now();
+    let fed = detection.take_refusal(device, kind, now);
+    app.metrics.inc(
+        "edgeward_detection_refusals_total",
+        format!(
+            "kind=\"{}\",outcome=\"{}\"",
+            kind.name(),
+            if fed { "fed" } else { "counted" }
+        ),
+    );
+    if !fed {
+        return;
     }
+    let class = if detection.knows(device) {
+        String::new()
+    } else {
+        match app.registry.device(&app.db, device).await {
+            Ok(Some(d)) => d.hardware_class.clone(),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(%e, device, "detection: registry lookup failed");
+                return;
+            }
+        }
+    };
+    let alert = detection.observe_event(device, &class, now, &kind.event());
+    detection.enqueue(alert, now_ms(app));
 }
 
 /// Raises the queued alerts one after another until `shutdown` fires.
@@ -387,5 +602,47 @@ pub async fn checkpoints(app: Shared, mut shutdown: tokio::sync::watch::Receiver
         if stop || *shutdown.borrow() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_fed_at_most_the_rules_threshold_per_window() {
+        let (d, _raised) = Detection::new(&DetectionConfig::default()).expect("detection");
+        let fed = |now| d.take_refusal("cam", Refusal::AuthFailure, now);
+        // The auth-failure rule fires at 5 in 60 s: the sixth and later in the window are
+        // only counted.
+        let first: Vec<bool> = (0..1000).map(|i| fed(100 + i % 50)).collect();
+        assert_eq!(first.iter().filter(|f| **f).count(), 5);
+        assert!(fed(160), "a new window feeds again");
+        // One attestation failure per window is enough to fire.
+        assert!(d.take_refusal("cam", Refusal::AttestationFailed, 100));
+        assert!(!d.take_refusal("cam", Refusal::AttestationFailed, 101));
+        // Kinds and devices have windows of their own.
+        assert!(d.take_refusal("cam2", Refusal::AuthFailure, 100));
+        assert!(d.take_refusal("cam", Refusal::RateLimited, 100));
+        // The table is bounded: once full, new devices are not fed until windows close.
+        for i in 0..MAX_REFUSAL_WINDOWS {
+            d.take_refusal(&format!("flood-{i}"), Refusal::RateLimited, 200);
+        }
+        let open = d.refusals.lock().expect("lock").open.len();
+        assert!(open <= MAX_REFUSAL_WINDOWS, "{open}");
+        assert!(!d.take_refusal("late", Refusal::RateLimited, 201));
+        assert!(d.take_refusal("late", Refusal::RateLimited, 300));
+    }
+
+    #[test]
+    fn a_fed_event_raises_the_rules_alert() {
+        let (d, _raised) = Detection::new(&DetectionConfig::default()).expect("detection");
+        let alerts: Vec<Alert> = (0..5)
+            .filter_map(|i| d.observe_event("cam", "jetson", 100 + i, &Event::AuthFailure))
+            .collect();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].kind.name(), "auth_failure_burst");
+        let a = d.observe_event("cam", "jetson", 110, &Event::AttestationFailed);
+        assert_eq!(a.map(|a| a.kind.name()), Some("attestation_failure"));
     }
 }

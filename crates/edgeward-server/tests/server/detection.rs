@@ -19,13 +19,13 @@ use serde_json::{json, Value};
 
 const CLASS: &str = "jetson";
 const RELEASE_MODEL: &str = "1111111111111111111111111111111111111111111111111111111111111111";
-const WEBHOOK_KEY: &str = "webhook-test-key-0123456789";
+pub(crate) const WEBHOOK_KEY: &str = "webhook-test-key-0123456789";
 
 /// What the webhook receiver saw: (timestamp header, signature header, body).
-type Received = Arc<Mutex<Vec<(String, String, String)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(String, String, String)>>>;
 
 /// A webhook receiver on loopback that refuses its first delivery with 503.
-async fn webhook_receiver() -> (SocketAddr, Received) {
+pub(crate) async fn webhook_receiver() -> (SocketAddr, Received) {
     let seen: Received = Arc::default();
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     async fn hook(
@@ -767,4 +767,117 @@ async fn repeated_alerts_are_deduplicated_and_bad_requests_refused() {
     let (status, _) = s.admin_get("/v1/admin/incidents/9999").await;
     assert_eq!(status, 404);
     s.running.stop().await;
+}
+
+/// The alerts of `id` once one of `kind` is among them (waits up to 20 s).
+async fn alert_of(s: &impl Target, id: &str, kind: &str) -> Vec<Value> {
+    for _ in 0..400 {
+        let (_, v) = s.admin_get(&format!("/v1/admin/alerts?device={id}")).await;
+        let alerts = v["alerts"].as_array().cloned().unwrap_or_default();
+        if alerts.iter().any(|a| a["kind"] == kind) {
+            return alerts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {kind} alert for {id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_refusals_and_a_failed_attestation_raise_alerts_and_incidents_on_the_real_binary() {
+    // The default playbook; one class with a tight per-device limit.
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Binary::start(dir, "[class_limits.tight]\nper_second = 1\nburst = 2\n");
+
+    // A burst of bad tokens (outside the token window) from a device's own certificate.
+    let e = s.enroll(&device_id("badtok"), CLASS).await;
+    let c = device_from(&s, &e, "127.0.0.1".parse().expect("ip"));
+    for _ in 0..12 {
+        let r = c
+            .get(s.device_url("/v1/device/commands"))
+            .header("authorization", v1(&e, unix_now() - 3600))
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 401);
+    }
+    let alerts = alert_of(&s, &e.id, "auth_failure_burst").await;
+    assert_eq!(alerts.len(), 1, "one burst, deduplicated: {alerts:?}");
+    assert_eq!(alerts[0]["severity"], "high");
+    // High severity: the default playbook's notify rule opens an incident and notifies.
+    let i = incident_of(&s, &e.id).await;
+    assert_eq!(i["incident"]["rule"], "notify-high", "{i}");
+    assert_eq!(i["incident"]["status"], "detected", "{i}");
+
+    // Rate-limit hits.
+    let r = s.enroll(&device_id("ratey"), "tight").await;
+    let rc = device_from(&s, &r, "127.0.0.1".parse().expect("ip"));
+    let mut limited = 0;
+    for _ in 0..60 {
+        let status = rc
+            .get(s.device_url("/v1/device/commands"))
+            .header("authorization", v1(&r, unix_now()))
+            .send()
+            .await
+            .expect("call")
+            .status();
+        limited += usize::from(status == 429);
+    }
+    assert!(limited >= 20, "only {limited} calls were rate-limited");
+    let alerts = alert_of(&s, &r.id, "rate_limit_burst").await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["severity"], "medium");
+    // Medium severity: the default playbook opens no incident for it.
+    let (_, v) = s.admin_get("/v1/admin/incidents").await;
+    assert!(
+        !v["incidents"]
+            .as_array()
+            .expect("incidents")
+            .iter()
+            .any(|i| i["device_id"] == r.id.as_str()),
+        "{v}"
+    );
+
+    // A failed attestation: the default playbook contains the device.
+    let a = s.enroll(&device_id("attest"), CLASS).await;
+    let ac = device_from(&s, &a, "127.0.0.1".parse().expect("ip"));
+    let since = Instant::now();
+    let status = ac
+        .post(s.device_url("/v1/device/attestation"))
+        .header("authorization", v1(&a, unix_now()))
+        .body("this is not evidence")
+        .send()
+        .await
+        .expect("attestation")
+        .status();
+    assert_eq!(status, 400);
+    let took = quarantined(&s, &a.id, since).await;
+    eprintln!("attestation failure to quarantine: {took:?}");
+    let alerts = alert_of(&s, &a.id, "attestation_failure").await;
+    assert_eq!(alerts[0]["severity"], "critical");
+    let i = incident_of(&s, &a.id).await;
+    assert_eq!(i["incident"]["rule"], "contain-compromise", "{i}");
+    assert_eq!(i["incident"]["status"], "contained", "{i}");
+
+    // The refusals were counted; at most the rules' thresholds of them were fed.
+    let metrics = s
+        .admin
+        .get(s.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let count = |labels: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("edgeward_detection_refusals_total{{{labels}}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let fed = count("kind=\"auth_failure\",outcome=\"fed\"");
+    let counted = count("kind=\"auth_failure\",outcome=\"counted\"");
+    assert_eq!(fed + counted, 12, "{metrics}");
+    assert!(fed >= 5, "{metrics}");
 }
