@@ -82,9 +82,10 @@ struct WorkerArgs {
     /// The NATS server, e.g. nats://127.0.0.1:4222.
     #[arg(long, env = "EDGEWARD_NATS_URL")]
     nats: String,
-    /// The PostgreSQL database for leases and checkpoints (the registry's, or another).
-    #[arg(long, env = "EDGEWARD_DATABASE_URL")]
-    postgres: String,
+    /// The registry's PostgreSQL database (it also holds the leases and checkpoints);
+    /// default: the configuration's `database_url`.
+    #[arg(long)]
+    postgres: Option<String>,
     /// The JetStream stream, as the replicas' `nats.stream`.
     #[arg(long, default_value = "EDGEWARD_TELEMETRY")]
     stream: String,
@@ -177,25 +178,36 @@ fn audit_key(config: &Config) -> ExitCode {
     }
 }
 
-/// `edgeward-server detect-worker`, until Ctrl-C or SIGTERM.
-async fn detect_worker(a: WorkerArgs) -> ExitCode {
+/// `edgeward-server detect-worker`, until Ctrl-C or SIGTERM: the server's `config` (its
+/// database, detection settings, playbook, sinks and data directory keys, as the replicas
+/// have them) is what alerts are raised with.
+async fn detect_worker(a: WorkerArgs, mut config: Config) -> ExitCode {
     use edgeward_server::detect_nats::{worker, NatsConfig};
     let id = a.id.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    let config = worker::WorkerConfig {
+    let worker_config = worker::WorkerConfig {
         nats: NatsConfig {
             url: a.nats,
             stream: a.stream,
             subject_prefix: a.subject_prefix,
             partitions: a.partitions,
         },
-        postgres_url: a.postgres,
         id,
         lease: std::time::Duration::from_millis(a.lease_ms),
     };
-    let w = match worker::Worker::connect(config).await {
+    if let Some(url) = a.postgres {
+        config.database_url = Some(url);
+    }
+    let app = match edgeward_server::server::worker_app(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("edgeward-server detect-worker: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let w = match worker::Worker::connect(worker_config, app).await {
         Ok(w) => w,
         Err(e) => {
             eprintln!("edgeward-server detect-worker: {e}");
@@ -239,7 +251,7 @@ async fn main() -> ExitCode {
         return audit_key(&config);
     }
     if let Some(Command::DetectWorker(w)) = args.command {
-        return detect_worker(w).await;
+        return detect_worker(w, config).await;
     }
     if let Some(Command::BrokerConfig {
         out,

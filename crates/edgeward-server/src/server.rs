@@ -115,83 +115,7 @@ pub async fn start_with_clock(
         .await
         .map_err(|e| StartError(format!("{}: {e}", config.enroll_listen)))?;
     let mut data_dir = DataDir::lock(&config.data_dir).map_err(StartError)?;
-    let now =
-        time::OffsetDateTime::from_unix_timestamp(i64::try_from(clock.now_secs()).unwrap_or(0))
-            .map_err(|e| StartError(e.to_string()))?;
-    let identity = identity::load_or_create(&config, now).map_err(|e| StartError(e.0))?;
-    let db = Db::connect(&config.database_url())
-        .await
-        .map_err(|e| StartError(e.to_string()))?;
-    let store = match &config.redis_url {
-        Some(url) => Store::redis(url)
-            .await
-            .map_err(|e| StartError(e.to_string()))?,
-        None => Store::memory(),
-    };
-    let nats = match &config.nats {
-        Some(n) => Some(
-            crate::detect_nats::publish::Publisher::connect(n)
-                .await
-                .map_err(StartError)?,
-        ),
-        None => None,
-    };
-    ensure_admin_key(&db, &config, clock.now_secs()).await?;
-    let revoked: HashSet<String> = db
-        .revoked_serials()
-        .await
-        .map_err(|e| StartError(e.to_string()))?
-        .into_iter()
-        .collect();
-    let db_backend = db.backend();
-    let ingest = crate::ingest::Ingest::start(&db)
-        .await
-        .map_err(|e| StartError(format!("telemetry writer: {e}")))?;
-    let command_signer =
-        crate::command_signing::CommandSigner::load_or_create(&config.data_dir.join("command.key"))
-            .map_err(StartError)?;
-    let audit_signer = crate::audit_log::AuditSigner::load_or_create(
-        &config.data_dir.join(crate::audit_log::KEY_FILE),
-    )
-    .map_err(StartError)?;
-    crate::audit_log::seal_untreed(&db)
-        .await
-        .map_err(|e| StartError(format!("audit log: {e}")))?;
-    let attestation = crate::attestation::Verifier::load(&config, &identity, clock.now_secs())
-        .map_err(StartError)?;
-    let (detection, raised) = if config.detection.enabled {
-        let (d, raised) =
-            crate::detection::Detection::new(&config.detection).map_err(start_err("detection"))?;
-        (Some(d), Some(raised))
-    } else {
-        (None, None)
-    };
-    let app = Arc::new(App {
-        config: config.clone(),
-        db,
-        identity,
-        store,
-        nats,
-        clock,
-        conns: Connections::default(),
-        revoked: Arc::new(RwLock::new(revoked)),
-        metrics: Metrics::default(),
-        crl_writer: Default::default(),
-        body_budget: crate::body::Budget::new(config.connections.body_memory_mib),
-        refusals: crate::audit_agg::Aggregator::new(Duration::from_secs(
-            config.audit_aggregate_secs.max(1),
-        )),
-        registry: crate::registry_cache::RegistryCache::new(
-            db_backend == crate::db::Backend::Sqlite && config.redis_url.is_none(),
-        ),
-        ingest,
-        command_signer,
-        audit_signer,
-        attestation,
-        releases: Default::default(),
-        crl_changed: watch::channel(0).0,
-        detection,
-    });
+    let (app, raised) = build(&config, clock, Part::Server).await?;
     if let Some(d) = &app.detection {
         let restored = d
             .restore(&app.db)
@@ -290,6 +214,116 @@ pub async fn start_with_clock(
         tasks,
         _data_dir: data_dir,
     })
+}
+
+/// What the state is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// A server replica: it publishes telemetry to `[nats]` and keeps the admin key.
+    Server,
+    /// A scale-out detection worker: the same state (registry, detection, playbook, sinks,
+    /// command and audit keys) without listeners.
+    Worker,
+}
+
+/// The state, and the queue of alerts in-process detection raises.
+type Built = (
+    Shared,
+    Option<tokio::sync::mpsc::Receiver<crate::detection::Raised>>,
+);
+
+/// The state every handler shares, built from `config`: identity, database, stores,
+/// signers, the attestation verifier and detection (with the queue of raised alerts).
+async fn build(config: &Config, clock: Arc<dyn Clock>, part: Part) -> Result<Built, StartError> {
+    let now =
+        time::OffsetDateTime::from_unix_timestamp(i64::try_from(clock.now_secs()).unwrap_or(0))
+            .map_err(|e| StartError(e.to_string()))?;
+    let identity = identity::load_or_create(config, now).map_err(|e| StartError(e.0))?;
+    let db = Db::connect(&config.database_url())
+        .await
+        .map_err(|e| StartError(e.to_string()))?;
+    let store = match &config.redis_url {
+        Some(url) => Store::redis(url)
+            .await
+            .map_err(|e| StartError(e.to_string()))?,
+        None => Store::memory(),
+    };
+    let nats = match &config.nats {
+        Some(n) if part == Part::Server => Some(
+            crate::detect_nats::publish::Publisher::connect(n)
+                .await
+                .map_err(StartError)?,
+        ),
+        _ => None,
+    };
+    if part == Part::Server {
+        ensure_admin_key(&db, config, clock.now_secs()).await?;
+    }
+    let revoked: HashSet<String> = db
+        .revoked_serials()
+        .await
+        .map_err(|e| StartError(e.to_string()))?
+        .into_iter()
+        .collect();
+    let db_backend = db.backend();
+    let ingest = crate::ingest::Ingest::start(&db)
+        .await
+        .map_err(|e| StartError(format!("telemetry writer: {e}")))?;
+    let command_signer =
+        crate::command_signing::CommandSigner::load_or_create(&config.data_dir.join("command.key"))
+            .map_err(StartError)?;
+    let audit_signer = crate::audit_log::AuditSigner::load_or_create(
+        &config.data_dir.join(crate::audit_log::KEY_FILE),
+    )
+    .map_err(StartError)?;
+    crate::audit_log::seal_untreed(&db)
+        .await
+        .map_err(|e| StartError(format!("audit log: {e}")))?;
+    let attestation = crate::attestation::Verifier::load(config, &identity, clock.now_secs())
+        .map_err(StartError)?;
+    let (detection, raised) = if config.detection.enabled {
+        let (d, raised) =
+            crate::detection::Detection::new(&config.detection).map_err(start_err("detection"))?;
+        (Some(d), Some(raised))
+    } else {
+        (None, None)
+    };
+    let app = Arc::new(App {
+        config: config.clone(),
+        db,
+        identity,
+        store,
+        nats,
+        clock,
+        conns: Connections::default(),
+        revoked: Arc::new(RwLock::new(revoked)),
+        metrics: Metrics::default(),
+        crl_writer: Default::default(),
+        body_budget: crate::body::Budget::new(config.connections.body_memory_mib),
+        refusals: crate::audit_agg::Aggregator::new(Duration::from_secs(
+            config.audit_aggregate_secs.max(1),
+        )),
+        registry: crate::registry_cache::RegistryCache::new(
+            db_backend == crate::db::Backend::Sqlite && config.redis_url.is_none(),
+        ),
+        ingest,
+        command_signer,
+        audit_signer,
+        attestation,
+        releases: Default::default(),
+        crl_changed: watch::channel(0).0,
+        detection,
+    });
+    Ok((app, raised))
+}
+
+/// The state a scale-out detection worker (`edgeward-server detect-worker`) raises alerts
+/// with: the server's own, built from the replicas' configuration (the same database,
+/// detection settings, playbook, sinks, data directory keys), with no listeners and no
+/// publishing. Alerts it raises go through [`crate::detection::raise`] like in-process ones.
+pub async fn worker_app(config: Config) -> Result<Shared, StartError> {
+    let (app, _raised) = build(&config, Arc::new(SystemClock), Part::Worker).await?;
+    Ok(app)
 }
 
 /// How often a server reads the revocations other replicas committed.

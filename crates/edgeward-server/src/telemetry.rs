@@ -77,7 +77,7 @@ pub async fn accept_from(
     // To the detection workers first (`[nats]`): a batch the device sees acknowledged is
     // in the stream, and one sent again is recognised there by its numbers.
     if let Some(nats) = &app.nats {
-        nats.publish(&device, app.now(), batch.seq, body.clone())
+        nats.publish(&device, app.now(), source, batch.seq, body.clone())
             .await
             .map_err(ApiError::unavailable)?;
     }

@@ -2,15 +2,15 @@
 //! batch to one stream, on the subject `<prefix>.<partition>.<device>` where the partition
 //! is a stable hash of the device id ([`publish`]); detection workers
 //! (`edgeward-server detect-worker`, [`worker`]) share the partitions through leases in
-//! PostgreSQL, consume each partition they hold with a durable consumer, score its points
-//! with edgeward-detect's baselines ([`points`] says what a point is), and checkpoint the
-//! baselines together with the last stream sequence scored in one transaction. A worker
-//! that dies stops renewing its leases; another takes its partitions over, restores their
-//! baselines from the checkpoint and resumes from the message after it. Messages at or
+//! PostgreSQL, consume each partition they hold with a durable consumer, score its batches
+//! with the in-process detector's own code (baselines, cohorts, rules, geography, cloned
+//! certificates), raise alerts through the server's sinks and playbook, and checkpoint the
+//! detector state together with the last stream sequence scored in one transaction. A
+//! worker that dies stops renewing its leases; another takes its partitions over, restores
+//! their state from the checkpoint and resumes from the message after it. Messages at or
 //! below the checkpoint's sequence are acknowledged without scoring, so every point is
 //! scored exactly once.
 
-pub mod points;
 pub mod publish;
 pub mod worker;
 

@@ -12,6 +12,9 @@ use super::NatsConfig;
 pub const DEVICE_HEADER: &str = "Edgeward-Device";
 /// The header with the time the server received the batch (Unix seconds).
 pub const RECEIVED_HEADER: &str = "Edgeward-Received-At";
+/// The header with the network address the batch came from, when the transport knows it
+/// (the geography and cloned-certificate checks read it).
+pub const SOURCE_HEADER: &str = "Edgeward-Source";
 
 /// A connection to JetStream that publishes telemetry.
 pub struct Publisher {
@@ -47,12 +50,16 @@ impl Publisher {
         &self,
         device: &str,
         received_at: i64,
+        source: Option<std::net::IpAddr>,
         seq: Option<(u64, u64)>,
         batch: axum::body::Bytes,
     ) -> Result<(), String> {
         let mut headers = HeaderMap::new();
         headers.insert(DEVICE_HEADER, device);
         headers.insert(RECEIVED_HEADER, received_at.to_string().as_str());
+        if let Some(source) = source {
+            headers.insert(SOURCE_HEADER, source.to_string().as_str());
+        }
         if let Some((first, last)) = seq {
             headers.insert("Nats-Msg-Id", format!("{device}/{first}-{last}").as_str());
         }

@@ -1,15 +1,21 @@
 //! A detection worker: it holds leases on some partitions of the telemetry stream (its fair
 //! share among the live workers), consumes each with a durable JetStream consumer, scores
-//! the points with a streaming baseline per device-metric, and checkpoints to PostgreSQL.
+//! each batch with the same detector and the same code as in-process detection
+//! ([`crate::detection::score_batch`]: baselines, cohorts, day-one rules, geography, cloned
+//! certificates; one detector per partition, so a partition's cohorts are learned from its
+//! devices), checkpoints to PostgreSQL, and raises the alerts through the server's own path
+//! ([`crate::detection::raise`]: stored, counted, sent to the sinks, handed to the
+//! playbook), with an application state built from the server's configuration.
 //!
-//! Exactly once: a partition's checkpoint — its last scored stream sequence, the baselines
-//! it changed and the points it counted — commits in one transaction, fenced by the lease's
-//! epoch (a worker that lost its lease cannot commit); messages are acknowledged only
-//! after. A worker taking a partition over restores its baselines from the checkpoint and
-//! recreates the consumer from the sequence after it, and acknowledges without scoring any
-//! message at or below it. So a message scored but not committed is scored again from the
-//! committed state (its first scoring is lost with the dead worker), and one committed but
-//! not acknowledged is skipped.
+//! Exactly once: a partition's checkpoint — its last scored stream sequence, the state of
+//! the devices it changed and of its cohorts, and the points it counted — commits in one
+//! transaction, fenced by the lease's epoch (a worker that lost its lease cannot commit);
+//! the round's alerts are raised and its messages acknowledged only after. A worker taking
+//! a partition over restores its detector from the checkpoint and recreates the consumer
+//! from the sequence after it, and acknowledges without scoring any message at or below it.
+//! So a message scored but not committed is scored again from the committed state (its
+//! first scoring, and the alerts it found, are lost with the dead worker), and one committed
+//! but not acknowledged is skipped.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -20,15 +26,15 @@ use async_nats::jetstream::{
     self,
     consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer},
 };
-use edgeward_detect::baseline::{Baseline, Params};
+use edgeward_detect::{alert::Alert, fleet::Fleet};
 use futures_util::StreamExt;
 use sqlx::Row;
 
-use super::{points, publish, NatsConfig};
-use crate::db::Db;
-
-/// A baseline score at or above this (once the baseline is warm) is an alert.
-pub const ALERT_SCORE: f32 = 0.5;
+use super::{publish, NatsConfig};
+use crate::{
+    app::{App, Shared},
+    detection::{self, Detection},
+};
 
 /// Most messages taken from a partition per round.
 const BATCH: usize = 500;
@@ -38,8 +44,6 @@ const BATCH: usize = 500;
 pub struct WorkerConfig {
     /// The stream, subjects and partition count (as the replicas have them).
     pub nats: NatsConfig,
-    /// The PostgreSQL database of leases, checkpoints and counts.
-    pub postgres_url: String,
     /// This worker's name (unique among the live workers).
     pub id: String,
     /// How long a lease lasts without renewal.
@@ -51,15 +55,18 @@ struct Owned {
     epoch: i64,
     last_seq: u64,
     consumer: PullConsumer,
-    baselines: HashMap<(String, String), Baseline>,
+    /// The detector of the partition's devices and cohorts.
+    fleet: Fleet,
 }
 
 /// What a round of scoring changed in one partition, to commit.
 #[derive(Default)]
 struct Delta {
     last_seq: u64,
-    states: HashSet<(String, String)>,
+    devices: HashSet<String>,
     scored: HashMap<String, (i64, i64)>,
+    /// Alerts found, with the time their telemetry arrived (Unix ms).
+    alerts: Vec<(Alert, i64)>,
     messages: Vec<jetstream::Message>,
 }
 
@@ -77,22 +84,25 @@ fn to_i64(v: u64) -> i64 {
 /// The worker.
 pub struct Worker {
     config: WorkerConfig,
-    db: Db,
+    app: Shared,
     stream: jetstream::stream::Stream,
-    params: Params,
     owned: BTreeMap<u32, Owned>,
 }
 
 impl Worker {
-    /// Connects to PostgreSQL (running the server's migrations) and NATS.
-    pub async fn connect(config: WorkerConfig) -> Result<Worker, String> {
+    /// Connects to NATS; `app` is the server's state built for a worker
+    /// ([`crate::server::worker_app`]): its database (the registry's, PostgreSQL) holds the
+    /// leases and checkpoints, its detection settings, playbook and sinks are the ones
+    /// alerts go through.
+    pub async fn connect(config: WorkerConfig, app: Shared) -> Result<Worker, String> {
         config.nats.check()?;
-        if !config.postgres_url.starts_with("postgres") {
+        if app.db.backend() != crate::db::Backend::Postgres {
             return Err("detection workers keep their checkpoints in PostgreSQL".into());
         }
-        let db = Db::connect(&config.postgres_url)
-            .await
-            .map_err(|e| e.to_string())?;
+        if app.detection.is_none() {
+            return Err("detection is disabled in the configuration".into());
+        }
+        let db = &app.db;
         let client = async_nats::connect(&config.nats.url)
             .await
             .map_err(|e| format!("NATS at {}: {e}", config.nats.url))?;
@@ -108,9 +118,8 @@ impl Worker {
         }
         Ok(Worker {
             config,
-            db,
+            app,
             stream,
-            params: Params::default(),
             owned: BTreeMap::new(),
         })
     }
@@ -162,7 +171,7 @@ impl Worker {
                 .bind(i64::from(*part))
                 .bind(me)
                 .bind(o.epoch)
-                .execute(self.db.pool())
+                .execute(self.app.db.pool())
                 .await
                 .map_err(err)?
                 .rows_affected();
@@ -178,7 +187,7 @@ impl Worker {
             .bind(stream)
             .bind(now)
             .bind(me)
-            .fetch_one(self.db.pool())
+            .fetch_one(self.app.db.pool())
             .await
             .map_err(err)?
             .try_get("n")
@@ -193,7 +202,7 @@ impl Worker {
                     .bind(i64::from(part))
                     .bind(me)
                     .bind(o.epoch)
-                    .execute(self.db.pool())
+                    .execute(self.app.db.pool())
                     .await
                     .map_err(err)?;
                 tracing::info!(part, "partition handed back");
@@ -213,7 +222,7 @@ impl Worker {
                 .bind(stream)
                 .bind(i64::from(part))
                 .bind(now)
-                .fetch_optional(self.db.pool())
+                .fetch_optional(self.app.db.pool())
                 .await
                 .map_err(err)?;
             if let Some(row) = taken {
@@ -228,35 +237,25 @@ impl Worker {
         Ok(())
     }
 
-    /// Takes partition `part` over at `epoch`: its baselines from the checkpoint, and its
+    /// Takes partition `part` over at `epoch`: its detector from the checkpoint, and its
     /// consumer recreated to start after the checkpoint's sequence.
     async fn take(&self, part: u32, epoch: i64, last_seq: u64) -> Result<Owned, String> {
         let rows = sqlx::query(
-            "SELECT device_id, metric, state FROM detect_state WHERE stream = $1 AND part = $2",
+            "SELECT key, state FROM detect_partition_state WHERE stream = $1 AND part = $2",
         )
         .bind(&self.config.nats.stream)
         .bind(i64::from(part))
-        .fetch_all(self.db.pool())
+        .fetch_all(self.app.db.pool())
         .await
         .map_err(|e| e.to_string())?;
-        let mut baselines = HashMap::new();
-        for row in rows {
-            let (device, metric, state): (String, String, String) = (
-                row.try_get("device_id").map_err(|e| e.to_string())?,
-                row.try_get("metric").map_err(|e| e.to_string())?,
-                row.try_get("state").map_err(|e| e.to_string())?,
-            );
-            let restored = hex::decode(&state)
-                .map_err(|e| e.to_string())
-                .and_then(|b| Baseline::from_bytes(&b).map_err(|e| e.to_string()));
-            match restored {
-                Ok(b) => {
-                    baselines.insert((device, metric), b);
-                }
-                // A damaged state costs that device-metric its history, nothing else.
-                Err(e) => tracing::error!(device, metric, %e, "baseline not restored"),
-            }
-        }
+        let states = rows
+            .iter()
+            .map(|r| Ok((r.try_get("key")?, r.try_get("state")?)))
+            .collect::<Result<Vec<(String, String)>, sqlx::Error>>()
+            .map_err(|e| e.to_string())?;
+        let detection = self.detection()?;
+        let mut fleet = Fleet::new(Detection::fleet_config(&detection.config)?);
+        let restored = detection::restore_states(&mut fleet, states);
         let durable = format!("detect-{part}");
         // The consumer restarts after the checkpoint, whatever a previous owner had pulled.
         let _ = self.stream.delete_consumer(&durable).await;
@@ -278,24 +277,26 @@ impl Worker {
             })
             .await
             .map_err(|e| format!("consumer for partition {part}: {e}"))?;
-        tracing::info!(
-            part,
-            epoch,
-            last_seq,
-            restored = baselines.len(),
-            "partition taken"
-        );
+        tracing::info!(part, epoch, last_seq, restored, "partition taken");
         Ok(Owned {
             epoch,
             last_seq,
             consumer,
-            baselines,
+            fleet,
         })
     }
 
-    /// Scores what partition `part` has waiting, commits the checkpoint, acknowledges.
+    fn detection(&self) -> Result<&Detection, String> {
+        self.app
+            .detection
+            .as_ref()
+            .ok_or_else(|| "detection is disabled".to_string())
+    }
+
+    /// Scores what partition `part` has waiting, commits the checkpoint, raises the alerts,
+    /// acknowledges.
     async fn score(&mut self, part: u32) -> Result<usize, String> {
-        let params = self.params;
+        let app = self.app.clone();
         let Some(o) = self.owned.get_mut(&part) else {
             return Ok(0);
         };
@@ -315,7 +316,7 @@ impl Worker {
             let m = m.map_err(|e| e.to_string())?;
             let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
             if seq > delta.last_seq {
-                score_message(&params, &mut o.baselines, &mut delta, &m);
+                score_message(&app, &mut o.fleet, &mut delta, &m).await?;
                 delta.last_seq = seq;
             }
             delta.messages.push(m);
@@ -327,6 +328,13 @@ impl Worker {
         self.commit(part, &delta).await?;
         if let Some(o) = self.owned.get_mut(&part) {
             o.last_seq = delta.last_seq;
+        }
+        if let Some(d) = app.detection.as_ref() {
+            for (alert, received_ms) in delta.alerts {
+                for alert in d.admitted(vec![alert], received_ms.div_euclid(1000)) {
+                    detection::raise(&app, alert, received_ms).await;
+                }
+            }
         }
         for m in delta.messages {
             m.ack().await.map_err(|e| e.to_string())?;
@@ -341,7 +349,7 @@ impl Worker {
             return Err("not held".into());
         };
         let stream = &self.config.nats.stream;
-        let mut tx = self.db.pool().begin().await.map_err(err)?;
+        let mut tx = self.app.db.pool().begin().await.map_err(err)?;
         let fenced = sqlx::query("UPDATE detect_partitions SET last_seq = $1 WHERE stream = $2 AND part = $3 AND owner = $4 AND epoch = $5")
             .bind(to_i64(delta.last_seq))
             .bind(stream)
@@ -356,16 +364,13 @@ impl Worker {
             tx.rollback().await.map_err(err)?;
             return Err("the lease was taken over".into());
         }
-        for key in &delta.states {
-            let Some(b) = o.baselines.get(key) else {
-                continue;
-            };
-            sqlx::query("INSERT INTO detect_state (stream, part, device_id, metric, state) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stream, device_id, metric) DO UPDATE SET part = EXCLUDED.part, state = EXCLUDED.state")
+        let devices: Vec<String> = delta.devices.iter().cloned().collect();
+        for (key, state) in detection::snapshot_states(&o.fleet, &devices) {
+            sqlx::query("INSERT INTO detect_partition_state (stream, part, key, state) VALUES ($1, $2, $3, $4) ON CONFLICT (stream, part, key) DO UPDATE SET state = EXCLUDED.state")
                 .bind(stream)
                 .bind(i64::from(part))
-                .bind(&key.0)
-                .bind(&key.1)
-                .bind(hex::encode(b.to_bytes()))
+                .bind(key)
+                .bind(state)
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
@@ -384,13 +389,14 @@ impl Worker {
     }
 }
 
-/// Scores the points of one message into `baselines`, recording what changed in `delta`.
-fn score_message(
-    params: &Params,
-    baselines: &mut HashMap<(String, String), Baseline>,
+/// Scores one message (a telemetry batch as the device sent it) with the partition's
+/// detector, recording what changed and the alerts found in `delta`.
+async fn score_message(
+    app: &App,
+    fleet: &mut Fleet,
     delta: &mut Delta,
     m: &jetstream::Message,
-) {
+) -> Result<(), String> {
     let header = |name: &str| {
         m.headers
             .as_ref()
@@ -399,32 +405,43 @@ fn score_message(
     };
     let Some(device) = header(publish::DEVICE_HEADER) else {
         tracing::warn!(subject = %m.subject, "a telemetry message without its device header");
-        return;
+        return Ok(());
     };
-    let received_at = header(publish::RECEIVED_HEADER)
+    let Some(detection) = app.detection.as_ref() else {
+        return Err("detection is disabled".into());
+    };
+    let received_at: i64 = header(publish::RECEIVED_HEADER)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let Some(points) = points::points(&m.payload, received_at) else {
-        tracing::warn!(device, "a telemetry message that is not a batch");
-        return;
+    let source = header(publish::SOURCE_HEADER).and_then(|v| v.parse().ok());
+    let class = match fleet.cohort_of(&device) {
+        Some((class, _)) => class,
+        None => match app.registry.device(&app.db, &device).await {
+            Ok(Some(d)) => d.hardware_class.clone(),
+            Ok(None) => {
+                tracing::warn!(device, "telemetry of a device not in the registry");
+                return Ok(());
+            }
+            // The round fails and the partition is taken again from its checkpoint.
+            Err(e) => return Err(format!("registry lookup for {device}: {e}")),
+        },
     };
-    for p in points {
-        let key = (device.clone(), p.metric);
-        let b = baselines.entry(key.clone()).or_default();
-        let warm = b.seen() >= params.warmup;
-        let verdict = b.update(params, p.at, p.value);
-        let counts = delta.scored.entry(device.clone()).or_default();
-        counts.0 += 1;
-        if warm && verdict.score >= ALERT_SCORE {
-            counts.1 += 1;
-            tracing::warn!(
-                device,
-                metric = key.1,
-                value = p.value,
-                score = verdict.score,
-                "behaviour alert"
-            );
-        }
-        delta.states.insert(key);
-    }
+    let scored = detection::score_batch(
+        fleet,
+        &detection.config,
+        &device,
+        &class,
+        source,
+        &m.payload,
+        received_at,
+    );
+    let counts = delta.scored.entry(device.clone()).or_default();
+    counts.0 += i64::try_from(scored.points).unwrap_or(i64::MAX);
+    counts.1 += i64::try_from(scored.alerts.len()).unwrap_or(i64::MAX);
+    let received_ms = received_at.saturating_mul(1000);
+    delta
+        .alerts
+        .extend(scored.alerts.into_iter().map(|a| (a, received_ms)));
+    delta.devices.insert(device);
+    Ok(())
 }

@@ -478,9 +478,10 @@ pub fn score_batch(
 
 /// The hook on the telemetry path ([`crate::telemetry::accept_from`]): scores a stored batch
 /// of `device` from `source` and queues the alerts it raised for [`dispatch`] (stored, sent,
-/// matched to the playbook), so the device's answer does not wait for them.
+/// matched to the playbook), so the device's answer does not wait for them. With `[nats]`
+/// the batch was published for the scale-out detection workers, which score it instead.
 pub async fn on_telemetry(app: &App, device: &str, source: Option<IpAddr>, body: &[u8]) {
-    let Some(detection) = app.detection.as_ref() else {
+    let Some(detection) = app.detection.as_ref().filter(|_| app.nats.is_none()) else {
         return;
     };
     let received_ms = now_ms(app);
