@@ -65,6 +65,9 @@ async fn fleet() -> Fleet {
             c.device_ca_key = Some(pki.join(edgeward_pki::files::DEVICE_CA_KEY));
             c.attestation.policies = vec![chain];
             c.attestation.roots = Some(pki.join(edgeward_pki::files::ROOT_CERT));
+            // Every forgery comes from one device: with detection on, the default playbook
+            // would quarantine it at the first (tests/server/detection.rs shows that).
+            c.detection.enabled = false;
         },
         None,
     )

@@ -841,15 +841,17 @@ async fn gate_refusals_and_a_failed_attestation_raise_alerts_and_incidents_on_th
     let a = s.enroll(&device_id("attest"), CLASS).await;
     let ac = device_from(&s, &a, "127.0.0.1".parse().expect("ip"));
     let since = Instant::now();
-    let status = ac
+    let answer = ac
         .post(s.device_url("/v1/device/attestation"))
         .header("authorization", v1(&a, unix_now()))
         .body("this is not evidence")
         .send()
-        .await
-        .expect("attestation")
-        .status();
-    assert_eq!(status, 400);
+        .await;
+    // The playbook drops the device's sessions, which may close this connection before
+    // the refusal is written; when the answer arrives, it is the refusal.
+    if let Ok(r) = answer {
+        assert_eq!(r.status(), 400);
+    }
     let took = quarantined(&s, &a.id, since).await;
     eprintln!("attestation failure to quarantine: {took:?}");
     let alerts = alert_of(&s, &a.id, "attestation_failure").await;
