@@ -499,7 +499,16 @@ async fn five_scenarios_on_the_real_binary_are_detected_alerted_contained_invest
         assert!(kinds.contains(&kind), "{name}: {kinds:?}");
 
         // Contained by the playbook: timeline, command, hold, and the device is cut off.
-        let d = incident_of(&s, &e.id).await;
+        // The quarantine is the playbook's first action; the incident is marked contained
+        // after the others.
+        let mut d = incident_of(&s, &e.id).await;
+        for _ in 0..400 {
+            if d["containment_ms"].is_i64() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            d = incident_of(&s, &e.id).await;
+        }
         let containment = d["containment_ms"].as_i64().expect("contained");
         timings.push((name, containment, took));
         assert_eq!(d["incident"]["status"], "contained", "{d}");
