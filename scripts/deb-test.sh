@@ -11,9 +11,11 @@
 # Refuses to run (exit 1) when not root or when either package, its user or its directories
 # already exist here: it must leave the machine exactly as it found it. Runs of it on one
 # machine take turns (flock).
-set -euo pipefail
+set -eEuo pipefail
 cd "$(dirname "$0")/.."
 
+# Any command failing outside a condition stops the test with its line, never silently.
+trap 'echo "deb-test: FAILED at line $LINENO: $BASH_COMMAND" >&2' ERR
 fail() {
   echo "deb-test: FAILED: $*" >&2
   exit 1
@@ -27,17 +29,19 @@ packages=(edgeward-agent edgeward-server)
 exec 9>/run/lock/edgeward-deb-test.lock
 flock -w 900 9 || fail "another deb-test.sh held /run/lock/edgeward-deb-test.lock for 15 minutes"
 
-# What the packages touch, listed before and compared after the purge.
+# What the packages touch, listed before and compared after the purge: names with
+# edgeward in them (users, groups, files, dpkg's database) and the directories under
+# /etc/systemd/system, so that another package installed meanwhile by someone else on the
+# machine does not count.
 snapshot() {
-  getent passwd | cut -d: -f1 | sort
-  getent group | cut -d: -f1 | sort
-  find /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled \
-    /var/lib/systemd/deb-systemd-helper-masked /etc/edgeward /var/lib/edgeward-agent \
-    /var/lib/edgeward-server /run/edgeward-agent /run/edgeward-server /usr/bin/edgeward-agent \
-    /usr/bin/edgeward-server /usr/lib/systemd/system/edgeward-agent.service \
-    /usr/lib/systemd/system/edgeward-server.service 2>/dev/null | sort
-  # A purged package may stay in dpkg's database as not-installed (un).
-  dpkg-query -W -f '${binary:Package} ${db:Status-Abbrev}\n' 2>/dev/null | awk '$2 !~ /^un/' | sort
+  getent passwd | cut -d: -f1 | sort | grep edgeward || true
+  getent group | cut -d: -f1 | sort | grep edgeward || true
+  find /etc/systemd/system -type d | sort
+  find /etc/systemd/system /var/lib/systemd /etc /var/lib /run /usr/bin /usr/lib/systemd/system \
+    /usr/share/doc -maxdepth 3 -name '*edgeward*' 2>/dev/null | sort || true
+  # A purged package may stay in dpkg's database as not-installed (un); none is known: 1.
+  { dpkg-query -W -f '${binary:Package} ${db:Status-Abbrev}\n' 'edgeward*' 2>/dev/null || true; } |
+    awk '$2 !~ /^un/' | sort
 }
 
 for p in "${packages[@]}"; do
