@@ -778,6 +778,23 @@ async fn repeated_alerts_are_deduplicated_and_bad_requests_refused() {
     s.running.stop().await;
 }
 
+/// The incident of `id` (with its details) once it has `status` (waits up to 20 s): an
+/// alert is stored before the playbook opens its incident and acts.
+async fn incident_when(s: &impl Target, id: &str, status: &str) -> Value {
+    for _ in 0..400 {
+        let (_, v) = s.admin_get("/v1/admin/incidents").await;
+        let found = v["incidents"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|i| i["device_id"] == id && i["status"] == status)
+        });
+        if found {
+            return incident_of(s, id).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {status} incident for {id}");
+}
+
 /// The alerts of `id` once one of `kind` is among them (waits up to 20 s).
 async fn alert_of(s: &impl Target, id: &str, kind: &str) -> Vec<Value> {
     for _ in 0..400 {
@@ -813,7 +830,7 @@ async fn gate_refusals_and_a_failed_attestation_raise_alerts_and_incidents_on_th
     assert_eq!(alerts.len(), 1, "one burst, deduplicated: {alerts:?}");
     assert_eq!(alerts[0]["severity"], "high");
     // High severity: the default playbook's notify rule opens an incident and notifies.
-    let i = incident_of(&s, &e.id).await;
+    let i = incident_when(&s, &e.id, "detected").await;
     assert_eq!(i["incident"]["rule"], "notify-high", "{i}");
     assert_eq!(i["incident"]["status"], "detected", "{i}");
 
@@ -865,7 +882,9 @@ async fn gate_refusals_and_a_failed_attestation_raise_alerts_and_incidents_on_th
     eprintln!("attestation failure to quarantine: {took:?}");
     let alerts = alert_of(&s, &a.id, "attestation_failure").await;
     assert_eq!(alerts[0]["severity"], "critical");
-    let i = incident_of(&s, &a.id).await;
+    // The quarantine is the playbook's first action; the incident is marked contained
+    // after the others.
+    let i = incident_when(&s, &a.id, "contained").await;
     assert_eq!(i["incident"]["rule"], "contain-compromise", "{i}");
     assert_eq!(i["incident"]["status"], "contained", "{i}");
 

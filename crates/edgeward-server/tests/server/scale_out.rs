@@ -357,6 +357,19 @@ async fn every_point_is_scored_once_across_replicas_workers_and_a_killed_worker(
         v["device"]["status"] == "quarantined"
     })
     .await;
+    // The playbook marks the incident contained after its other actions.
+    wait_for(30, "the incidents", || async {
+        let (_, v) = a.admin_get("/v1/admin/incidents").await;
+        let status = |id: &str| {
+            v["incidents"].as_array().and_then(|l| {
+                l.iter()
+                    .find(|i| i["device_id"] == id)
+                    .map(|i| i["status"].clone())
+            })
+        };
+        status(&tampered.id) == Some(json!("contained")) && status(&traveller.id).is_some()
+    })
+    .await;
     let (_, v) = a.admin_get("/v1/admin/incidents").await;
     let incident = |id: &str| -> Value {
         v["incidents"]
