@@ -7,6 +7,9 @@
 # broker (target <= 1 s). Server, broker and load generator share this machine's cores.
 #
 #   bench/mqtt.sh [SECONDS] [DEVICES] [WINDOW] [REVOCATIONS]
+#
+# The registry is SQLite; with EDGEWARD_BENCH_POSTGRES=postgres://USER@HOST:PORT/DB set, a
+# fresh database on that PostgreSQL server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-5}"
@@ -21,7 +24,7 @@ result=$(cargo run -q --release -p edgeward-server --example mqtt_loadgen -- "$s
 echo "$result" | python3 -c "$(cat <<'PY'
 import json, sys
 r = json.load(sys.stdin)
-print("%d devices over MQTT/TLS (QoS 1, window %d), %d s per phase" % (r["devices"], r["window"], r["seconds"]))
+print("%d devices over MQTT/TLS (QoS 1, window %d), %d s per phase, registry on %s" % (r["devices"], r["window"], r["seconds"], r["backend"]))
 print("  broker alone, delivered to one subscriber  %10.0f msg/s" % r["broker_alone_per_sec"])
 print("  edgeward-server ingested (gate + store)    %10.0f msg/s" % r["server_ingested_per_sec"])
 ratio = r["ratio"]

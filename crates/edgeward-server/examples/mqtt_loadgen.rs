@@ -12,6 +12,10 @@
 //!    reads `devices/+/telemetry`, and the same publishers send again: messages per second
 //!    the broker delivers to it.
 //!
+//! The registry is SQLite in a temporary directory, or with `EDGEWARD_BENCH_POSTGRES` set to
+//! a PostgreSQL URL (e.g. `postgres://postgres@127.0.0.1:5432/postgres`) a fresh database
+//! created on that server.
+//!
 //! Prints one JSON object.
 //! `cargo run --release -p edgeward-server --example mqtt_loadgen -- [SECONDS] [DEVICES] [WINDOW] [REVOKE]`
 
@@ -130,6 +134,21 @@ async fn publish_for(publishers: &[(String, AsyncClient, Arc<AtomicU64>)], secon
     }
 }
 
+/// A new database on the PostgreSQL server `admin` connects to; its URL.
+async fn fresh_postgres(admin: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(admin).await.expect("PostgreSQL");
+    let mut name = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut name);
+    let name = format!("edgeward_bench_{}", hex::encode(name));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .expect("create database");
+    let base = admin.rsplit_once('/').map(|(b, _)| b).expect("database URL");
+    format!("{base}/{name}")
+}
+
 #[tokio::main]
 async fn main() {
     let seconds = arg(1, 5);
@@ -142,7 +161,17 @@ async fn main() {
         .port();
     let dir = tempfile::tempdir().expect("tmp");
     let bdir = tempfile::tempdir().expect("tmp");
+    let database_url = match std::env::var("EDGEWARD_BENCH_POSTGRES") {
+        Ok(admin) => Some(fresh_postgres(&admin).await),
+        Err(_) => None,
+    };
+    let backend = if database_url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     let config = Config {
+        database_url,
         data_dir: dir.path().to_path_buf(),
         listen: ([127, 0, 0, 1], 0).into(),
         admin_listen: ([127, 0, 0, 1], 0).into(),
@@ -344,6 +373,7 @@ async fn main() {
         "{}",
         json!({
             "seconds": seconds,
+            "backend": backend,
             "devices": devices,
             "window": window,
             "server_ingested_per_sec": server_rate.round(),

@@ -1,7 +1,9 @@
 //! Telemetry sequence numbers: the last event number the server stored for each device. An
 //! agent numbers its events and sends `first_seq..=last_seq` with each batch; a batch the
 //! server already holds (its acknowledgement was lost, or the agent died before recording
-//! it) is answered as acknowledged and not stored twice.
+//! it) is answered as acknowledged and not stored twice. The group commit
+//! ([`crate::ingest`]) decides and raises the marks in the transaction that stores the
+//! batches; [`decide`] reads a mark outside it (before a batch is published to JetStream).
 
 use sqlx::Row;
 
@@ -30,19 +32,4 @@ pub async fn decide(db: &Db, device: &str, first: u64) -> Result<Decision, DbErr
     } else {
         Decision::Store
     })
-}
-
-/// Records that `device`'s events up to `last` are stored (never lowers the mark).
-pub async fn record(db: &Db, device: &str, last: u64) -> Result<(), DbError> {
-    let last = i64::try_from(last).unwrap_or(i64::MAX);
-    sqlx::query(
-        "INSERT INTO telemetry_seq (device_id, last_seq) VALUES ($1, $2) \
-         ON CONFLICT (device_id) DO UPDATE SET last_seq = excluded.last_seq \
-         WHERE telemetry_seq.last_seq < excluded.last_seq",
-    )
-    .bind(device)
-    .bind(last)
-    .execute(db.pool())
-    .await?;
-    Ok(())
 }

@@ -1,31 +1,59 @@
-//! Group commit for telemetry: concurrent uploads are written in one multi-row insert, and
-//! each request is answered only after its rows are committed (nothing acknowledged is
-//! lost), so the database does one round trip and one commit per batch, not per request.
+//! Group commit for telemetry: concurrent uploads are written in one transaction, together
+//! with the sequence-number marks that recognise a batch sent again, and each request is
+//! answered only after that transaction is committed (nothing acknowledged is lost, and a
+//! batch is stored exactly when its mark is). The database does one round trip and one
+//! synchronous commit per group, not per request.
+//!
+//! Requests are taken in the order they were queued: a caller that queues a device's
+//! batches one after another ([`Ingest::submit`]) without waiting for each commit gets them
+//! decided and stored in that order, so the dedup holds while they are pipelined.
 //!
 //! Each backend has its writer: on SQLite a thread of its own that calls SQLite directly
 //! (`sqlite`), on PostgreSQL a task on the runtime with its own sqlx connection (`postgres`).
-//! Both commit what `gather` collects, one batch at a time.
+//! Both commit what `gather` collects, one group at a time.
 
 mod postgres;
 mod sqlite;
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use axum::body::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Backend, Db, DbError};
 
-/// Most rows one commit takes. Each batch size is its own prepared statement, so this also
-/// bounds how many statements a writer keeps prepared.
-pub const MAX_BATCH: usize = 64;
+/// Most requests one commit takes.
+pub const MAX_BATCH: usize = 512;
 
-/// One telemetry batch to store: the device id, when it was received (Unix seconds) and
-/// the JSON body as received.
-pub type Row = (Arc<str>, i64, Bytes);
+/// Most rows one insert statement takes (a commit runs as many as it needs). Each size is
+/// its own prepared statement, so this also bounds how many statements a writer keeps.
+pub const MAX_ROWS_PER_INSERT: usize = 64;
 
-/// What a writer answers each waiting request: committed, or why not.
-type Ack = oneshot::Sender<Result<(), String>>;
+/// One telemetry batch to store.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The device that sent it.
+    pub device: Arc<str>,
+    /// When it was received (Unix seconds).
+    pub at: i64,
+    /// The JSON body as received (UTF-8).
+    pub body: Bytes,
+    /// Its event numbers `first..=last`, when the device numbers its events.
+    pub seq: Option<(u64, u64)>,
+}
+
+/// What the writer did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored now (with its mark, when numbered).
+    New,
+    /// Not stored: every event up to this number was stored already (the whole batch, or
+    /// its start: the device resends from the next number).
+    AlreadyHave(u64),
+}
+
+/// What a writer answers each waiting request: its outcome, or why nothing was stored.
+type Ack = oneshot::Sender<Result<Stored, String>>;
 
 type Item = (Row, Ack);
 
@@ -38,11 +66,22 @@ pub struct Ingest {
     tx: mpsc::Sender<Item>,
 }
 
+/// A queued batch; [`Pending::committed`] waits for its group's commit.
+#[derive(Debug)]
+pub struct Pending(oneshot::Receiver<Result<Stored, String>>);
+
+impl Pending {
+    /// The batch's outcome once its group is committed (or why nothing was stored).
+    pub async fn committed(self) -> Result<Stored, String> {
+        self.0.await.map_err(|_| STOPPED.to_string())?
+    }
+}
+
 impl Ingest {
     /// Opens the writer's own connection and starts the writer: a thread on SQLite, a task
     /// on the current runtime on PostgreSQL.
     pub async fn start(db: &Db) -> Result<Self, DbError> {
-        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        let (tx, rx) = mpsc::channel(2 * MAX_BATCH);
         match db.backend() {
             Backend::Sqlite => sqlite::start(db.url(), rx)?,
             Backend::Postgres => postgres::start(db.url(), rx).await?,
@@ -50,14 +89,20 @@ impl Ingest {
         Ok(Ingest { tx })
     }
 
-    /// Stores one device's batch (UTF-8 JSON); returns once it is committed.
-    pub async fn store(&self, device: Arc<str>, at: i64, body: Bytes) -> Result<(), String> {
+    /// Queues one device's batch (UTF-8 JSON) behind every batch queued before it; waits
+    /// only for room in the queue, not for the commit.
+    pub async fn submit(&self, row: Row) -> Result<Pending, String> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(((device, at, body), done))
+            .send((row, done))
             .await
             .map_err(|_| STOPPED.to_string())?;
-        wait.await.map_err(|_| STOPPED.to_string())?
+        Ok(Pending(wait))
+    }
+
+    /// Stores one device's batch; returns once it is committed (or recognised as held).
+    pub async fn store(&self, row: Row) -> Result<Stored, String> {
+        self.submit(row).await?.committed().await
     }
 }
 
@@ -83,6 +128,65 @@ async fn gather(rx: &mut mpsc::Receiver<Item>, previous: usize) -> Option<Vec<It
     Some(batch)
 }
 
+/// The devices of numbered batches in `rows`, each once: whose marks a commit reads.
+fn numbered_devices(rows: &[Row]) -> Vec<Arc<str>> {
+    let mut seen = std::collections::HashSet::new();
+    rows.iter()
+        .filter(|r| r.seq.is_some())
+        .filter(|r| seen.insert(r.device.clone()))
+        .map(|r| r.device.clone())
+        .collect()
+}
+
+/// Decides each row of a group in order, given the marks stored before it (`stored`, by
+/// device; absent means nothing stored yet): a numbered batch whose first number is at or
+/// below its device's mark is already held, any other batch is stored and raises the mark.
+/// Returns the decisions and the marks the commit must write (each device once, its
+/// highest).
+fn plan(rows: &[Row], mut stored: HashMap<Arc<str>, u64>) -> (Vec<Stored>, Vec<(Arc<str>, u64)>) {
+    let mut raised: Vec<Arc<str>> = Vec::new();
+    let decisions = rows
+        .iter()
+        .map(|row| {
+            let Some((first, last)) = row.seq else {
+                return Stored::New;
+            };
+            let have = stored.get(&row.device).copied().unwrap_or(0);
+            if have >= first {
+                return Stored::AlreadyHave(have);
+            }
+            if !raised.contains(&row.device) {
+                raised.push(row.device.clone());
+            }
+            stored.insert(row.device.clone(), last.max(have));
+            Stored::New
+        })
+        .collect();
+    let marks = raised
+        .into_iter()
+        .map(|d| {
+            let mark = stored.get(&d).copied().unwrap_or(0);
+            (d, mark)
+        })
+        .collect();
+    (decisions, marks)
+}
+
+/// A mark as stored (BIGINT); numbers beyond it are kept at the largest.
+fn mark_value(mark: u64) -> i64 {
+    i64::try_from(mark).unwrap_or(i64::MAX)
+}
+
+/// A stored mark read back (a negative one, which this server never writes, counts as 0).
+fn mark_of(stored: i64) -> u64 {
+    u64::try_from(stored).unwrap_or(0)
+}
+
+/// Raises a device's mark, never lowering it (`$1` device, `$2` mark; `?` on SQLite).
+const RAISE_MARK: &str = "INSERT INTO telemetry_seq (device_id, last_seq) VALUES ($1, $2) \
+     ON CONFLICT (device_id) DO UPDATE SET last_seq = excluded.last_seq \
+     WHERE telemetry_seq.last_seq < excluded.last_seq";
+
 /// `INSERT INTO telemetry … VALUES (…), (…)` for `rows` rows, with `placeholders(i)` giving
 /// the parameters of row `i`.
 fn insert_statement(rows: usize, placeholders: impl Fn(usize) -> String) -> String {
@@ -100,11 +204,21 @@ fn body_text(body: &Bytes) -> Result<&str, String> {
     std::str::from_utf8(body).map_err(|e| format!("a telemetry body is not UTF-8: {e}"))
 }
 
-/// Answers every request of a batch with the batch's outcome.
-fn acknowledge(acks: Vec<Ack>, result: Result<(), String>) {
-    for ack in acks {
-        // A request that gave up waiting has nobody to tell.
-        let _ = ack.send(result.clone());
+/// Answers every request of a group with its decision once the group committed, or every
+/// one with the error when it did not.
+fn acknowledge(acks: Vec<Ack>, result: Result<Vec<Stored>, String>) {
+    match result {
+        Ok(decisions) => {
+            for (ack, decision) in acks.into_iter().zip(decisions) {
+                // A request that gave up waiting has nobody to tell.
+                let _ = ack.send(Ok(decision));
+            }
+        }
+        Err(e) => {
+            for ack in acks {
+                let _ = ack.send(Err(e.clone()));
+            }
+        }
     }
 }
 
@@ -112,35 +226,124 @@ fn acknowledge(acks: Vec<Ack>, result: Result<(), String>) {
 mod tests {
     use super::*;
 
-    /// A commit that fails is reported to every request of its batch (which then answers
-    /// 503): nothing is acknowledged that was not stored.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_commit_is_reported_to_every_waiting_request() {
+    fn row(device: &str, seq: Option<(u64, u64)>) -> Row {
+        Row {
+            device: device.into(),
+            at: 1,
+            body: Bytes::from_static(br#"{"records":[{"t":1}]}"#),
+            seq,
+        }
+    }
+
+    async fn sqlite() -> (tempfile::TempDir, std::path::PathBuf, Db, Ingest) {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("registry.db");
         let db = Db::connect(&format!("sqlite://{}?mode=rwc", path.display()))
             .await
             .expect("database");
         let ingest = Ingest::start(&db).await.expect("writer");
-        let body = Bytes::from_static(br#"{"records":[{"t":1}]}"#);
-        ingest
-            .store("dev-1".into(), 1, body.clone())
-            .await
-            .expect("stored");
-        assert_eq!(db.telemetry_count("dev-1").await.expect("count"), 1);
+        (dir, path, db, ingest)
+    }
 
-        rusqlite::Connection::open(&path)
-            .and_then(|c| c.execute_batch("DROP TABLE telemetry"))
-            .expect("drop the table under the writer");
+    /// Within one group each batch is decided against the marks its predecessors left:
+    /// a resend of a batch earlier in the same group is held, not stored twice.
+    #[test]
+    fn a_group_decides_its_batches_in_order() {
+        let rows = [
+            row("a", Some((1, 1))),
+            row("a", Some((2, 3))),
+            row("b", None),
+            row("a", Some((2, 3))),
+            row("c", Some((5, 5))),
+            row("a", Some((4, 4))),
+        ];
+        let stored = HashMap::from([(Arc::from("a"), 1), (Arc::from("c"), 7)]);
+        let (decisions, marks) = plan(&rows, stored);
+        assert_eq!(
+            decisions,
+            [
+                Stored::AlreadyHave(1),
+                Stored::New,
+                Stored::New,
+                Stored::AlreadyHave(3),
+                Stored::AlreadyHave(7),
+                Stored::New,
+            ]
+        );
+        assert_eq!(marks, [(Arc::from("a"), 4)]);
+    }
+
+    /// Batches queued one after another without waiting (pipelined) are decided in their
+    /// order, whatever groups they fall into: each stored once, resends held.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pipelined_batches_are_stored_once_in_order() {
+        let (_dir, _path, db, ingest) = sqlite().await;
+        let mut pending = Vec::new();
+        for n in 1..=300u64 {
+            pending.push(ingest.submit(row("dev-1", Some((n, n)))).await.expect("queued"));
+            // Every batch sent twice in a row, as after a lost acknowledgement.
+            pending.push(ingest.submit(row("dev-1", Some((n, n)))).await.expect("queued"));
+        }
+        for (i, p) in pending.into_iter().enumerate() {
+            let n = i as u64 / 2 + 1;
+            let expected = if i % 2 == 0 {
+                Stored::New
+            } else {
+                Stored::AlreadyHave(n)
+            };
+            assert_eq!(p.committed().await.expect("committed"), expected, "#{i}");
+        }
+        assert_eq!(db.telemetry_count("dev-1").await.expect("count"), 300);
+    }
+
+    /// A commit that fails is reported to every request of its group (which then answers
+    /// 503) and leaves nothing behind: neither the group's batches nor their marks, so the
+    /// resends after the fault are stored exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_stores_nothing_and_is_reported_to_every_waiting_request() {
+        let (_dir, path, db, ingest) = sqlite().await;
+        assert_eq!(
+            ingest.store(row("dev-0", Some((1, 1)))).await,
+            Ok(Stored::New)
+        );
+
+        // The marks' table goes away under the writer: the telemetry rows of the group
+        // were inserted before the marks failed, and must not survive.
+        let raw = rusqlite::Connection::open(&path).expect("open");
+        raw.execute_batch("ALTER TABLE telemetry_seq RENAME TO telemetry_seq_away")
+            .expect("rename");
         let waiting: Vec<_> = (0..20)
             .map(|i| {
-                let (ingest, body) = (ingest.clone(), body.clone());
-                tokio::spawn(async move { ingest.store(format!("dev-{i}").into(), 2, body).await })
+                let ingest = ingest.clone();
+                tokio::spawn(async move { ingest.store(row(&format!("dev-{i}"), Some((2, 2)))).await })
             })
             .collect();
         for w in waiting {
             let refused = w.await.expect("join").expect_err("nothing was stored");
-            assert!(refused.contains("no such table"), "{refused}");
+            assert!(refused.contains("telemetry_seq"), "{refused}");
+        }
+        for i in 0..20 {
+            let expected = i64::from(i == 0);
+            assert_eq!(
+                db.telemetry_count(&format!("dev-{i}")).await.expect("count"),
+                expected,
+                "dev-{i}"
+            );
+        }
+
+        raw.execute_batch("ALTER TABLE telemetry_seq_away RENAME TO telemetry_seq")
+            .expect("rename back");
+        for i in 0..20 {
+            let device = format!("dev-{i}");
+            assert_eq!(ingest.store(row(&device, Some((2, 2)))).await, Ok(Stored::New));
+            assert_eq!(
+                ingest.store(row(&device, Some((2, 2)))).await,
+                Ok(Stored::AlreadyHave(2))
+            );
+            assert_eq!(
+                db.telemetry_count(&device).await.expect("count"),
+                1 + i64::from(i == 0)
+            );
         }
     }
 }

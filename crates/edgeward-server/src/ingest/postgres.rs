@@ -1,12 +1,17 @@
 //! The PostgreSQL telemetry writer: a task on the runtime with a connection of its own, so
-//! its statements stay prepared and it never waits for the registry's pool. A batch that
-//! fails drops the connection, and the next batch connects again: a connection lost to a
+//! its statements stay prepared and it never waits for the registry's pool. A group that
+//! fails drops the connection, and the next group connects again: a connection lost to a
 //! restart or a network cut fails the batches of that moment (503), not every later one.
 
-use sqlx::{Connection, PgConnection};
+use std::collections::HashMap;
+
+use sqlx::{Connection, PgConnection, Row as _};
 use tokio::sync::mpsc;
 
-use super::{acknowledge, body_text, gather, insert_statement, Item, Row};
+use super::{
+    acknowledge, body_text, gather, insert_statement, mark_of, mark_value, numbered_devices,
+    plan, Item, Row, Stored, MAX_ROWS_PER_INSERT, RAISE_MARK,
+};
 use crate::db::DbError;
 
 /// Connects to `url` and starts the writer task on the current runtime.
@@ -19,9 +24,9 @@ pub(super) async fn start(url: &str, rx: mpsc::Receiver<Item>) -> Result<(), DbE
 async fn run(url: String, mut conn: Option<PgConnection>, mut rx: mpsc::Receiver<Item>) {
     let mut statements = Vec::new();
     let mut previous = 0;
-    while let Some(batch) = gather(&mut rx, previous).await {
-        previous = batch.len();
-        let (rows, acks): (Vec<Row>, Vec<_>) = batch.into_iter().unzip();
+    while let Some(group) = gather(&mut rx, previous).await {
+        previous = group.len();
+        let (rows, acks): (Vec<Row>, Vec<_>) = group.into_iter().unzip();
         if conn.is_none() {
             conn = match PgConnection::connect(&url).await {
                 Ok(c) => Some(c),
@@ -32,15 +37,73 @@ async fn run(url: String, mut conn: Option<PgConnection>, mut rx: mpsc::Receiver
             };
         }
         let result = match conn.as_mut() {
-            Some(c) => insert(c, &mut statements, &rows).await,
-            None => Err("telemetry insert: PostgreSQL is unreachable".to_string()),
+            Some(c) => commit(c, &mut statements, &rows)
+                .await
+                .map_err(|e| format!("telemetry commit: {e}")),
+            None => Err("telemetry commit: PostgreSQL is unreachable".to_string()),
         };
-        if result.is_err() {
-            // Whatever broke, the next batch starts on a fresh connection.
+        if let Err(e) = &result {
+            tracing::error!(%e, rows = rows.len(), "telemetry commit failed");
+            // Whatever broke, the next group starts on a fresh connection.
             conn = None;
         }
         acknowledge(acks, result);
     }
+}
+
+/// A failure inside a commit.
+#[derive(Debug, thiserror::Error)]
+enum CommitError {
+    #[error("{0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("{0}")]
+    Body(String),
+}
+
+/// One transaction for the group: reads the marks of its numbered devices (one query),
+/// decides each batch ([`plan`]), inserts the new ones and raises the marks. Rolled back on
+/// any error (the transaction is dropped uncommitted), so a batch is stored exactly when
+/// its mark is.
+async fn commit(
+    conn: &mut PgConnection,
+    statements: &mut Vec<String>,
+    rows: &[Row],
+) -> Result<Vec<Stored>, CommitError> {
+    let mut tx = conn.begin().await?;
+    let devices = numbered_devices(rows);
+    let mut stored = HashMap::new();
+    if !devices.is_empty() {
+        let names: Vec<&str> = devices.iter().map(|d| &**d).collect();
+        let found =
+            sqlx::query("SELECT device_id, last_seq FROM telemetry_seq WHERE device_id = ANY($1)")
+                .bind(&names)
+                .fetch_all(&mut *tx)
+                .await?;
+        for r in found {
+            let device: String = r.try_get("device_id")?;
+            let mark: i64 = r.try_get("last_seq")?;
+            stored.insert(device.into(), mark_of(mark));
+        }
+    }
+    let (decisions, marks) = plan(rows, stored);
+    let new: Vec<&Row> = rows
+        .iter()
+        .zip(&decisions)
+        .filter(|(_, d)| **d == Stored::New)
+        .map(|(r, _)| r)
+        .collect();
+    for chunk in new.chunks(MAX_ROWS_PER_INSERT) {
+        insert(&mut tx, statements, chunk).await?;
+    }
+    for (device, mark) in &marks {
+        sqlx::query(RAISE_MARK)
+            .bind(&**device)
+            .bind(mark_value(*mark))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(decisions)
 }
 
 /// Inserts `rows` with one multi-row statement (`statements[n - 1]` inserts `n` rows; built
@@ -48,8 +111,8 @@ async fn run(url: String, mut conn: Option<PgConnection>, mut rx: mpsc::Receiver
 async fn insert(
     conn: &mut PgConnection,
     statements: &mut Vec<String>,
-    rows: &[Row],
-) -> Result<(), String> {
+    rows: &[&Row],
+) -> Result<(), CommitError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -60,17 +123,13 @@ async fn insert(
     }
     let bodies = rows
         .iter()
-        .map(|(_, _, body)| body_text(body))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|r| body_text(&r.body))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CommitError::Body)?;
     let mut query = sqlx::query(&statements[rows.len() - 1]);
-    for ((device, at, _), body) in rows.iter().zip(&bodies) {
-        query = query.bind(&**device).bind(*at).bind(*body);
+    for (row, body) in rows.iter().zip(&bodies) {
+        query = query.bind(&*row.device).bind(row.at).bind(*body);
     }
-    match query.execute(conn).await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            tracing::error!(%e, rows = rows.len(), "telemetry insert failed");
-            Err(format!("telemetry insert: {e}"))
-        }
-    }
+    query.execute(conn).await?;
+    Ok(())
 }

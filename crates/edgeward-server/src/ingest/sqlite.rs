@@ -1,39 +1,46 @@
 //! The SQLite telemetry writer: a thread of its own holding its own connection and calling
-//! SQLite directly (rusqlite), fed whole batches by a task on the runtime that gathers them.
-//! Through sqlx every insert also crossed to sqlx's connection thread and back and
+//! SQLite directly (rusqlite), fed whole groups by a task on the runtime that gathers them.
+//! Through sqlx every statement also crossed to sqlx's connection thread and back and
 //! converted its arguments twice. A thread keeps the runtime's workers free when SQLite
 //! waits for another connection's write lock (up to its busy timeout).
 
-use std::str::FromStr;
+use std::{collections::HashMap, str::FromStr};
 
-use rusqlite::{types::ToSql, Connection, OpenFlags};
+use rusqlite::{types::ToSql, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use sqlx::sqlite::SqliteConnectOptions;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{acknowledge, body_text, gather, insert_statement, Item, Row, MAX_BATCH};
+use super::{
+    acknowledge, body_text, gather, insert_statement, mark_of, mark_value, numbered_devices,
+    plan, Item, Row, Stored, MAX_ROWS_PER_INSERT, RAISE_MARK,
+};
 use crate::db::{DbError, SQLITE_PRAGMAS};
 
-/// A batch for the thread, and where it says that the batch is done.
+/// A group for the thread, and where it says that the group is done.
 type Job = (Vec<Item>, oneshot::Sender<()>);
 
 /// Opens the writer's connection to the (already migrated) database at `url`, starts the
 /// writer thread and the task that feeds it; both run until every sender of `rx` is gone.
 pub(super) fn start(url: &str, rx: mpsc::Receiver<Item>) -> Result<(), DbError> {
     let options = SqliteConnectOptions::from_str(url)?;
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         options.get_filename(),
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.execute_batch(SQLITE_PRAGMAS)?;
-    conn.set_prepared_statement_cache_capacity(MAX_BATCH);
+    conn.set_prepared_statement_cache_capacity(MAX_ROWS_PER_INSERT + 2);
     let (jobs, queue) = std::sync::mpsc::channel::<Job>();
     std::thread::Builder::new()
         .name("telemetry-writer".into())
         .spawn(move || {
             let mut statements = Vec::new();
-            for (batch, done) in queue {
-                let (rows, acks): (Vec<Row>, Vec<_>) = batch.into_iter().unzip();
-                acknowledge(acks, insert(&conn, &mut statements, &rows));
+            for (group, done) in queue {
+                let (rows, acks): (Vec<Row>, Vec<_>) = group.into_iter().unzip();
+                let result = commit(&mut conn, &mut statements, &rows);
+                if let Err(e) = &result {
+                    tracing::error!(%e, rows = rows.len(), "telemetry commit failed");
+                }
+                acknowledge(acks, result);
                 let _ = done.send(());
             }
         })?;
@@ -41,23 +48,72 @@ pub(super) fn start(url: &str, rx: mpsc::Receiver<Item>) -> Result<(), DbError> 
     Ok(())
 }
 
-/// Gathers a batch, hands it to the thread and waits until it is committed (requests that
-/// arrive meanwhile queue up for the next batch).
+/// Gathers a group, hands it to the thread and waits until it is committed (requests that
+/// arrive meanwhile queue up for the next group).
 async fn feed(mut rx: mpsc::Receiver<Item>, jobs: std::sync::mpsc::Sender<Job>) {
     let mut previous = 0;
-    while let Some(batch) = gather(&mut rx, previous).await {
-        previous = batch.len();
+    while let Some(group) = gather(&mut rx, previous).await {
+        previous = group.len();
         let (done, committed) = oneshot::channel();
-        if jobs.send((batch, done)).is_err() || committed.await.is_err() {
+        if jobs.send((group, done)).is_err() || committed.await.is_err() {
             // The thread is gone: dropping `rx` fails every request that waits or comes.
             return;
         }
     }
 }
 
+/// One transaction for the group: reads the marks of its numbered devices, decides each
+/// batch ([`plan`]), inserts the new ones and raises the marks. Dropped (rolled back) on
+/// any error, so a batch is stored exactly when its mark is.
+fn commit(
+    conn: &mut Connection,
+    statements: &mut Vec<String>,
+    rows: &[Row],
+) -> Result<Vec<Stored>, String> {
+    let sql = |e: rusqlite::Error| format!("telemetry commit: {e}");
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    let mut stored = HashMap::new();
+    {
+        let mut read = tx
+            .prepare_cached("SELECT last_seq FROM telemetry_seq WHERE device_id = ?")
+            .map_err(sql)?;
+        for device in numbered_devices(rows) {
+            let mark: Option<i64> = read
+                .query_row([&*device], |r| r.get(0))
+                .optional()
+                .map_err(sql)?;
+            if let Some(mark) = mark {
+                stored.insert(device, mark_of(mark));
+            }
+        }
+    }
+    let (decisions, marks) = plan(rows, stored);
+    let new: Vec<&Row> = rows
+        .iter()
+        .zip(&decisions)
+        .filter(|(_, d)| **d == Stored::New)
+        .map(|(r, _)| r)
+        .collect();
+    for chunk in new.chunks(MAX_ROWS_PER_INSERT) {
+        insert(&tx, statements, chunk)?;
+    }
+    {
+        let mut raise = tx.prepare_cached(RAISE_MARK).map_err(sql)?;
+        for (device, mark) in &marks {
+            raise
+                .execute((&**device as &str, mark_value(*mark)))
+                .map_err(sql)?;
+        }
+    }
+    tx.commit().map_err(sql)?;
+    Ok(decisions)
+}
+
 /// Inserts `rows` with one multi-row statement (`statements[n - 1]` inserts `n` rows; built
 /// on first use, then kept prepared by the connection's statement cache).
-fn insert(conn: &Connection, statements: &mut Vec<String>, rows: &[Row]) -> Result<(), String> {
+fn insert(conn: &Connection, statements: &mut Vec<String>, rows: &[&Row]) -> Result<(), String> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -70,20 +126,14 @@ fn insert(conn: &Connection, statements: &mut Vec<String>, rows: &[Row]) -> Resu
     }
     let bodies = rows
         .iter()
-        .map(|(_, _, body)| body_text(body))
+        .map(|r| body_text(&r.body))
         .collect::<Result<Vec<_>, _>>()?;
     let mut params: Vec<&dyn ToSql> = Vec::with_capacity(3 * rows.len());
-    for ((device, at, _), body) in rows.iter().zip(&bodies) {
-        params.extend([device as &dyn ToSql, at, body]);
+    for (row, body) in rows.iter().zip(&bodies) {
+        params.extend([&row.device as &dyn ToSql, &row.at, body]);
     }
-    let result = conn
-        .prepare_cached(&statements[rows.len() - 1])
-        .and_then(|mut statement| statement.execute(params.as_slice()));
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            tracing::error!(%e, rows = rows.len(), "telemetry insert failed");
-            Err(format!("telemetry insert: {e}"))
-        }
-    }
+    conn.prepare_cached(&statements[rows.len() - 1])
+        .and_then(|mut statement| statement.execute(params.as_slice()))
+        .map(|_| ())
+        .map_err(|e| format!("telemetry insert: {e}"))
 }

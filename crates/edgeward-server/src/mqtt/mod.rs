@@ -5,20 +5,24 @@
 //! The server is one more client of the broker, with a certificate of its own
 //! ([`credentials`]): it reads every device's requests ([`edgeward_proto::mqtt`]), passes
 //! each through the same device gate as HTTPS ([`crate::device_gate`]) and into the same
-//! telemetry entry point ([`crate::telemetry::accept`]), and answers on the device's
+//! telemetry entry point ([`crate::telemetry::submit`]), and answers on the device's
 //! `acks` or `commands` topic. Revocations close the device's live session ([`kick`]).
 //!
 //! Requests are handled by a fixed set of workers, each device always by the same one, so a
-//! device's batches are stored in the order it sent them (the sequence-number dedup relies
-//! on that) while different devices' batches share the group commit.
+//! device's batches are queued for the group commit in the order it sent them (the
+//! sequence-number dedup relies on that). A worker does not wait for one batch's commit
+//! before queuing the next: it answers them in order as their commits complete, so one
+//! device's batches, and different devices' batches, share commits.
 
 pub mod broker_config;
 pub mod credentials;
 pub mod kick;
 
 use std::{
+    future::Future,
     hash::{Hash, Hasher},
     path::PathBuf,
+    pin::Pin,
     sync::Arc,
     time::Duration,
 };
@@ -67,6 +71,8 @@ mod defaults {
 
 /// Requests one worker may have waiting.
 const WORKER_QUEUE: usize = 256;
+/// Requests one worker may have started and not yet answered (waiting for their commit).
+const PIPELINE: usize = 256;
 /// Wait before connecting again after the broker was lost.
 const RECONNECT: Duration = Duration::from_millis(500);
 
@@ -182,8 +188,16 @@ fn worker_of(topic: &str, workers: usize) -> usize {
     (hasher.finish() % workers.max(1) as u64) as usize
 }
 
-/// Handles one device's requests in order.
+/// A request under way: its answer once its commit (or handler) is done.
+type Answer = Pin<Box<dyn Future<Output = Result<Value, ApiError>> + Send>>;
+
+/// Handles its devices' requests in order, pipelined: each request passes the gate and is
+/// queued (a telemetry batch for the group commit) as it arrives, and [`reply_in_order`]
+/// answers them in the same order once each is committed, so one device's batches share
+/// commits instead of waiting for one commit each.
 async fn worker(app: Shared, client: AsyncClient, mut rx: mpsc::Receiver<Publish>) {
+    let (answers, queue) = mpsc::channel(PIPELINE);
+    let replier = tokio::spawn(reply_in_order(app.clone(), client, queue));
     while let Some(p) = rx.recv().await {
         let request = match topics::decode(&p.topic, &p.payload) {
             Ok(r) => r,
@@ -198,7 +212,24 @@ async fn worker(app: Shared, client: AsyncClient, mut rx: mpsc::Receiver<Publish
         };
         let device: Arc<str> = request.device.into();
         let up = request.up;
-        let answer = handle(&app, device.clone(), up, p.payload.clone()).await;
+        let answer = start_request(&app, device.clone(), up, p.payload.clone()).await;
+        if answers.send((device, up, answer)).await.is_err() {
+            break;
+        }
+    }
+    drop(answers);
+    let _ = replier.await;
+}
+
+/// Waits for each request's answer in the order the worker started them and publishes it
+/// on the device's `acks` or `commands` topic.
+async fn reply_in_order(
+    app: Shared,
+    client: AsyncClient,
+    mut queue: mpsc::Receiver<(Arc<str>, Up, Answer)>,
+) {
+    while let Some((device, up, answer)) = queue.recv().await {
+        let answer = answer.await;
         let outcome = if answer.is_ok() { "ok" } else { "refused" };
         app.metrics.inc(
             "edgeward_mqtt_requests_total",
@@ -220,26 +251,40 @@ async fn worker(app: Shared, client: AsyncClient, mut rx: mpsc::Receiver<Publish
     }
 }
 
-/// The gate, then the request's handler: the same ones the HTTPS device API calls.
-async fn handle(app: &Shared, device: Arc<str>, up: Up, payload: Bytes) -> Result<Value, ApiError> {
+/// The gate, then the request's handler (the same ones the HTTPS device API calls): a
+/// telemetry batch is queued for the group commit now, in its device's order, and the
+/// answer waits for the commit; other requests run when their answer is awaited.
+async fn start_request(app: &Shared, device: Arc<str>, up: Up, payload: Bytes) -> Answer {
     let call = match up {
         Up::Telemetry => Call::Telemetry,
         Up::Poll => Call::Commands,
         Up::Result(_) => Call::CommandResult,
     };
     let limit_key = device_gate::limit_key(&device);
-    device_gate::check(app, &device, &limit_key, call, device_gate::Transport::Mqtt).await?;
+    if let Err(e) =
+        device_gate::check(app, &device, &limit_key, call, device_gate::Transport::Mqtt).await
+    {
+        return Box::pin(std::future::ready(Err(e)));
+    }
+    let app = app.clone();
     match up {
-        Up::Telemetry => {
-            let accepted = crate::telemetry::accept(app, device, payload).await?;
-            let mut answer = serde_json::json!({ "accepted": accepted.records });
-            if let Some(through) = accepted.acked_through {
-                answer["acked_through"] = through.into();
-            }
-            Ok(answer)
+        Up::Telemetry => match crate::telemetry::submit(&app, device, None, payload).await {
+            Ok(submitted) => Box::pin(async move {
+                let accepted = submitted.committed(&app).await?;
+                let mut answer = serde_json::json!({ "accepted": accepted.records });
+                if let Some(through) = accepted.acked_through {
+                    answer["acked_through"] = through.into();
+                }
+                Ok(answer)
+            }),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        },
+        Up::Poll => {
+            Box::pin(async move { crate::device_api::pending_commands(&app, &device).await })
         }
-        Up::Poll => crate::device_api::pending_commands(app, &device).await,
-        Up::Result(id) => crate::device_api::record_result(app, &device, id, &payload).await,
+        Up::Result(id) => Box::pin(async move {
+            crate::device_api::record_result(&app, &device, id, &payload).await
+        }),
     }
 }
 
