@@ -56,6 +56,9 @@ pub struct App {
     /// Bumped each time the device CRL is rewritten (a revocation here or elsewhere), so
     /// that transports with sessions of their own (MQTT) close the revoked ones.
     pub crl_changed: tokio::sync::watch::Sender<u64>,
+    /// The server's broker connection (`[mqtt]`), set when it starts: containment closes a
+    /// device's live MQTT session through it ([`crate::mqtt::kick::close`]).
+    pub mqtt: std::sync::OnceLock<rumqttc::AsyncClient>,
     /// In-process detection and response (`None` when `detection.enabled` is off).
     pub detection: Option<crate::detection::Detection>,
 }

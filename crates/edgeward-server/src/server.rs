@@ -312,6 +312,7 @@ async fn build(config: &Config, clock: Arc<dyn Clock>, part: Part) -> Result<Bui
         attestation,
         releases: Default::default(),
         crl_changed: watch::channel(0).0,
+        mqtt: Default::default(),
         detection,
     });
     Ok((app, raised))

@@ -1,10 +1,10 @@
 //! Incidents: what the server does about an alert. The first alert of a device opens an
 //! incident (later ones join it while it is open) and the playbook's matching rule acts on
-//! it: quarantine, dropped sessions, held updates, a forensics request, a notice to the
-//! sinks; destructive actions (wipe, re-provisioning) wait for an operator's approval. Every
-//! alert, action and decision goes on the incident's timeline with its actor, and the
-//! registry's audit log. An incident moves forward only: detected → contained →
-//! investigating → remediated → closed.
+//! it: quarantine, dropped sessions (its HTTPS connections and its MQTT session), held
+//! updates, a forensics request, a notice to the sinks; destructive actions (wipe,
+//! re-provisioning) wait for an operator's approval. Every alert, action and decision goes
+//! on the incident's timeline with its actor, and the registry's audit log. An incident
+//! moves forward only: detected → contained → investigating → remediated → closed.
 
 pub mod api;
 pub mod report;
@@ -181,7 +181,18 @@ pub async fn act(
                 "reason=\"incident\"".into(),
                 closed as u64,
             );
-            format!("{closed} live device connection(s) closed")
+            let mqtt = match app.mqtt.get() {
+                None => String::new(),
+                Some(client) => match crate::mqtt::kick::close(app, client, device).await {
+                    Ok(()) => {
+                        app.metrics
+                            .inc("edgeward_mqtt_kicks_total", String::new());
+                        "; its MQTT session closed at the broker".to_string()
+                    }
+                    Err(e) => format!("; its MQTT session could not be closed: {e}"),
+                },
+            };
+            format!("{closed} live device connection(s) closed{mqtt}")
         }
         Action::HoldUpdates => {
             store::hold_updates(&app.db, device, incident, now_ms(app)).await?;

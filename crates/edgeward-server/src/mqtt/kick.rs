@@ -1,5 +1,8 @@
-//! Closing a revoked device's live MQTT session. Mosquitto checks the CRL only at the TLS
-//! handshake, so a session opened before a revocation would go on. After every revocation
+//! Closing a device's live MQTT session: after a revocation, and when an incident contains
+//! the device ([`close`], called by [`crate::incidents`]: the device may connect again, and
+//! the gate lets only its command channel through while it is quarantined). Mosquitto
+//! checks the CRL only at the TLS handshake, so a session opened before a revocation would
+//! go on. After every revocation
 //! (made here or by another replica: both rewrite the CRL and bump
 //! [`crate::app::App::crl_changed`]) the server sends the broker's dynamic-security plugin,
 //! for each newly revoked device, `deleteClient`, `createClient` and `disableClient` for
@@ -16,7 +19,10 @@ use rumqttc::{AsyncClient, QoS};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::{app::Shared, db::DeviceStatus};
+use crate::{
+    app::{App, Shared},
+    db::DeviceStatus,
+};
 
 /// The dynamic-security plugin's command topic.
 pub const CONTROL_TOPIC: &str = "$CONTROL/dynamic-security/v1";
@@ -91,19 +97,7 @@ pub async fn follow(
             if !known.insert(serial) {
                 continue;
             }
-            let for_good = match app.db.device(&device).await {
-                Ok(Some(d)) => d.status == DeviceStatus::Revoked,
-                Ok(None) => true,
-                Err(e) => {
-                    tracing::error!(%e, "reading a revoked device");
-                    true
-                }
-            };
-            let payload = commands(&device, for_good).to_string();
-            match client
-                .publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, payload)
-                .await
-            {
+            match close(&app, &client, &device).await {
                 Ok(()) => kicked += 1,
                 Err(e) => tracing::error!(%e, %device, "asking the broker to close a session"),
             }
@@ -116,6 +110,29 @@ pub async fn follow(
             }
         }
     }
+}
+
+/// Asks the broker to close every live session of `device` now. A revoked device (or one
+/// no longer registered) stays denied everything should it reconnect; any other device may
+/// connect again at once.
+pub async fn close(app: &App, client: &AsyncClient, device: &str) -> Result<(), String> {
+    let for_good = match app.db.device(device).await {
+        Ok(Some(d)) => d.status == DeviceStatus::Revoked,
+        Ok(None) => true,
+        Err(e) => {
+            tracing::error!(%e, device, "reading a device whose session is closed");
+            true
+        }
+    };
+    client
+        .publish(
+            CONTROL_TOPIC,
+            QoS::AtLeastOnce,
+            false,
+            commands(device, for_good).to_string(),
+        )
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Sends SIGHUP to the broker whose pid `path` holds (it reloads its CRL).

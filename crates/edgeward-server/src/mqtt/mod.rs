@@ -107,6 +107,9 @@ pub fn start(
         .set_inflight(1024)
         .set_clean_session(true);
     let (client, eventloop) = AsyncClient::new(options, 8192);
+    if app.mqtt.set(client.clone()).is_err() {
+        return Err("the MQTT client is already running".into());
+    }
     let mut tasks = Vec::new();
     let mut senders = Vec::new();
     for _ in 0..config.workers.max(1) {

@@ -2,8 +2,8 @@
 //! dynamic-security plugin), started on a free loopback port with the configuration
 //! `broker-config` generates: telemetry arrives through the same gate and entry point as
 //! HTTPS, the broker's ACL confines each device to its own topics, a quarantined device's
-//! telemetry is refused by the gate, and a revocation closes the device's live session and
-//! keeps its certificate out.
+//! telemetry is refused by the gate, a revocation closes the device's live session and
+//! keeps its certificate out, and an incident's containment closes the session too.
 
 use std::{
     path::{Path, PathBuf},
@@ -437,4 +437,86 @@ async fn revocation_closes_the_live_session_and_the_certificate_cannot_connect_a
         "{}",
         broker.log()
     );
+}
+
+/// Issue 17: containment drops the device's sessions on every transport. A tamper event
+/// sent over MQTT makes the default playbook contain the device; its live MQTT session is
+/// closed by the broker (through the dynamic-security plugin, as after a revocation), the
+/// timeline says so, and the device may connect again, its telemetry refused by the gate
+/// while its command channel works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containment_closes_the_devices_live_mqtt_session() {
+    let (server, broker) = server_and_broker().await;
+    let a = server.enroll(&common::device_id("mq-c"), "cam").await;
+    let mut da = Device::connect(&server, &broker, &a);
+    da.online().await;
+    first_batch(&mut da).await;
+
+    let tamper = json!({"type": "event", "at": common::unix_now(), "event": "tamper",
+                        "detail": "enclosure opened"});
+    da.publish(
+        "telemetry",
+        json!({"first_seq": 4, "last_seq": 4, "records": [tamper]}),
+    )
+    .await;
+    let lost = loop {
+        match da.next(10).await {
+            Some(Seen::Lost(e)) => break e,
+            Some(_) => continue,
+            None => panic!("the contained device's MQTT session is still open after 10 s"),
+        }
+    };
+    eprintln!("contained, session closed: {lost}");
+    assert!(
+        broker
+            .log()
+            .contains(&format!("Client {} ", a.id))
+            && broker.log().contains("disconnected by administrative action"),
+        "{}",
+        broker.log()
+    );
+    let (_, incidents) = server.admin_get("/v1/admin/incidents").await;
+    let incident = incidents["incidents"]
+        .as_array()
+        .expect("incidents")
+        .iter()
+        .find(|i| i["device_id"] == a.id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("no incident for {}: {incidents}", a.id));
+    let (_, d) = server
+        .admin_get(&format!("/v1/admin/incidents/{}", incident["id"]))
+        .await;
+    let dropped = d["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .find(|e| e["kind"] == "drop_sessions")
+        .cloned()
+        .unwrap_or_else(|| panic!("no drop_sessions on the timeline: {d}"));
+    assert!(
+        dropped["detail"]
+            .as_str()
+            .is_some_and(|t| t.contains("MQTT session closed at the broker")),
+        "{dropped}"
+    );
+
+    // Not revoked: it connects again, and the gate keeps it to its command channel.
+    loop {
+        match da.next(10).await {
+            Some(Seen::Connected) => break,
+            Some(_) => continue,
+            None => panic!("the contained device could not connect again"),
+        }
+    }
+    for topic in ["commands", "acks"] {
+        da.client
+            .subscribe(format!("devices/{}/{topic}", a.id), QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+    }
+    da.publish("telemetry", batch(5, 1)).await;
+    let refused = da.message("acks").await;
+    assert_eq!(refused["error"], "quarantined", "{refused}");
+    da.publish("poll", Value::Null).await;
+    assert!(da.message("commands").await["commands"].is_array());
 }
