@@ -145,7 +145,10 @@ async fn fresh_postgres(admin: &str) -> String {
         .execute(&pool)
         .await
         .expect("create database");
-    let base = admin.rsplit_once('/').map(|(b, _)| b).expect("database URL");
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .expect("database URL");
     format!("{base}/{name}")
 }
 

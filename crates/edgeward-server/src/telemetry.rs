@@ -69,7 +69,10 @@ pub async fn accept_from(
     source: Option<IpAddr>,
     body: Bytes,
 ) -> Result<Accepted, ApiError> {
-    submit(app, device, source, body).await?.committed(app).await
+    submit(app, device, source, body)
+        .await?
+        .committed(app)
+        .await
 }
 
 /// A checked batch queued for the group commit.

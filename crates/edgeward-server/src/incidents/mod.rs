@@ -185,8 +185,7 @@ pub async fn act(
                 None => String::new(),
                 Some(client) => match crate::mqtt::kick::close(app, client, device).await {
                     Ok(()) => {
-                        app.metrics
-                            .inc("edgeward_mqtt_kicks_total", String::new());
+                        app.metrics.inc("edgeward_mqtt_kicks_total", String::new());
                         "; its MQTT session closed at the broker".to_string()
                     }
                     Err(e) => format!("; its MQTT session could not be closed: {e}"),

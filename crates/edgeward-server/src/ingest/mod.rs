@@ -182,11 +182,6 @@ fn mark_of(stored: i64) -> u64 {
     u64::try_from(stored).unwrap_or(0)
 }
 
-/// Raises a device's mark, never lowering it (`$1` device, `$2` mark; `?` on SQLite).
-const RAISE_MARK: &str = "INSERT INTO telemetry_seq (device_id, last_seq) VALUES ($1, $2) \
-     ON CONFLICT (device_id) DO UPDATE SET last_seq = excluded.last_seq \
-     WHERE telemetry_seq.last_seq < excluded.last_seq";
-
 /// `INSERT INTO telemetry … VALUES (…), (…)` for `rows` rows, with `placeholders(i)` giving
 /// the parameters of row `i`.
 fn insert_statement(rows: usize, placeholders: impl Fn(usize) -> String) -> String {
@@ -280,9 +275,19 @@ mod tests {
         let (_dir, _path, db, ingest) = sqlite().await;
         let mut pending = Vec::new();
         for n in 1..=300u64 {
-            pending.push(ingest.submit(row("dev-1", Some((n, n)))).await.expect("queued"));
+            pending.push(
+                ingest
+                    .submit(row("dev-1", Some((n, n))))
+                    .await
+                    .expect("queued"),
+            );
             // Every batch sent twice in a row, as after a lost acknowledgement.
-            pending.push(ingest.submit(row("dev-1", Some((n, n)))).await.expect("queued"));
+            pending.push(
+                ingest
+                    .submit(row("dev-1", Some((n, n))))
+                    .await
+                    .expect("queued"),
+            );
         }
         for (i, p) in pending.into_iter().enumerate() {
             let n = i as u64 / 2 + 1;
@@ -315,7 +320,9 @@ mod tests {
         let waiting: Vec<_> = (0..20)
             .map(|i| {
                 let ingest = ingest.clone();
-                tokio::spawn(async move { ingest.store(row(&format!("dev-{i}"), Some((2, 2)))).await })
+                tokio::spawn(
+                    async move { ingest.store(row(&format!("dev-{i}"), Some((2, 2)))).await },
+                )
             })
             .collect();
         for w in waiting {
@@ -325,7 +332,9 @@ mod tests {
         for i in 0..20 {
             let expected = i64::from(i == 0);
             assert_eq!(
-                db.telemetry_count(&format!("dev-{i}")).await.expect("count"),
+                db.telemetry_count(&format!("dev-{i}"))
+                    .await
+                    .expect("count"),
                 expected,
                 "dev-{i}"
             );
@@ -335,7 +344,10 @@ mod tests {
             .expect("rename back");
         for i in 0..20 {
             let device = format!("dev-{i}");
-            assert_eq!(ingest.store(row(&device, Some((2, 2)))).await, Ok(Stored::New));
+            assert_eq!(
+                ingest.store(row(&device, Some((2, 2)))).await,
+                Ok(Stored::New)
+            );
             assert_eq!(
                 ingest.store(row(&device, Some((2, 2)))).await,
                 Ok(Stored::AlreadyHave(2))

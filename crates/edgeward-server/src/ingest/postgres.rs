@@ -9,10 +9,17 @@ use sqlx::{Connection, PgConnection, Row as _};
 use tokio::sync::mpsc;
 
 use super::{
-    acknowledge, body_text, gather, insert_statement, mark_of, mark_value, numbered_devices,
-    plan, Item, Row, Stored, MAX_ROWS_PER_INSERT, RAISE_MARK,
+    acknowledge, body_text, gather, insert_statement, mark_of, mark_value, numbered_devices, plan,
+    Item, Row, Stored, MAX_ROWS_PER_INSERT,
 };
 use crate::db::DbError;
+
+/// Raises the marks of a group's devices in one statement (`$1` devices, `$2` marks, each
+/// device once), never lowering one.
+const RAISE_MARKS: &str = "INSERT INTO telemetry_seq (device_id, last_seq) \
+     SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
+     ON CONFLICT (device_id) DO UPDATE SET last_seq = excluded.last_seq \
+     WHERE telemetry_seq.last_seq < excluded.last_seq";
 
 /// Connects to `url` and starts the writer task on the current runtime.
 pub(super) async fn start(url: &str, rx: mpsc::Receiver<Item>) -> Result<(), DbError> {
@@ -95,10 +102,12 @@ async fn commit(
     for chunk in new.chunks(MAX_ROWS_PER_INSERT) {
         insert(&mut tx, statements, chunk).await?;
     }
-    for (device, mark) in &marks {
-        sqlx::query(RAISE_MARK)
-            .bind(&**device)
-            .bind(mark_value(*mark))
+    if !marks.is_empty() {
+        let (devices, values): (Vec<&str>, Vec<i64>) =
+            marks.iter().map(|(d, m)| (&**d, mark_value(*m))).unzip();
+        sqlx::query(RAISE_MARKS)
+            .bind(&devices)
+            .bind(&values)
             .execute(&mut *tx)
             .await?;
     }

@@ -11,10 +11,15 @@ use sqlx::sqlite::SqliteConnectOptions;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    acknowledge, body_text, gather, insert_statement, mark_of, mark_value, numbered_devices,
-    plan, Item, Row, Stored, MAX_ROWS_PER_INSERT, RAISE_MARK,
+    acknowledge, body_text, gather, insert_statement, mark_of, mark_value, numbered_devices, plan,
+    Item, Row, Stored, MAX_ROWS_PER_INSERT,
 };
 use crate::db::{DbError, SQLITE_PRAGMAS};
+
+/// Raises a device's mark, never lowering it (`$1` device, `$2` mark).
+const RAISE_MARK: &str = "INSERT INTO telemetry_seq (device_id, last_seq) VALUES ($1, $2) \
+     ON CONFLICT (device_id) DO UPDATE SET last_seq = excluded.last_seq \
+     WHERE telemetry_seq.last_seq < excluded.last_seq";
 
 /// A group for the thread, and where it says that the group is done.
 type Job = (Vec<Item>, oneshot::Sender<()>);

@@ -285,9 +285,11 @@ async fn start_request(app: &Shared, device: Arc<str>, up: Up, payload: Bytes) -
         Up::Poll => {
             Box::pin(async move { crate::device_api::pending_commands(&app, &device).await })
         }
-        Up::Result(id) => Box::pin(async move {
-            crate::device_api::record_result(&app, &device, id, &payload).await
-        }),
+        Up::Result(id) => {
+            Box::pin(
+                async move { crate::device_api::record_result(&app, &device, id, &payload).await },
+            )
+        }
     }
 }
 

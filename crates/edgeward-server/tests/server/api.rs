@@ -458,3 +458,37 @@ both_backends!(
         s.running.stop().await;
     }
 );
+
+both_backends!(
+    a_numbered_batch_sent_twice_at_once_is_stored_once,
+    |backend| async move {
+        // The group commit decides the sequence numbers inside its transaction: two copies
+        // of a batch racing each other (a resend while the first is still in flight) are
+        // stored once, whichever commit they share.
+        let s = start(backend).await;
+        let e = s.enroll(&device_id("seq"), "jetson").await;
+        let c = s.device_client(&e);
+        let send = |n: u64| {
+            c.post(s.device_url("/v1/device/telemetry"))
+                .header("authorization", v1(&e, unix_now()))
+                .json(&json!({ "first_seq": n, "last_seq": n, "records": [{ "n": n }] }))
+                .send()
+        };
+        for n in 1..=10u64 {
+            let (a, b) = tokio::join!(send(n), send(n));
+            let mut stored = 0;
+            for r in [a, b] {
+                let r = r.expect("call");
+                assert_eq!(r.status(), 200);
+                let v: serde_json::Value = r.json().await.expect("json");
+                assert_eq!(v["acked_through"], n, "{v}");
+                stored += v["accepted"].as_u64().expect("accepted");
+            }
+            assert_eq!(stored, 1, "batch {n} stored {stored} times");
+        }
+        let v: serde_json::Value = send(3).await.expect("call").json().await.expect("json");
+        assert_eq!(v, json!({ "accepted": 0, "acked_through": 10 }));
+        let db = &s.running.app.db;
+        assert_eq!(db.telemetry_count(&e.id).await.expect("count"), 10);
+    }
+);

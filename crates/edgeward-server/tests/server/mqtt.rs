@@ -468,10 +468,10 @@ async fn containment_closes_the_devices_live_mqtt_session() {
     };
     eprintln!("contained, session closed: {lost}");
     assert!(
-        broker
-            .log()
-            .contains(&format!("Client {} ", a.id))
-            && broker.log().contains("disconnected by administrative action"),
+        broker.log().contains(&format!("Client {} ", a.id))
+            && broker
+                .log()
+                .contains("disconnected by administrative action"),
         "{}",
         broker.log()
     );
