@@ -27,7 +27,8 @@ pub fn check_name(what: &str, name: &str) -> Result<(), SeError> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_name;
+    use super::{check_name, MAX_NAME_LEN};
+    use crate::SeError;
 
     #[test]
     fn accepts_plain_names_and_refuses_paths() {
@@ -35,7 +36,14 @@ mod tests {
             assert!(check_name("slot", ok).is_ok(), "{ok}");
         }
         for bad in ["", ".", "..", "a/b", "a b", "é", &"x".repeat(65), "a\0b"] {
-            assert!(check_name("slot", bad).is_err(), "{bad:?}");
+            let want = format!(
+                "slot name `{}` must be 1-{MAX_NAME_LEN} characters of A-Z a-z 0-9 . _ - (and not only dots)",
+                bad.escape_debug()
+            );
+            assert!(
+                matches!(check_name("slot", bad), Err(SeError::InvalidArgument(m)) if m == want),
+                "{bad:?}"
+            );
         }
     }
 }

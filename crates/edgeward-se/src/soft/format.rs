@@ -120,10 +120,26 @@ mod tests {
         let parsed = parse_key_file(&file).unwrap();
         assert_eq!(parsed.algorithm, KeyAlgorithm::Ed25519);
         assert_eq!(parsed.ciphertext.len(), 48);
-        assert!(parse_key_file(&file[..file.len() - 1]).is_err());
+        let soft = |e: SeError| match e {
+            SeError::Backend { backend, message } => (backend, message),
+            other => panic!("not a soft backend error: {other:?}"),
+        };
+        assert_eq!(
+            soft(parse_key_file(&file[..file.len() - 1]).unwrap_err()),
+            (
+                "soft",
+                format!(
+                    "key file is {} bytes (a soft key file is exactly {KEY_FILE_LEN})",
+                    KEY_FILE_LEN - 1
+                )
+            )
+        );
         let mut bad = file.clone();
         bad[0] = b'X';
-        assert!(parse_key_file(&bad).is_err());
+        assert_eq!(
+            soft(parse_key_file(&bad).unwrap_err()),
+            ("soft", "key file does not start with EWSK".to_string())
+        );
         let mut bad = file.clone();
         bad[5] = 9;
         assert!(parse_key_file(&bad)
@@ -135,6 +151,10 @@ mod tests {
     #[test]
     fn counter_files_are_exactly_eight_bytes() {
         assert_eq!(parse_u64_file("counter", &7u64.to_be_bytes()).unwrap(), 7);
-        assert!(parse_u64_file("counter", &[0; 9]).is_err());
+        assert!(matches!(
+            parse_u64_file("counter", &[0; 9]),
+            Err(SeError::Backend { backend: "soft", message })
+                if message == "counter file is 9 bytes (exactly 8 expected)"
+        ));
     }
 }
