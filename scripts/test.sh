@@ -117,13 +117,15 @@ services() {
 }
 
 python_venv() {
-  if ! "$VENV/bin/python" -c 'import model_signing, cryptography, OpenSSL, imgtool, onnx, numpy, sklearn, safetensors' 2>/dev/null; then
+  if ! "$VENV/bin/python" -c 'import model_signing, cryptography, OpenSSL, imgtool, onnx, numpy, sklearn, safetensors, schemathesis' 2>/dev/null; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip
     # model_signing 1.1 imports pyOpenSSL for certificate mode without declaring it.
     "$VENV/bin/pip" install -q 'model-signing>=1.1,<1.2' 'cryptography>=42' pyopenssl
     # MCUboot's imgtool (boot tests); onnx, numpy, scikit-learn, safetensors (model tests).
     "$VENV/bin/pip" install -q 'imgtool>=2.1' 'onnx>=1.15' numpy 'scikit-learn>=1.3' safetensors
+    # schemathesis drives the server from its OpenAPI document (edgeward-server's openapi tests).
+    "$VENV/bin/pip" install -q 'schemathesis>=4,<5'
   fi
   echo "summary: $VENV: $("$VENV/bin/python" -c 'import importlib.metadata as m; print("model_signing", m.version("model-signing"), "cryptography", m.version("cryptography"))')"
 }

@@ -5,7 +5,8 @@
 //! lookup, limits, insert), and full TLS handshakes per second (a new connection
 //! for every request). The two keep-alive phases alternate for ROUNDS rounds. Prints one
 //! JSON object. `LOADGEN_PHASES=telemetry` (a comma list) runs only the named phases, for
-//! profiling one of them.
+//! profiling one of them; `LOADGEN_TELEMETRY_SYNC=normal` runs the server with
+//! `[database] telemetry_sync = "normal"` (default `full`), for `bench/telemetry-sync.sh`.
 //!
 //! `cargo run --release -p edgeward-server --example loadgen -- [SECONDS] [CONCURRENCY] [ROUNDS]`
 
@@ -17,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edgeward_server::config::LimitConfig;
+use edgeward_server::config::{DatabaseConfig, LimitConfig, TelemetrySync};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{json, Value};
 
@@ -130,6 +131,11 @@ async fn main() -> anyhow::Result<()> {
     let rounds: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(3);
     let phases =
         std::env::var("LOADGEN_PHASES").unwrap_or_else(|_| "healthz,telemetry,handshakes".into());
+    let telemetry_sync = match std::env::var("LOADGEN_TELEMETRY_SYNC").as_deref() {
+        Ok("normal") => TelemetrySync::Normal,
+        Ok("full") | Err(_) => TelemetrySync::Full,
+        Ok(other) => anyhow::bail!("LOADGEN_TELEMETRY_SYNC={other}: full or normal"),
+    };
     let dir = tempfile::tempdir()?;
     let unlimited = LimitConfig {
         per_second: 1_000_000_000,
@@ -143,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
         ip_limit: unlimited,
         enroll_limit: unlimited,
         device_limit: unlimited,
+        database: DatabaseConfig { telemetry_sync },
         connections: edgeward_server::config::ConnectionLimits {
             max_connections_per_address: 100_000,
             ..Default::default()
@@ -280,6 +287,7 @@ async fn main() -> anyhow::Result<()> {
     let (healthz_rate, telemetry_rate) = (healthz.rate(), telemetry.rate());
     let out = json!({
         "seconds": seconds,
+        "telemetry_sync": format!("{telemetry_sync:?}").to_lowercase(),
         "concurrency": concurrency,
         "rounds": rounds,
         "healthz_per_sec": healthz_rate.round(),

@@ -102,6 +102,29 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// How the SQLite telemetry writer syncs its commits (`[database] telemetry_sync`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TelemetrySync {
+    /// `synchronous = FULL`: each acknowledged batch is on disk before the answer, and
+    /// survives a crash of the process and a power loss.
+    #[default]
+    Full,
+    /// `synchronous = NORMAL` (WAL): a batch survives a crash of the process, but the last
+    /// batches acknowledged before a power loss can be lost (never a corrupt database; the
+    /// next FULL commit of the registry or audit log syncs them too).
+    Normal,
+}
+
+/// Database settings beyond its URL (the `[database]` table).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// How the SQLite telemetry writer syncs (registry transitions and the audit log are
+    /// always `FULL`); PostgreSQL ignores it.
+    pub telemetry_sync: TelemetrySync,
+}
+
 /// Everything the server can be configured with.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -117,6 +140,8 @@ pub struct Config {
     pub enroll_listen: SocketAddr,
     /// `sqlite://…` or `postgres://…`; default: SQLite in the data directory.
     pub database_url: Option<String>,
+    /// Database settings (`[database]`).
+    pub database: DatabaseConfig,
     /// `redis://…` for fleet-wide rate limits and nonce caches; default: in process.
     pub redis_url: Option<String>,
     /// The `[nats]` table: publish accepted telemetry to JetStream for the scale-out
@@ -170,6 +195,7 @@ impl Default for Config {
             admin_listen: ([127, 0, 0, 1], 8444).into(),
             enroll_listen: ([127, 0, 0, 1], 8445).into(),
             database_url: None,
+            database: DatabaseConfig::default(),
             redis_url: None,
             nats: None,
             device_ca_cert: None,
@@ -280,5 +306,12 @@ mod tests {
         assert_eq!(c.connections.idle_timeout_secs, 5);
         assert_eq!(c.connections.max_connections, 4096);
         assert!(Config::from_toml("[connections]\nidle = 5\n").is_err());
+        assert_eq!(
+            Config::default().database.telemetry_sync,
+            TelemetrySync::Full
+        );
+        let c = Config::from_toml("[database]\ntelemetry_sync = \"normal\"\n").expect("parse");
+        assert_eq!(c.database.telemetry_sync, TelemetrySync::Normal);
+        assert!(Config::from_toml("[database]\ntelemetry_sync = \"off\"\n").is_err());
     }
 }

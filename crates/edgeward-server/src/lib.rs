@@ -28,6 +28,7 @@ pub mod forensics;
 pub mod identity;
 pub mod incidents;
 pub mod ingest;
+pub mod json_errors;
 pub mod metrics;
 pub mod mqtt;
 pub mod rate_limit;

@@ -28,7 +28,9 @@ const MAX_VERSION: usize = update_report::MAX_VERSION;
 pub fn device_routes() -> Router<Shared> {
     Router::new()
         .route("/v1/device/update/offer", get(offer))
-        .route(update_report::PATH, post(report))
+        // A literal, for the route scan of the tests (`routes::declared`); the test below
+        // keeps it equal to the path the agent posts to.
+        .route("/v1/device/update-report", post(report))
 }
 
 /// The admin routes (merged into the admin API, behind its key check).
@@ -249,4 +251,15 @@ async fn status(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no rollout of version {version:?}")))?;
     Ok(Json(rollout::status(&app.db, &s).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_report_route_is_the_path_agents_post_to() {
+        assert_eq!(
+            edgeward_proto::update_report::PATH,
+            "/v1/device/update-report"
+        );
+    }
 }

@@ -28,7 +28,7 @@ use crate::{
     data_dir::DataDir,
     db::{Db, Role},
     device_api::{self, Peer},
-    enrollment, identity,
+    enrollment, identity, json_errors,
     metrics::Metrics,
     rate_limit::Store,
     tls,
@@ -154,14 +154,20 @@ pub async fn start_with_clock(
         );
     let device_router = device_api::routes()
         .merge(common.clone())
+        .fallback(json_errors::not_found)
+        .layer(axum::middleware::map_response(json_errors::json_refusals))
         .layer(MapResponseLayer::new(counter(app.clone(), "device")))
         .with_state(app.clone());
     let admin_router = admin_api::routes(app.clone())
         .route("/v1/enroll", axum::routing::post(enrollment::enroll))
         .merge(common)
+        .fallback(json_errors::not_found)
+        .layer(axum::middleware::map_response(json_errors::json_refusals))
         .layer(MapResponseLayer::new(counter(app.clone(), "admin")))
         .with_state(app.clone());
     let enroll_router = enrollment::routes()
+        .fallback(json_errors::not_found)
+        .layer(axum::middleware::map_response(json_errors::json_refusals))
         .layer(MapResponseLayer::new(counter(app.clone(), "enroll")))
         .with_state(app.clone());
 
@@ -266,7 +272,7 @@ async fn build(config: &Config, clock: Arc<dyn Clock>, part: Part) -> Result<Bui
         .into_iter()
         .collect();
     let db_backend = db.backend();
-    let ingest = crate::ingest::Ingest::start(&db)
+    let ingest = crate::ingest::Ingest::start(&db, config.database.telemetry_sync)
         .await
         .map_err(|e| StartError(format!("telemetry writer: {e}")))?;
     let command_signer =

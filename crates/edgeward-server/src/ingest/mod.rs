@@ -20,7 +20,10 @@ use std::{collections::HashMap, sync::Arc};
 use axum::body::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::{Backend, Db, DbError};
+use crate::{
+    config::TelemetrySync,
+    db::{Backend, Db, DbError},
+};
 
 /// Most requests one commit takes.
 pub const MAX_BATCH: usize = 512;
@@ -80,10 +83,11 @@ impl Pending {
 impl Ingest {
     /// Opens the writer's own connection and starts the writer: a thread on SQLite, a task
     /// on the current runtime on PostgreSQL.
-    pub async fn start(db: &Db) -> Result<Self, DbError> {
+    /// `sync` says how SQLite commits (see [`TelemetrySync`]).
+    pub async fn start(db: &Db, sync: TelemetrySync) -> Result<Self, DbError> {
         let (tx, rx) = mpsc::channel(2 * MAX_BATCH);
         match db.backend() {
-            Backend::Sqlite => sqlite::start(db.url(), rx)?,
+            Backend::Sqlite => sqlite::start(db.url(), sync, rx)?,
             Backend::Postgres => postgres::start(db.url(), rx).await?,
         }
         Ok(Ingest { tx })
@@ -236,7 +240,9 @@ mod tests {
         let db = Db::connect(&format!("sqlite://{}?mode=rwc", path.display()))
             .await
             .expect("database");
-        let ingest = Ingest::start(&db).await.expect("writer");
+        let ingest = Ingest::start(&db, TelemetrySync::Full)
+            .await
+            .expect("writer");
         (dir, path, db, ingest)
     }
 

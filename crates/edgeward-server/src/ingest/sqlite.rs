@@ -2,7 +2,8 @@
 //! SQLite directly (rusqlite), fed whole groups by a task on the runtime that gathers them.
 //! Through sqlx every statement also crossed to sqlx's connection thread and back and
 //! converted its arguments twice. A thread keeps the runtime's workers free when SQLite
-//! waits for another connection's write lock (up to its busy timeout).
+//! waits for another connection's write lock (up to its busy timeout). Its commits sync as
+//! `[database] telemetry_sync` says (FULL by default).
 
 use std::{collections::HashMap, str::FromStr};
 
@@ -14,7 +15,10 @@ use super::{
     acknowledge, body_text, gather, insert_statement, mark_of, mark_value, numbered_devices, plan,
     Item, Row, Stored, MAX_ROWS_PER_INSERT,
 };
-use crate::db::{DbError, SQLITE_PRAGMAS};
+use crate::{
+    config::TelemetrySync,
+    db::{DbError, SQLITE_PRAGMAS},
+};
 
 /// Raises a device's mark, never lowering it (`$1` device, `$2` mark).
 const RAISE_MARK: &str = "INSERT INTO telemetry_seq (device_id, last_seq) VALUES ($1, $2) \
@@ -26,14 +30,12 @@ type Job = (Vec<Item>, oneshot::Sender<()>);
 
 /// Opens the writer's connection to the (already migrated) database at `url`, starts the
 /// writer thread and the task that feeds it; both run until every sender of `rx` is gone.
-pub(super) fn start(url: &str, rx: mpsc::Receiver<Item>) -> Result<(), DbError> {
-    let options = SqliteConnectOptions::from_str(url)?;
-    let mut conn = Connection::open_with_flags(
-        options.get_filename(),
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.execute_batch(SQLITE_PRAGMAS)?;
-    conn.set_prepared_statement_cache_capacity(MAX_ROWS_PER_INSERT + 2);
+pub(super) fn start(
+    url: &str,
+    sync: TelemetrySync,
+    rx: mpsc::Receiver<Item>,
+) -> Result<(), DbError> {
+    let mut conn = open(url, sync)?;
     let (jobs, queue) = std::sync::mpsc::channel::<Job>();
     std::thread::Builder::new()
         .name("telemetry-writer".into())
@@ -51,6 +53,22 @@ pub(super) fn start(url: &str, rx: mpsc::Receiver<Item>) -> Result<(), DbError> 
         })?;
     tokio::spawn(feed(rx, jobs));
     Ok(())
+}
+
+/// The writer's connection, syncing as `sync` says.
+fn open(url: &str, sync: TelemetrySync) -> Result<Connection, DbError> {
+    let options = SqliteConnectOptions::from_str(url)?;
+    let conn = Connection::open_with_flags(
+        options.get_filename(),
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.execute_batch(SQLITE_PRAGMAS)?;
+    if sync == TelemetrySync::Normal {
+        // This connection only: the registry's and the audit log's stay FULL.
+        conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+    }
+    conn.set_prepared_statement_cache_capacity(MAX_ROWS_PER_INSERT + 2);
+    Ok(conn)
 }
 
 /// Gathers a group, hands it to the thread and waits until it is committed (requests that
@@ -141,4 +159,29 @@ fn insert(conn: &Connection, statements: &mut Vec<String>, rows: &[&Row]) -> Res
         .and_then(|mut statement| statement.execute(params.as_slice()))
         .map(|_| ())
         .map_err(|e| format!("telemetry insert: {e}"))
+}
+
+#[cfg(test)]
+mod sync_tests {
+    use super::*;
+
+    /// `telemetry_sync` reaches the writer's connection, and only it.
+    #[tokio::test]
+    async fn the_writer_syncs_as_configured() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = crate::db::Db::connect(&url).await.expect("database");
+        let level = |c: &Connection| {
+            c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))
+                .expect("pragma")
+        };
+        // SQLite's levels: 1 NORMAL, 2 FULL.
+        assert_eq!(level(&open(&url, TelemetrySync::Full).expect("open")), 2);
+        assert_eq!(level(&open(&url, TelemetrySync::Normal).expect("open")), 1);
+        let other: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(db.pool())
+            .await
+            .expect("registry pragma");
+        assert_eq!(other, 2, "the registry's connections stay FULL");
+    }
 }

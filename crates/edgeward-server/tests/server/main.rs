@@ -17,6 +17,7 @@ mod interop;
 mod logs;
 mod memory;
 mod mqtt;
+mod openapi;
 mod quarantine;
 mod rate_limit;
 mod replicas;
