@@ -162,7 +162,7 @@ fn insert(conn: &Connection, statements: &mut Vec<String>, rows: &[&Row]) -> Res
 }
 
 #[cfg(test)]
-mod sync_tests {
+mod tests {
     use super::*;
 
     /// `telemetry_sync` reaches the writer's connection, and only it.
