@@ -94,10 +94,11 @@ async fn outage_then_kill_mid_delivery_every_event_exactly_once_in_order() {
     let seqs = stored_seqs(&server, &id).await;
     let expected: Vec<u64> = (1..=*seqs.last().expect("events")).collect();
     assert_eq!(seqs, expected, "every event once, in order");
-    assert_eq!(
-        duplicates(&server).await,
-        0,
-        "nothing acknowledged was sent again"
+    // At most the batch in flight when the server stopped comes again: stored, but its answer
+    // never reached the agent (and the server recognises it).
+    assert!(
+        duplicates(&server).await <= 1,
+        "only an unanswered batch is sent again"
     );
 
     // Another outage; then the agent is killed while it delivers the backlog in batches of 3.

@@ -259,10 +259,12 @@ async fn incident_commands_end_to_end() {
         server.telemetry(&b.id).await.len(),
     );
     let queued = a.status()["queue_len"].as_u64().expect("queue_len");
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    wait_for(30, "B to send and A to queue", || async {
+        server.telemetry(&b.id).await.len() > sent_b
+            && a.status()["queue_len"].as_u64().expect("queue_len") > queued
+    })
+    .await;
     assert_eq!(server.telemetry(&a.id).await.len(), sent_a);
-    assert!(server.telemetry(&b.id).await.len() > sent_b);
-    assert!(a.status()["queue_len"].as_u64().expect("queue_len") > queued);
 
     // collect_forensics: the bundle is uploaded, its signature verifies, its hash recorded.
     let (cid, _) = server
