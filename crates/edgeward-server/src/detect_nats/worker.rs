@@ -183,7 +183,15 @@ impl Worker {
             tracing::warn!(part, "lease lost");
             self.owned.remove(&part);
         }
-        let others: i64 = sqlx::query("SELECT COUNT(DISTINCT owner) AS n FROM detect_partitions WHERE stream = $1 AND lease_until > $2 AND owner <> $3")
+        sqlx::query("INSERT INTO detect_workers (stream, id, alive_until) VALUES ($1, $2, $3) ON CONFLICT (stream, id) DO UPDATE SET alive_until = EXCLUDED.alive_until")
+            .bind(stream)
+            .bind(me)
+            .bind(now + lease_ms)
+            .execute(self.db.pool())
+            .await
+            .map_err(err)?;
+        // Live workers, owning partitions or not: the fair share counts a newcomer at once.
+        let others: i64 = sqlx::query("SELECT COUNT(*) AS n FROM detect_workers WHERE stream = $1 AND alive_until > $2 AND id <> $3")
             .bind(stream)
             .bind(now)
             .bind(me)

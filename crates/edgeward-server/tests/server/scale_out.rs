@@ -210,14 +210,20 @@ async fn every_point_is_scored_once_across_replicas_workers_and_a_killed_worker(
     let (hook, received) = crate::detection::webhook_receiver().await;
     let config = worker_config(&a, logs.path(), hook);
     let w1 = worker(&n, &config, "w1", &logs.path().join("w1.log"));
+    // The first worker takes every partition; one started later gets its share (a worker
+    // holding nothing yet still counts, by its heartbeat).
+    wait_for(120, "w1 to hold every partition", || async {
+        let o = owners(&pool, &n.stream).await;
+        o.iter().filter(|p| p.1.as_deref() == Some("w1")).count() == PARTITIONS as usize
+    })
+    .await;
     let _w2 = worker(&n, &config, "w2", &logs.path().join("w2.log"));
 
     let mut devices = Vec::new();
     for i in 0..6 {
         devices.push(a.enroll(&device_id(&format!("scale{i}")), "cam").await);
     }
-    // Both workers hold partitions (they balance to four each).
-    // Generous: two worker processes start and balance on a loaded 2-core machine.
+    // They balance to four each (generous: worker processes on a loaded 2-core machine).
     wait_for(120, "both workers to hold partitions", || async {
         let o = owners(&pool, &n.stream).await;
         let held = |w: &str| o.iter().filter(|p| p.1.as_deref() == Some(w)).count();
