@@ -187,7 +187,7 @@ impl Worker {
             .bind(stream)
             .bind(me)
             .bind(now + lease_ms)
-            .execute(self.db.pool())
+            .execute(self.app.db.pool())
             .await
             .map_err(err)?;
         // Live workers, owning partitions or not: the fair share counts a newcomer at once.
