@@ -180,9 +180,13 @@ impl PublicKey {
         hex::encode(sha256(self.to_pem().as_bytes()))
     }
 
-    /// A short fingerprint for messages: the first 8 bytes of SHA-256(SPKI DER), hex.
+    /// The key id every Edgeward message and `--json` output shows: the first 16 hex digits
+    /// of [`hint`](Self::hint), so that it can be found in a model-signing bundle's hint and in
+    /// an encrypted model's recipient list.
     pub fn fingerprint(&self) -> String {
-        hex::encode(&sha256(&self.to_spki_der())[..8])
+        let mut hint = self.hint();
+        hint.truncate(16);
+        hint
     }
 
     /// The algorithm's name as shown to operators.

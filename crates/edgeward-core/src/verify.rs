@@ -91,7 +91,7 @@ fn first_cert(chain: &[Vec<u8>]) -> Result<&[u8], Error> {
         .ok_or_else(|| Error::malformed("bundle certificate chain", "no certificates"))
 }
 
-/// The first 16 characters of a key hint, for messages (a hint in a `Bundle` built in code
+/// The first 16 characters of a key hint: the key id `PublicKey::fingerprint` shows (a hint in a `Bundle` built in code
 /// may be shorter, or not ASCII).
 fn prefix16(hint: &str) -> &str {
     hint.char_indices()
@@ -126,10 +126,9 @@ fn signer_key(bundle: &Bundle, trust: &Trust<'_>) -> Result<PublicKey, Error> {
                 let ours = trusted.hint();
                 if *hint != ours {
                     return Err(Error::KeyMismatch(format!(
-                        "the bundle was signed by the key with hint {}…, not by the trusted key {} (hint {}…)",
+                        "the bundle was signed by key {}, not by the trusted key {}",
                         prefix16(hint),
-                        trusted.fingerprint(),
-                        prefix16(&ours)
+                        trusted.fingerprint()
                     )));
                 }
             }

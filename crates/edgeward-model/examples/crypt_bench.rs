@@ -45,6 +45,7 @@ fn main() {
 
 fn aes() {
     let fixed = FixedHeader {
+        version: crypt::container::VERSION,
         chunk_size: 16 * 1024,
         plaintext_len: 16 * 1024,
         salt: [1; 16],

@@ -6,7 +6,9 @@
 use edgeward_core::keys::PublicKey;
 use edgeward_model::crypt::{
     self,
-    container::{Header, FIXED_LEN, MIN_CHUNK_SIZE, RECIPIENT_LEN, TAG_LEN},
+    container::{
+        Header, FIXED_LEN, MIN_CHUNK_SIZE, RECIPIENT_LEN, TAG_LEN, VERSION, VERSION_SPKI_IDS,
+    },
     envelope::{recipient_id, WRAP_INFO},
     hpke as ew_hpke, CryptError, EncryptOptions, RecipientKey,
 };
@@ -38,7 +40,15 @@ const STRIDE: usize = CHUNK as usize + TAG_LEN;
 
 fn encrypt_for(plain: &[u8], devices: &[&Device]) -> Vec<u8> {
     let rs: Vec<RecipientKey> = devices.iter().map(|d| recipient(d)).collect();
-    crypt::encrypt(plain, &rs, EncryptOptions { chunk_size: CHUNK }).unwrap()
+    crypt::encrypt(
+        plain,
+        &rs,
+        EncryptOptions {
+            chunk_size: CHUNK,
+            ..EncryptOptions::default()
+        },
+    )
+    .unwrap()
 }
 
 fn header_len(container: &[u8]) -> usize {
@@ -129,7 +139,7 @@ fn header_bit_flips_are_refused_before_any_payload_is_touched() {
         Err(CryptError::NotAContainer)
     ));
     let mut bad = c;
-    bad[8] = 2;
+    bad[8] = 3;
     assert!(matches!(
         crypt::decrypt(&bad, &*a.se, "device"),
         Err(CryptError::Unsupported(_))
@@ -270,7 +280,10 @@ fn recipients_from_device_certificates_and_non_p256_keys_refused() {
         .signed_by(&spki, &issuer)
         .unwrap();
     let from_cert = PublicKey::from_pem(cert.pem().as_bytes()).unwrap();
-    assert_eq!(recipient_id(&from_cert), recipient_id(&a.key));
+    assert_eq!(
+        recipient_id(&from_cert, VERSION),
+        recipient_id(&a.key, VERSION)
+    );
     let c = crypt::encrypt(
         b"weights",
         &[RecipientKey::new(&from_cert).unwrap()],
@@ -431,5 +444,55 @@ fn streaming_a_file_in_windows_writes_only_authenticated_chunks() {
     assert!(matches!(
         run(&bad).0,
         Err(CryptError::ChunkCorrupted { index: 0 })
+    ));
+}
+
+/// One key id everywhere: a version 2 container lists its recipients by the id every other
+/// message shows, and version 1 files (SPKI ids) still open and rewrap as version 1.
+#[test]
+fn recipients_carry_the_key_id_and_version_1_still_opens() {
+    let (a, b) = (device(), device());
+    let c = encrypt_for(b"weights", &[&a]);
+    let (header, _) = Header::parse(&c).unwrap();
+    assert_eq!(header.fixed.version, VERSION);
+    assert_eq!(header.recipients[0].fingerprint(), a.key.fingerprint());
+    assert_eq!(&a.key.hint()[..16], a.key.fingerprint());
+
+    let v1 = crypt::encrypt(
+        b"weights",
+        &[recipient(&a)],
+        EncryptOptions {
+            version: VERSION_SPKI_IDS,
+            ..EncryptOptions::default()
+        },
+    )
+    .unwrap();
+    let (header, _) = Header::parse(&v1).unwrap();
+    assert_eq!(header.fixed.version, VERSION_SPKI_IDS);
+    assert_eq!(
+        header.recipients[0].id,
+        recipient_id(&a.key, VERSION_SPKI_IDS)
+    );
+    assert_ne!(header.recipients[0].fingerprint(), a.key.fingerprint());
+    assert_eq!(
+        &crypt::decrypt(&v1, &*a.se, "device").unwrap()[..],
+        b"weights"
+    );
+    let re = crypt::rewrap(&v1, &*a.se, "device", &[recipient(&b)], &[]).unwrap();
+    let (header, _) = Header::parse(&re.header).unwrap();
+    assert_eq!(header.fixed.version, VERSION_SPKI_IDS);
+    assert_eq!(
+        re.added,
+        vec![hex::encode(&recipient_id(&b.key, VERSION_SPKI_IDS)[..8])]
+    );
+    let mut rewrapped = re.header.clone();
+    rewrapped.extend_from_slice(&v1[re.old_header_len..]);
+    assert_eq!(
+        &crypt::decrypt(&rewrapped, &*b.se, "device").unwrap()[..],
+        b"weights"
+    );
+    assert!(matches!(
+        crypt::encrypt(b"w", &[recipient(&a)], EncryptOptions { version: 3, ..EncryptOptions::default() }),
+        Err(CryptError::InvalidArgument(m)) if m.contains("format version 3")
     ));
 }

@@ -67,10 +67,15 @@ fn ec_keypair(dir: &Path, curve: &str) -> (PathBuf, PathBuf) {
     (key, public)
 }
 
-/// The fingerprint `edgeward` prints for a public key file.
+/// The key id `edgeward` prints for a public key file, computed by OpenSSL as
+/// docs/formats.md says (the first 16 hex digits of SHA-256 over the PEM public key), and
+/// checked against edgeward-core's.
 fn fingerprint(public: &Path) -> String {
+    let pem = ok(openssl().args(["pkey", "-pubin", "-in"]).arg(public));
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(pem.as_bytes()));
     let key = edgeward_core::keys::PublicKey::from_pem(&std::fs::read(public).expect("read"))
         .expect("public key");
+    assert_eq!(key.fingerprint(), digest[..16], "{}", public.display());
     key.fingerprint()
 }
 
@@ -106,6 +111,8 @@ fn key_mode_bundles_of_every_model_signing_version_verify_with_their_p384_key_on
             "{dir}: {err}"
         );
         assert!(err.contains(&fingerprint(&other)), "{dir}: {err}");
+        // One key id: the error names the signer by the id `verify` prints for it.
+        assert!(err.contains(&fp), "{dir}: {err}");
     }
     // The old versions carry the key itself and say so by algorithm.
     let err = fails(

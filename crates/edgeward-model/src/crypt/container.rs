@@ -5,7 +5,7 @@
 //! ```text
 //! fixed part (44 bytes, never changed by rewrap; bound into every payload chunk)
 //!   0  8  magic "EWMODEL\0"
-//!   8  1  format version (1)
+//!   8  1  format version (2; version 1 is read, see below)
 //!   9  1  cipher (1 = STREAM of AES-256-GCM chunks)
 //!  10  2  HPKE KEM id (0x0010, DHKEM(P-256, HKDF-SHA256))
 //!  12  2  HPKE KDF id (0x0001, HKDF-SHA256)
@@ -15,11 +15,17 @@
 //!  28 16  payload salt (random)
 //! recipients
 //!  44  2  recipient count n (1..=MAX_RECIPIENTS)
-//!      n × 146 bytes: type (1 = hpke-p256) | recipient id (32, SHA-256 of the SPKI DER) |
+//!      n × 146 bytes: type (1 = hpke-p256) | recipient id (32, the key id: SHA-256 of the
+//!                     public key's PEM text, the model-signing hint) |
 //!                     enc (65, uncompressed P-256 point) | wrapped file key (48)
 //! header MAC (32): HMAC-SHA256 over every byte before it, under a key derived from the
 //!                  file key
 //! ```
+//!
+//! Version 1 differs only in the recipient id, SHA-256 of the SPKI DER. Version 2 uses the
+//! hint so that a recipient shows the same key id as every other Edgeward message
+//! (`PublicKey::fingerprint`). Files of version 1 are read and rewrapped as version 1: the
+//! version byte is in the fixed part, which is bound into every payload chunk.
 
 use sha2::{Digest, Sha256};
 
@@ -27,8 +33,10 @@ use super::CryptError;
 
 /// The first eight bytes of every container.
 pub const MAGIC: [u8; 8] = *b"EWMODEL\0";
-/// The only format version this code reads and writes.
-pub const VERSION: u8 = 1;
+/// The format version this code writes.
+pub const VERSION: u8 = 2;
+/// The first format version, still read: recipient ids are SHA-256 of the SPKI DER.
+pub const VERSION_SPKI_IDS: u8 = 1;
 /// Cipher code of the STREAM of AES-256-GCM chunks.
 pub const CIPHER_AES256GCM_STREAM: u8 = 1;
 /// HPKE KEM id of DHKEM(P-256, HKDF-SHA256) (RFC 9180 §7.1).
@@ -70,7 +78,8 @@ pub const TAG_LEN: usize = 16;
 /// One recipient: who can unwrap the file key, and the wrap itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recipient {
-    /// SHA-256 of the recipient's SubjectPublicKeyInfo DER.
+    /// The recipient's key id: SHA-256 of its PEM public key (version 2) or of its
+    /// SubjectPublicKeyInfo DER (version 1).
     pub id: [u8; 32],
     /// The HPKE encapsulated key.
     pub enc: [u8; ENC_LEN],
@@ -79,8 +88,8 @@ pub struct Recipient {
 }
 
 impl Recipient {
-    /// The short fingerprint used in messages: the first 8 bytes of the id, hex (the same as
-    /// `edgeward_core::keys::PublicKey::fingerprint`).
+    /// The short fingerprint used in messages: the first 8 bytes of the id, hex (in a
+    /// version 2 container the same as `edgeward_core::keys::PublicKey::fingerprint`).
     pub fn fingerprint(&self) -> String {
         hex::encode(&self.id[..8])
     }
@@ -89,6 +98,8 @@ impl Recipient {
 /// The fields of the header that rewrap never changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FixedHeader {
+    /// Format version ([`VERSION`] or [`VERSION_SPKI_IDS`]).
+    pub version: u8,
     /// Plaintext bytes per chunk.
     pub chunk_size: u32,
     /// Total plaintext length.
@@ -102,7 +113,7 @@ impl FixedHeader {
     pub fn encode(&self) -> [u8; FIXED_LEN] {
         let mut out = [0u8; FIXED_LEN];
         out[0..8].copy_from_slice(&MAGIC);
-        out[8] = VERSION;
+        out[8] = self.version;
         out[9] = CIPHER_AES256GCM_STREAM;
         out[10..12].copy_from_slice(&KEM_P256_HKDF_SHA256.to_be_bytes());
         out[12..14].copy_from_slice(&KDF_HKDF_SHA256.to_be_bytes());
@@ -180,9 +191,9 @@ impl Header {
         let mut r = Reader { bytes, pos: 0 };
         r.take::<8>("magic")?;
         let [version] = r.take::<1>("version")?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_SPKI_IDS {
             return Err(CryptError::Unsupported(format!(
-                "format version {version} (this build reads version {VERSION})"
+                "format version {version} (this build reads versions {VERSION_SPKI_IDS} and {VERSION})"
             )));
         }
         let [cipher] = r.take::<1>("cipher")?;
@@ -240,6 +251,7 @@ impl Header {
         let mac = r.take::<MAC_LEN>("header MAC")?;
         let header = Header {
             fixed: FixedHeader {
+                version,
                 chunk_size,
                 plaintext_len,
                 salt,
@@ -280,6 +292,7 @@ mod tests {
     fn sample() -> Header {
         Header {
             fixed: FixedHeader {
+                version: VERSION,
                 chunk_size: DEFAULT_CHUNK_SIZE,
                 plaintext_len: 1_000_000,
                 salt: [9; SALT_LEN],

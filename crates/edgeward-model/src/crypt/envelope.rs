@@ -14,8 +14,8 @@ use zeroize::Zeroizing;
 use super::{
     container::{
         FixedHeader, Header, Recipient, DEFAULT_CHUNK_SIZE, MAC_LEN, MAX_CHUNK_SIZE,
-        MAX_HEADER_LEN, MAX_PLAINTEXT_LEN, MAX_RECIPIENTS, MIN_CHUNK_SIZE, SALT_LEN,
-        WRAPPED_KEY_LEN,
+        MAX_HEADER_LEN, MAX_PLAINTEXT_LEN, MAX_RECIPIENTS, MIN_CHUNK_SIZE, SALT_LEN, VERSION,
+        VERSION_SPKI_IDS, WRAPPED_KEY_LEN,
     },
     hpke,
     plaintext::Plaintext,
@@ -39,21 +39,25 @@ pub type FileKey = Zeroizing<[u8; 32]>;
 pub struct EncryptOptions {
     /// Plaintext bytes per chunk.
     pub chunk_size: u32,
+    /// Container format version: [`VERSION`], or [`VERSION_SPKI_IDS`] for devices whose
+    /// Edgeward predates version 2.
+    pub version: u8,
 }
 
 impl Default for EncryptOptions {
     fn default() -> Self {
         EncryptOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
+            version: VERSION,
         }
     }
 }
 
-/// A recipient key ready to wrap to: its P-256 point and its id.
+/// A recipient key ready to wrap to: its P-256 point and the key it came from.
 #[derive(Clone, Debug)]
 pub struct RecipientKey {
     key: p256::PublicKey,
-    id: [u8; 32],
+    public: PublicKey,
 }
 
 impl RecipientKey {
@@ -63,7 +67,7 @@ impl RecipientKey {
             PublicKey::P256(vk) => Ok(RecipientKey {
                 key: p256::PublicKey::from_affine(*vk.as_affine())
                     .map_err(|e| CryptError::BadRecipient(e.to_string()))?,
-                id: recipient_id(key),
+                public: key.clone(),
             }),
             other => Err(CryptError::BadRecipient(format!(
                 "{} key {}: model encryption needs a P-256 device key",
@@ -75,13 +79,19 @@ impl RecipientKey {
 
     /// The short fingerprint (as `PublicKey::fingerprint`).
     pub fn fingerprint(&self) -> String {
-        hex::encode(&self.id[..8])
+        self.public.fingerprint()
     }
 }
 
-/// A recipient id: SHA-256 of the key's SubjectPublicKeyInfo DER.
-pub fn recipient_id(key: &PublicKey) -> [u8; 32] {
-    Sha256::digest(key.to_spki_der()).into()
+/// A recipient id in a container of format `version`: SHA-256 of the key's PEM text (the
+/// key id every Edgeward message shows) from version 2, SHA-256 of its SubjectPublicKeyInfo
+/// DER in version 1.
+pub fn recipient_id(key: &PublicKey, version: u8) -> [u8; 32] {
+    if version == VERSION_SPKI_IDS {
+        Sha256::digest(key.to_spki_der()).into()
+    } else {
+        Sha256::digest(key.to_pem().as_bytes()).into()
+    }
 }
 
 /// Encrypts `plaintext` to every recipient.
@@ -96,6 +106,12 @@ pub fn encrypt(
             options.chunk_size
         )));
     }
+    if options.version != VERSION && options.version != VERSION_SPKI_IDS {
+        return Err(CryptError::InvalidArgument(format!(
+            "format version {} (writable: {VERSION_SPKI_IDS} and {VERSION})",
+            options.version
+        )));
+    }
     let plaintext_len = plaintext.len() as u64;
     if plaintext_len > MAX_PLAINTEXT_LEN {
         return Err(CryptError::InvalidArgument(format!(
@@ -107,6 +123,7 @@ pub fn encrypt(
     getrandom(file_key.as_mut())?;
     getrandom(&mut salt)?;
     let fixed = FixedHeader {
+        version: options.version,
         chunk_size: options.chunk_size,
         plaintext_len,
         salt,
@@ -131,7 +148,7 @@ pub fn open_file_key(
     slot: &str,
 ) -> Result<FileKey, CryptError> {
     let device = se.public_key(slot)?;
-    let id = recipient_id(&device);
+    let id = recipient_id(&device, header.fixed.version);
     let PublicKey::P256(vk) = &device else {
         return Err(CryptError::BadRecipient(format!(
             "the key in slot `{slot}` is {}, not P-256",
@@ -143,7 +160,7 @@ pub fn open_file_key(
         .iter()
         .find(|r| r.id == id)
         .ok_or_else(|| CryptError::NotARecipient {
-            device: device.fingerprint(),
+            device: hex::encode(&id[..8]),
             slot: slot.to_string(),
             recipients: header
                 .recipients
@@ -274,6 +291,10 @@ pub fn rewrap(
         removed.push(header.recipients.remove(i).fingerprint());
     }
     add_recipients(&mut header, &file_key, add)?;
+    let added = header.recipients[header.recipients.len() - add.len()..]
+        .iter()
+        .map(Recipient::fingerprint)
+        .collect();
     if header.recipients.is_empty() {
         return Err(CryptError::InvalidArgument(
             "removing every recipient would leave a container nobody can open".into(),
@@ -283,7 +304,7 @@ pub fn rewrap(
     Ok(Rewrapped {
         header: header.encode(),
         old_header_len,
-        added: add.iter().map(RecipientKey::fingerprint).collect(),
+        added,
         removed,
     })
 }
@@ -331,7 +352,8 @@ fn add_recipients(
         ));
     }
     for r in recipients {
-        if header.recipients.iter().any(|o| o.id == r.id) {
+        let id = recipient_id(&r.public, header.fixed.version);
+        if header.recipients.iter().any(|o| o.id == id) {
             return Err(CryptError::InvalidArgument(format!(
                 "{} is already a recipient",
                 r.fingerprint()
@@ -342,13 +364,13 @@ fn add_recipients(
                 "a container lists at most {MAX_RECIPIENTS} recipients"
             )));
         }
-        let (enc, sealed) = hpke::seal(&r.key, WRAP_INFO, &r.id, file_key.as_ref())?;
+        let (enc, sealed) = hpke::seal(&r.key, WRAP_INFO, &id, file_key.as_ref())?;
         let wrapped_key: [u8; WRAPPED_KEY_LEN] = sealed
             .as_slice()
             .try_into()
             .map_err(|_| CryptError::Backend("unexpected HPKE ciphertext length".into()))?;
         header.recipients.push(Recipient {
-            id: r.id,
+            id,
             enc,
             wrapped_key,
         });

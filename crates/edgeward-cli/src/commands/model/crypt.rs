@@ -112,7 +112,14 @@ pub(crate) fn encrypt(a: ModelEncryptArgs, json: bool) -> Outcome {
     let chunk_size =
         u32::try_from(a.chunk_size).map_err(|_| Failure::operator("--chunk-size is too large"))?;
     let plaintext = zeroize::Zeroizing::new(read_operator_file(&a.input)?);
-    let container = crypt::encrypt(&plaintext, &recipients, EncryptOptions { chunk_size })?;
+    let container = crypt::encrypt(
+        &plaintext,
+        &recipients,
+        EncryptOptions {
+            chunk_size,
+            ..EncryptOptions::default()
+        },
+    )?;
     write_atomic(&a.output, &[&container])?;
     let fingerprints: Vec<String> = recipients.iter().map(RecipientKey::fingerprint).collect();
     if json {
@@ -238,7 +245,7 @@ pub(crate) fn inspect(a: ModelInspectArgs, json: bool) -> Outcome {
     if json {
         print_json(&json!({
             "format": "edgeward-model-crypt",
-            "version": crypt::container::VERSION,
+            "version": f.version,
             "cipher": "AES-256-GCM STREAM",
             "hpke": "DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-256-GCM",
             "chunk_size": f.chunk_size,
@@ -253,10 +260,7 @@ pub(crate) fn inspect(a: ModelInspectArgs, json: bool) -> Outcome {
             })).collect::<Vec<_>>(),
         }));
     } else {
-        println!(
-            "format:     edgeward-model-crypt v{}",
-            crypt::container::VERSION
-        );
+        println!("format:     edgeward-model-crypt v{}", f.version);
         println!("cipher:     AES-256-GCM STREAM");
         println!("hpke:       DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-256-GCM");
         println!("chunks:     {} of {} bytes", f.chunk_count(), f.chunk_size);
@@ -264,7 +268,12 @@ pub(crate) fn inspect(a: ModelInspectArgs, json: bool) -> Outcome {
         println!("file:       {file_len} bytes ({payload})");
         println!("recipients: {}", header.recipients.len());
         for r in &header.recipients {
-            println!("  {}  (sha256 spki {})", r.fingerprint(), hex::encode(r.id));
+            let id = if f.version == crypt::container::VERSION_SPKI_IDS {
+                "sha256 spki"
+            } else {
+                "key id, sha256 pem"
+            };
+            println!("  {}  ({id} {})", r.fingerprint(), hex::encode(r.id));
         }
     }
     Ok(())
