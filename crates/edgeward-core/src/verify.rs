@@ -91,8 +91,8 @@ fn first_cert(chain: &[Vec<u8>]) -> Result<&[u8], Error> {
         .ok_or_else(|| Error::malformed("bundle certificate chain", "no certificates"))
 }
 
-/// The first 16 characters of a key hint: the key id `PublicKey::fingerprint` shows (a hint in a `Bundle` built in code
-/// may be shorter, or not ASCII).
+/// The first 16 characters of a key hint: the key id `PublicKey::fingerprint` shows (a hint
+/// in a `Bundle` built in code may be shorter, or not ASCII).
 fn prefix16(hint: &str) -> &str {
     hint.char_indices()
         .nth(16)

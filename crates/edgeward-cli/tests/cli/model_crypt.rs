@@ -78,9 +78,15 @@ fn encrypt_inspect_decrypt_rewrap_and_refusals() {
     assert_eq!(v["cipher"], "AES-256-GCM STREAM");
     assert_eq!(v["recipients"][1]["fingerprint"], b.fingerprint.as_str());
     assert_eq!(v["payload"], "complete length");
+    // Version 2 names recipients by the key id every other command prints.
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["recipient_ids"], "sha256-pem");
     let text = ok(edgeward().args(["model", "inspect"]).arg(&enc));
     assert!(
-        text.contains(&a.fingerprint) && text.contains("16384"),
+        text.contains(&a.fingerprint)
+            && text.contains("16384")
+            && text.contains("edgeward-model-crypt v2")
+            && text.contains("(key id, sha256 pem "),
         "{text}"
     );
 

@@ -313,7 +313,7 @@ fn find_by_fingerprint(header: &Header, prefix: &str) -> Result<usize, CryptErro
     let prefix = prefix.to_ascii_lowercase();
     if prefix.len() < MIN_FINGERPRINT_HEX || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(CryptError::InvalidArgument(format!(
-            "`{prefix}` is not a fingerprint (at least {MIN_FINGERPRINT_HEX} hex digits)"
+            "`{prefix}` is not a key id (at least {MIN_FINGERPRINT_HEX} hex digits)"
         )));
     }
     let matches: Vec<usize> = header
@@ -326,7 +326,7 @@ fn find_by_fingerprint(header: &Header, prefix: &str) -> Result<usize, CryptErro
     match matches.as_slice() {
         [i] => Ok(*i),
         [] => Err(CryptError::InvalidArgument(format!(
-            "no recipient has fingerprint {prefix}; recipients: {}",
+            "no recipient has key id {prefix}; recipients: {}",
             header
                 .recipients
                 .iter()
@@ -335,7 +335,7 @@ fn find_by_fingerprint(header: &Header, prefix: &str) -> Result<usize, CryptErro
                 .join(", ")
         ))),
         _ => Err(CryptError::InvalidArgument(format!(
-            "fingerprint {prefix} matches {} recipients; give more digits",
+            "key id {prefix} matches {} recipients; give more digits",
             matches.len()
         ))),
     }

@@ -406,10 +406,11 @@ fn nonce(index: u64, last: bool) -> [u8; 12] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypt::container::{FixedHeader, MIN_CHUNK_SIZE, SALT_LEN};
+    use crate::crypt::container::{FixedHeader, MIN_CHUNK_SIZE, SALT_LEN, VERSION};
 
     fn setup(len: u64) -> (StreamKey, Vec<u8>, Vec<u8>) {
         let fixed = FixedHeader {
+            version: VERSION,
             chunk_size: MIN_CHUNK_SIZE,
             plaintext_len: len,
             salt: [3; SALT_LEN],
@@ -506,6 +507,7 @@ mod tests {
         // the key and associated data follow the header, and chunk 0 was sealed non-final.
         let (_, _, ct) = setup(4096 + 10);
         let short = FixedHeader {
+            version: VERSION,
             chunk_size: MIN_CHUNK_SIZE,
             plaintext_len: 4096,
             salt: [3; SALT_LEN],

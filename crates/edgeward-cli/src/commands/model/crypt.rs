@@ -62,7 +62,7 @@ pub(crate) struct ModelRewrapArgs {
     /// A recipient to add: device certificate or P-256 public key, PEM (repeatable).
     #[arg(long)]
     pub(crate) add: Vec<PathBuf>,
-    /// A recipient to remove, by key fingerprint (at least 8 hex digits; repeatable).
+    /// A recipient to remove, by key id as `inspect` prints it (8+ hex digits; repeatable).
     #[arg(long)]
     pub(crate) remove: Vec<String>,
     /// The secure element of a current recipient (it opens the file key).
@@ -187,7 +187,7 @@ pub(crate) fn decrypt(a: ModelDecryptArgs, json: bool) -> Outcome {
     Ok(())
 }
 
-/// `edgeward model rewrap IN [--add PEM…] [--remove FINGERPRINT…] --se URI`.
+/// `edgeward model rewrap IN [--add PEM…] [--remove KEY_ID…] --se URI`.
 pub(crate) fn rewrap(a: ModelRewrapArgs, json: bool) -> Outcome {
     if a.add.is_empty() && a.remove.is_empty() {
         return Err(Failure::operator("nothing to do: give --add or --remove"));
@@ -242,10 +242,17 @@ pub(crate) fn inspect(a: ModelInspectArgs, json: bool) -> Outcome {
         std::cmp::Ordering::Less => "truncated",
         std::cmp::Ordering::Greater => "trailing data",
     };
+    // What a recipient id hashes: the key id's PEM text from version 2, the SPKI DER before.
+    let (ids, ids_text) = if f.version == crypt::container::VERSION_SPKI_IDS {
+        ("sha256-spki", "sha256 spki")
+    } else {
+        ("sha256-pem", "key id, sha256 pem")
+    };
     if json {
         print_json(&json!({
             "format": "edgeward-model-crypt",
             "version": f.version,
+            "recipient_ids": ids,
             "cipher": "AES-256-GCM STREAM",
             "hpke": "DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-256-GCM",
             "chunk_size": f.chunk_size,
@@ -268,12 +275,7 @@ pub(crate) fn inspect(a: ModelInspectArgs, json: bool) -> Outcome {
         println!("file:       {file_len} bytes ({payload})");
         println!("recipients: {}", header.recipients.len());
         for r in &header.recipients {
-            let id = if f.version == crypt::container::VERSION_SPKI_IDS {
-                "sha256 spki"
-            } else {
-                "key id, sha256 pem"
-            };
-            println!("  {}  ({id} {})", r.fingerprint(), hex::encode(r.id));
+            println!("  {}  ({ids_text} {})", r.fingerprint(), hex::encode(r.id));
         }
     }
     Ok(())
