@@ -6,13 +6,15 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use edgeward_core::signed_note::{
+    self, check_text, valid_signer_name, MalformedNote, SIGNATURE_PREFIX,
+};
 use sha2::{Digest, Sha256};
 
 /// Longest note accepted (a checkpoint is a few hundred bytes).
 pub const MAX_NOTE_BYTES: usize = 64 * 1024;
 
 const ALG_ED25519: u8 = 0x01;
-const DASH: &str = "\u{2014} ";
 
 /// Why a key or a note was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,12 +44,6 @@ fn key_hash(name: &str, public: &VerifyingKey) -> [u8; 4] {
     [d[0], d[1], d[2], d[3]]
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.contains('+')
-        && name.chars().all(|c| !c.is_whitespace() && !c.is_control())
-}
-
 /// A key that signs notes.
 pub struct NoteSigner {
     name: String,
@@ -58,7 +54,7 @@ pub struct NoteSigner {
 impl NoteSigner {
     /// A new random key named `name` (for a log, its origin).
     pub fn generate(name: &str) -> Result<NoteSigner, NoteError> {
-        if !valid_name(name) {
+        if !valid_signer_name(name) {
             return Err(NoteError::Key(
                 "signer",
                 "the name is empty or has '+' or spaces",
@@ -126,12 +122,12 @@ impl NoteSigner {
 
     /// Signs `text` (which must end in a newline) and returns the signed note.
     pub fn sign(&self, text: &str) -> Result<String, NoteError> {
-        check_text(text)?;
+        check_text(text).map_err(malformed)?;
         let sig = self.key.sign(text.as_bytes());
         let mut blob = self.hash.to_vec();
         blob.extend_from_slice(&sig.to_bytes());
         Ok(format!(
-            "{text}\n{DASH}{} {}\n",
+            "{text}\n{SIGNATURE_PREFIX}{} {}\n",
             self.name,
             B64.encode(blob)
         ))
@@ -182,36 +178,17 @@ impl NoteVerifier {
 
     /// Opens a signed note: checks the signature by this key and returns the text.
     pub fn open<'a>(&self, note: &'a str) -> Result<&'a str, NoteError> {
-        if note.len() > MAX_NOTE_BYTES {
-            return Err(NoteError::Malformed("longer than 64 KiB"));
-        }
-        let split = note
-            .rfind("\n\n")
-            .ok_or(NoteError::Malformed("no blank line before the signatures"))?;
-        let (text, sigs) = (&note[..split + 1], &note[split + 2..]);
-        check_text(text)?;
-        if sigs.is_empty() || !sigs.ends_with('\n') {
-            return Err(NoteError::Malformed("no signature lines"));
-        }
+        let note = signed_note::split(note, MAX_NOTE_BYTES).map_err(malformed)?;
         let mut found = false;
-        for line in sigs[..sigs.len() - 1].split('\n') {
-            let body = line
-                .strip_prefix(DASH)
-                .ok_or(NoteError::Malformed("a signature line lacks '— '"))?;
-            let (name, blob) = body
-                .split_once(' ')
-                .ok_or(NoteError::Malformed("a signature line lacks a space"))?;
-            let blob = B64
-                .decode(blob)
-                .map_err(|_| NoteError::Malformed("a signature is not base64"))?;
-            if blob.len() < 4 || name != self.name || blob[..4] != self.hash {
+        for line in note.signatures {
+            if line.name != self.name || line.hint != self.hash {
                 continue;
             }
             found = true;
-            let sig = ed25519_dalek::Signature::from_slice(&blob[4..])
+            let sig = ed25519_dalek::Signature::from_slice(&line.signature)
                 .map_err(|_| NoteError::BadSignature(self.name.clone()))?;
-            if self.key.verify_strict(text.as_bytes(), &sig).is_ok() {
-                return Ok(text);
+            if self.key.verify_strict(note.text.as_bytes(), &sig).is_ok() {
+                return Ok(note.text);
             }
         }
         Err(if found {
@@ -234,7 +211,7 @@ impl std::fmt::Display for NoteVerifier {
 fn split_key(s: &str) -> Option<(&str, &str, &str)> {
     let (name, rest) = s.split_once('+')?;
     let (hash, key) = rest.split_once('+')?;
-    (valid_name(name) && hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+    (valid_signer_name(name) && hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
         .then_some((name, hash, key))
 }
 
@@ -242,15 +219,6 @@ fn hex4(h: &[u8; 4]) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn check_text(text: &str) -> Result<(), NoteError> {
-    if !text.ends_with('\n') {
-        return Err(NoteError::Malformed("the text does not end in a newline"));
-    }
-    if text.contains("\n\n") || text.starts_with('\n') {
-        return Err(NoteError::Malformed("the text has a blank line"));
-    }
-    if text.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(NoteError::Malformed("the text has control characters"));
-    }
-    Ok(())
+fn malformed(e: MalformedNote) -> NoteError {
+    NoteError::Malformed(e.0)
 }

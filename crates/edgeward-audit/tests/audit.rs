@@ -141,7 +141,9 @@ fn signed_notes_match_go() {
     ));
     assert_eq!(
         verifier.open("no signatures\n"),
-        Err(NoteError::Malformed("no blank line before the signatures"))
+        Err(NoteError::Malformed(
+            "no blank line between the text and its signatures"
+        ))
     );
 }
 

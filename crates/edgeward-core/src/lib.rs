@@ -37,6 +37,7 @@ pub mod merkle;
 pub mod pem;
 pub mod raw_signature;
 pub mod sign;
+pub mod signed_note;
 pub mod sigstore;
 pub mod size_limits;
 pub mod statement;

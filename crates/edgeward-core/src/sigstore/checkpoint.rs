@@ -1,15 +1,13 @@
 //! Transparency-log checkpoints: a signed note (the `golang.org/x/mod/sumdb/note` format
 //! Rekor writes) stating the log's origin, tree size and root hash, followed by signature
-//! lines `— NAME BASE64(key hint ‖ signature)`.
+//! lines `— NAME BASE64(key hint ‖ signature)`, split by [`crate::signed_note`].
 
 use alloc::{format, string::String, vec::Vec};
 
-use crate::{bundle::decode_b64, keys::PublicKey, raw_signature, Error, Sha256Digest};
+use crate::{bundle::decode_b64, keys::PublicKey, raw_signature, signed_note, Error, Sha256Digest};
 
 /// Longest checkpoint accepted.
 pub const MAX_CHECKPOINT_BYTES: usize = 16 * 1024;
-/// Most signature lines a checkpoint may carry.
-pub const MAX_NOTE_SIGNATURES: usize = 16;
 
 /// A parsed checkpoint (signatures not yet verified).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,21 +25,12 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Parses a signed note.
+    /// Parses a signed note (its envelope through [`crate::signed_note::split`]).
     pub fn parse(note: &str) -> Result<Self, Error> {
         let bad = |detail: &str| Error::malformed("checkpoint", detail);
-        if note.len() > MAX_CHECKPOINT_BYTES {
-            return Err(bad("longer than the size limit"));
-        }
-        let split = note
-            .find("\n\n")
-            .ok_or_else(|| bad("no blank line between the note and its signatures"))?;
-        let text = &note[..split + 1];
-        let mut lines = text.lines();
-        let origin = lines
-            .next()
-            .filter(|l| !l.is_empty())
-            .ok_or_else(|| bad("no origin line"))?;
+        let note = signed_note::split(note, MAX_CHECKPOINT_BYTES).map_err(|e| bad(e.0))?;
+        let mut lines = note.text.lines();
+        let origin = lines.next().ok_or_else(|| bad("no origin line"))?;
         let size_line = lines.next().ok_or_else(|| bad("no tree-size line"))?;
         if size_line.is_empty()
             || size_line.len() > 20
@@ -56,37 +45,16 @@ impl Checkpoint {
         let root_hash: Sha256Digest = decode_b64("checkpoint root hash", root_line)?
             .try_into()
             .map_err(|_| bad("the root hash is not 32 bytes"))?;
-        let mut signatures = Vec::new();
-        for line in note[split + 2..].lines() {
-            if line.is_empty() {
-                continue;
-            }
-            if signatures.len() == MAX_NOTE_SIGNATURES {
-                return Err(bad("too many signature lines"));
-            }
-            let rest = line
-                .strip_prefix("\u{2014} ")
-                .ok_or_else(|| bad("a signature line does not start with an em dash"))?;
-            let (name, b64) = rest
-                .rsplit_once(' ')
-                .ok_or_else(|| bad("a signature line has no signature"))?;
-            let raw = decode_b64("checkpoint signature", b64)?;
-            if raw.len() < 5 {
-                return Err(bad("a signature is shorter than its key hint"));
-            }
-            let (hint, sig) = raw.split_at(4);
-            let hint: [u8; 4] = hint.try_into().map_err(|_| bad("key hint"))?;
-            signatures.push((String::from(name), hint, sig.to_vec()));
-        }
-        if signatures.is_empty() {
-            return Err(bad("no signature lines"));
-        }
         Ok(Checkpoint {
             origin: String::from(origin),
             tree_size,
             root_hash,
-            text: String::from(text),
-            signatures,
+            text: String::from(note.text),
+            signatures: note
+                .signatures
+                .into_iter()
+                .map(|s| (String::from(s.name), s.hint, s.signature))
+                .collect(),
         })
     }
 
