@@ -61,57 +61,6 @@ pub(crate) async fn webhook_receiver() -> (SocketAddr, Received) {
     (addr, seen)
 }
 
-/// Our own Mosquitto on a free loopback port; killed when dropped.
-struct Mosquitto {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn mosquitto() -> Mosquitto {
-    let bin = std::env::var("EDGEWARD_MOSQUITTO").unwrap_or_else(|_| "/usr/sbin/mosquitto".into());
-    assert!(
-        std::path::Path::new(&bin).exists(),
-        "{bin} not found (set EDGEWARD_MOSQUITTO)"
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let dir = tempfile::tempdir().expect("tmp");
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-    )
-    .expect("conf");
-    let child = std::process::Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("mosquitto");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Mosquitto {
-        child,
-        port,
-        _dir: dir,
-    }
-}
-
 /// Subscribes to the alert topics; returns once the broker acknowledged the subscription.
 async fn subscribe(port: u16) -> Arc<Mutex<Vec<(String, Value)>>> {
     let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
@@ -414,7 +363,7 @@ async fn incident_of(s: &impl Target, id: &str) -> Value {
 async fn five_scenarios_on_the_real_binary_are_detected_alerted_contained_investigated_remediated_and_reported(
 ) {
     let (hook, received) = webhook_receiver().await;
-    let broker = mosquitto();
+    let broker = crate::mosquitto::Mosquitto::plain();
     let published = subscribe(broker.port).await;
     let dir = tempfile::tempdir().expect("tmp");
     let config = configuration(dir.path(), hook, broker.port);

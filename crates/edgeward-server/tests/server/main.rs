@@ -4,6 +4,8 @@
 
 #[macro_use]
 mod common;
+#[path = "../support/mosquitto.rs"]
+mod mosquitto;
 
 mod abuse;
 mod api;

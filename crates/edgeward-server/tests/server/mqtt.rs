@@ -6,125 +6,27 @@
 //! keeps its certificate out, and an incident's containment closes the session too.
 
 use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use edgeward_server::mqtt::{broker_config, MqttConfig};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::common::{self, Backend, Enrolled, Server};
-
-const MOSQUITTO: &str = "/usr/sbin/mosquitto";
-
-/// A Mosquitto process of this test, killed when dropped.
-struct Broker {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Broker {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+use crate::{
+    common::{self, Backend, Enrolled, Server},
+    mosquitto::{BrokerSlot, Mosquitto},
+};
 
 /// A server consuming through a broker it generated the configuration of, both running.
-async fn server_and_broker() -> (Server, Broker) {
-    assert!(
-        Path::new(MOSQUITTO).exists() && Path::new(broker_config::DEFAULT_PLUGIN).exists(),
-        "these tests need Debian's mosquitto package (binary and dynamic-security plugin)"
-    );
-    let port = free_port();
-    let dir = tempfile::tempdir().expect("tmp");
-    let pid_file = dir.path().join("mosquitto.pid");
-    let server = common::start_with(
-        Backend::Sqlite,
-        |c| {
-            c.mqtt = Some(MqttConfig {
-                broker: format!("127.0.0.1:{port}"),
-                client_id: "edgeward-server".into(),
-                workers: 4,
-                reload_pid_file: Some(pid_file),
-            })
-        },
-        None,
-    )
-    .await;
-    let run_as = rustix::process::getuid()
-        .is_root()
-        .then(|| "root".to_string());
-    let conf = broker_config::write(
-        server.dir.path(),
-        &broker_config::BrokerOptions {
-            listen: ([127, 0, 0, 1], port).into(),
-            names: Vec::new(),
-            run_as,
-            plugin: broker_config::DEFAULT_PLUGIN.into(),
-            root_ca: None,
-            out: dir.path().to_path_buf(),
-        },
-        time::OffsetDateTime::now_utc(),
-    )
-    .expect("broker config");
-    let log = dir.path().join("mosquitto.log");
-    let child = Command::new(MOSQUITTO)
-        .arg("-c")
-        .arg(&conf)
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("mosquitto starts");
-    let broker = Broker {
-        child,
-        port,
-        log,
-        _dir: dir,
-    };
-    common_wait(10, "the broker to listen", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
+async fn server_and_broker() -> (Server, Mosquitto) {
+    let slot = BrokerSlot::new();
+    let mqtt = slot.mqtt_config();
+    let server = common::start_with(Backend::Sqlite, |c| c.mqtt = Some(mqtt), None).await;
+    let broker = slot.start(server.dir.path());
     (server, broker)
-}
-
-async fn common_wait<F, Fut>(secs: u64, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {secs} s waiting for {what}");
 }
 
 /// What a device's connection saw.
@@ -169,7 +71,7 @@ fn device_tls(server: &Server, e: &Enrolled) -> rustls::ClientConfig {
 
 impl Device {
     /// Connects as `e`; the connection keeps trying after a loss, reporting each.
-    fn connect(server: &Server, broker: &Broker, e: &Enrolled) -> Device {
+    fn connect(server: &Server, broker: &Mosquitto, e: &Enrolled) -> Device {
         let mut options = MqttOptions::new(e.id.clone(), "127.0.0.1", broker.port);
         options.set_transport(rumqttc::Transport::tls_with_config(
             rumqttc::TlsConfiguration::Rustls(Arc::new(device_tls(server, e))),
