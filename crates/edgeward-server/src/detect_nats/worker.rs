@@ -8,14 +8,16 @@
 //! playbook), with an application state built from the server's configuration.
 //!
 //! Exactly once: a partition's checkpoint — its last scored stream sequence, the state of
-//! the devices it changed and of its cohorts, and the points it counted — commits in one
-//! transaction, fenced by the lease's epoch (a worker that lost its lease cannot commit);
-//! the round's alerts are raised and its messages acknowledged only after. A worker taking
-//! a partition over restores its detector from the checkpoint and recreates the consumer
-//! from the sequence after it, and acknowledges without scoring any message at or below it.
-//! So a message scored but not committed is scored again from the committed state (its
-//! first scoring, and the alerts it found, are lost with the dead worker), and one committed
-//! but not acknowledged is skipped.
+//! the devices it changed and of its cohorts, the points it counted, and the alerts it found
+//! (into `detect_alert_outbox`) — commits in one transaction, fenced by the lease's epoch (a
+//! worker that lost its lease cannot commit); the round's alerts are raised, each deleted
+//! from the outbox once raised, and its messages acknowledged only after. A worker taking a
+//! partition over restores its detector from the checkpoint, raises what the outbox still
+//! holds for it, recreates the consumer from the sequence after the checkpoint, and
+//! acknowledges without scoring any message at or below it. So a message scored but not
+//! committed is scored again from the committed state (its first scoring died with the
+//! worker), one committed but not acknowledged is skipped, and a committed alert is raised
+//! at least once: twice only if its worker died between raising it and deleting it.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -240,6 +242,7 @@ impl Worker {
                     .take(part, epoch, u64::try_from(last_seq).unwrap_or(0))
                     .await?;
                 self.owned.insert(part, owned);
+                self.drain_outbox(part).await?;
             }
         }
         Ok(())
@@ -333,25 +336,77 @@ impl Worker {
             return Ok(0);
         }
         let n = delta.messages.len();
-        self.commit(part, &delta).await?;
+        let ids = self.commit(part, &delta).await?;
         if let Some(o) = self.owned.get_mut(&part) {
             o.last_seq = delta.last_seq;
         }
-        if let Some(d) = app.detection.as_ref() {
-            for (alert, received_ms) in delta.alerts {
-                for alert in d.admitted(vec![alert], received_ms.div_euclid(1000)) {
-                    detection::raise(&app, alert, received_ms).await;
-                }
-            }
-        }
+        let pending = ids
+            .into_iter()
+            .zip(delta.alerts)
+            .map(|(id, (alert, received_ms))| (id, alert, received_ms))
+            .collect();
+        self.raise(pending).await?;
         for m in delta.messages {
             m.ack().await.map_err(|e| e.to_string())?;
         }
         Ok(n)
     }
 
-    /// The fenced checkpoint of one round.
-    async fn commit(&self, part: u32, delta: &Delta) -> Result<(), String> {
+    /// Raises alerts taken from the outbox (id, alert, arrival in Unix ms), deleting each
+    /// from the outbox once raised.
+    async fn raise(&self, pending: Vec<(i64, Alert, i64)>) -> Result<(), String> {
+        for (id, alert, received_ms) in pending {
+            if let Some(d) = self.app.detection.as_ref() {
+                for alert in d.admitted(vec![alert], received_ms.div_euclid(1000)) {
+                    detection::raise(&self.app, alert, received_ms).await;
+                }
+            }
+            sqlx::query("DELETE FROM detect_alert_outbox WHERE id = $1")
+                .bind(id)
+                .execute(self.app.db.pool())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Raises what partition `part`'s outbox still holds: the alerts of a round its previous
+    /// owner committed but died before raising.
+    async fn drain_outbox(&self, part: u32) -> Result<(), String> {
+        let err = |e: sqlx::Error| e.to_string();
+        let rows = sqlx::query("SELECT id, alert, received_ms FROM detect_alert_outbox WHERE stream = $1 AND part = $2 ORDER BY id")
+            .bind(&self.config.nats.stream)
+            .bind(i64::from(part))
+            .fetch_all(self.app.db.pool())
+            .await
+            .map_err(err)?;
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get("id").map_err(err)?;
+            let text: String = row.try_get("alert").map_err(err)?;
+            let received_ms: i64 = row.try_get("received_ms").map_err(err)?;
+            match serde_json::from_str::<Alert>(&text) {
+                Ok(alert) => pending.push((id, alert, received_ms)),
+                // Left in place (not lost, not blocking the partition) for an operator or a
+                // newer worker that knows its kind.
+                Err(e) => {
+                    tracing::error!(id, part, %e, "an outbox entry is not an alert this worker reads")
+                }
+            }
+        }
+        if !pending.is_empty() {
+            tracing::warn!(
+                part,
+                alerts = pending.len(),
+                "raising the alerts the partition's previous owner committed but did not raise"
+            );
+        }
+        self.raise(pending).await
+    }
+
+    /// The fenced checkpoint of one round; returns the outbox ids of the round's alerts, in
+    /// order.
+    async fn commit(&self, part: u32, delta: &Delta) -> Result<Vec<i64>, String> {
         let err = |e: sqlx::Error| e.to_string();
         let Some(o) = self.owned.get(&part) else {
             return Err("not held".into());
@@ -393,7 +448,21 @@ impl Worker {
                 .await
                 .map_err(err)?;
         }
-        tx.commit().await.map_err(err)
+        let mut ids = Vec::with_capacity(delta.alerts.len());
+        for (alert, received_ms) in &delta.alerts {
+            let text = serde_json::to_string(alert).map_err(|e| e.to_string())?;
+            let row = sqlx::query("INSERT INTO detect_alert_outbox (stream, part, alert, received_ms) VALUES ($1, $2, $3, $4) RETURNING id")
+                .bind(stream)
+                .bind(i64::from(part))
+                .bind(text)
+                .bind(*received_ms)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(err)?;
+            ids.push(row.try_get("id").map_err(err)?);
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(ids)
     }
 }
 

@@ -6,7 +6,8 @@
 //! restored from the last checkpoint. The workers run the whole in-process detector (rules,
 //! geography, cohorts, cloned certificates) and raise alerts through the server's own path:
 //! a tamper event and an impossible journey, scored by a worker, are stored, sent to a real
-//! webhook receiver and acted on by the default playbook (the tampered device quarantined).
+//! webhook receiver and acted on by the default playbook (the tampered device quarantined);
+//! an alert a dead worker committed but never raised is raised by the partition's next owner.
 //! Each test has a stream and subjects of its own.
 
 use std::{
@@ -209,6 +210,25 @@ async fn every_point_is_scored_once_across_replicas_workers_and_a_killed_worker(
     let logs = tempfile::tempdir().expect("tmp");
     let (hook, received) = crate::detection::webhook_receiver().await;
     let config = worker_config(&a, logs.path(), hook);
+    // A worker that died between committing a round and raising its alert left the alert in
+    // its partition's outbox: the partition's next owner raises it.
+    let orphan = a.enroll(&device_id("scaleorphan"), "cam").await;
+    let left = edgeward_detect::alert::Alert {
+        device: orphan.id.clone(),
+        kind: edgeward_detect::alert::AlertKind::Tamper,
+        severity: edgeward_detect::alert::Severity::Critical,
+        at: unix_now() as i64,
+        detail: "enclosure opened (committed by a worker that died)".into(),
+    };
+    sqlx::query(
+        "INSERT INTO detect_alert_outbox (stream, part, alert, received_ms) VALUES ($1, 3, $2, $3)",
+    )
+    .bind(&n.stream)
+    .bind(serde_json::to_string(&left).expect("alert"))
+    .bind(unix_now() as i64 * 1000)
+    .execute(&pool)
+    .await
+    .expect("outbox");
     let w1 = worker(&n, &config, "w1", &logs.path().join("w1.log"));
     // The first worker takes every partition; one started later gets its share (a worker
     // holding nothing yet still counts, by its heartbeat).
@@ -351,17 +371,33 @@ async fn every_point_is_scored_once_across_replicas_workers_and_a_killed_worker(
         alert(tampered.id.clone(), "tamper")
     })
     .await;
+    wait_for(
+        60,
+        "the dead worker's alert, raised from the outbox",
+        || alert(orphan.id.clone(), "tamper"),
+    )
+    .await;
     wait_for(60, "the impossible-travel alert", || {
         alert(traveller.id.clone(), "impossible_travel")
     })
     .await;
     // The default playbook contained the tampered device (the worker quarantined it in
     // the registry every replica reads) and opened an incident for the journey.
-    wait_for(30, "the tampered device to be quarantined", || async {
-        let (_, v) = a
-            .admin_get(&format!("/v1/admin/devices/{}", tampered.id))
-            .await;
-        v["device"]["status"] == "quarantined"
+    for device in [&tampered.id, &orphan.id] {
+        wait_for(30, "the tampered devices to be quarantined", || async {
+            let (_, v) = a.admin_get(&format!("/v1/admin/devices/{device}")).await;
+            v["device"]["status"] == "quarantined"
+        })
+        .await;
+    }
+    // Every raised alert left the outbox.
+    wait_for(30, "the outbox to be empty", || async {
+        sqlx::query("SELECT id FROM detect_alert_outbox WHERE stream = $1")
+            .bind(&n.stream)
+            .fetch_all(&pool)
+            .await
+            .expect("outbox")
+            .is_empty()
     })
     .await;
     // The playbook marks the incident contained after its other actions.
