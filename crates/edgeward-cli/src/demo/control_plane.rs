@@ -2,6 +2,7 @@
 //! development PKI), a device enrolled with a CSR, authenticated calls, and the attacks a
 //! compromised or impersonated device would try, each refused.
 
+use super::{fail, StepResult};
 use std::{path::Path, time::Duration};
 
 use edgeward_proto::token;
@@ -20,16 +21,16 @@ fn now() -> u64 {
     edgeward_core::civil::unix_now()
 }
 
-fn client(ca_pem: &[u8], identity: Option<String>) -> Result<reqwest::Client, String> {
+fn client(ca_pem: &[u8], identity: Option<String>) -> StepResult<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).map_err(|e| e.to_string())?)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem)?)
         .timeout(Duration::from_secs(10));
     if let Some(pem) = identity {
-        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).map_err(|e| e.to_string())?);
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes())?);
     }
-    b.build().map_err(|e| e.to_string())
+    Ok(b.build()?)
 }
 
 /// Adds the control-plane steps to `demo`, keeping the server's files in `dir`.
@@ -40,7 +41,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return demo.step("start the control plane", || Err(e.to_string())),
+        Err(e) => return demo.step("start the control plane", || Err(e.into())),
     };
     let mut config = edgeward_server::Config {
         data_dir: dir.to_path_buf(),
@@ -60,9 +61,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     demo.step(
         "start the control plane (SQLite, development PKI, loopback)",
         || {
-            let r = rt
-                .block_on(edgeward_server::start(config))
-                .map_err(|e| e.to_string())?;
+            let r = rt.block_on(edgeward_server::start(config))?;
             let detail = format!(
                 "device API (mTLS) on {}, admin and enrollment API on {}",
                 r.device_addr, r.admin_addr
@@ -76,7 +75,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     let device_url = |p: &str| format!("https://127.0.0.1:{}{p}", server.device_addr.port());
     let ca = std::fs::read(dir.join("server-ca.pem")).unwrap_or_default();
     let admin_key = std::fs::read_to_string(dir.join("admin-token")).unwrap_or_default();
-    let admin = |method: &str, path: &str, body: Value| -> Result<Value, String> {
+    let admin = |method: &str, path: &str, body: Value| -> StepResult<Value> {
         let c = client(&ca, None)?;
         rt.block_on(async {
             let req = if method == "GET" {
@@ -84,17 +83,13 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
             } else {
                 c.post(admin_url(path)).json(&body)
             };
-            let r = req
-                .bearer_auth(admin_key.trim())
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
+            let r = req.bearer_auth(admin_key.trim()).send().await?;
             let status = r.status();
             let v: Value = r.json().await.unwrap_or(Value::Null);
             if status.is_success() {
                 Ok(v)
             } else {
-                Err(format!("{status}: {v}"))
+                fail(format!("{status}: {v}"))
             }
         })
     };
@@ -104,15 +99,15 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         let id = "demo-cam-001";
         let v = admin("POST", "/v1/admin/devices", json!({ "id": id, "hardware_class": "demo-camera" }))?;
         let enrollment = v["enrollment_token"].as_str().ok_or("no token")?.to_string();
-        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let key = rcgen::KeyPair::generate()?;
         let csr = rcgen::CertificateParams::new(Vec::<String>::new())
             .and_then(|p| p.serialize_request(&key))
             .and_then(|c| c.pem())
-            .map_err(|e| e.to_string())?;
+            ?;
         let c = client(&ca, None)?;
         let v: Value = rt.block_on(async {
-            let r = c.post(admin_url("/v1/enroll")).json(&json!({ "token": enrollment, "csr": csr })).send().await.map_err(|e| e.to_string())?;
-            r.json().await.map_err(|e| e.to_string())
+            let r = c.post(admin_url("/v1/enroll")).json(&json!({ "token": enrollment, "csr": csr })).send().await?;
+            r.json().await
         })?;
         let cert = v["certificate"].as_str().ok_or_else(|| format!("enrollment refused: {v}"))?;
         // The line claims the reused token is refused: check the status and the reason.
@@ -127,7 +122,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
             }
         });
         if (reused, why.as_str()) != (401, "enrollment token already used") {
-            return Err(format!("reusing the enrollment token answered {reused} ({why})"));
+            return fail(format!("reusing the enrollment token answered {reused} ({why})"));
         }
         device = Some(Device {
             id: id.to_string(),
@@ -157,7 +152,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
                 "POST /v1/device/telemetry → 200 with the recipe's v1 token inside mutual TLS"
                     .into(),
             ),
-            s => Err(format!("answered {s}")),
+            s => fail(format!("answered {s}")),
         },
     );
     demo.step(
@@ -166,7 +161,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
             let anonymous = client(&ca, None)?;
             match telemetry(Some(v1()), &anonymous) {
                 0 => Ok("the TLS handshake is refused before any HTTP".into()),
-                s => Err(format!("answered {s}")),
+                s => fail(format!("answered {s}")),
             }
         },
     );
@@ -177,7 +172,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         );
         match telemetry(Some(forged), &dev.client) {
             401 => Ok("401: the MAC does not verify".into()),
-            s => Err(format!("answered {s}")),
+            s => fail(format!("answered {s}")),
         }
     });
     demo.step("attack: a replayed v2 token is refused", || {
@@ -207,7 +202,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         };
         match (send(), send()) {
             (200, 401) => Ok("first use 200, the same token again 401 (nonce already seen)".into()),
-            other => Err(format!("answered {other:?}")),
+            other => fail(format!("answered {other:?}")),
         }
     });
     demo.step("attack: a flood is cut at the device's burst", || {
@@ -217,7 +212,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         if limited > 0 && ok <= 12 {
             Ok(format!("{ok} admitted, {limited} answered 429 with Retry-After (class demo-camera: burst 10, 5/s)"))
         } else {
-            Err(format!("{ok} admitted, {limited} limited"))
+            fail(format!("{ok} admitted, {limited} limited"))
         }
     });
     demo.step("quarantine cuts the device off on its next call", || {
@@ -229,7 +224,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         });
         match (after, poll) {
             (403, 200) => Ok("telemetry 403 (quarantined); command poll still 200, so the device can be told what to do".into()),
-            other => Err(format!("answered {other:?}")),
+            other => fail(format!("answered {other:?}")),
         }
     });
     rt.block_on(server.stop());

@@ -2,6 +2,7 @@
 //! secure element, then a simulated device that boots its signed five-stage chain on that
 //! element, attests, and goes into recovery when a stage is tampered with.
 
+use super::fail;
 use std::{fs, path::Path};
 
 use edgeward_boot::{
@@ -18,18 +19,12 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
     demo.step(
         "device key generated and used inside a secure element",
         || {
-            let se = edgeward_se::open(&format!("soft:{}", dir.join("device-se").display()))
-                .map_err(|e| e.to_string())?;
-            let public = se
-                .generate_key("device", KeyAlgorithm::P256)
-                .map_err(|e| e.to_string())?;
-            let sig = se
-                .sign("device", b"attestation nonce")
-                .map_err(|e| e.to_string())?;
-            edgeward_core::raw_signature::verify_message(&public, b"attestation nonce", &sig)
-                .map_err(|e| e.to_string())?;
-            let blob = se.seal(b"model key").map_err(|e| e.to_string())?;
-            se.wipe().map_err(|e| e.to_string())?;
+            let se = edgeward_se::open(&format!("soft:{}", dir.join("device-se").display()))?;
+            let public = se.generate_key("device", KeyAlgorithm::P256)?;
+            let sig = se.sign("device", b"attestation nonce")?;
+            edgeward_core::raw_signature::verify_message(&public, b"attestation nonce", &sig)?;
+            let blob = se.seal(b"model key")?;
+            se.wipe()?;
             if se.unseal(&blob).is_ok() {
                 return Err("sealed data survived a wipe".into());
             }
@@ -42,7 +37,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
     let ex_dir = dir.join("boot");
     let se = match edgeward_se::open(&format!("soft:{}", ex_dir.join("se").display())) {
         Ok(se) => se,
-        Err(e) => return demo.step("simulated device: secure element", || Err(e.to_string())),
+        Err(e) => return demo.step("simulated device: secure element", || Err(e.into())),
     };
     let now = OffsetDateTime::now_utc();
     let opts = BootOptions {
@@ -53,8 +48,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
     demo.step(
         "simulated device: provisioned element, signed five-stage chain",
         || {
-            let ex = example::write_example(pki_dir, &ex_dir, se.as_ref(), 4 << 20, 8 << 20, now)
-                .map_err(|e| e.to_string())?;
+            let ex = example::write_example(pki_dir, &ex_dir, se.as_ref(), 4 << 20, 8 << 20, now)?;
             (images, sigs) = (ex.images, ex.signatures);
             Ok(format!(
                 "root anchor + device key in soft:{}; {}",
@@ -81,18 +75,14 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
             let root = edgeward_core::pem::parse_labelled(
                 &read(&pki_dir.join(edgeward_pki::files::ROOT_CERT))?,
                 "CERTIFICATE",
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             let mut reference = attest::ReferenceValues::new();
             for s in &sigs {
-                let b =
-                    edgeward_core::bundle::Bundle::parse(&read(s)?).map_err(|e| e.to_string())?;
-                reference
-                    .allow_bundle(&b, &root, opts.now)
-                    .map_err(|e| e.to_string())?;
+                let b = edgeward_core::bundle::Bundle::parse(&read(s)?)?;
+                reference.allow_bundle(&b, &root, opts.now)?;
             }
             let nonce = [0x5a; 32];
-            let ev = attest::produce(se.as_ref(), log, &nonce).map_err(|e| e.to_string())?;
+            let ev = attest::produce(se.as_ref(), log, &nonce)?;
             let exp = attest::Expectations {
                 nonce: &nonce,
                 roots: &root,
@@ -100,7 +90,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
                 device_key: None,
                 now: opts.now,
             };
-            attest::verify_evidence(&ev, &exp).map_err(|e| e.to_string())?;
+            attest::verify_evidence(&ev, &exp)?;
             Ok("device chain, signature, nonce, log replay and reference values check out".into())
         },
     );
@@ -110,7 +100,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
             let os = images.get(2).ok_or("no OS image")?;
             let mut b = read(os)?;
             b[4096] ^= 1;
-            fs::write(os, b).map_err(|e| e.to_string())?;
+            fs::write(os, b)?;
             match boot_chain(&chain, se.as_ref(), &opts) {
                 Err(r)
                     if r.reason == FailureKind::Integrity
@@ -118,7 +108,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
                 {
                     Ok(format!("recovery mode (agent exit 3): {}", r.summary()))
                 }
-                Err(r) => Err(format!("refused for the wrong reason: {}", r.summary())),
+                Err(r) => fail(format!("refused for the wrong reason: {}", r.summary())),
                 Ok(_) => Err("the tampered chain booted".into()),
             }
         },

@@ -2,6 +2,7 @@
 //! there through the verified in-memory path, and refused on a device it was not encrypted
 //! for (called from `demo::story` after the key ceremony).
 
+use super::{fail, StepResult};
 use std::{fs, path::Path};
 
 use edgeward_artifact::{bundle_signing, NoProgress};
@@ -31,7 +32,7 @@ fn sample_safetensors(n: usize) -> Vec<u8> {
 /// Looks at every file under `dir` (the chapter's files: the container, both elements'
 /// state) and fails if one holds the plaintext model's safetensors header, which the
 /// in-memory load must never write; returns how many files were looked at.
-fn no_plaintext_in(dir: &Path) -> Result<usize, String> {
+fn no_plaintext_in(dir: &Path) -> StepResult<usize> {
     let plain = sample_safetensors(1 << 20);
     let header_len = 8 + u64::from_le_bytes(plain[..8].try_into().unwrap_or_default()) as usize;
     let needle = &plain[8..header_len.min(plain.len())];
@@ -39,7 +40,7 @@ fn no_plaintext_in(dir: &Path) -> Result<usize, String> {
     let mut files = 0;
     while let Some(d) = stack.pop() {
         for entry in fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
-            let path = entry.map_err(|e| e.to_string())?.path();
+            let path = entry?.path();
             if path.is_dir() {
                 stack.push(path);
                 continue;
@@ -47,7 +48,7 @@ fn no_plaintext_in(dir: &Path) -> Result<usize, String> {
             files += 1;
             let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             if bytes.windows(needle.len()).any(|w| w == needle) {
-                return Err(format!("{} holds the plaintext model", path.display()));
+                return fail(format!("{} holds the plaintext model", path.display()));
             }
         }
     }
@@ -60,46 +61,41 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
     let model = dir.join("encrypted-demo.safetensors");
     let sealed = dir.join("encrypted-demo.ewm");
     let (dev_a, dev_b) = (dir.join("device-a-se"), dir.join("device-b-se"));
-    let element =
-        |d: &Path| edgeward_se::open(&format!("soft:{}", d.display())).map_err(|e| e.to_string());
+    let element = |d: &Path| edgeward_se::open(&format!("soft:{}", d.display()));
     let mut bundle = None;
     demo.step(
         "encrypt a signed model for device A (HPKE to its element's key)",
         || {
             let a = element(&dev_a)?;
-            element(&dev_b)?
-                .generate_key("device", KeyAlgorithm::P256)
-                .map_err(|e| e.to_string())?;
-            let key_a = a
-                .generate_key("device", KeyAlgorithm::P256)
-                .map_err(|e| e.to_string())?;
+            element(&dev_b)?.generate_key("device", KeyAlgorithm::P256)?;
+            let key_a = a.generate_key("device", KeyAlgorithm::P256)?;
             let plain = sample_safetensors(1 << 20);
-            fs::write(&model, &plain).map_err(|e| e.to_string())?;
+            fs::write(&model, &plain)?;
             let signer = SigningKey::from_pem(
                 &read(&pki_dir.join(edgeward_pki::files::SIGNING_KEY))?,
                 None,
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             let chain = pem::parse_labelled(
                 &read(&pki_dir.join(edgeward_pki::files::SIGNING_CHAIN))?,
                 "CERTIFICATE",
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             let options = bundle_signing::SignOptions {
                 shard_size: Some(1 << 20),
                 ignore_paths: Vec::new(),
                 ignore_git_paths: true,
                 signed_at: unix_now(),
             };
-            bundle = Some(
-                bundle_signing::sign_path(&model, &signer, Some(chain), &options, &NoProgress)
-                    .map_err(|e| e.to_string())?,
-            );
-            let recipient = RecipientKey::new(&key_a).map_err(|e| e.to_string())?;
-            let container = crypt::encrypt(&plain, &[recipient], EncryptOptions::default())
-                .map_err(|e| e.to_string())?;
-            fs::write(&sealed, &container).map_err(|e| e.to_string())?;
-            fs::remove_file(&model).map_err(|e| e.to_string())?;
+            bundle = Some(bundle_signing::sign_path(
+                &model,
+                &signer,
+                Some(chain),
+                &options,
+                &NoProgress,
+            )?);
+            let recipient = RecipientKey::new(&key_a)?;
+            let container = crypt::encrypt(&plain, &[recipient], EncryptOptions::default())?;
+            fs::write(&sealed, &container)?;
+            fs::remove_file(&model)?;
             Ok(format!(
                 "4 MiB safetensors signed (certificate mode) and encrypted for device A ({}) → {}",
                 key_a.fingerprint(),
@@ -107,14 +103,13 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
             ))
         },
     );
-    let load = |se_dir: &Path| -> Result<String, String> {
+    let load = |se_dir: &Path| -> StepResult<String> {
         let roots = pem::parse_labelled(
             &read(&pki_dir.join(edgeward_pki::files::ROOT_CERT))?,
             "CERTIFICATE",
-        )
-        .map_err(|e| e.to_string())?;
-        let crls = pem::parse_labelled(&read(&pki_dir.join(edgeward_pki::files::CRL))?, "X509 CRL")
-            .map_err(|e| e.to_string())?;
+        )?;
+        let crls =
+            pem::parse_labelled(&read(&pki_dir.join(edgeward_pki::files::CRL))?, "X509 CRL")?;
         let trust = Trust::Roots {
             roots: &roots,
             crls: &crls,
@@ -122,9 +117,8 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path, pki_dir: &Path) {
         };
         let se = element(se_dir)?;
         let b = bundle.as_ref().ok_or("no bundle")?;
-        let m = secure_load::open_verified(&sealed, b, &trust, unix_now(), &*se, "device")
-            .map_err(|e| e.to_string())?;
-        let tensors = m.safetensors().map_err(|e| e.to_string())?;
+        let m = secure_load::open_verified(&sealed, b, &trust, unix_now(), &*se, "device")?;
+        let tensors = m.safetensors()?;
         let files = no_plaintext_in(dir)?;
         Ok(format!(
             "signature verified against the root, decrypted in memory with the element's key, {} tensor(s) handed to the runtime; no plaintext on disk (none of the {files} files in {} holds the model's header)",

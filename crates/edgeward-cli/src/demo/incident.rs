@@ -5,6 +5,7 @@
 //! operator approves the wipe the playbook held back and closes the incident, and the
 //! post-mortem is written in Markdown and HTML. The story ends with the report's path.
 
+use super::{fail, StepResult};
 use std::{path::Path, time::Duration};
 
 use edgeward_proto::token;
@@ -18,12 +19,7 @@ fn now() -> u64 {
 
 /// A forensic bundle answering command `command_id`: `body` behind a header signed by the
 /// device key, as the agent's collect_forensics makes it (docs/formats.md).
-fn signed_bundle(
-    device: &str,
-    key_pem: &str,
-    command_id: i64,
-    body: &[u8],
-) -> Result<Vec<u8>, String> {
+fn signed_bundle(device: &str, key_pem: &str, command_id: i64, body: &[u8]) -> StepResult<Vec<u8>> {
     use edgeward_proto::{command, forensics};
     let header = serde_json::to_vec(&forensics::BundleHeader {
         v: forensics::VERSION,
@@ -32,10 +28,8 @@ fn signed_bundle(
         created_at: now() as i64,
         body_bytes: body.len() as u64,
         body_sha256: hex::encode(edgeward_core::sha256(body)),
-    })
-    .map_err(|e| e.to_string())?;
-    let key = edgeward_core::keys::SigningKey::from_pem(key_pem.as_bytes(), None)
-        .map_err(|e| e.to_string())?;
+    })?;
+    let key = edgeward_core::keys::SigningKey::from_pem(key_pem.as_bytes(), None)?;
     let signature = key.sign(&command::signed_message(forensics::BUNDLE_CONTEXT, &header));
     Ok(forensics::assemble(
         &command::Signed::new(&header, &signature),
@@ -43,16 +37,16 @@ fn signed_bundle(
     ))
 }
 
-fn client(ca_pem: &[u8], identity: Option<String>) -> Result<reqwest::Client, String> {
+fn client(ca_pem: &[u8], identity: Option<String>) -> StepResult<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).map_err(|e| e.to_string())?)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem)?)
         .timeout(Duration::from_secs(10));
     if let Some(pem) = identity {
-        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).map_err(|e| e.to_string())?);
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes())?);
     }
-    b.build().map_err(|e| e.to_string())
+    Ok(b.build()?)
 }
 
 /// Adds the incident-response steps to `demo`, keeping the server's files in `dir`.
@@ -63,7 +57,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return demo.step("start a server with detection", || Err(e.to_string())),
+        Err(e) => return demo.step("start a server with detection", || Err(e.into())),
     };
     let config = edgeward_server::Config {
         data_dir: dir.to_path_buf(),
@@ -76,7 +70,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     demo.step("start a server with detection and the default playbook", || {
         let r = rt
             .block_on(edgeward_server::start(config))
-            .map_err(|e| e.to_string())?;
+            ?;
         running = Some(r);
         Ok("baselines per device and metric, cohorts, day-one rules, geography; playbook: contain on tamper, failed attestation, a foreign model or a cloned certificate".into())
     });
@@ -85,7 +79,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     let device_url = |p: &str| format!("https://127.0.0.1:{}{p}", server.device_addr.port());
     let ca = std::fs::read(dir.join("server-ca.pem")).unwrap_or_default();
     let admin_key = std::fs::read_to_string(dir.join("admin-token")).unwrap_or_default();
-    let admin = |method: &str, path: &str, body: Value| -> Result<Value, String> {
+    let admin = |method: &str, path: &str, body: Value| -> StepResult<Value> {
         let c = client(&ca, None)?;
         rt.block_on(async {
             let req = if method == "GET" {
@@ -93,21 +87,17 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
             } else {
                 c.post(admin_url(path)).json(&body)
             };
-            let r = req
-                .bearer_auth(admin_key.trim())
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
+            let r = req.bearer_auth(admin_key.trim()).send().await?;
             let status = r.status();
             let v: Value = r.json().await.unwrap_or(Value::Null);
             if status.is_success() {
                 Ok(v)
             } else {
-                Err(format!("{status}: {v}"))
+                fail(format!("{status}: {v}"))
             }
         })
     };
-    let report = |format: &str| -> Result<String, String> {
+    let report = |format: &str| -> StepResult<String> {
         let c = client(&ca, None)?;
         rt.block_on(async {
             let r = c
@@ -116,9 +106,8 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
                 )))
                 .bearer_auth(admin_key.trim())
                 .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            r.text().await.map_err(|e| e.to_string())
+                .await?;
+            Ok(r.text().await?)
         })
     };
 
@@ -127,15 +116,15 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     demo.step("enroll a camera and report a healthy day", || {
         let v = admin("POST", "/v1/admin/devices", json!({ "id": id, "hardware_class": "demo-camera" }))?;
         let enrollment = v["enrollment_token"].as_str().ok_or("no token")?.to_string();
-        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let key = rcgen::KeyPair::generate()?;
         let csr = rcgen::CertificateParams::new(Vec::<String>::new())
             .and_then(|p| p.serialize_request(&key))
             .and_then(|c| c.pem())
-            .map_err(|e| e.to_string())?;
+            ?;
         let c = client(&ca, None)?;
         let v: Value = rt.block_on(async {
-            let r = c.post(admin_url("/v1/enroll")).json(&json!({ "token": enrollment, "csr": csr })).send().await.map_err(|e| e.to_string())?;
-            r.json().await.map_err(|e| e.to_string())
+            let r = c.post(admin_url("/v1/enroll")).json(&json!({ "token": enrollment, "csr": csr })).send().await?;
+            r.json().await
         })?;
         let cert = v["certificate"].as_str().ok_or_else(|| format!("enrollment refused: {v}"))?;
         let secret = v["secret"].as_str().unwrap_or_default().to_string();
@@ -157,7 +146,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         device = Some((dev, secret, key.serialize_pem()));
         match (status, n) {
             (200, 0) => Ok("4 hours of inference rate (one point a minute) learned; no alert".into()),
-            other => Err(format!("answered {other:?}")),
+            other => fail(format!("answered {other:?}")),
         }
     });
     let Some((dev, secret, key_pem)) = device else {
@@ -171,7 +160,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
             dev.post(device_url("/v1/device/telemetry")).header("authorization", auth()).json(&body).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
         });
         if status != 200 {
-            return Err(format!("the tamper report answered {status}"));
+            return fail(format!("the tamper report answered {status}"));
         }
         for _ in 0..100 {
             let v = admin("GET", "/v1/admin/incidents/1", Value::Null).unwrap_or(Value::Null);
@@ -182,7 +171,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
                 return if after == 403 {
                     Ok(format!("critical tamper alert → incident 1 contained {ms} ms after the telemetry: quarantined (its next call is refused with 403), sessions dropped, updates held, forensics requested; the wipe waits for approval"))
                 } else {
-                    Err(format!("contained, but the device's next call answered {after}"))
+                    fail(format!("contained, but the device's next call answered {after}"))
                 };
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -208,13 +197,13 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
                 "signed collect_forensics command fetched while quarantined; bundle stored content-addressed (sha256 {}…); incident investigating",
                 v["evidence"][0]["sha256"].as_str().unwrap_or("").get(..16).unwrap_or("")
             )),
-            other => Err(format!("{other:?}")),
+            other => fail(format!("{other:?}")),
         }
     });
     demo.step("remediate: an admin approves the wipe and closes the incident", || {
         let v = admin("POST", "/v1/admin/incidents/1/approve", json!({}))?;
         if v["incident"]["status"] != "remediated" {
-            return Err(format!("after approval: {}", v["incident"]["status"]));
+            return fail(format!("after approval: {}", v["incident"]["status"]));
         }
         let v = admin("POST", "/v1/admin/incidents/1/close", json!({
             "root_cause": "the camera's enclosure was opened on site; the tamper switch fired",
@@ -222,7 +211,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         }))?;
         match v["incident"]["status"].as_str() {
             Some("closed") => Ok("wipe command queued by the approving admin; incident remediated, then closed with its root cause and lessons; updates released".into()),
-            other => Err(format!("{other:?}")),
+            other => fail(format!("{other:?}")),
         }
     });
     demo.step("post-mortem written", || {

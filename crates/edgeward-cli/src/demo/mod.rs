@@ -29,6 +29,18 @@ pub(crate) struct DemoArgs {
     pub(crate) keep: Option<PathBuf>,
 }
 
+/// Why a step of the demo did not go as expected: the library's own error (its message is the
+/// step's detail), or the demo's account of an outcome it did not expect ([`fail`]).
+pub(crate) type StepError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a step, or a helper of one, returns.
+pub(crate) type StepResult<T> = Result<T, StepError>;
+
+/// A step's failure with the demo's own account of it.
+pub(crate) fn fail<T>(why: impl Into<String>) -> StepResult<T> {
+    Err(why.into().into())
+}
+
 /// One step of the demo: `ok` means the step had the expected outcome (for an attack: it
 /// was refused).
 #[derive(Serialize)]
@@ -45,11 +57,11 @@ pub(crate) struct Demo {
 }
 
 impl Demo {
-    pub(crate) fn step(&mut self, name: &'static str, f: impl FnOnce() -> Result<String, String>) {
+    pub(crate) fn step(&mut self, name: &'static str, f: impl FnOnce() -> StepResult<String>) {
         let start = Instant::now();
         let (ok, detail) = match f() {
             Ok(d) => (true, d),
-            Err(d) => (false, d),
+            Err(e) => (false, e.to_string()),
         };
         if !self.json {
             println!("{} {name}\n    {detail}", if ok { "✓" } else { "✗" });
@@ -132,6 +144,6 @@ pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
     v
 }
 
-pub(crate) fn read(p: &Path) -> Result<Vec<u8>, String> {
-    fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+pub(crate) fn read(p: &Path) -> StepResult<Vec<u8>> {
+    fs::read(p).map_err(|e| format!("{}: {e}", p.display()).into())
 }

@@ -2,6 +2,7 @@
 //! signed in certificate mode and verified against the root, a raw signature, and two
 //! attacks refused (a flipped byte, a key the root never endorsed).
 
+use super::StepResult;
 use std::{fs, path::Path};
 
 use edgeward_artifact::{bundle_signing, raw_signing, NoProgress};
@@ -27,10 +28,10 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
 
     demo.step("key ceremony", || {
         Hierarchy::init(&pki_dir, "Edgeward Demo", &pass, 90, edgeward_core::keys::KeyAlgorithm::P256, now)
-            .map_err(|e| e.to_string())?;
+            ?;
         // The demo's throwaway root passphrase, so a kept demo (--keep) can be rotated.
         edgeward_pki::store::write_atomic(&dir.join("DEMO-ROOT-PASSPHRASE"), &pass, true)
-            .map_err(|e| e.to_string())?;
+            ?;
         Ok(format!(
             "offline root (encrypted key), 90-day code-signing certificate, device CA and empty CRL in {}",
             pki_dir.display()
@@ -54,31 +55,28 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         Ok(())
     })();
     if let Err(e) = setup {
-        demo.step("sample artifacts", || Err(e.to_string()));
+        demo.step("sample artifacts", || Err(e.into()));
         return;
     }
 
-    let signing = || -> Result<(SigningKey, Vec<Vec<u8>>), String> {
+    let signing = || -> StepResult<(SigningKey, Vec<Vec<u8>>)> {
         let key = SigningKey::from_pem(
             &read(&pki_dir.join(edgeward_pki::files::SIGNING_KEY))?,
             None,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let chain = pem::parse_labelled(
             &read(&pki_dir.join(edgeward_pki::files::SIGNING_CHAIN))?,
             "CERTIFICATE",
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok((key, chain))
     };
-    let roots = || -> Result<(DerList, DerList), String> {
+    let roots = || -> StepResult<(DerList, DerList)> {
         let roots = pem::parse_labelled(
             &read(&pki_dir.join(edgeward_pki::files::ROOT_CERT))?,
             "CERTIFICATE",
-        )
-        .map_err(|e| e.to_string())?;
-        let crls = pem::parse_labelled(&read(&pki_dir.join(edgeward_pki::files::CRL))?, "X509 CRL")
-            .map_err(|e| e.to_string())?;
+        )?;
+        let crls =
+            pem::parse_labelled(&read(&pki_dir.join(edgeward_pki::files::CRL))?, "X509 CRL")?;
         Ok((roots, crls))
     };
     let options = bundle_signing::SignOptions {
@@ -87,31 +85,27 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         ignore_git_paths: true,
         signed_at: unix_now(),
     };
-    let verify = |path: &Path, bundle: &Bundle| -> Result<String, String> {
+    let verify = |path: &Path, bundle: &Bundle| -> StepResult<String> {
         let (roots, crls) = roots()?;
         let trust = Trust::Roots {
             roots: &roots,
             crls: &crls,
             policy: Policy::default(),
         };
-        bundle_signing::verify_path(path, bundle, &trust, unix_now(), &[], &NoProgress)
-            .map(|v| {
-                let n = v.statement.manifest.items.len();
-                format!(
-                    "{n} digest{} verified; signer {} endorsed by the root",
-                    if n == 1 { "" } else { "s" },
-                    v.certificate.map(|c| c.subject).unwrap_or_default()
-                )
-            })
-            .map_err(|e| e.to_string())
+        let v = bundle_signing::verify_path(path, bundle, &trust, unix_now(), &[], &NoProgress)?;
+        let n = v.statement.manifest.items.len();
+        Ok(format!(
+            "{n} digest{} verified; signer {} endorsed by the root",
+            if n == 1 { "" } else { "s" },
+            v.certificate.map(|c| c.subject).unwrap_or_default()
+        ))
     };
 
     let mut firmware_bundle = None;
     demo.step("sign firmware image (bundle, certificate mode)", || {
         let (key, chain) = signing()?;
-        let b = bundle_signing::sign_path(&firmware, &key, Some(chain), &options, &NoProgress)
-            .map_err(|e| e.to_string())?;
-        fs::write(dir.join("firmware.bin.sig"), b.to_json()).map_err(|e| e.to_string())?;
+        let b = bundle_signing::sign_path(&firmware, &key, Some(chain), &options, &NoProgress)?;
+        fs::write(dir.join("firmware.bin.sig"), b.to_json())?;
         firmware_bundle = Some(b);
         Ok("firmware.bin (8 MiB) → firmware.bin.sig (OpenSSF model-signing bundle)".into())
     });
@@ -120,9 +114,9 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     });
     demo.step("raw signature, as openssl dgst -sha256 -sign makes it", || {
         let (key, _) = signing()?;
-        let sig = raw_signing::sign_file(&firmware, &key, &NoProgress).map_err(|e| e.to_string())?;
-        raw_signing::verify_file(&firmware, &key.public_key(), &sig, &NoProgress).map_err(|e| e.to_string())?;
-        fs::write(dir.join("firmware.bin.rawsig"), &sig).map_err(|e| e.to_string())?;
+        let sig = raw_signing::sign_file(&firmware, &key, &NoProgress)?;
+        raw_signing::verify_file(&firmware, &key.public_key(), &sig, &NoProgress)?;
+        fs::write(dir.join("firmware.bin.rawsig"), &sig)?;
         Ok(format!(
             "{}-byte DER ECDSA-Sig-Value, the format `openssl dgst -sha256 -verify` reads (crates/edgeward-cli/tests/cli/interop_openssl.rs checks that openssl verifies signatures made this way)",
             sig.len()
@@ -132,8 +126,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     let mut model_bundle = None;
     demo.step("sign model directory", || {
         let (key, chain) = signing()?;
-        let b = bundle_signing::sign_path(&model, &key, Some(chain), &options, &NoProgress)
-            .map_err(|e| e.to_string())?;
+        let b = bundle_signing::sign_path(&model, &key, Some(chain), &options, &NoProgress)?;
         let n = b.payload.len();
         model_bundle = Some(b);
         Ok(format!(
@@ -146,9 +139,9 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
 
     demo.step("attack: one flipped byte in the weights is refused", || {
         let weights = model.join("model.safetensors");
-        let mut bytes = fs::read(&weights).map_err(|e| e.to_string())?;
+        let mut bytes = fs::read(&weights)?;
         bytes[12_345_678] ^= 0x01;
-        fs::write(&weights, &bytes).map_err(|e| e.to_string())?;
+        fs::write(&weights, &bytes)?;
         match verify(&model, model_bundle.as_ref().ok_or("no bundle")?) {
             Ok(_) => Err("the tampered model verified!".into()),
             Err(e) => Ok(format!("refused: {e}")),
@@ -156,24 +149,17 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     });
 
     demo.step("attack: a key the root never endorsed is refused", || {
-        let rogue_key = issue::generate_key(edgeward_core::keys::KeyAlgorithm::P256)
-            .map_err(|e| e.to_string())?;
-        let rogue_root_key = issue::generate_key(edgeward_core::keys::KeyAlgorithm::P256)
-            .map_err(|e| e.to_string())?;
+        let rogue_key = issue::generate_key(edgeward_core::keys::KeyAlgorithm::P256)?;
+        let rogue_root_key = issue::generate_key(edgeward_core::keys::KeyAlgorithm::P256)?;
         let start = now - Duration::minutes(5);
         let rogue_root = issue::root_params("Mallory", start, start + Duration::days(365))
-            .self_signed(&rogue_root_key)
-            .map_err(|e| e.to_string())?;
-        let issuer =
-            issue::issuer_from_pem(&rogue_root.pem(), rogue_root_key).map_err(|e| e.to_string())?;
+            .self_signed(&rogue_root_key)?;
+        let issuer = issue::issuer_from_pem(&rogue_root.pem(), rogue_root_key)?;
         let cert = issue::signing_params("Mallory", start, start + Duration::days(30), true)
-            .signed_by(&rogue_key, &issuer)
-            .map_err(|e| e.to_string())?;
-        let key =
-            SigningKey::from_pkcs8_der(&rogue_key.serialize_der()).map_err(|e| e.to_string())?;
+            .signed_by(&rogue_key, &issuer)?;
+        let key = SigningKey::from_pkcs8_der(&rogue_key.serialize_der())?;
         let chain = vec![cert.der().to_vec(), rogue_root.der().to_vec()];
-        let b = bundle_signing::sign_path(&firmware, &key, Some(chain), &options, &NoProgress)
-            .map_err(|e| e.to_string())?;
+        let b = bundle_signing::sign_path(&firmware, &key, Some(chain), &options, &NoProgress)?;
         match verify(&firmware, &b) {
             Ok(_) => Err("the rogue signature verified!".into()),
             Err(e) => Ok(format!("refused: {e}")),

@@ -13,6 +13,7 @@
 //! installer's `state.json` the way a boot loader would (docs/updates.md) and checks that
 //! the image starts with its self-test's `EWFW-OK` header.
 
+use super::{fail, StepResult};
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
@@ -42,10 +43,6 @@ const CLASS: &str = "demo-camera";
 /// What a healthy image starts with (the demo's health check).
 const HEALTHY: &[u8] = b"EWFW-OK\n";
 
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
 fn now() -> i64 {
     i64::try_from(edgeward_core::civil::unix_now()).unwrap_or(i64::MAX)
 }
@@ -59,12 +56,8 @@ struct Repo {
 }
 
 impl Repo {
-    fn create(dir: &Path) -> Result<Self, String> {
-        let key = || {
-            SigningKey::generate(Scheme::Ed25519)
-                .map(|k| k.0)
-                .map_err(err)
-        };
+    fn create(dir: &Path) -> StepResult<Self> {
+        let key = || SigningKey::generate(Scheme::Ed25519).map(|k| k.0);
         let (root, targets, snapshot, timestamp) = (key()?, key()?, key()?, key()?);
         Repository::create(
             dir,
@@ -76,8 +69,7 @@ impl Repo {
             },
             Expiry::default(),
             now(),
-        )
-        .map_err(err)?;
+        )?;
         Ok(Repo {
             dir: dir.to_path_buf(),
             targets,
@@ -87,10 +79,10 @@ impl Repo {
     }
 
     /// Publishes `image` as `fw/cam-VERSION.img` with its release fields and chunk index.
-    fn publish(&self, image: &[u8], version: &str, counter: u64) -> Result<String, String> {
+    fn publish(&self, image: &[u8], version: &str, counter: u64) -> StepResult<String> {
         let path = format!("fw/cam-{version}.img");
         let src = self.dir.with_extension(format!("{version}.img"));
-        std::fs::write(&src, image).map_err(err)?;
+        std::fs::write(&src, image)?;
         let mut custom = ReleaseInfo {
             version: version.into(),
             kind: Kind::Firmware,
@@ -98,18 +90,14 @@ impl Repo {
             security_counter: counter,
         }
         .to_custom();
-        custom["edgeward"]["chunks"] = ChunkIndex::build(image, Params::default())
-            .map_err(err)?
-            .to_json();
-        let mut repo = Repository::open(&self.dir, Expiry::default(), now()).map_err(err)?;
-        repo.add_target("targets", &path, &src, Some(custom))
-            .map_err(err)?;
+        custom["edgeward"]["chunks"] = ChunkIndex::build(image, Params::default())?.to_json();
+        let mut repo = Repository::open(&self.dir, Expiry::default(), now())?;
+        repo.add_target("targets", &path, &src, Some(custom))?;
         repo.publish(
             &[("targets", &[&self.targets])],
             &self.snapshot,
             &self.timestamp,
-        )
-        .map_err(err)?;
+        )?;
         Ok(path)
     }
 }
@@ -150,7 +138,7 @@ impl Device {
         self.dir.join("installer")
     }
     /// The slot the device runs, as the installer's state records it.
-    fn active(&self) -> Result<PathBuf, String> {
+    fn active(&self) -> StepResult<PathBuf> {
         let state = read(&self.state_dir().join("state.json"));
         let active = state
             .ok()
@@ -159,8 +147,8 @@ impl Device {
             .unwrap_or_else(|| "a".into());
         Ok(self.slot(&active))
     }
-    fn counter(&self) -> Result<u64, String> {
-        self.element.counter(COUNTER).map_err(err)
+    fn counter(&self) -> StepResult<u64> {
+        Ok(self.element.counter(COUNTER)?)
     }
     /// The installer's configuration for `target`, fetched from the server at `base`.
     fn install_config(&self, base: &str, repo_root: &Path, target: &str) -> InstallConfig {
@@ -210,26 +198,25 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn admin(&self, path: &str, body: Option<Value>) -> Result<Value, String> {
+    fn admin(&self, path: &str, body: Option<Value>) -> StepResult<Value> {
         let url = format!("{}{path}", self.admin_base);
         let req = match body {
             Some(b) => self.admin.post(url).json(&b),
             None => self.admin.get(url),
         };
-        call(req.bearer_auth(&self.admin_key), path).map_err(|f| f.message)
+        Ok(call(req.bearer_auth(&self.admin_key), path).map_err(|f| f.message)?)
     }
 
     /// Registers and enrolls `id` (a P-256 key and CSR), with the factory image in slot A.
-    fn enroll(&self, id: &str, dir: &Path, factory: &[u8]) -> Result<Device, String> {
+    fn enroll(&self, id: &str, dir: &Path, factory: &[u8]) -> StepResult<Device> {
         let v = self.admin(
             "/v1/admin/devices",
             Some(json!({ "id": id, "hardware_class": CLASS })),
         )?;
-        let key = rcgen::KeyPair::generate().map_err(err)?;
+        let key = rcgen::KeyPair::generate()?;
         let csr = rcgen::CertificateParams::new(Vec::<String>::new())
             .and_then(|p| p.serialize_request(&key))
-            .and_then(|c| c.pem())
-            .map_err(err)?;
+            .and_then(|c| c.pem())?;
         let e = self.admin(
             "/v1/enroll",
             Some(json!({ "token": v["enrollment_token"], "csr": csr })),
@@ -240,10 +227,9 @@ impl Fleet {
         let http = reqwest::blocking::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&self.ca).map_err(err)?)
-            .identity(reqwest::Identity::from_pem(&identity).map_err(err)?)
-            .build()
-            .map_err(err)?;
+            .add_root_certificate(reqwest::Certificate::from_pem(&self.ca)?)
+            .identity(reqwest::Identity::from_pem(&identity)?)
+            .build()?;
         let (token_id, token_secret) = (id.to_string(), secret.clone());
         let transport = HttpTransport::with_tls(
             Limits::default(),
@@ -251,16 +237,14 @@ impl Fleet {
                 roots_pem: self.ca.clone(),
                 identity_pem: Some(identity),
             },
-        )
-        .map_err(err)?
+        )?
         .with_authorization(Arc::new(move |_url: &str| {
             device_token(&token_id, &token_secret)
         }));
-        std::fs::create_dir_all(dir.join("installer")).map_err(err)?;
-        std::fs::write(dir.join("slot-a"), factory).map_err(err)?;
-        let element =
-            edgeward_se::open(&format!("soft:{}", dir.join("se").display())).map_err(err)?;
-        element.advance_counter(COUNTER, 1).map_err(err)?;
+        std::fs::create_dir_all(dir.join("installer"))?;
+        std::fs::write(dir.join("slot-a"), factory)?;
+        let element = edgeward_se::open(&format!("soft:{}", dir.join("se").display()))?;
+        element.advance_counter(COUNTER, 1)?;
         Ok(Device {
             id: id.into(),
             secret,
@@ -272,38 +256,38 @@ impl Fleet {
     }
 
     /// A device call: the answer's JSON, or the status and message of a refusal.
-    fn device_call(&self, d: &Device, path: &str, body: Option<Value>) -> Result<Value, String> {
+    fn device_call(&self, d: &Device, path: &str, body: Option<Value>) -> StepResult<Value> {
         let url = format!("{}{path}", self.device_base);
         let req = match body {
             Some(b) => d.http.post(url).json(&b),
             None => d.http.get(url),
         };
-        let r = req.header("authorization", d.token()).send().map_err(err)?;
+        let r = req.header("authorization", d.token()).send()?;
         let status = r.status();
         let v: Value = r.json().unwrap_or(Value::Null);
         if status.is_success() {
             Ok(v)
         } else {
-            Err(format!("{status}: {}", v["message"].as_str().unwrap_or("")))
+            fail(format!("{status}: {}", v["message"].as_str().unwrap_or("")))
         }
     }
 
     /// Posts the device's queued update reports (oldest first); whether one answer said
     /// the rollout halted.
-    fn deliver(&self, d: &Device, installer: &Installer<'_>) -> Result<bool, String> {
+    fn deliver(&self, d: &Device, installer: &Installer<'_>) -> StepResult<bool> {
         let mut halted = false;
-        let outbox = installer.outbox().map_err(err)?;
+        let outbox = installer.outbox()?;
         for (n, report) in outbox.iter().enumerate() {
-            let body: Value = serde_json::from_slice(&report.to_json()).map_err(err)?;
+            let body: Value = serde_json::from_slice(&report.to_json())?;
             match self.device_call(d, edgeward_proto::update_report::PATH, Some(body)) {
                 Ok(answer) => halted |= answer["halted"] == json!(true),
                 Err(e) => {
-                    installer.delivered(n).map_err(err)?;
+                    installer.delivered(n)?;
                     return Err(e);
                 }
             }
         }
-        installer.delivered(outbox.len()).map_err(err)?;
+        installer.delivered(outbox.len())?;
         Ok(halted)
     }
 }
@@ -322,7 +306,7 @@ struct Cycle {
 /// the server — the offered release verified through TUF and the device checks, assembled
 /// into the inactive slot from the active one (delta), switched to on trial, its health
 /// check run, then confirmed or reverted — and the queued reports delivered.
-fn update(fleet: &Fleet, d: &mut Device, repo_root: &Path) -> Result<Option<Cycle>, String> {
+fn update(fleet: &Fleet, d: &mut Device, repo_root: &Path) -> StepResult<Option<Cycle>> {
     let offer = fleet.device_call(d, "/v1/device/update/offer", None)?;
     let (Some(version), Some(target)) = (offer["version"].as_str(), offer["targets"][0].as_str())
     else {
@@ -333,18 +317,18 @@ fn update(fleet: &Fleet, d: &mut Device, repo_root: &Path) -> Result<Option<Cycl
     let outcome = installer.update_offered(now(), Some(version));
     // A refusal may have queued a report (a verification failure); it goes out too.
     let halted = fleet.deliver(d, &installer)?;
-    let (transfer, length) = match outcome.map_err(err)? {
+    let (transfer, length) = match outcome? {
         Outcome::Nothing(found) => {
-            return Err(format!(
+            return fail(format!(
                 "offered {version}, but {target} is signed as {found}"
             ))
         }
         Outcome::Installed { transfer, .. } => (transfer, config_length(d, &installer)?),
     };
-    let confirmed = match installer.start(now()).map_err(err)? {
+    let confirmed = match installer.start(now())? {
         Started::Confirmed { .. } => true,
         Started::Reverted { .. } => false,
-        other => return Err(format!("the trial was not decided: {other:?}")),
+        other => return fail(format!("the trial was not decided: {other:?}")),
     };
     let halted = fleet.deliver(d, &installer)? || halted;
     Ok(Some(Cycle {
@@ -358,16 +342,16 @@ fn update(fleet: &Fleet, d: &mut Device, repo_root: &Path) -> Result<Option<Cycl
 }
 
 /// The signed length of the release on trial.
-fn config_length(d: &Device, installer: &Installer<'_>) -> Result<u64, String> {
-    let state = installer.state().map_err(err)?;
+fn config_length(d: &Device, installer: &Installer<'_>) -> StepResult<u64> {
+    let state = installer.state()?;
     state
         .slots
         .get(&state.active)
         .map(|r| r.length)
-        .ok_or_else(|| format!("{}: the installed slot is not recorded", d.id))
+        .ok_or_else(|| format!("{}: the installed slot is not recorded", d.id).into())
 }
 
-fn sha(path: &Path) -> Result<String, String> {
+fn sha(path: &Path) -> StepResult<String> {
     Ok(hex::encode(edgeward_core::sha256(&read(path)?)))
 }
 
@@ -379,7 +363,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return demo.step("start the update server", || Err(e.to_string())),
+        Err(e) => return demo.step("start the update server", || Err(e.into())),
     };
     let repo_dir = dir.join("repo");
     let v1 = image(true);
@@ -412,12 +396,11 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     demo.step(
         "serve it from edgeward-server (mTLS device API) and enroll three devices on 1.0.0",
         || {
-            let r = rt.block_on(edgeward_server::start(config)).map_err(err)?;
+            let r = rt.block_on(edgeward_server::start(config))?;
             let data = dir.join("server");
             let f = Fleet {
                 admin: client(&data.join("server-ca.pem")).map_err(|f| f.message)?,
-                admin_key: std::fs::read_to_string(data.join("admin-token"))
-                    .map_err(err)?
+                admin_key: std::fs::read_to_string(data.join("admin-token"))?
                     .trim()
                     .to_string(),
                 admin_base: format!("https://localhost:{}", r.admin_addr.port()),
@@ -462,11 +445,12 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
             match update(&fleet, d, &repo_dir) {
                 Ok(_) => Err("the downgrade was installed".into()),
                 Err(e)
-                    if e.contains("below the secure element's") && sha(&d.active()?)? == before =>
+                    if e.to_string().contains("below the secure element's")
+                        && sha(&d.active()?)? == before =>
                 {
                     Ok(format!("refused: {e}; the running slot untouched"))
                 }
-                Err(e) => Err(format!("refused for another reason: {e}")),
+                Err(e) => fail(format!("refused for another reason: {e}")),
             }
         },
     );
@@ -480,7 +464,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
             ));
             let mut bytes = read(&path)?;
             bytes[IMAGE / 2 + 1000] ^= 0x01;
-            std::fs::write(&path, &bytes).map_err(err)?;
+            std::fs::write(&path, &bytes)?;
             fleet.admin(
                 "/v1/admin/releases/1.1.0/rollout",
                 Some(json!({"devices": ["demo-upd-2"]})),
@@ -489,17 +473,17 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
             let before = sha(&d.active()?)?;
             let outcome = update(&fleet, d, &repo_dir);
             bytes[IMAGE / 2 + 1000] ^= 0x01;
-            std::fs::write(&path, &bytes).map_err(err)?;
+            std::fs::write(&path, &bytes)?;
             match outcome {
                 Ok(_) => Err("the tampered target was installed".into()),
                 Err(e)
-                    if e.contains("does not match the signed")
+                    if e.to_string().contains("does not match the signed")
                         && sha(&d.active()?)? == before
                         && d.active()? == d.slot("a") =>
                 {
                     Ok(format!("refused: {e}; slot A untouched and still active, the refusal reported (verification_failed)"))
                 }
-                Err(e) => Err(format!("refused for another reason: {e}")),
+                Err(e) => fail(format!("refused for another reason: {e}")),
             }
         },
     );
@@ -517,13 +501,13 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
             let before = sha(&d.active()?)?;
             let c = update(&fleet, d, &repo_dir)?.ok_or("no offer")?;
             if c.confirmed || sha(&d.active()?)? != before {
-                return Err(format!("{} did not revert", d.id));
+                return fail(format!("{} did not revert", d.id));
             }
             lines.push(format!("{} reverted to its previous slot (health_check_failed){}", d.id, if c.halted { "; the rollout halted" } else { "" }));
         }
         let third = fleet.device_call(&devices[2], "/v1/device/update/offer", None)?;
         if !third["version"].is_null() {
-            return Err(format!("demo-upd-3 was still offered {}", third["version"]));
+            return fail(format!("demo-upd-3 was still offered {}", third["version"]));
         }
         lines.push("demo-upd-3 is offered nothing".into());
         let status = fleet.admin("/v1/admin/releases/1.2.0/status", None)?;

@@ -2,6 +2,7 @@
 //! permutation and pruning, and an unmarked model shows none. The model is the digits MLP
 //! that `scripts/models/train_digits.py` trains (kept as a test asset of edgeward-model).
 
+use super::fail;
 use std::{fs, path::Path};
 
 use edgeward_model::{
@@ -16,7 +17,7 @@ use crate::demo::{read, Demo};
 pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     if let Err(e) = fs::create_dir_all(dir) {
         return demo.step("watermark the model", || {
-            Err(format!("{}: {e}", dir.display()))
+            fail(format!("{}: {e}", dir.display()))
         });
     }
     const DIGITS_MLP: &[u8] =
@@ -28,8 +29,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
 
     demo.step("watermark the model", || {
         let options = whitebox::EmbedOptions::default();
-        let (bytes, r) =
-            whitebox::embed(DIGITS_MLP, &key, PAYLOAD, &options).map_err(|e| e.to_string())?;
+        let (bytes, r) = whitebox::embed(DIGITS_MLP, &key, PAYLOAD, &options)?;
         fs::write(&marked, bytes).map_err(|e| format!("{}: {e}", marked.display()))?;
         Ok(format!(
             "payload {PAYLOAD:016x} in {} hidden units of fc1 (rms change {:.2} sigma), key {}",
@@ -44,15 +44,12 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         || {
             let bytes = read(&marked)?;
             let permuted =
-                launder::permute_hidden(&bytes, "fc1.weight", "fc1.bias", "fc2.weight", 7)
-                    .map_err(|e| e.to_string())?;
-            let copy = launder::prune(&permuted, &["fc1.weight", "fc2.weight"], 0.5)
-                .map_err(|e| e.to_string())?;
+                launder::permute_hidden(&bytes, "fc1.weight", "fc1.bias", "fc2.weight", 7)?;
+            let copy = launder::prune(&permuted, &["fc1.weight", "fc2.weight"], 0.5)?;
             fs::write(&stolen, &copy).map_err(|e| format!("{}: {e}", stolen.display()))?;
-            let d = whitebox::detect(&copy, &key, "fc1.weight", Some(PAYLOAD))
-                .map_err(|e| e.to_string())?;
+            let d = whitebox::detect(&copy, &key, "fc1.weight", Some(PAYLOAD))?;
             if d.p_value >= 1e-6 {
-                return Err(format!(
+                return fail(format!(
                     "mark not found: z = {:.2}, p = {:.2e}",
                     d.z, d.p_value
                 ));
@@ -67,10 +64,9 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     );
 
     demo.step("an unmarked model shows no mark", || {
-        let d =
-            whitebox::detect(DIGITS_MLP, &key, "fc1.weight", None).map_err(|e| e.to_string())?;
+        let d = whitebox::detect(DIGITS_MLP, &key, "fc1.weight", None)?;
         if d.p_value < 1e-6 {
-            return Err(format!(
+            return fail(format!(
                 "false positive: z = {:.2}, p = {:.2e}",
                 d.z, d.p_value
             ));
