@@ -359,6 +359,9 @@ fn parse_area(
         )));
     }
     let total = u16_at(b, start + 2).map(usize::from).unwrap_or(0);
+    // The area stays inside the file and every TLV inside the area: a TLV reaching past its
+    // area would be read from bytes the area (and, for the protected one, the hash) does
+    // not cover.
     let end = start
         .checked_add(total)
         .filter(|&e| total >= 4 && e <= b.len())
@@ -452,6 +455,9 @@ impl<'a> Image<'a> {
                     bytes.len()
                 ))
             })?;
+        // The hash covers the header, the image and the protected area: the header's size of
+        // that area and the area's own length must agree, or the bytes hashed and the TLVs
+        // trusted as protected (security counter, hardware class, dependencies) could differ.
         let (protected, hashed_len) = if header.protect_tlv_size > 0 {
             let (tlvs, end) = parse_area(bytes, image_end, TLV_PROT_INFO_MAGIC, "protected")?;
             if end - image_end != usize::from(header.protect_tlv_size) {
@@ -463,6 +469,8 @@ impl<'a> Image<'a> {
             }
             (tlvs, end)
         } else {
+            // With no size in the header the hash stops at the image: TLVs in such an area
+            // would look protected while no signature covers them.
             if u16_at(bytes, image_end) == Some(TLV_PROT_INFO_MAGIC) {
                 return Err(malformed(
                     "a protected TLV area is present but the header gives it no size",
@@ -486,6 +494,8 @@ impl<'a> Image<'a> {
 
     /// The one protected TLV of `kind`, if any (a repeated one is malformed).
     fn protected_one(&self, kind: u16) -> Result<Option<&'a [u8]>, McubootError> {
+        // Two security counters (or hardware classes) would let each reader pick the one
+        // that suits it: one value or none.
         let mut found = self.protected.iter().filter(|t| t.kind == kind);
         let first = found.next().map(|t| self.value(t));
         if found.next().is_some() {
