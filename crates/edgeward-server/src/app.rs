@@ -30,6 +30,9 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Open device connections.
     pub conns: Connections,
+    /// This process's random name among the replicas, on the session drops it records so
+    /// that it does not follow its own (it applied them when it recorded them).
+    pub instance: String,
     /// Revoked device certificate serials (also enforced in the TLS handshake).
     pub revoked: RevokedSerials,
     /// Counters for `/metrics`.

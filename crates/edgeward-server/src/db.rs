@@ -847,6 +847,59 @@ impl Db {
             .collect()
     }
 
+    /// Asks every replica to close `device`'s live connections (containment's
+    /// `drop_sessions`), and forgets requests older than an hour (every live replica has
+    /// followed them long since).
+    pub async fn record_session_drop(
+        &self,
+        device: &str,
+        origin: &str,
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query("INSERT INTO session_drops (device_id, origin, at_ms) VALUES ($1, $2, $3)")
+            .bind(device)
+            .bind(origin)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM session_drops WHERE at_ms < $1")
+            .bind(now_ms.saturating_sub(3_600_000))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The session drops recorded after the one numbered `after`, oldest first: (number,
+    /// device, the recording process's instance name).
+    pub async fn session_drops_after(
+        &self,
+        after: i64,
+    ) -> Result<Vec<(i64, String, String)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, device_id, origin FROM session_drops WHERE id > $1 ORDER BY id",
+        )
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("device_id")?,
+                    r.try_get("origin")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The number of the newest session drop (0 when there is none).
+    pub async fn last_session_drop(&self) -> Result<i64, DbError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS id FROM session_drops")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("id")?)
+    }
+
     /// Every revoked device certificate serial (hex), oldest first.
     pub async fn revoked_serials(&self) -> Result<Vec<String>, DbError> {
         let rows = sqlx::query("SELECT serial FROM revoked_certs ORDER BY revoked_at, serial")

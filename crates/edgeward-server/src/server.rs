@@ -302,6 +302,11 @@ async fn build(config: &Config, clock: Arc<dyn Clock>, part: Part) -> Result<Bui
         nats,
         clock,
         conns: Connections::default(),
+        instance: {
+            let mut name = [0u8; 8];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut name);
+            hex::encode(name)
+        },
         revoked: Arc::new(RwLock::new(revoked)),
         metrics: Metrics::default(),
         crl_writer: Default::default(),
@@ -336,16 +341,48 @@ pub async fn worker_app(config: Config) -> Result<Shared, StartError> {
 /// How often a server reads the revocations other replicas committed.
 pub const REVOCATION_SYNC: Duration = Duration::from_millis(400);
 
-/// Follows revocations committed through other replicas sharing the registry: every
-/// [`REVOCATION_SYNC`] it reads `revoked_certs`, and for each serial it did not know it
-/// refuses the certificate at the handshake, closes the device's open connections here,
-/// drops its cached record, and rewrites its CRL. (Revocations made here are applied at
-/// once by the request that made them; this also catches them, to no effect.)
+/// Follows revocations and session drops committed through other replicas (or detection
+/// workers) sharing the registry: every [`REVOCATION_SYNC`] it reads `revoked_certs`, and
+/// for each serial it did not know it refuses the certificate at the handshake, closes the
+/// device's open connections here, drops its cached record, and rewrites its CRL; and it
+/// reads `session_drops`, closing the open connections of each device named in a request
+/// another process recorded since. (Revocations made here are applied at once by the
+/// request that made them; this also catches them, to no effect. Session drops recorded
+/// here are skipped: the device may already have reconnected to its command channel.)
 async fn follow_revocations(app: Shared, mut shutdown: watch::Receiver<bool>) {
+    // Requests from before this start name connections this process never had.
+    let mut drops_seen = app.db.last_session_drop().await.unwrap_or_else(|e| {
+        tracing::error!(%e, "reading the session drops of other replicas");
+        0
+    });
     loop {
         tokio::select! {
             _ = tokio::time::sleep(REVOCATION_SYNC) => {}
             _ = shutdown.changed() => return,
+        }
+        match app.db.session_drops_after(drops_seen).await {
+            Ok(drops) => {
+                for (id, device, origin) in drops {
+                    drops_seen = drops_seen.max(id);
+                    if origin == app.instance {
+                        continue;
+                    }
+                    let closed = app.conns.close_all(&device);
+                    app.metrics.add(
+                        "edgeward_connections_closed_total",
+                        "reason=\"dropped_elsewhere\"".into(),
+                        closed as u64,
+                    );
+                    // A detection worker has no broker connection: the replicas that have
+                    // one close the device's MQTT session for it.
+                    if let Some(client) = app.mqtt.get() {
+                        if let Err(e) = crate::mqtt::kick::close(&app, client, &device).await {
+                            tracing::error!(%e, device, "closing a contained device's MQTT session");
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!(%e, "reading the session drops of other replicas"),
         }
         let revoked = match app.db.revocations().await {
             Ok(r) => r,

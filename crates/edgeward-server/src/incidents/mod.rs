@@ -191,7 +191,20 @@ pub async fn act(
                     Err(e) => format!("; its MQTT session could not be closed: {e}"),
                 },
             };
-            format!("{closed} live device connection(s) closed{mqtt}")
+            // The device may hold connections to other replicas: they close theirs when
+            // they read this request (within REVOCATION_SYNC).
+            let replicas = match app
+                .db
+                .record_session_drop(device, &app.instance, now_ms(app))
+                .await
+            {
+                Ok(()) => "; the other replicas asked to close theirs",
+                Err(e) => {
+                    tracing::error!(%e, device, "the session drop could not be recorded");
+                    "; the other replicas could not be asked to close theirs"
+                }
+            };
+            format!("{closed} live device connection(s) closed here{replicas}{mqtt}")
         }
         Action::HoldUpdates => {
             store::hold_updates(&app.db, device, incident, now_ms(app)).await?;

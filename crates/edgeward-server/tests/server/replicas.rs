@@ -1,6 +1,7 @@
 //! Revocation across replicas: two servers on one PostgreSQL registry (and one Redis); a
 //! device revoked through one loses its open connection on the other within a second and
-//! cannot handshake there again.
+//! cannot handshake there again; a device contained through one (the playbook's drop of its
+//! sessions) loses its open connection on the other too.
 
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,83 @@ async fn a_revocation_through_one_replica_reaches_the_other_within_a_second() {
             .await
             .is_err(),
         "a new handshake on replica b got in"
+    );
+    b.stop().await;
+    a.running.stop().await;
+}
+
+/// Containment through one replica reaches the other: a tamper event sent to replica a
+/// makes the default playbook contain the device there, and its open connection on replica
+/// b is closed too (b follows a's session drop as it follows revocations), while the
+/// device may connect again for its command channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containment_through_one_replica_closes_the_devices_connection_on_the_other() {
+    let redis =
+        std::env::var("EDGEWARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let shared = |c: &mut edgeward_server::Config| c.redis_url = Some(redis.clone());
+    let a = start_with(Backend::Postgres, shared, None).await;
+    let (b, _b_dir) = replica(&a, shared).await;
+    let e = a.enroll(&device_id("contained"), "cam").await;
+
+    let mut tls = tls_connect(&a.server_ca(), b.device_addr, &e).await;
+    let request = format!(
+        "GET /v1/device/commands HTTP/1.1\r\nhost: localhost\r\nauthorization: {}\r\n\r\n",
+        v1(&e, unix_now())
+    );
+    tls.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tls.read(&mut buf).await.expect("read");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+
+    let r = a
+        .device_client(&e)
+        .post(a.device_url("/v1/device/telemetry"))
+        .header("authorization", v1(&e, unix_now()))
+        .json(&json!({ "records": [
+            { "type": "event", "at": unix_now(), "event": "tamper", "detail": "enclosure opened" }
+        ] }))
+        .send()
+        .await
+        .expect("telemetry");
+    assert_eq!(r.status(), 200);
+    let sent = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "replica b kept the contained device's connection for {:?}",
+        sent.elapsed()
+    );
+    eprintln!(
+        "closed on replica b {:?} after the tamper event",
+        sent.elapsed()
+    );
+    let (_, v) = a.admin_get(&format!("/v1/admin/devices/{}", e.id)).await;
+    assert_eq!(v["device"]["status"], "quarantined", "{v}");
+    let (_, v) = a.admin_get("/v1/admin/incidents").await;
+    let incident = v["incidents"]
+        .as_array()
+        .and_then(|l| l.iter().find(|i| i["device_id"] == e.id.as_str()).cloned())
+        .unwrap_or_else(|| panic!("no incident for the device: {v}"));
+    let (_, shown) = a
+        .admin_get(&format!("/v1/admin/incidents/{}", incident["id"]))
+        .await;
+    assert!(
+        shown
+            .to_string()
+            .contains("the other replicas asked to close theirs"),
+        "{shown}"
     );
     b.stop().await;
     a.running.stop().await;
