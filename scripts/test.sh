@@ -116,6 +116,16 @@ services() {
   echo "summary: PostgreSQL $pg on 127.0.0.1:5432, Redis on 127.0.0.1:6379"
 }
 
+# The agent's isolated inference worker runs as its own system user (the agent creates it when
+# missing; made here too so that the suite's tests find it whatever runs first).
+worker_user() {
+  if ! getent passwd edgeward-infer >/dev/null; then
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin edgeward-infer
+  fi
+  echo "summary: user $(getent passwd edgeward-infer | cut -d: -f1,3,4)"
+}
+
 python_venv() {
   if ! "$VENV/bin/python" -c 'import model_signing, cryptography, OpenSSL, imgtool, onnx, numpy, sklearn, safetensors, schemathesis' 2>/dev/null; then
     python3 -m venv "$VENV"
@@ -216,6 +226,7 @@ echo "logs in $LOGS"
 phase system system_packages
 phase services services
 phase venv python_venv
+phase worker-user worker_user
 export EDGEWARD_VENV="$VENV" EDGEWARD_PYTHON="$VENV/bin/python"
 export EDGEWARD_MODEL_SIGNING="$VENV/bin/model_signing"
 phase audit audit

@@ -88,6 +88,9 @@ pub struct AgentConfig {
     /// The MQTT broker's TLS listener, `HOST:PORT` (with `transport = "mqtt"`).
     #[serde(default)]
     pub mqtt_broker: Option<String>,
+    /// The isolated inference worker (`[inference]`); none: the agent serves no model.
+    #[serde(default)]
+    pub inference: Option<crate::inference::InferenceConfig>,
 }
 
 mod defaults {
@@ -157,6 +160,9 @@ impl AgentConfig {
         }
         if let Some(u) = &self.update {
             u.check()?;
+        }
+        if let Some(i) = &self.inference {
+            i.check()?;
         }
         match (self.transport, &self.mqtt_broker) {
             (TransportKind::Mqtt, None) => {

@@ -6,7 +6,9 @@
 //! shutdown. Commands are verified ([`crate::commands::verify`]) before they run and each is
 //! answered with a signed result; a result that cannot be delivered waits in `outbox/`.
 //! Quarantined, the agent keeps sampling into its queue but delivers nothing but command
-//! results and forensic bundles; wiped, it waits for re-provisioning.
+//! results and forensic bundles; wiped, it waits for re-provisioning. With `[inference]`, it
+//! keeps the isolated inference worker running ([`crate::inference`]) and tells it about
+//! quarantine; with `inference_socket`, it sends what the application reports there.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -18,7 +20,9 @@ use tokio::sync::watch;
 use crate::{
     commands::{self, state::CommandState, verify, After, Context},
     enroll::{self, Identity},
-    files, metrics,
+    files,
+    inference::{self, supervisor::Worker},
+    metrics,
     net::DeviceClient,
     queue::Queue,
     status::{self, SharedStatus},
@@ -51,6 +55,18 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
     let listener = status::bind(&config.status_socket())?;
     let server = tokio::spawn(status::serve(listener, status.clone(), shutdown.clone()));
     let queue = Queue::open(&config.state_dir.join("queue"), config.queue_max_events)?;
+    let inference_metrics = inference::metrics::SharedLatest::default();
+    let metrics_server = match &config.inference_socket {
+        Some(path) => {
+            let listener = inference::metrics::bind(path)?;
+            Some(tokio::spawn(inference::metrics::serve(
+                listener,
+                inference_metrics.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     let (len, dropped) = (queue.len(), queue.dropped());
     status::update(&status, |s| {
         s.queue_len = len;
@@ -64,9 +80,19 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
         cpu: None,
         queue,
         quarantine: watch::channel(quarantined).0,
+        worker: None,
+        worker_error: None,
+        inference_metrics,
     };
     let result = agent.main().await;
+    agent.worker = None;
     server.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
+    if let Some(path) = &agent.config.inference_socket {
+        let _ = files::remove(path);
+    }
     let _ = files::remove(&agent.config.status_socket());
     tracing::info!("stopped");
     result
@@ -81,6 +107,12 @@ struct Agent {
     queue: Queue,
     /// True while quarantined (persisted in the command state).
     quarantine: watch::Sender<bool>,
+    /// The inference worker, while it runs.
+    worker: Option<Worker>,
+    /// Why the worker last failed to start (reported once per distinct reason).
+    worker_error: Option<String>,
+    /// The application's latest report on the metrics socket.
+    inference_metrics: inference::metrics::SharedLatest,
 }
 
 impl Agent {
@@ -130,12 +162,17 @@ impl Agent {
                 s.key_slot = Some(identity.stored.key_slot.clone());
             });
             let client = self.client(&identity)?;
+            self.tend_worker(&identity.stored.key_slot).await;
             match self.online(&identity, &client).await? {
                 Exit::Shutdown => return Ok(()),
-                Exit::Wiped => status::update(&self.status, |s| {
-                    s.state = "wiped".into();
-                    s.key_slot = None;
-                }),
+                Exit::Wiped => {
+                    // The keys are gone; so is the plaintext (killing the worker).
+                    self.worker = None;
+                    status::update(&self.status, |s| {
+                        s.state = "wiped".into();
+                        s.key_slot = None;
+                    })
+                }
                 Exit::Reidentified => {}
             }
         }
@@ -245,6 +282,7 @@ impl Agent {
         loop {
             tokio::select! {
                 _ = telemetry.tick() => {
+                    self.tend_worker(&identity.stored.key_slot).await;
                     if let Err(e) = self.send_sample(client).await {
                         self.failed(&e);
                     }
@@ -253,7 +291,9 @@ impl Agent {
                     if let Err(e) = self.deliver(client).await {
                         self.failed(&e);
                     }
-                    match self.poll(identity, client).await {
+                    let polled = self.poll(identity, client).await;
+                    self.sync_quarantine();
+                    match polled {
                         Ok(Some(exit)) => return Ok(exit),
                         Ok(None) => {}
                         Err(e) => self.failed(&e),
@@ -316,6 +356,65 @@ impl Agent {
         Ok(())
     }
 
+    /// Starts the inference worker when it is configured and not running (it may have
+    /// exited), and keeps its quarantine state in step with the agent's.
+    async fn tend_worker(&mut self, device_slot: &str) {
+        let Some(config) = self.config.inference.clone() else {
+            return;
+        };
+        if let Some(w) = &mut self.worker {
+            if w.running() {
+                self.sync_quarantine();
+                return;
+            }
+            let status = w.wait().ok();
+            tracing::warn!(?status, "the inference worker exited; restarting it");
+            self.worker = None;
+        }
+        let element = Arc::clone(&self.element);
+        let slot = device_slot.to_string();
+        let quarantined = self.quarantined();
+        let started = tokio::task::spawn_blocking(move || {
+            Worker::start(&config, element.as_ref(), &slot, quarantined, None)
+        })
+        .await
+        .map_err(|e| AgentError::Protocol(format!("starting the inference worker: {e}")))
+        .and_then(|r| r);
+        match started {
+            Ok(w) => {
+                self.worker = Some(w);
+                self.worker_error = None;
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::warn!(error = %reason, "the inference worker did not start");
+                if self.worker_error.as_deref() != Some(reason.as_str()) {
+                    let event = serde_json::json!({
+                        "type": "security", "event": "inference_worker_failed",
+                        "at": unix_now(), "reason": reason,
+                    });
+                    if let Err(e) = self.queue_event(&event) {
+                        self.failed(&e);
+                    }
+                    self.worker_error = Some(reason);
+                }
+            }
+        }
+    }
+
+    /// Tells the worker when the agent's quarantine state changed.
+    fn sync_quarantine(&mut self) {
+        let on = self.quarantined();
+        if let Some(w) = &mut self.worker {
+            if w.quarantined != on {
+                if let Err(e) = w.set_quarantined(on) {
+                    tracing::warn!(error = %e, "the inference worker did not take the quarantine; stopping it");
+                    self.worker = None;
+                }
+            }
+        }
+    }
+
     fn device_record(&mut self) -> serde_json::Value {
         let sample = metrics::sample(Path::new("/"), &mut self.cpu);
         let mut record = serde_json::json!({
@@ -323,6 +422,20 @@ impl Agent {
             "at": unix_now(),
             "metrics": sample,
         });
+        let worker = self
+            .worker
+            .as_ref()
+            .map(|w| (&w.model_sha256, w.quarantined));
+        if let Some((metrics, inference)) =
+            inference::metrics::telemetry(&self.inference_metrics, worker)
+        {
+            if let (Some(m), serde_json::Value::Object(extra)) =
+                (record["metrics"].as_object_mut(), metrics)
+            {
+                m.extend(extra);
+            }
+            record["inference"] = inference;
+        }
         if let Some(l) = self.config.location {
             record["location"] = serde_json::json!({
                 "latitude": l.latitude, "longitude": l.longitude, "source": "configured"

@@ -1,6 +1,7 @@
 //! The Edgeward device agent's logic (the binary only parses arguments): the daemon
 //! ([`daemon`]) that enrolls from the secure element, streams telemetry over mutual TLS and
-//! answers signed commands, and the one-shot device operations (tamper response).
+//! answers signed commands, the isolated inference worker it starts ([`inference`]), and the
+//! one-shot device operations (tamper response).
 
 pub mod commands;
 pub mod config;
@@ -8,6 +9,7 @@ pub mod daemon;
 pub mod enroll;
 pub mod error;
 pub mod files;
+pub mod inference;
 pub mod logbuf;
 pub mod metrics;
 pub mod mqtt;

@@ -1,11 +1,14 @@
 //! The agent binary as a daemon against the real server: it enrolls from the secure element
 //! through the enrollment listener (which serves nothing of the admin API), sends telemetry
 //! over mutual TLS that lands in the registry, answers `status` on its socket, and stops
-//! cleanly on SIGTERM.
+//! cleanly on SIGTERM; the incident commands (daemon/incident.rs) and the isolated inference
+//! worker (daemon/inference.rs).
 
 mod common;
 #[path = "daemon/incident.rs"]
 mod incident;
+#[path = "daemon/inference.rs"]
+mod inference;
 #[path = "daemon/update.rs"]
 mod update;
 

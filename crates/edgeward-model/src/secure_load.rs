@@ -174,6 +174,59 @@ pub fn open_verified_bytes(
     finish(&key, &payload, verified)
 }
 
+/// A model's file key, released by the element only after the model's signature verified
+/// and the container's header authenticated under it: what a device hands to the isolated
+/// process that decrypts the weights (which then calls [`open_with_key`]). Zeroized when
+/// dropped.
+pub struct ReleasedKey {
+    /// The container's file key.
+    pub file_key: crypt::envelope::FileKey,
+    /// Who signed, and the signed statement the plaintext must match.
+    pub verified: Verified,
+}
+
+impl std::fmt::Debug for ReleasedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReleasedKey")
+            .field("signer", &self.verified.key.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Verifies `bundle` under `trust` at `now`, then — only then — unwraps the file key of the
+/// container `file` with the element's `slot` and checks the header MAC. Nothing is
+/// decrypted: the key goes to whoever decrypts ([`open_with_key`]).
+pub fn release_key(
+    file: &File,
+    bundle: &Bundle,
+    trust: &Trust<'_>,
+    now: u64,
+    se: &dyn SecureElement,
+    slot: &str,
+) -> Result<ReleasedKey, LoadError> {
+    let verified = verify_signature(bundle, trust, now)?;
+    let (header, _, len) = crypt::read_header(file)?;
+    if len > MAX_CONTAINER_LEN {
+        return Err(LoadError::Decrypt(CryptError::MalformedHeader(format!(
+            "the container is {len} bytes, more than the limit {MAX_CONTAINER_LEN}"
+        ))));
+    }
+    let file_key = crypt::open_file_key(&header, se, slot)?;
+    Ok(ReleasedKey { file_key, verified })
+}
+
+/// Decrypts the container `file` with a released `file_key` (no element needed) and checks
+/// the plaintext against `signed`, the manifest of the statement whose signature verified
+/// before the key was released. The plaintext is returned only when it matches.
+pub fn open_with_key(
+    file: &File,
+    file_key: &[u8; 32],
+    signed: &Manifest,
+) -> Result<Plaintext, LoadError> {
+    let (key, payload) = crypt::open_file_with_key(file, file_key)?;
+    decrypt_checked(&key, &payload, signed)
+}
+
 fn verify_signature(bundle: &Bundle, trust: &Trust<'_>, now: u64) -> Result<Verified, LoadError> {
     let verified = verify_bundle(bundle, trust, now).map_err(LoadError::Signature)?;
     let manifest = &verified.statement.manifest;
@@ -187,16 +240,25 @@ fn verify_signature(bundle: &Bundle, trust: &Trust<'_>, now: u64) -> Result<Veri
     Ok(verified)
 }
 
-/// Decrypts the payload, recomputes the signed manifest over the plaintext and compares.
-/// When the signature is sharded on chunk boundaries, each shard is hashed chunk by chunk
-/// right after the chunk authenticated (in cache, one shard per task on every core);
-/// otherwise the plaintext is hashed after decryption.
+/// Decrypts the payload and checks it against the verified statement ([`decrypt_checked`]).
 fn finish(
     key: &StreamKey,
     payload: &dyn PayloadSource,
     verified: Verified,
 ) -> Result<VerifiedModel, LoadError> {
-    let signed = &verified.statement.manifest;
+    let bytes = decrypt_checked(key, payload, &verified.statement.manifest)?;
+    Ok(VerifiedModel { bytes, verified })
+}
+
+/// Decrypts the payload, recomputes the `signed` manifest over the plaintext and compares.
+/// When the signature is sharded on chunk boundaries, each shard is hashed chunk by chunk
+/// right after the chunk authenticated (in cache, one shard per task on every core);
+/// otherwise the plaintext is hashed after decryption.
+fn decrypt_checked(
+    key: &StreamKey,
+    payload: &dyn PayloadSource,
+    signed: &Manifest,
+) -> Result<Plaintext, LoadError> {
     let fused_unit = match signed.serialization.method {
         Method::Shards { shard_size } => usize::try_from(shard_size)
             .ok()
@@ -220,7 +282,7 @@ fn finish(
     signed
         .check_matches(&actual)
         .map_err(LoadError::Integrity)?;
-    Ok(VerifiedModel { bytes, verified })
+    Ok(bytes)
 }
 
 /// The manifest of a single file of `len` bytes whose shards of `shard_size` have `digests`.

@@ -4,13 +4,15 @@
 //! rule the server applies to each device ([`gcra`]), the JSON bodies of every call
 //! ([`api`]), the signed commands and results ([`command`]), the update reports a
 //! device sends ([`update_report`]), and the MQTT topics and replies that carry device
-//! traffic through a broker ([`mqtt`]).
+//! traffic through a broker ([`mqtt`]), and the device-local sockets of isolated inference
+//! ([`inference`]).
 
 pub mod api;
 pub mod command;
 pub mod device_id;
 pub mod forensics;
 pub mod gcra;
+pub mod inference;
 pub mod mqtt;
 pub mod repo_request;
 pub mod rollout;

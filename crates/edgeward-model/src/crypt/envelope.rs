@@ -227,6 +227,31 @@ pub fn open_file<'f>(
     se: &dyn SecureElement,
     slot: &str,
 ) -> Result<(StreamKey, FilePayload<'f>), CryptError> {
+    let (header, header_len, len) = read_header(file)?;
+    let file_key = open_file_key(&header, se, slot)?;
+    let key = StreamKey::derive(&file_key, &header.fixed)?;
+    Ok((key, FilePayload::new(file, header_len, len - header_len)))
+}
+
+/// Opens a container file with a file key already unwrapped (by [`open_file_key`], in
+/// another process): parses the header, checks its MAC with `file_key` and returns the
+/// payload key and the payload. Without the element; the key proves nothing about the
+/// model's signature, which the caller must have checked before the key was released.
+pub fn open_file_with_key<'f>(
+    file: &'f File,
+    file_key: &[u8; 32],
+) -> Result<(StreamKey, FilePayload<'f>), CryptError> {
+    let (header, header_len, len) = read_header(file)?;
+    let file_key: FileKey = Zeroizing::new(*file_key);
+    if !header_mac_matches(&header, &file_key)? {
+        return Err(CryptError::HeaderTampered);
+    }
+    let key = StreamKey::derive(&file_key, &header.fixed)?;
+    Ok((key, FilePayload::new(file, header_len, len - header_len)))
+}
+
+/// Reads and parses a container file's header: the header, its length and the file's.
+pub fn read_header(file: &File) -> Result<(Header, u64, u64), CryptError> {
     let read_failed = |source| CryptError::Io {
         what: "reading the container",
         source,
@@ -238,10 +263,7 @@ pub fn open_file<'f>(
         .read_at(0, &mut head)
         .map_err(read_failed)?;
     let (header, header_len) = Header::parse(&head)?;
-    let file_key = open_file_key(&header, se, slot)?;
-    let key = StreamKey::derive(&file_key, &header.fixed)?;
-    let header_len = header_len as u64;
-    Ok((key, FilePayload::new(file, header_len, len - header_len)))
+    Ok((header, header_len as u64, len))
 }
 
 /// Decrypts the container `file` to `out` with bounded memory (see

@@ -18,8 +18,8 @@ pub mod stream;
 
 pub use container::Header;
 pub use envelope::{
-    decrypt, decrypt_file_to, encrypt, open_bytes, open_file, open_file_key, rewrap,
-    EncryptOptions, RecipientKey,
+    decrypt, decrypt_file_to, encrypt, open_bytes, open_file, open_file_key, open_file_with_key,
+    read_header, rewrap, EncryptOptions, RecipientKey,
 };
 pub use error::CryptError;
 pub use plaintext::Plaintext;
