@@ -121,7 +121,7 @@ pub fn restrict_paths_and_network() -> Result<RulesetStatus, SandboxError> {
 }
 
 /// The system calls the worker makes while serving: socket I/O on descriptors it already
-/// has (accept, read, write, timeouts), memory management, threads parking, signals
+/// has (accept, read, write, timeouts, descriptor flags), memory management, threads parking, signals
 /// (returning from a handler, aborting), time and randomness. Not `socket`, `connect`,
 /// `open*`, `execve`, `clone`, `ptrace`, `process_vm_*` or anything else.
 const SERVING: &[libc::c_long] = &[
@@ -132,6 +132,7 @@ const SERVING: &[libc::c_long] = &[
     libc::SYS_recvfrom,
     libc::SYS_sendto,
     libc::SYS_setsockopt,
+    libc::SYS_fcntl,
     libc::SYS_shutdown,
     libc::SYS_futex,
     libc::SYS_sched_yield,
@@ -153,6 +154,9 @@ const SERVING: &[libc::c_long] = &[
     libc::SYS_tgkill,
     libc::SYS_exit,
     libc::SYS_exit_group,
+    // What the C library does on a thread's behalf (restartable sequences, robust futexes).
+    libc::SYS_rseq,
+    libc::SYS_set_robust_list,
 ];
 
 /// The worker's filter: [`SERVING`] allowed, everything else kills the process.

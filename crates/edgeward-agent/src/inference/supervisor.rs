@@ -192,6 +192,9 @@ impl Worker {
             command.uid(uid).gid(gid);
         }
         let child = command.spawn().map_err(|e| AgentError::io(&exe, e))?;
+        // The command holds the worker's end of the channel: closed here, so that the
+        // worker's exit is seen as the channel's end.
+        drop(command);
         let mut worker = Worker {
             child,
             channel,

@@ -31,6 +31,9 @@ use super::{
 /// connection at a time).
 const IDLE: Duration = Duration::from_secs(30);
 
+/// The control thread's stack (it only reads small frames; locked memory is scarce).
+const CONTROL_STACK: usize = 64 * 1024;
+
 /// A system call the worker makes once sandboxed, to show the filter kills it (tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {
@@ -100,6 +103,13 @@ fn start(channel: &UnixStream, probe: Option<Probe>) -> Result<(), String> {
             "warning: Landlock is {other:?} on this kernel; paths and ports are not restricted"
         )),
     }
+    // Decryption's threads exist before the memory is locked: under MCL_FUTURE a thread's
+    // stack made later counts against the locked-memory limit at once.
+    rayon::ThreadPoolBuilder::new()
+        .build_global()
+        .map_err(|e| format!("decryption threads: {e}"))?;
+    // Every pool thread has started (and made its start-up system calls) before the filter.
+    rayon::broadcast(|_| ());
     match sandbox::lock_memory().map_err(|e| e.to_string())? {
         MemoryLock::Locked => {}
         MemoryLock::Refused(why) => log(format_args!(
@@ -132,24 +142,17 @@ fn start(channel: &UnixStream, probe: Option<Probe>) -> Result<(), String> {
     let quarantine = Arc::new(AtomicBool::new(quarantined));
     let mut control = channel.try_clone().map_err(|e| e.to_string())?;
     let flag = Arc::clone(&quarantine);
+    let started = Arc::new(std::sync::Barrier::new(2));
+    let control_started = Arc::clone(&started);
     std::thread::Builder::new()
-        .name("control".into())
-        .spawn(move || loop {
-            match Message::read(&mut control) {
-                Ok(Some(Message::Quarantine(q))) => {
-                    flag.store(q, Ordering::SeqCst);
-                    log(if q {
-                        "quarantined: refusing every request"
-                    } else {
-                        "released: serving"
-                    });
-                }
-                Ok(Some(other)) => log(format_args!("ignored {other:?} from the agent")),
-                // The agent is gone: so is the worker (its memory with it).
-                Ok(None) | Err(_) => std::process::exit(0),
-            }
+        .stack_size(CONTROL_STACK)
+        .spawn(move || {
+            control_started.wait();
+            control_loop(&mut control, &flag)
         })
         .map_err(|e| e.to_string())?;
+    // The control thread's start-up system calls are made before the filter.
+    started.wait();
 
     sandbox::apply_seccomp().map_err(|e| e.to_string())?;
     let (inputs, outputs) = (mlp.inputs() as u32, mlp.outputs() as u32);
@@ -170,6 +173,25 @@ fn start(channel: &UnixStream, probe: Option<Probe>) -> Result<(), String> {
     }
     serve(&UnixListener::from(listener), &mlp, &sha256, &quarantine);
     Ok(())
+}
+
+/// Applies the agent's quarantine messages; exits the process when the agent is gone.
+fn control_loop(control: &mut UnixStream, flag: &AtomicBool) -> ! {
+    loop {
+        match Message::read(control) {
+            Ok(Some(Message::Quarantine(q))) => {
+                flag.store(q, Ordering::SeqCst);
+                log(if q {
+                    "quarantined: refusing every request"
+                } else {
+                    "released: serving"
+                });
+            }
+            Ok(Some(other)) => log(format_args!("ignored {other:?} from the agent")),
+            // The agent is gone: so is the worker (its memory with it).
+            Ok(None) | Err(_) => std::process::exit(0),
+        }
+    }
 }
 
 fn run_probe(p: Probe) {
