@@ -313,14 +313,22 @@ print(json.dumps(out))
 fn unprotected(dir: &Path) -> std::process::Child {
     let (uid, gid) = lookup_user(USER).expect("user");
     // It raises its own soft core limit to the hard one (no capability needed), then sleeps.
-    Command::new("sh")
+    let child = Command::new("sh")
         .args(["-c", "ulimit -c hard && exec sleep 600"])
         .current_dir(dir)
         .uid(uid)
         .gid(gid)
         .stdin(Stdio::null())
         .spawn()
-        .expect("sleep")
+        .expect("sleep");
+    // Until the shell has become `sleep`, its core limit may still be 0.
+    let comm = format!("/proc/{}/comm", child.id());
+    let became = (0..100_000).any(|_| {
+        std::thread::yield_now();
+        fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
+    });
+    assert!(became, "the shell did not exec sleep");
+    child
 }
 
 #[test]
