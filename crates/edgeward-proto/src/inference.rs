@@ -134,7 +134,7 @@ pub struct MetricsReport {
 }
 
 fn values(body: &[u8], what: &'static str) -> Result<Vec<f32>, ProtocolError> {
-    if body.is_empty() || body.len() % 4 != 0 {
+    if body.is_empty() || !body.len().is_multiple_of(4) {
         return Err(malformed(
             what,
             format!("{} bytes is not 1 or more f32 values", body.len()),
