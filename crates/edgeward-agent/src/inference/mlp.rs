@@ -6,7 +6,7 @@
 //! of the decrypted file into zeroizing buffers, so the worker holds them once and wipes
 //! them when it exits.
 
-use edgeward_model::tensors::{TensorFile, TensorFileError};
+use edgeward_model::{internal::tensors::TensorFile, TensorFileError};
 use zeroize::Zeroizing;
 
 /// Most layers a model may have.
