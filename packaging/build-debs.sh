@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Debian packages edgeward-agent and edgeward-server from binaries already built,
 # with dpkg-deb alone (no cargo-deb to install: nothing to compile, so CI pays seconds, not
-# minutes). Each package holds the binary (stripped), its systemd unit, its configuration
+# minutes). Each package holds the binary (stripped; the agent's with the inference worker
+# it starts, edgeward-inference-worker), its systemd unit, its configuration
 # (a conffile, /etc/edgeward/*.toml), its document and the maintainer scripts made from
 # packaging/debian/*.in. Dependencies on shared libraries come from dpkg-shlibdeps (the
 # agent built with the TPM feature links the TSS libraries). See docs/packaging.md.
@@ -31,18 +32,22 @@ done
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
-# package NAME CONFIG DOC DESCRIPTION: builds $out_dir/NAME_VERSION_ARCH.deb.
+# package NAME CONFIG DOC DESCRIPTION [EXTRA_BIN...]: builds $out_dir/NAME_VERSION_ARCH.deb
+# with the binary NAME and the EXTRA_BINs (programs NAME starts) in /usr/bin.
 package() {
   local name=$1 config=$2 doc=$3 description=$4
-  local bin="$bin_dir/$name"
-  [ -x "$bin" ] || { echo "build-debs.sh: no $bin (build it first)" >&2; exit 1; }
+  shift 4
   local work="$scratch/$name"
   local root="$work/root"
 
   install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/usr/lib/systemd/system" \
     "$root/etc/edgeward" "$root/usr/share/doc/$name"
-  install -m 0755 "$bin" "$root/usr/bin/$name"
-  strip --strip-unneeded "$root/usr/bin/$name"
+  local program
+  for program in "$name" "$@"; do
+    [ -x "$bin_dir/$program" ] || { echo "build-debs.sh: no $bin_dir/$program (build it first)" >&2; exit 1; }
+    install -m 0755 "$bin_dir/$program" "$root/usr/bin/$program"
+    strip --strip-unneeded "$root/usr/bin/$program"
+  done
   install -m 0644 "packaging/$name.service" "$root/usr/lib/systemd/system/$name.service"
   install -m 0644 "packaging/$config.example" "$root/etc/edgeward/$config"
   install -m 0644 "docs/$doc" "$root/usr/share/doc/$name/$doc"
@@ -59,7 +64,7 @@ package() {
   mkdir "$work/debian"
   printf 'Source: edgeward\n\nPackage: %s\nArchitecture: any\n' "$name" >"$work/debian/control"
   local shlibs
-  shlibs=$(cd "$work" && dpkg-shlibdeps -O -e"root/usr/bin/$name" 2>/dev/null |
+  shlibs=$(cd "$work" && dpkg-shlibdeps -O $(printf -- '-eroot/usr/bin/%s ' "$name" "$@") 2>/dev/null |
     sed -n 's/^shlibs:Depends=//p')
   [ -n "$shlibs" ] || { echo "build-debs.sh: dpkg-shlibdeps found no libraries for $name" >&2; exit 1; }
 
@@ -89,7 +94,8 @@ EOF
 package edgeward-agent agent.toml agent.md "Edgeward device agent
  The long-running process on each device: enrollment from the secure element, telemetry
  over mutual TLS (HTTPS or MQTT) with an on-disk queue while the server is away, and the
- server's signed incident commands (quarantine, forensics, wipe, re-provisioning)."
+ server's signed incident commands (quarantine, forensics, wipe, re-provisioning), and the
+ isolated inference worker it starts (edgeward-inference-worker)." edgeward-inference-worker
 package edgeward-server server.toml server.md "Edgeward server: device registry and control plane
  Enrolls devices, keeps the device registry (SQLite, or PostgreSQL at scale) and serves
  the mutually authenticated device API, the enrollment listener and the private admin

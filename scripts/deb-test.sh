@@ -127,6 +127,12 @@ for p in "${packages[@]}"; do
     "$(readlink -f "/usr/lib/systemd/system/$p.service")"
 done
 
+# The agent's package also holds the inference worker it starts.
+expect /usr/bin/edgeward-inference-worker \
+  "$(stat -c '%U:%G %a' /usr/bin/edgeward-inference-worker)" "root:root 755"
+[ -z "$(dpkg -S /usr/bin/edgeward-inference-worker | grep -v '^edgeward-agent: ')" ] ||
+  fail "/usr/bin/edgeward-inference-worker is not edgeward-agent's"
+
 # The units as systemd reads them (syntax, directives, the installed binaries), even where
 # systemd is not running.
 verify=$(systemd-analyze verify /usr/lib/systemd/system/edgeward-agent.service \

@@ -569,6 +569,8 @@ impl Agent {
                 };
                 commands::execute(&ctx, &c).await?
             };
+            // Inference stops (or resumes) before the result says the device is quarantined.
+            self.sync_quarantine();
             let state_name = match executed.after {
                 After::Wiped => "wiped",
                 _ => self.running_state(),

@@ -6,7 +6,8 @@
 //! - agent → worker: [`Message::Start`] once (the released file key, whether the device is
 //!   quarantined, the verified statement), then [`Message::Quarantine`] on every change;
 //! - worker → agent: [`Message::Ready`] (the model's digest and shape) or
-//!   [`Message::Failed`], once.
+//!   [`Message::Failed`], once; then [`Message::Applied`] for every quarantine change, once
+//!   the worker's request path sees it (so the agent knows when refusals begin).
 //!
 //! The key travels only here: never in arguments, the environment or a file. Buffers that
 //! held it are zeroized.
@@ -30,6 +31,7 @@ const MAX_FAILURE: usize = 1024;
 const START: u8 = 0x01;
 const QUARANTINE: u8 = 0x02;
 const READY: u8 = 0x81;
+const APPLIED: u8 = 0x82;
 const FAILED: u8 = 0x8f;
 
 /// One message on the channel.
@@ -55,6 +57,9 @@ pub enum Message {
         /// Outputs it gives.
         outputs: u32,
     },
+    /// The worker applied a quarantine change: every request it reads from now on is
+    /// refused (true) or served (false).
+    Applied(bool),
     /// The worker could not start (and exits).
     Failed(String),
 }
@@ -70,6 +75,7 @@ impl std::fmt::Debug for Message {
             Message::Ready {
                 inputs, outputs, ..
             } => write!(f, "Ready({inputs}→{outputs})"),
+            Message::Applied(q) => write!(f, "Applied({q})"),
             Message::Failed(m) => write!(f, "Failed({m:?})"),
         }
     }
@@ -102,6 +108,7 @@ impl Message {
                 body.extend_from_slice(statement);
             }
             Message::Quarantine(q) => body.extend_from_slice(&[QUARANTINE, u8::from(*q)]),
+            Message::Applied(q) => body.extend_from_slice(&[APPLIED, u8::from(*q)]),
             Message::Ready {
                 sha256,
                 inputs,
@@ -164,6 +171,7 @@ impl Message {
                 }
             }
             QUARANTINE if rest.len() == 1 => Message::Quarantine(rest[0] != 0),
+            APPLIED if rest.len() == 1 => Message::Applied(rest[0] != 0),
             READY if rest.len() == 40 => {
                 let mut sha256 = [0u8; 32];
                 sha256.copy_from_slice(&rest[..32]);
@@ -260,6 +268,7 @@ mod tests {
         .write(&mut wire)
         .expect("write");
         Message::Quarantine(false).write(&mut wire).expect("write");
+        Message::Applied(true).write(&mut wire).expect("write");
         let mut r = &wire[..];
         match Message::read(&mut r).expect("read") {
             Some(Message::Start {
@@ -276,6 +285,10 @@ mod tests {
         assert!(matches!(
             Message::read(&mut r),
             Ok(Some(Message::Quarantine(false)))
+        ));
+        assert!(matches!(
+            Message::read(&mut r),
+            Ok(Some(Message::Applied(true)))
         ));
         assert!(matches!(Message::read(&mut r), Ok(None)));
         assert!(Message::read(&mut &[0u8, 0, 0, 1, 0x55][..]).is_err());

@@ -26,6 +26,9 @@ use crate::{files, AgentError};
 const MAX_PKI_FILE: u64 = 4 << 20;
 /// How long the worker may take to decrypt and check the model before it is given up on.
 const START_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the worker may take to acknowledge a quarantine change (its control thread
+/// answers at once; the agent blocks while it waits).
+pub const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running worker.
 #[derive(Debug)]
@@ -260,13 +263,26 @@ impl Worker {
         self.child.id()
     }
 
-    /// Tells the worker the device entered or left quarantine.
+    /// Tells the worker the device entered or left quarantine and waits (at most
+    /// [`APPLY_TIMEOUT`]) until it acknowledges: when this returns `Ok`, every request the
+    /// worker reads from then on is refused (or served). On an error the caller must stop
+    /// the worker (drop it): its state is unknown.
     pub fn set_quarantined(&mut self, on: bool) -> Result<(), AgentError> {
+        let failed = |e: String| AgentError::Protocol(format!("inference worker: {e}"));
         Message::Quarantine(on)
             .write(&mut &self.channel)
-            .map_err(|e| protocol("inference worker")(e.to_string()))?;
-        self.quarantined = on;
-        Ok(())
+            .map_err(|e| failed(e.to_string()))?;
+        self.channel
+            .set_read_timeout(Some(APPLY_TIMEOUT))
+            .map_err(|e| AgentError::io("worker channel", e))?;
+        match Message::read(&mut &self.channel) {
+            Ok(Some(Message::Applied(q))) if q == on => {
+                self.quarantined = on;
+                Ok(())
+            }
+            Ok(other) => Err(failed(format!("answered {other:?} to a quarantine change"))),
+            Err(e) => Err(failed(e.to_string())),
+        }
     }
 
     /// Whether the worker still runs (false once it exited, e.g. killed by its filter).

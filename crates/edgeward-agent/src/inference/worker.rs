@@ -175,7 +175,8 @@ fn start(channel: &UnixStream, probe: Option<Probe>) -> Result<(), String> {
     Ok(())
 }
 
-/// Applies the agent's quarantine messages; exits the process when the agent is gone.
+/// Applies the agent's quarantine messages and acknowledges each once applied; exits the
+/// process when the agent is gone.
 fn control_loop(control: &mut UnixStream, flag: &AtomicBool) -> ! {
     loop {
         match Message::read(control) {
@@ -186,6 +187,11 @@ fn control_loop(control: &mut UnixStream, flag: &AtomicBool) -> ! {
                 } else {
                     "released: serving"
                 });
+                // The agent waits for this: an agent that cannot tell refusals have begun
+                // stops the worker instead.
+                if Message::Applied(q).write(control).is_err() {
+                    std::process::exit(0);
+                }
             }
             Ok(Some(other)) => log(format_args!("ignored {other:?} from the agent")),
             // The agent is gone: so is the worker (its memory with it).

@@ -12,6 +12,7 @@ use std::{
     os::unix::{fs::PermissionsExt, net::UnixStream, process::CommandExt, process::ExitStatusExt},
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    time::{Duration, Instant},
 };
 
 use edgeward_agent::inference::{
@@ -25,8 +26,11 @@ use edgeward_artifact::{
 };
 use edgeward_core::{keys::SigningKey, pem};
 use edgeward_model::crypt::{self, EncryptOptions, RecipientKey};
-use edgeward_proto::inference::{read_frame, write_frame, ErrorCode, Request, Response};
+use edgeward_proto::inference::{
+    read_frame, write_frame, ErrorCode, MetricsReport, Request, Response,
+};
 use edgeward_se::{KeyAlgorithm, SecureElement};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 const DIGITS: &[u8] = include_bytes!("../../../edgeward-model/tests/data/digits-mlp.safetensors");
@@ -150,6 +154,18 @@ fn reference(input: &[f32]) -> Vec<f32> {
     dense(&f("fc2.weight"), &f("fc2.bias"), &hidden)
 }
 
+/// Polls `f` until it holds; fails after `secs` seconds (a deadline, not a timing claim).
+pub(crate) fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("timed out after {secs} s waiting for {what}");
+}
+
 fn status_field(pid: u32, field: &str) -> String {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     status
@@ -222,27 +238,28 @@ fn the_worker_serves_the_verified_model_and_stops_serving_in_quarantine() {
         }
     ));
 
+    // The worker acknowledges a quarantine change once its request path sees it: the very
+    // next request is refused, and served again after the release.
     worker.set_quarantined(true).expect("quarantine");
-    // The control message and the next request race; the refusal is what the request after
-    // the worker read it gets, so ask until it arrives (the worker answers in order).
-    let refused = (0..1000).find_map(|_| match fx.ask(&Request::Info.encode()) {
-        r @ Response::Error { .. } => Some(r),
-        _ => None,
-    });
-    assert!(
-        matches!(
-            refused,
-            Some(Response::Error {
-                code: ErrorCode::Quarantined,
-                ..
-            })
-        ),
-        "{refused:?}"
-    );
+    assert!(matches!(
+        fx.ask(&Request::Info.encode()),
+        Response::Error {
+            code: ErrorCode::Quarantined,
+            ..
+        }
+    ));
+    assert!(matches!(
+        fx.ask(&Request::Infer(input).encode()),
+        Response::Error {
+            code: ErrorCode::Quarantined,
+            ..
+        }
+    ));
     worker.set_quarantined(false).expect("release");
-    let served =
-        (0..1000).any(|_| matches!(fx.ask(&Request::Info.encode()), Response::Model { .. }));
-    assert!(served, "released, the worker serves again");
+    assert!(matches!(
+        fx.ask(&Request::Info.encode()),
+        Response::Model { .. }
+    ));
     assert!(worker.running());
 }
 
@@ -268,11 +285,15 @@ fn a_model_that_does_not_match_its_signature_is_not_served() {
     );
 }
 
-const PYTHON: &str = "/var/cache/edgeward/venv/bin/python";
+/// The system's Python (scripts/test.sh installs `python3`): the probe needs only its standard
+/// library, and the worker's user must be able to run it (a venv or pyenv under /root is not
+/// reachable by that user).
+const PYTHON: &str = "/usr/bin/python3";
 
 /// What a process of the worker's user gets trying to read process `pid`: 0 for success,
-/// else the errno, for ptrace attach, opening /proc/PID/mem and /proc/PID/maps.
-fn probe_as_worker_user(pid: u32) -> serde_json::Value {
+/// else the errno, for ptrace attach, reading /proc/PID/maps, and reading a byte of the
+/// first mapping through /proc/PID/mem.
+fn probe_as_worker_user(pid: u32) -> Value {
     let (uid, gid) = lookup_user(USER).expect("user");
     let script = r#"
 import ctypes, json, os, sys
@@ -286,13 +307,20 @@ if libc.ptrace(16, pid, None, None) == 0:
     libc.ptrace(17, pid, None, None)
 else:
     out["ptrace"] = ctypes.get_errno()
-for name in ("mem", "maps"):
-    try:
-        with open(f"/proc/{pid}/{name}", "rb") as f:
+try:
+    with open(f"/proc/{pid}/maps", "rb") as f:
+        first = int(f.readline().split(b"-")[0], 16)
+    out["maps"] = 0
+except OSError as e:
+    first, out["maps"] = None, e.errno
+try:
+    with open(f"/proc/{pid}/mem", "rb") as f:
+        if first is not None:
+            f.seek(first)
             f.read(1)
-        out[name] = 0
-    except OSError as e:
-        out[name] = e.errno
+    out["mem"] = 0
+except OSError as e:
+    out["mem"] = e.errno
 print(json.dumps(out))
 "#;
     let out = Command::new(PYTHON)
@@ -300,7 +328,7 @@ print(json.dumps(out))
         .uid(uid)
         .gid(gid)
         .output()
-        .expect("python (scripts/test.sh makes the venv)");
+        .expect("/usr/bin/python3");
     assert!(
         out.status.success(),
         "{}",
@@ -314,7 +342,7 @@ fn unprotected(dir: &Path) -> std::process::Child {
     let (uid, gid) = lookup_user(USER).expect("user");
     // It raises its own soft core limit to the hard one (no capability needed), then sleeps.
     let child = Command::new("sh")
-        .args(["-c", "ulimit -c hard && exec sleep 600"])
+        .args(["-c", r#"ulimit -c "$(ulimit -H -c)" && exec sleep 600"#])
         .current_dir(dir)
         .uid(uid)
         .gid(gid)
@@ -323,11 +351,9 @@ fn unprotected(dir: &Path) -> std::process::Child {
         .expect("sleep");
     // Until the shell has become `sleep`, its core limit may still be 0.
     let comm = format!("/proc/{}/comm", child.id());
-    let became = (0..100_000).any(|_| {
-        std::thread::yield_now();
+    until(30, "the shell to exec sleep", || {
         fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
     });
-    assert!(became, "the shell did not exec sleep");
     child
 }
 
@@ -436,16 +462,11 @@ fn a_crashing_worker_leaves_no_core_dump() {
         let pid = rustix::process::Pid::from_raw(worker.pid() as i32).expect("pid");
         // Rust's runtime handles the first SIGSEGV (its stack-overflow check) and restores
         // the default: send until the worker is gone.
-        let mut status = None;
-        for _ in 0..10_000 {
+        until(30, "the worker to die of the signal", || {
             rustix::process::kill_process(pid, signal).expect("signal");
-            if !worker.running() {
-                status = Some(worker.wait().expect("wait"));
-                break;
-            }
-            std::thread::yield_now();
-        }
-        let status = status.expect("the worker died of the signal");
+            !worker.running()
+        });
+        let status = worker.wait().expect("wait");
         assert_eq!(status.signal(), Some(signal.as_raw()), "{status:?}");
         assert!(!status.core_dumped(), "{signal:?} dumped core");
         assert!(cores(&run).is_empty(), "{:?}", cores(&run));
@@ -461,4 +482,161 @@ fn a_system_call_outside_the_filter_kills_the_worker() {
         assert_eq!(status.signal(), Some(libc::SIGSYS), "{probe:?}: {status:?}");
         assert!(!status.core_dumped());
     }
+}
+
+/// The worker of process `agent`, found in /proc by its parent.
+fn worker_of(agent: u32) -> Option<u32> {
+    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let parent = status.lines().find_map(|l| l.strip_prefix("PPid:"))?.trim();
+        // The kernel keeps 15 bytes of the name.
+        (comm.trim() == &WORKER_NAME[..15] && parent == agent.to_string()).then_some(pid)
+    })
+}
+
+const WORKER_NAME: &str = "edgeward-inference-worker";
+
+/// Whether a stored telemetry record of `id` satisfies `f`.
+async fn a_record(server: &crate::common::Server, id: &str, f: impl Fn(&Value) -> bool) -> bool {
+    server.telemetry(id).await.iter().any(|b| {
+        b["records"]
+            .as_array()
+            .is_some_and(|records| records.iter().any(&f))
+    })
+}
+
+/// The daemon end to end: the agent enrolls, starts the worker as its own user with the
+/// model's key released by the element, the application infers over the local socket and
+/// reports its measurements on the metrics socket, and they reach the server's registry with
+/// the telemetry (with the hash of the model the worker serves); the server's signed
+/// `quarantine` command stops inference before its result is posted, `release` resumes it,
+/// and the worker ends with the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_the_worker_reports_inference_metrics_and_quarantine_stops_it() {
+    use crate::common::{agent_config, device_id, wait_for, Server};
+    let server = Server::start().await;
+    let id = device_id("infer");
+    let token = server.register(&id).await;
+    let fx = Fixture::new();
+    let c = &fx.config;
+    let metrics_socket = fx.dir.path().join("metrics.sock");
+    let extra = format!(
+        "inference_socket = \"{}\"\n[inference]\nmodel = \"{}\"\nsignature = \"{}\"\ntrust_roots = \"{}\"\ncrls = \"{}\"\nkey_slot = \"device\"\nsocket = \"{}\"\nworker = \"{}\"\n",
+        metrics_socket.display(),
+        c.model.display(),
+        c.signature.display(),
+        c.trust_roots.display(),
+        c.crls.as_ref().expect("crl").display(),
+        c.socket.display(),
+        c.worker_exe().display(),
+    );
+    // The agent opens the fixture's element (soft:DIR/se), which holds the model's key.
+    let config = agent_config(&server, fx.dir.path(), &token, &extra);
+    let log = fx.dir.path().join("agent.log");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_edgeward-agent"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("agent starts");
+    let digest = hex::encode(Sha256::digest(DIGITS));
+
+    wait_for(60, "telemetry naming the worker's model", || async {
+        a_record(&server, &id, |r| {
+            r["inference"]["worker"]
+                == serde_json::json!({"model_sha256": digest, "state": "serving"})
+        })
+        .await
+    })
+    .await;
+    let worker = worker_of(agent.id()).expect("the agent's worker");
+    let (uid, _) = lookup_user(USER).expect("user");
+    assert_eq!(
+        status_field(worker, "Uid").split_whitespace().next(),
+        Some(uid.to_string().as_str())
+    );
+    assert_eq!(status_field(worker, "Seccomp"), "2");
+
+    // The application: infers over the inference socket, reports on the metrics socket.
+    let Response::Model { sha256, .. } = fx.ask(&Request::Info.encode()) else {
+        panic!("no model description");
+    };
+    assert_eq!(hex::encode(sha256), digest);
+    let started = Instant::now();
+    let n = 20;
+    for k in 0..n {
+        let input: Vec<f32> = (0..64).map(|i| ((i + k) % 17) as f32 / 16.0).collect();
+        let Response::Output(out) = fx.ask(&Request::Infer(input.clone()).encode()) else {
+            panic!("no output");
+        };
+        assert_eq!(out.len(), 10);
+    }
+    let took = started.elapsed().as_secs_f64();
+    let report = MetricsReport {
+        inferences_per_sec: n as f64 / took,
+        latency_ms: took * 1000.0 / n as f64,
+        model_sha256: digest.clone(),
+    };
+    let mut m = UnixStream::connect(&metrics_socket).expect("metrics socket");
+    write_frame(&mut m, &report.encode()).expect("report");
+    wait_for(30, "the application's report in the telemetry", || async {
+        a_record(&server, &id, |r| {
+            // Through JSON twice: equal to the last bit or one off.
+            let near = |v: &Value, want: f64| {
+                v.as_f64()
+                    .is_some_and(|x| (x - want).abs() <= want.abs() * 1e-12)
+            };
+            near(&r["metrics"]["inference_rate"], report.inferences_per_sec)
+                && near(&r["metrics"]["inference_latency_ms"], report.latency_ms)
+                && r["inference"]["model_sha256"] == digest.as_str()
+                && r["inference"]["worker"]["model_sha256"] == digest.as_str()
+        })
+        .await
+    })
+    .await;
+    drop(m);
+
+    // The signed quarantine command: the worker refuses before the result is posted.
+    let (cid, _) = server
+        .command(
+            &id,
+            "quarantine",
+            serde_json::json!({ "reason": "extraction" }),
+        )
+        .await;
+    let o = server.answered(&id, cid).await;
+    assert_eq!(o["status"], "done", "{o}");
+    assert!(matches!(
+        fx.ask(&Request::Infer(vec![0.5; 64]).encode()),
+        Response::Error {
+            code: ErrorCode::Quarantined,
+            ..
+        }
+    ));
+    assert_eq!(
+        worker_of(agent.id()),
+        Some(worker),
+        "the same worker, refusing"
+    );
+    let (cid, _) = server.command(&id, "release", Value::Null).await;
+    let o = server.answered(&id, cid).await;
+    assert_eq!(o["status"], "done", "{o}");
+    assert!(matches!(
+        fx.ask(&Request::Infer(vec![0.5; 64]).encode()),
+        Response::Output(_)
+    ));
+
+    // The worker ends with the agent.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(agent.id().to_string())
+        .status();
+    assert_eq!(agent.wait().expect("wait").code(), Some(0));
+    until(30, "the worker to end with the agent", || {
+        !Path::new(&format!("/proc/{worker}")).exists()
+    });
+    let log = fs::read_to_string(&log).expect("log");
+    assert!(log.contains("inference worker serving"), "{log}");
 }
