@@ -7,7 +7,7 @@ mod crypt_common;
 use crypt_common::{device, pki};
 use edgeward_model::{
     crypt::{self, CryptError, EncryptOptions, RecipientKey},
-    secure_load::{open_verified, open_verified_bytes, LoadError},
+    secure_load::{open_verified, open_verified_bytes, open_with_key, release_key, LoadError},
 };
 
 fn safetensors_model(seed: f32) -> Vec<u8> {
@@ -219,4 +219,65 @@ fn every_signature_serialization_verifies_a_multi_shard_model_loaded_from_a_file
             "{shard_size:?}: {err}"
         );
     }
+}
+
+/// The split the isolated inference worker uses: `release_key` verifies the signature and
+/// only then unwraps the file key in the element (nothing decrypted); `open_with_key`, with
+/// no element, decrypts and checks the plaintext against the verified statement.
+#[test]
+fn a_released_key_opens_only_the_signed_model_and_only_after_the_signature_verified() {
+    let pki = pki();
+    let dev = device();
+    let dir = tempfile::tempdir().unwrap();
+    let plain_path = dir.path().join("model.safetensors");
+    let plain = safetensors_model(4.0);
+    std::fs::write(&plain_path, &plain).unwrap();
+    let bundle = pki.sign(&plain_path);
+    let enc_path = dir.path().join("model.ewm");
+    let encrypt = |model: &[u8]| {
+        crypt::encrypt(
+            model,
+            &[RecipientKey::new(&dev.key).unwrap()],
+            EncryptOptions::default(),
+        )
+        .unwrap()
+    };
+    std::fs::write(&enc_path, encrypt(&plain)).unwrap();
+    let file = std::fs::File::open(&enc_path).unwrap();
+
+    let released = release_key(&file, &bundle, &pki.trust(), pki.now, &dev.se, "device").unwrap();
+    assert_eq!(dev.se.ecdh_calls(), 1);
+    let manifest = &released.verified.statement.manifest;
+    let model = open_with_key(&file, &released.file_key, manifest).unwrap();
+    assert_eq!(&model[..], &plain[..]);
+
+    // Another key: the header's MAC refuses it.
+    let err = open_with_key(&file, &[7; 32], manifest).unwrap_err();
+    assert!(
+        matches!(err, LoadError::Decrypt(CryptError::HeaderTampered)),
+        "{err}"
+    );
+
+    // A bad signature: the element is never asked.
+    let mut forged = bundle.clone();
+    let last = forged.signature.len() - 1;
+    forged.signature[last] ^= 1;
+    let err = release_key(&file, &forged, &pki.trust(), pki.now, &dev.se, "device").unwrap_err();
+    assert!(matches!(err, LoadError::Signature(_)), "{err}");
+    assert_eq!(dev.se.ecdh_calls(), 1);
+
+    // A different model encrypted to the device under the genuine signature: its key is
+    // released (the element cannot tell), but the plaintext does not match the statement.
+    let swapped_path = dir.path().join("swapped.ewm");
+    std::fs::write(&swapped_path, encrypt(&safetensors_model(5.0))).unwrap();
+    let swapped = std::fs::File::open(&swapped_path).unwrap();
+    let released =
+        release_key(&swapped, &bundle, &pki.trust(), pki.now, &dev.se, "device").unwrap();
+    let err = open_with_key(
+        &swapped,
+        &released.file_key,
+        &released.verified.statement.manifest,
+    )
+    .unwrap_err();
+    assert!(matches!(err, LoadError::Integrity(_)), "{err}");
 }
