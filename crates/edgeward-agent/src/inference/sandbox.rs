@@ -88,7 +88,7 @@ pub fn lock_memory() -> Result<MemoryLock, SandboxError> {
                 cur => Ok(MemoryLock::Refused(format!(
                     "mlockall: {e}; RLIMIT_MEMLOCK is {} (raise it: the agent does when it is \
                      root, or LimitMEMLOCK= in the unit)",
-                    cur.map_or("unlimited".into(), |b| format!("{} KiB", b / 1024))
+                    cur.map_or_else(|| "unlimited".into(), |b| format!("{} KiB", b / 1024))
                 ))),
             }
         }

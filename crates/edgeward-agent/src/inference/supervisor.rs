@@ -109,7 +109,7 @@ fn runtime_dir(socket: &Path, ids: Option<(u32, u32)>) -> Result<std::path::Path
     let dir = socket
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("/"))
+        .unwrap_or_else(|| Path::new("/"))
         .to_path_buf();
     if !dir.exists() {
         fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
