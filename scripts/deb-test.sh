@@ -130,8 +130,8 @@ done
 # The agent's package also holds the inference worker it starts.
 expect /usr/bin/edgeward-inference-worker \
   "$(stat -c '%U:%G %a' /usr/bin/edgeward-inference-worker)" "root:root 755"
-[ -z "$(dpkg -S /usr/bin/edgeward-inference-worker | grep -v '^edgeward-agent: ')" ] ||
-  fail "/usr/bin/edgeward-inference-worker is not edgeward-agent's"
+expect "dpkg -S /usr/bin/edgeward-inference-worker" \
+  "$(dpkg -S /usr/bin/edgeward-inference-worker)" "edgeward-agent: /usr/bin/edgeward-inference-worker"
 
 # The units as systemd reads them (syntax, directives, the installed binaries), even where
 # systemd is not running.
