@@ -280,6 +280,52 @@ pub(crate) async fn replica(
     (running, dir)
 }
 
+/// A keep-alive connection of device `e` to the device listener at `addr`, answered once
+/// (a command poll, 200): for tests that watch the server close it.
+pub(crate) async fn held_connection(
+    server_ca: &std::path::Path,
+    addr: std::net::SocketAddr,
+    e: &Enrolled,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = tls_connect(server_ca, addr, e).await;
+    let request = format!(
+        "GET /v1/device/commands HTTP/1.1\r\nhost: localhost\r\nauthorization: {}\r\nconnection: keep-alive\r\n\r\n",
+        v1(e, unix_now())
+    );
+    tls.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tls.read(&mut buf).await.expect("read");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    tls
+}
+
+/// How long the server took to close `tls` (reading until the end), or `None` if it was
+/// still open after `limit`.
+pub(crate) async fn closed_within(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    limit: Duration,
+) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = std::time::Instant::now();
+    let mut buf = vec![0u8; 4096];
+    tokio::time::timeout(limit, async {
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .ok()
+    .map(|()| start.elapsed())
+}
+
 /// A raw TLS connection to the device listener at `addr` as device `e` (its certificate and
 /// key), trusting the server CA at `server_ca`: for tests that hold a connection open.
 pub(crate) async fn tls_connect(
