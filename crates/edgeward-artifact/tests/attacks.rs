@@ -576,16 +576,31 @@ fn malformed_json_base64_and_der_are_refused() {
         .sign(&pae(&not_json.payload_type, &not_json.payload));
     rejected(f.verify(&f.firmware, &not_json), "malformed statement JSON");
 
-    for bad_pem in [
-        &b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"[..],
-        b"not pem",
-        b"-----BEGIN PUBLIC KEY-----\n",
+    for (bad_pem, says) in [
+        (
+            &b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"[..],
+            "malformed public key DER",
+        ),
+        (b"not pem", "malformed PEM: no PEM block found"),
+        (
+            b"-----BEGIN PUBLIC KEY-----\n",
+            "malformed PEM: no END line for PUBLIC KEY",
+        ),
     ] {
-        assert!(edgeward_core::keys::PublicKey::from_pem(bad_pem).is_err());
+        let e = edgeward_core::keys::PublicKey::from_pem(bad_pem).expect_err("refused");
+        assert!(
+            matches!(e, edgeward_core::Error::Malformed { .. }) && e.to_string().starts_with(says),
+            "{says}: {e:?}"
+        );
     }
-    assert!(SigningKey::from_pem(
+    // An empty PKCS#8 structure parses as no key type Edgeward signs with.
+    let e = SigningKey::from_pem(
         b"-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n",
-        None
+        None,
     )
-    .is_err());
+    .expect_err("refused");
+    assert!(
+        matches!(&e, edgeward_core::Error::Unsupported { what, .. } if *what == "private key"),
+        "{e:?}"
+    );
 }
