@@ -212,3 +212,51 @@ fn encrypt_inspect_decrypt_rewrap_and_refusals() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], false);
 }
+
+/// `--format-version 1` writes the container older Edgeward agents read (recipients named
+/// by SHA-256 of the key's DER); this one decrypts it as well; other versions are refused
+/// by the argument parser.
+#[test]
+fn format_version_1_is_written_for_older_agents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let a = device(d, "a", false);
+    let model = d.join("model.bin");
+    let plain = bytes(70_000, 9);
+    std::fs::write(&model, &plain).unwrap();
+    let enc = d.join("model-v1.ewm");
+    let out = ok(edgeward()
+        .args(["model", "encrypt"])
+        .arg(&model)
+        .arg("-o")
+        .arg(&enc)
+        .arg("--recipient")
+        .arg(&a.pubkey_pem)
+        .args(["--format-version", "1", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["version"], 1);
+    let out = ok(edgeward().args(["model", "inspect", "--json"]).arg(&enc));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["recipient_ids"], "sha256-spki");
+    let back = d.join("back.bin");
+    ok(edgeward()
+        .args(["model", "decrypt"])
+        .arg(&enc)
+        .arg("-o")
+        .arg(&back)
+        .args(["--se", &a.uri]));
+    assert_eq!(std::fs::read(&back).unwrap(), plain);
+    let err = fails(
+        edgeward()
+            .args(["model", "encrypt"])
+            .arg(&model)
+            .arg("-o")
+            .arg(d.join("never.ewm"))
+            .arg("--recipient")
+            .arg(&a.pubkey_pem)
+            .args(["--format-version", "3"]),
+        2,
+    );
+    assert!(err.contains("3 is not in 1..=2"), "{err}");
+}

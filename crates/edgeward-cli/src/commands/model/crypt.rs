@@ -36,6 +36,11 @@ pub(crate) struct ModelEncryptArgs {
     /// Plaintext bytes per chunk (4KiB to 16MiB).
     #[arg(long, default_value = "64KiB", value_parser = parse_size)]
     pub(crate) chunk_size: u64,
+    /// Container format: 2 names recipients by key id; 1 (by SHA-256 of the key's DER) is
+    /// for devices whose Edgeward predates version 2.
+    #[arg(long, default_value_t = crypt::container::VERSION,
+          value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub(crate) format_version: u8,
 }
 
 /// Arguments of `model decrypt`.
@@ -117,7 +122,7 @@ pub(crate) fn encrypt(a: ModelEncryptArgs, json: bool) -> Outcome {
         &recipients,
         EncryptOptions {
             chunk_size,
-            ..EncryptOptions::default()
+            version: a.format_version,
         },
     )?;
     write_atomic(&a.output, &[&container])?;
@@ -128,6 +133,7 @@ pub(crate) fn encrypt(a: ModelEncryptArgs, json: bool) -> Outcome {
             "output": a.output,
             "bytes": container.len(),
             "chunk_size": chunk_size,
+            "version": a.format_version,
             "recipients": fingerprints,
         }));
     } else {
