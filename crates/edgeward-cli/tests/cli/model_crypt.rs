@@ -41,6 +41,17 @@ fn device(dir: &Path, name: &str, cert: bool) -> Device {
     }
 }
 
+/// `edgeward model decrypt ENC -o OUT --se URI`.
+fn decrypt(enc: &Path, out: &Path, se: &str) -> std::process::Command {
+    let mut c = edgeward();
+    c.args(["model", "decrypt"])
+        .arg(enc)
+        .arg("-o")
+        .arg(out)
+        .args(["--se", se]);
+    c
+}
+
 #[test]
 fn encrypt_inspect_decrypt_rewrap_and_refusals() {
     let tmp = tempfile::tempdir().unwrap();
@@ -93,14 +104,7 @@ fn encrypt_inspect_decrypt_rewrap_and_refusals() {
     // Each recipient decrypts (with a warning that plaintext is written).
     for dev in [&a, &b] {
         let out_path = d.join(format!("plain-{}.bin", dev.fingerprint));
-        let o = crate::common::run(
-            edgeward()
-                .args(["model", "decrypt"])
-                .arg(&enc)
-                .arg("-o")
-                .arg(&out_path)
-                .args(["--se", &dev.uri]),
-        );
+        let o = crate::common::run(&mut decrypt(&enc, &out_path, &dev.uri));
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(String::from_utf8_lossy(&o.stderr).contains("warning"));
         assert_eq!(std::fs::read(&out_path).unwrap(), plain);
@@ -118,15 +122,7 @@ fn encrypt_inspect_decrypt_rewrap_and_refusals() {
 
     // The model copied to device c: refused (exit 1), naming c's key.
     let no_out = d.join("never.bin");
-    let err = fails(
-        edgeward()
-            .args(["model", "decrypt"])
-            .arg(&enc)
-            .arg("-o")
-            .arg(&no_out)
-            .args(["--se", &c.uri]),
-        1,
-    );
+    let err = fails(&mut decrypt(&enc, &no_out, &c.uri), 1);
     assert!(
         err.contains("not encrypted for this device") && err.contains(&c.fingerprint),
         "{err}"
@@ -139,15 +135,7 @@ fn encrypt_inspect_decrypt_rewrap_and_refusals() {
     bad[n - 100] ^= 4;
     let bad_path = d.join("bad.ewm");
     std::fs::write(&bad_path, &bad).unwrap();
-    let err = fails(
-        edgeward()
-            .args(["model", "decrypt"])
-            .arg(&bad_path)
-            .arg("-o")
-            .arg(&no_out)
-            .args(["--se", &a.uri]),
-        1,
-    );
+    let err = fails(&mut decrypt(&bad_path, &no_out, &a.uri), 1);
     assert!(err.contains("failed authentication"), "{err}");
     assert!(!no_out.exists());
 
@@ -164,22 +152,9 @@ fn encrypt_inspect_decrypt_rewrap_and_refusals() {
     let hl = 44 + 2 + 2 * 146 + 32;
     assert_eq!(&after[hl..], &before[hl..], "payload untouched");
     let c_out = d.join("plain-c.bin");
-    ok(edgeward()
-        .args(["model", "decrypt"])
-        .arg(&enc)
-        .arg("-o")
-        .arg(&c_out)
-        .args(["--se", &c.uri]));
+    ok(&mut decrypt(&enc, &c_out, &c.uri));
     assert_eq!(std::fs::read(&c_out).unwrap(), plain);
-    let err = fails(
-        edgeward()
-            .args(["model", "decrypt"])
-            .arg(&enc)
-            .arg("-o")
-            .arg(&no_out)
-            .args(["--se", &b.uri]),
-        1,
-    );
+    let err = fails(&mut decrypt(&enc, &no_out, &b.uri), 1);
     assert!(err.contains(&b.fingerprint), "{err}");
 
     // Operator errors exit 2: not a container for inspect is a rejection (1), a missing
@@ -240,12 +215,7 @@ fn format_version_1_is_written_for_older_agents() {
     assert_eq!(v["version"], 1);
     assert_eq!(v["recipient_ids"], "sha256-spki");
     let back = d.join("back.bin");
-    ok(edgeward()
-        .args(["model", "decrypt"])
-        .arg(&enc)
-        .arg("-o")
-        .arg(&back)
-        .args(["--se", &a.uri]));
+    ok(&mut decrypt(&enc, &back, &a.uri));
     assert_eq!(std::fs::read(&back).unwrap(), plain);
     let err = fails(
         edgeward()

@@ -280,6 +280,21 @@ pub(crate) async fn replica(
     (running, dir)
 }
 
+/// Device `e` reports a tamper event to the telemetry endpoint at `url` (answered 200).
+pub(crate) async fn send_tamper(s: &Server, url: &str, e: &Enrolled) {
+    let r = s
+        .device_client(e)
+        .post(url)
+        .header("authorization", v1(e, unix_now()))
+        .json(&json!({ "records": [
+            { "type": "event", "at": unix_now(), "event": "tamper", "detail": "enclosure opened" }
+        ] }))
+        .send()
+        .await
+        .expect("telemetry");
+    assert_eq!(r.status(), 200);
+}
+
 /// A keep-alive connection of device `e` to the device listener at `addr`, answered once
 /// (a command poll, 200): for tests that watch the server close it.
 pub(crate) async fn held_connection(

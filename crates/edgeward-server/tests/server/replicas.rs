@@ -67,17 +67,7 @@ async fn containment_through_one_replica_closes_the_devices_connection_on_the_ot
 
     let mut tls = held_connection(&a.server_ca(), b.device_addr, &e).await;
 
-    let r = a
-        .device_client(&e)
-        .post(a.device_url("/v1/device/telemetry"))
-        .header("authorization", v1(&e, unix_now()))
-        .json(&json!({ "records": [
-            { "type": "event", "at": unix_now(), "event": "tamper", "detail": "enclosure opened" }
-        ] }))
-        .send()
-        .await
-        .expect("telemetry");
-    assert_eq!(r.status(), 200);
+    send_tamper(&a, &a.device_url("/v1/device/telemetry"), &e).await;
     let closed = closed_within(&mut tls, Duration::from_secs(3)).await;
     assert!(
         closed.is_some(),

@@ -328,17 +328,7 @@ async fn every_point_is_scored_once_across_replicas_workers_and_a_killed_worker(
     // A rule and a geographic alert, from the workers (the replicas only publish), through
     // the server's own path: stored, sent to the webhook, acted on by the default playbook.
     let tampered = a.enroll(&device_id("scaletamper"), "cam").await;
-    let c = a.device_client(&tampered);
-    let r = c
-        .post(&urls[1])
-        .header("authorization", v1(&tampered, unix_now()))
-        .json(&json!({ "records": [
-            { "type": "event", "at": unix_now(), "event": "tamper", "detail": "enclosure opened" }
-        ] }))
-        .send()
-        .await
-        .expect("telemetry");
-    assert_eq!(r.status(), 200);
+    send_tamper(&a, &urls[1], &tampered).await;
     let traveller = a.enroll(&device_id("scalegeo"), "cam").await;
     let c = a.device_client(&traveller);
     let hour_ago = unix_now() - 3600;
