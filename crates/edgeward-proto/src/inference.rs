@@ -380,10 +380,16 @@ mod tests {
             Request::decode(&nan),
             Err(ProtocolError::Malformed { .. })
         ));
-        assert!(Response::decode(&[KIND_ERROR, 9]).is_err());
-        assert!(MetricsReport::decode(
-            b"\x10{\"inferences_per_sec\":-1,\"latency_ms\":1,\"model_sha256\":\"\"}"
-        )
-        .is_err());
+        assert!(matches!(
+            Response::decode(&[KIND_ERROR, 9]),
+            Err(ProtocolError::Malformed { what: "error", why }) if why == "unknown code 9"
+        ));
+        assert!(matches!(
+            MetricsReport::decode(
+                b"\x10{\"inferences_per_sec\":-1,\"latency_ms\":1,\"model_sha256\":\"\"}"
+            ),
+            Err(ProtocolError::Malformed { what: "metrics report", why })
+                if why == "inferences_per_sec out of range"
+        ));
     }
 }

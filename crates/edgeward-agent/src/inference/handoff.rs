@@ -291,7 +291,13 @@ mod tests {
             Ok(Some(Message::Applied(true)))
         ));
         assert!(matches!(Message::read(&mut r), Ok(None)));
-        assert!(Message::read(&mut &[0u8, 0, 0, 1, 0x55][..]).is_err());
-        assert!(Message::read(&mut &[0xffu8, 0, 0, 1][..]).is_err());
+        assert!(matches!(
+            Message::read(&mut &[0u8, 0, 0, 1, 0x55][..]),
+            Err(HandoffError::Malformed(m)) if m == "frame kind 0x55"
+        ));
+        assert!(matches!(
+            Message::read(&mut &[0xffu8, 0, 0, 1][..]),
+            Err(HandoffError::Malformed(m)) if m == "frame length 4278190081"
+        ));
     }
 }

@@ -142,6 +142,15 @@ fn numbered_devices(rows: &[Row]) -> Vec<Arc<str>> {
         .collect()
 }
 
+/// The rows `decisions` (from [`plan`]) says to store, in order.
+fn new_rows<'a>(rows: &'a [Row], decisions: &[Stored]) -> Vec<&'a Row> {
+    rows.iter()
+        .zip(decisions)
+        .filter(|(_, d)| **d == Stored::New)
+        .map(|(r, _)| r)
+        .collect()
+}
+
 /// Decides each row of a group in order, given the marks stored before it (`stored`, by
 /// device; absent means nothing stored yet): a numbered batch whose first number is at or
 /// below its device's mark is already held, any other batch is stored and raises the mark.

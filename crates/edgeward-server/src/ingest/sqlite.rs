@@ -12,8 +12,8 @@ use sqlx::sqlite::SqliteConnectOptions;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    acknowledge, body_text, gather, insert_statement, mark_of, mark_value, numbered_devices, plan,
-    Item, Row, Stored, MAX_ROWS_PER_INSERT,
+    acknowledge, body_text, gather, insert_statement, mark_of, mark_value, new_rows,
+    numbered_devices, plan, Item, Row, Stored, MAX_ROWS_PER_INSERT,
 };
 use crate::{
     config::TelemetrySync,
@@ -113,13 +113,7 @@ fn commit(
         }
     }
     let (decisions, marks) = plan(rows, stored);
-    let new: Vec<&Row> = rows
-        .iter()
-        .zip(&decisions)
-        .filter(|(_, d)| **d == Stored::New)
-        .map(|(r, _)| r)
-        .collect();
-    for chunk in new.chunks(MAX_ROWS_PER_INSERT) {
+    for chunk in new_rows(rows, &decisions).chunks(MAX_ROWS_PER_INSERT) {
         insert(&tx, statements, chunk)?;
     }
     {
