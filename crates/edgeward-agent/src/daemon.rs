@@ -25,6 +25,7 @@ use crate::{
     metrics,
     net::DeviceClient,
     queue::Queue,
+    retire::{self, Retired},
     status::{self, SharedStatus},
     update, AgentConfig, AgentError,
 };
@@ -155,6 +156,7 @@ impl Agent {
                 return Ok(());
             };
             tracing::info!(device = %identity.stored.device_id, slot = %identity.stored.key_slot, "enrolled");
+            self.retire_old_key(&identity.stored.key_slot);
             let state = self.running_state();
             status::update(&self.status, |s| {
                 s.state = state.into();
@@ -177,6 +179,19 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// Destroys the key a re-provisioning left to retire (after a crash between storing the
+    /// new identity and destroying the old key); a failure is logged and retried next start.
+    fn retire_old_key(&self, current_slot: &str) {
+        match retire::finish(&self.config.state_dir, self.element.as_ref(), current_slot) {
+            Ok(Retired::Destroyed(slot)) => tracing::info!(%slot, "destroyed the retired key"),
+            Ok(Retired::Kept(slot)) => {
+                tracing::warn!(%slot, "re-provisioning did not complete; the key stays")
+            }
+            Ok(Retired::Nothing) => {}
+            Err(e) => tracing::error!(error = %e, "the retired key was not destroyed"),
+        }
     }
 
     fn client(&self, identity: &Identity) -> Result<DeviceClient, AgentError> {

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod net;
 pub mod queue;
+pub mod retire;
 pub mod status;
 pub mod tamper;
 pub mod update;

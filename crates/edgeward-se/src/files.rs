@@ -55,6 +55,39 @@ pub(crate) fn read_bounded(
     Ok(Some(bytes))
 }
 
+/// Destroys a file-backed key slot: removes `private` (the file that makes the slot occupied)
+/// first, so the slot cannot sign from then on even if the rest fails, then `others`
+/// (public part, certificate), syncing each directory touched. [`SeError::NoSuchKey`] when
+/// `private` is not there.
+pub(crate) fn destroy_slot_files(
+    backend: &'static str,
+    slot: &str,
+    private: &Path,
+    others: &[&Path],
+) -> Result<(), SeError> {
+    match fs::remove_file(private) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(SeError::NoSuchKey(slot.to_owned()))
+        }
+        Err(e) => return Err(io_error(backend, private, e)),
+    }
+    sync_parent(backend, private)?;
+    for path in others {
+        match fs::remove_file(path) {
+            Ok(()) => sync_parent(backend, path)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(backend, path, e)),
+        }
+    }
+    Ok(())
+}
+
+fn sync_parent(backend: &'static str, path: &Path) -> Result<(), SeError> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    sync_dir(dir).map_err(|e| io_error(backend, dir, e))
+}
+
 /// Removes `path` if it exists.
 pub(crate) fn remove_if_present(backend: &'static str, path: &Path) -> Result<(), SeError> {
     match fs::remove_file(path) {

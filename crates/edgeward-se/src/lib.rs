@@ -104,6 +104,15 @@ pub trait SecureElement: Send + Sync {
     /// The certificate stored under `slot`, if any.
     fn certificate(&self, slot: &str) -> Result<Option<Vec<u8>>, SeError>;
 
+    /// Destroys the key in `slot` and the certificate stored under the same name, leaving
+    /// every other slot, the sealed-storage key and the counters as they were (a
+    /// re-provisioned device retires its old key this way). [`SeError::NoSuchKey`] when the
+    /// slot holds no key. What "destroyed" means is the backend's: the token deletes the
+    /// object (PKCS#11 `C_DestroyObject`); the soft and TPM backends delete the only wrapped
+    /// copy Edgeward keeps (a copy taken before, e.g. a backup of the state directory, stays
+    /// loadable on the same element until [`SecureElement::wipe`] destroys the wrapping key).
+    fn destroy_key(&self, slot: &str) -> Result<(), SeError>;
+
     /// Destroys every key, sealed-storage key and certificate; the device must then be
     /// re-provisioned. Counters keep their values (they only ever rise).
     fn wipe(&self) -> Result<(), SeError>;

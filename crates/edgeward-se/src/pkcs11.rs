@@ -541,6 +541,29 @@ impl SecureElement for Pkcs11Element {
         }
     }
 
+    fn destroy_key(&self, slot: &str) -> Result<(), SeError> {
+        check_name("slot", slot)?;
+        let session = self.session();
+        let label = key_label(slot);
+        let private = find_all(&session, ObjectClass::PRIVATE_KEY, &label)?;
+        if private.is_empty() {
+            return Err(SeError::NoSuchKey(slot.to_owned()));
+        }
+        let public = find_all(&session, ObjectClass::PUBLIC_KEY, &label)?;
+        let certificates = self.read_data(&session, &cert_label(slot))?;
+        // The private key first: once it is gone the slot cannot sign, even if the rest fails.
+        let handles = private
+            .into_iter()
+            .chain(public)
+            .chain(certificates.into_iter().map(|(handle, _)| handle));
+        for handle in handles {
+            session
+                .destroy_object(handle)
+                .map_err(|e| ck("C_DestroyObject", e))?;
+        }
+        Ok(())
+    }
+
     fn wipe(&self) -> Result<(), SeError> {
         let session = self.session();
         let objects = session
@@ -565,18 +588,27 @@ impl SecureElement for Pkcs11Element {
     }
 }
 
-fn find_one(
+/// Every token object of `class` labelled `label`.
+fn find_all(
     session: &Session,
     class: ObjectClass,
     label: &str,
-) -> Result<Option<ObjectHandle>, SeError> {
-    let found = session
+) -> Result<Vec<ObjectHandle>, SeError> {
+    session
         .find_objects(&[
             Attribute::Class(class),
             Attribute::Token(true),
             Attribute::Label(label.as_bytes().to_vec()),
         ])
-        .map_err(|e| ck("C_FindObjects", e))?;
+        .map_err(|e| ck("C_FindObjects", e))
+}
+
+fn find_one(
+    session: &Session,
+    class: ObjectClass,
+    label: &str,
+) -> Result<Option<ObjectHandle>, SeError> {
+    let found = find_all(session, class, label)?;
     match found.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(*one)),

@@ -4,13 +4,19 @@
 //! the enrollment listener, and the certificate that comes back replaces the old identity.
 //! The server revokes the old certificate as it issues the new one. The result is signed
 //! with the new key (the server verifies results with the device's current certificate),
-//! and the daemon reconnects with the new identity.
+//! and the daemon reconnects with the new identity. The old key is destroyed in the element
+//! as soon as the new identity is stored ([`crate::retire`]: recorded first, so a crash in
+//! between still ends with it destroyed); a failed attempt destroys the unused new key.
 
 use edgeward_proto::command::CommandPayload;
 use serde_json::{json, Value};
 
 use super::{result, After, Context, Executed};
-use crate::{enroll, AgentError};
+use crate::{
+    enroll,
+    retire::{self, Retired},
+    AgentError,
+};
 
 /// Runs `reprovision` (command `c`).
 pub async fn run(ctx: &Context<'_>, c: &CommandPayload) -> Result<Executed, AgentError> {
@@ -38,10 +44,12 @@ pub async fn run(ctx: &Context<'_>, c: &CommandPayload) -> Result<Executed, Agen
         Ok(r) => r,
         Err(e) => return failed(format!("a new key: {e}")),
     };
+    let state_dir = &ctx.config.state_dir;
+    retire::begin(state_dir, &old.key_slot)?;
     let identity = match enroll::enroll(
         &ctx.config.enroll_server,
         &ctx.config.server_ca,
-        &ctx.config.state_dir,
+        state_dir,
         ctx.element,
         &request,
         token,
@@ -49,7 +57,24 @@ pub async fn run(ctx: &Context<'_>, c: &CommandPayload) -> Result<Executed, Agen
     .await
     {
         Ok(i) => i,
-        Err(e) => return failed(format!("enrollment: {e}")),
+        Err(e) => {
+            retire::abandon(state_dir)?;
+            if let Err(destroy) = ctx.element.destroy_key(&request.slot) {
+                tracing::warn!(slot = %request.slot, error = %destroy, "the unused new key was not destroyed");
+            }
+            return failed(format!("enrollment: {e}"));
+        }
+    };
+    let previous_key_destroyed = match retire::finish(
+        state_dir,
+        ctx.element.as_ref(),
+        &identity.stored.key_slot,
+    ) {
+        Ok(retired) => retired == Retired::Destroyed(old.key_slot.clone()),
+        Err(e) => {
+            tracing::error!(slot = %old.key_slot, error = %e, "the old key was not destroyed; the next start tries again");
+            false
+        }
     };
     if identity.stored.device_id != old.device_id {
         // The identity is stored already; the daemon reconnects as what the server issued.
@@ -62,6 +87,7 @@ pub async fn run(ctx: &Context<'_>, c: &CommandPayload) -> Result<Executed, Agen
     let output = json!({
         "key_slot": identity.stored.key_slot,
         "previous_key_slot": old.key_slot,
+        "previous_key_destroyed": previous_key_destroyed,
         "certificate_sha256": hex::encode(edgeward_core::sha256(&identity.certificate_der)),
     });
     let signed = result::sign(

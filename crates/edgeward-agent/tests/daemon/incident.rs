@@ -419,6 +419,21 @@ async fn incident_commands_end_to_end() {
         (&json!("done"), &json!(true)),
         "{o}"
     );
+    let result = payload(&o);
+    let output = &result["output"];
+    assert_eq!(output["previous_key_slot"], old_slot, "{o}");
+    assert_eq!(output["previous_key_destroyed"], true, "{o}");
+    // The old key is gone from the element; the new one is there and is the certificate's.
+    let element = edgeward_se::open(&format!("soft:{}", b.path("se").display())).expect("se");
+    let old_slot_name = old_slot.as_str().expect("slot");
+    assert!(matches!(
+        element.public_key(old_slot_name),
+        Err(edgeward_se::SeError::NoSuchKey(slot)) if slot == old_slot_name
+    ));
+    let new_slot = output["key_slot"].as_str().expect("new slot");
+    assert_ne!(new_slot, old_slot_name);
+    element.public_key(new_slot).expect("the new key");
+    assert!(!b.path("state/retiring-key-slot").exists());
     let device = server.device(&b.id).await;
     assert_eq!(device["device"]["status"], "active");
     assert_ne!(device["device"]["cert_serial"], old_serial.as_str());

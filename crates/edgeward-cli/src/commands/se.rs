@@ -1,4 +1,4 @@
-//! `edgeward se keygen|pubkey|sign|wipe --se URI`: operate a device's secure element
+//! `edgeward se keygen|pubkey|sign|destroy|wipe --se URI`: operate a device's secure element
 //! (soft, PKCS#11 or TPM) from the command line, for factories, tests and debugging. Keys
 //! are generated and used inside the element; nothing here ever sees a private key.
 
@@ -26,6 +26,8 @@ pub(crate) enum SeCommand {
     Pubkey(SeSlotArgs),
     /// Sign a file with a slot's key (ECDSA P-256 over SHA-256, DER; or Ed25519).
     Sign(SeSignArgs),
+    /// Destroy the key (and certificate) of one slot; every other slot stays.
+    Destroy(SeDestroyArgs),
     /// Destroy every key, sealing key and certificate in the element (counters remain).
     Wipe(SeWipeArgs),
 }
@@ -79,6 +81,16 @@ pub(crate) struct SeSignArgs {
     pub(crate) out: Option<PathBuf>,
 }
 
+/// Arguments of `se destroy`.
+#[derive(Args, Debug)]
+pub(crate) struct SeDestroyArgs {
+    #[command(flatten)]
+    pub(crate) slot: SeSlotArgs,
+    /// Confirm: the slot's key is destroyed and cannot be recovered.
+    #[arg(long)]
+    pub(crate) yes: bool,
+}
+
 /// Arguments of `se wipe`.
 #[derive(Args, Debug)]
 pub(crate) struct SeWipeArgs {
@@ -95,6 +107,7 @@ pub(crate) fn run(cmd: SeCommand, json: bool) -> Outcome {
         SeCommand::Keygen(a) => keygen(a, json),
         SeCommand::Pubkey(a) => pubkey(a, json),
         SeCommand::Sign(a) => sign(a, json),
+        SeCommand::Destroy(a) => destroy(a, json),
         SeCommand::Wipe(a) => wipe(a, json),
     }
 }
@@ -194,6 +207,28 @@ fn sign(a: SeSignArgs, json: bool) -> Outcome {
         );
     } else {
         println!("{encoded}");
+    }
+    Ok(())
+}
+
+fn destroy(a: SeDestroyArgs, json: bool) -> Outcome {
+    let slot = &a.slot.slot;
+    if !a.yes {
+        return Err(Failure::operator(format!(
+            "destroy removes the key in slot `{slot}` for good: add --yes to confirm"
+        )));
+    }
+    let se = open(&a.slot.element)?;
+    se.destroy_key(slot).map_err(se_failure)?;
+    if json {
+        print_json(
+            &json!({ "ok": true, "backend": se.backend(), "slot": slot, "destroyed": true }),
+        );
+    } else {
+        println!(
+            "destroyed the key in slot `{slot}` of the {} element",
+            se.backend()
+        );
     }
     Ok(())
 }

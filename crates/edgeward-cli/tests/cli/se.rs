@@ -111,6 +111,52 @@ fn ed25519_signature_verifies_with_openssl() {
 }
 
 #[test]
+fn destroy_needs_yes_and_empties_only_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = se(dir.path());
+    let slot = |name: &str| {
+        [
+            "--se".to_string(),
+            backend.clone(),
+            "--slot".into(),
+            name.into(),
+        ]
+    };
+    ok(edgeward().args(["se", "keygen"]).args(slot("device-1")));
+    let kept = ok(edgeward().args(["se", "keygen"]).args(slot("device-2")));
+    let refused = run(edgeward().args(["se", "destroy"]).args(slot("device-1")));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("destroy removes the key in slot `device-1` for good: add --yes to confirm"),
+        "{refused:?}"
+    );
+    ok(edgeward().args(["se", "pubkey"]).args(slot("device-1")));
+    let json = ok(edgeward()
+        .args(["se", "destroy", "--yes", "--json"])
+        .args(slot("device-1")));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (&v["slot"], &v["destroyed"]),
+        (&serde_json::json!("device-1"), &serde_json::json!(true))
+    );
+    let gone = run(edgeward().args(["se", "pubkey"]).args(slot("device-1")));
+    assert_eq!(gone.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("no key in slot `device-1`"),
+        "{gone:?}"
+    );
+    assert_eq!(
+        ok(edgeward().args(["se", "pubkey"]).args(slot("device-2"))),
+        kept
+    );
+    let again = run(edgeward()
+        .args(["se", "destroy", "--yes"])
+        .args(slot("device-1")));
+    assert_eq!(again.status.code(), Some(2));
+}
+
+#[test]
 fn wipe_needs_yes_and_destroys_keys() {
     let dir = tempfile::tempdir().unwrap();
     let backend = se(dir.path());

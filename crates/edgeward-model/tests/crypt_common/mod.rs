@@ -175,6 +175,9 @@ impl SecureElement for Counting {
     fn certificate(&self, slot: &str) -> Result<Option<Vec<u8>>, SeError> {
         self.inner.certificate(slot)
     }
+    fn destroy_key(&self, slot: &str) -> Result<(), SeError> {
+        self.inner.destroy_key(slot)
+    }
     fn wipe(&self) -> Result<(), SeError> {
         self.inner.wipe()
     }

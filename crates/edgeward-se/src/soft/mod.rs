@@ -361,6 +361,13 @@ impl SecureElement for SoftElement {
         )
     }
 
+    fn destroy_key(&self, slot: &str) -> Result<(), SeError> {
+        check_name("slot", slot)?;
+        let _guard = self.guard();
+        let certificate = self.dir.join("certs").join(format!("{slot}.der"));
+        files::destroy_slot_files(BACKEND, slot, &self.key_path(slot), &[&certificate])
+    }
+
     fn wipe(&self) -> Result<(), SeError> {
         let _guard = self.guard();
         // Destroying the master first is the cryptographic erase: every key file and sealed

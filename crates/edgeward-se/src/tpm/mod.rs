@@ -414,6 +414,16 @@ impl SecureElement for TpmElement {
         )
     }
 
+    fn destroy_key(&self, slot: &str) -> Result<(), SeError> {
+        check_name("slot", slot)?;
+        let (pub_path, priv_path) = self.key_paths(slot);
+        let certificate = self.store.path("certs", &format!("{slot}.der"));
+        // Held so that no load of this slot's blobs runs while they go.
+        let _state = self.state();
+        self.store
+            .destroy_slot(slot, &priv_path, &[&pub_path, &certificate])
+    }
+
     fn wipe(&self) -> Result<(), SeError> {
         let mut state = self.state();
         if let Some(srk) = state.srk.take() {

@@ -12,8 +12,8 @@ use std::{
 use super::BACKEND;
 use crate::{
     files::{
-        create_private_dir, io_error, read_bounded, remove_if_present, sync_dir, write_atomic,
-        Replace,
+        create_private_dir, destroy_slot_files, io_error, read_bounded, remove_if_present,
+        sync_dir, write_atomic, Replace,
     },
     SeError,
 };
@@ -59,6 +59,16 @@ impl Store {
     /// Removes `path` if it exists.
     pub(super) fn remove(&self, path: &Path) -> Result<(), SeError> {
         remove_if_present(BACKEND, path)
+    }
+
+    /// Removes a slot's files, `private` first ([`crate::SeError::NoSuchKey`] when absent).
+    pub(super) fn destroy_slot(
+        &self,
+        slot: &str,
+        private: &Path,
+        others: &[&Path],
+    ) -> Result<(), SeError> {
+        destroy_slot_files(BACKEND, slot, private, others)
     }
 
     /// Removes every file in subdirectory `sub` (`""`: only the top-level files).

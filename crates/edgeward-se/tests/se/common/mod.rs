@@ -65,6 +65,10 @@ macro_rules! conformance_suite {
             $crate::common::wipe_removes_keys_and_sealed_data(&$make());
         }
         #[test]
+        fn destroy_key_empties_one_slot_and_nothing_else() {
+            $crate::common::destroy_key_empties_one_slot_and_nothing_else(&$make());
+        }
+        #[test]
         fn bad_names_and_missing_keys_are_typed_errors() {
             $crate::common::bad_names_and_missing_keys_are_typed_errors(&$make());
         }
@@ -246,6 +250,54 @@ pub(crate) fn wipe_removes_keys_and_sealed_data(f: &Fixture) {
     let fresh = f.se.seal(b"new").unwrap();
     assert_eq!(f.se.unseal(&fresh).unwrap().as_slice(), b"new");
     assert!(matches!(f.se.unseal(&blob), Err(SeError::Unseal(_))));
+}
+
+pub(crate) fn destroy_key_empties_one_slot_and_nothing_else(f: &Fixture) {
+    let old = f.se.generate_key("device-1", KeyAlgorithm::P256).unwrap();
+    f.se.store_certificate("device-1", &rcgen_like_der())
+        .unwrap();
+    let new = f.se.generate_key("device-2", KeyAlgorithm::P256).unwrap();
+    f.se.store_certificate("device-2", &rcgen_like_der())
+        .unwrap();
+    let blob = f.se.seal(b"token secret").unwrap();
+    let counter = f.se.increment_counter("generation").unwrap();
+
+    f.se.destroy_key("device-1").unwrap();
+
+    assert!(matches!(
+        f.se.public_key("device-1"),
+        Err(SeError::NoSuchKey(slot)) if slot == "device-1"
+    ));
+    assert!(matches!(
+        f.se.sign("device-1", b"m"),
+        Err(SeError::NoSuchKey(_))
+    ));
+    let peer = p256::SecretKey::random(&mut rand_core::OsRng);
+    assert!(matches!(
+        f.se.ecdh("device-1", &peer.public_key().to_sec1_bytes()),
+        Err(SeError::NoSuchKey(_))
+    ));
+    assert_eq!(f.se.certificate("device-1").unwrap(), None);
+    // Everything else is as it was.
+    assert_eq!(f.se.public_key("device-2").unwrap(), new);
+    raw_signature::verify_message(&new, b"m", &f.se.sign("device-2", b"m").unwrap()).unwrap();
+    assert_eq!(
+        f.se.certificate("device-2").unwrap(),
+        Some(rcgen_like_der())
+    );
+    assert_eq!(f.se.unseal(&blob).unwrap().as_slice(), b"token secret");
+    assert_eq!(f.se.counter("generation").unwrap(), counter);
+    // A second destroy says the slot is empty; the slot can hold a new key.
+    assert!(matches!(
+        f.se.destroy_key("device-1"),
+        Err(SeError::NoSuchKey(_))
+    ));
+    let again = f.se.generate_key("device-1", KeyAlgorithm::P256).unwrap();
+    assert_ne!(again, old, "a destroyed key never comes back");
+    assert!(matches!(
+        f.se.destroy_key("../device-2"),
+        Err(SeError::InvalidArgument(_))
+    ));
 }
 
 pub(crate) fn bad_names_and_missing_keys_are_typed_errors(f: &Fixture) {
