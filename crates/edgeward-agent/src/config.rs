@@ -88,6 +88,9 @@ pub struct AgentConfig {
     /// The MQTT broker's TLS listener, `HOST:PORT` (with `transport = "mqtt"`).
     #[serde(default)]
     pub mqtt_broker: Option<String>,
+    /// The MQTT version spoken to the broker: `"3.1.1"` (default) or `"5"`.
+    #[serde(default)]
+    pub mqtt_version: crate::mqtt::MqttVersion,
     /// The isolated inference worker (`[inference]`); none: the agent serves no model.
     #[serde(default)]
     pub inference: Option<crate::inference::InferenceConfig>,
@@ -236,5 +239,16 @@ mod tests {
         ))
         .expect("mqtt");
         assert_eq!(c.transport, TransportKind::Mqtt);
+        assert_eq!(c.mqtt_version, crate::mqtt::MqttVersion::V311);
+        let c = AgentConfig::parse(&format!(
+            "{MINIMAL}transport = \"mqtt\"\nmqtt_broker = \"broker:8883\"\nmqtt_version = \"5\"\n"
+        ))
+        .expect("mqtt 5");
+        assert_eq!(c.mqtt_version, crate::mqtt::MqttVersion::V5);
+        let e = AgentConfig::parse(&format!("{MINIMAL}mqtt_version = \"4\"\n")).unwrap_err();
+        assert!(
+            e.contains("unknown variant `4`, expected `3.1.1` or `5`"),
+            "{e}"
+        );
     }
 }

@@ -212,7 +212,7 @@ impl Agent {
                     &identity.stored.key_slot,
                     vec![identity.certificate_der.clone()],
                 )?;
-                client.with_mqtt(broker, tls)
+                client.with_mqtt(broker, tls, self.config.mqtt_version)
             }
             _ => Ok(client),
         }

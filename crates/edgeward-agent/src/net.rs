@@ -168,11 +168,17 @@ impl DeviceClient {
 
     /// Carries telemetry, command polls and command results through the MQTT broker at
     /// `broker` (`HOST:PORT`) with the same identity; other calls stay on HTTPS.
-    pub fn with_mqtt(mut self, broker: &str, tls: ClientConfig) -> Result<Self, AgentError> {
+    pub fn with_mqtt(
+        mut self,
+        broker: &str,
+        tls: ClientConfig,
+        version: crate::mqtt::MqttVersion,
+    ) -> Result<Self, AgentError> {
         self.mqtt = Some(crate::mqtt::MqttLink::connect(
             broker,
             tls,
             &self.device_id,
+            version,
         )?);
         Ok(self)
     }

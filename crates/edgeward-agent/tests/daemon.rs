@@ -142,33 +142,41 @@ async fn enrolls_sends_telemetry_reports_status_and_stops_on_sigterm() {
     assert_eq!(child.wait().expect("wait").code(), Some(0));
 }
 
-/// Two agents, one on HTTPS and one on MQTT through a real Mosquitto: both enroll from their
-/// element, both streams land in the registry; revoking the MQTT device closes its live
-/// broker session (the dynamic-security kick) while the other agent carries on.
+/// Three agents, one on HTTPS, one on MQTT 3.1.1 and one on MQTT 5 through a real
+/// Mosquitto: all enroll from their element, all streams land in the registry; revoking the
+/// MQTT devices closes their live broker sessions (the dynamic-security kick) while the
+/// HTTPS agent carries on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agents_on_https_and_on_mqtt_both_land_telemetry_and_revocation_closes_the_mqtt_session() {
+async fn agents_on_https_mqtt_3_and_mqtt_5_land_telemetry_and_revocation_closes_the_mqtt_sessions()
+{
     let (server, broker) = broker::server_and_broker().await;
-    let (https_id, mqtt_id) = (device_id("cam-https"), device_id("cam-mqtt"));
-    let dirs = (
-        tempfile::tempdir().expect("tempdir"),
-        tempfile::tempdir().expect("tempdir"),
-    );
-    let https_config = agent_config(
+    let https_id = device_id("cam-https");
+    // (device, mqtt_version, the protocol level Mosquitto logs: p2 is 3.1.1, p5 is 5)
+    let mqtt = [
+        (device_id("cam-mqtt3"), "3.1.1", "p2"),
+        (device_id("cam-mqtt5"), "5", "p5"),
+    ];
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut configs = vec![agent_config(
         &server,
-        dirs.0.path(),
+        dirs[0].path(),
         &server.register(&https_id).await,
         "",
-    );
-    let mqtt_config = agent_config(
-        &server,
-        dirs.1.path(),
-        &server.register(&mqtt_id).await,
-        &format!(
-            "transport = \"mqtt\"\nmqtt_broker = \"127.0.0.1:{}\"\n",
-            broker.port
-        ),
-    );
-    let mut children: Vec<std::process::Child> = [&https_config, &mqtt_config]
+    )];
+    for (k, (id, version, _)) in mqtt.iter().enumerate() {
+        configs.push(agent_config(
+            &server,
+            dirs[k + 1].path(),
+            &server.register(id).await,
+            &format!(
+                "transport = \"mqtt\"\nmqtt_broker = \"127.0.0.1:{}\"\nmqtt_version = \"{version}\"\n",
+                broker.port
+            ),
+        ));
+    }
+    let mut children: Vec<std::process::Child> = configs
         .iter()
         .map(|c| {
             agent()
@@ -179,35 +187,45 @@ async fn agents_on_https_and_on_mqtt_both_land_telemetry_and_revocation_closes_t
                 .expect("agent starts")
         })
         .collect();
-    for id in [&https_id, &mqtt_id] {
-        wait_for(60, "telemetry from both agents", || async {
+    let ids: Vec<&String> = std::iter::once(&https_id)
+        .chain(mqtt.iter().map(|m| &m.0))
+        .collect();
+    for id in &ids {
+        wait_for(60, "telemetry from every agent", || async {
             !server.telemetry(id).await.is_empty()
         })
         .await;
     }
-    let connected = format!(" as {mqtt_id} ");
-    assert!(
-        broker.log().contains(&connected),
-        "the MQTT agent never connected to the broker:\n{}",
-        broker.log()
-    );
-    // Numbered batches, each stored once.
-    let batches = server.telemetry(&mqtt_id).await;
-    assert_eq!(batches[0]["first_seq"], 1, "{}", batches[0]);
+    for (id, version, level) in &mqtt {
+        let connected = format!(" as {id} ({level},");
+        assert!(
+            broker.log().contains(&connected),
+            "the MQTT {version} agent never connected to the broker with {level}:\n{}",
+            broker.log()
+        );
+        // Numbered batches, each stored once.
+        let batches = server.telemetry(id).await;
+        assert_eq!(batches[0]["first_seq"], 1, "{}", batches[0]);
+    }
 
-    let (status, v) = server
-        .admin_call(
-            reqwest::Method::POST,
-            &format!("/v1/admin/devices/{mqtt_id}/revoke"),
-            serde_json::json!({}),
-        )
+    for (id, _, _) in &mqtt {
+        let (status, v) = server
+            .admin_call(
+                reqwest::Method::POST,
+                &format!("/v1/admin/devices/{id}/revoke"),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+    for (id, version, _) in &mqtt {
+        let kicked = format!("Client {id} been disconnected by administrative action");
+        wait_for(5, "the revoked agents' sessions to be closed", || async {
+            broker.log().contains(&kicked)
+        })
         .await;
-    assert_eq!(status, 200, "{v}");
-    let kicked = format!("Client {mqtt_id} been disconnected by administrative action");
-    wait_for(5, "the revoked agent's session to be closed", || async {
-        broker.log().contains(&kicked)
-    })
-    .await;
+        eprintln!("MQTT {version}: {kicked}");
+    }
     // The HTTPS agent is untouched.
     let before = server.telemetry(&https_id).await.len();
     wait_for(30, "more telemetry from the HTTPS agent", || async {

@@ -10,13 +10,18 @@
 //! HTTPS. A PUBACK only says the broker has it, and the broker keeps nothing for a server
 //! that is away; a batch whose reply does not come is sent again, and the server's
 //! sequence-number dedup answers a batch it already stored without storing it twice.
+//!
+//! The agent speaks MQTT 3.1.1 or MQTT 5 (`mqtt_version`); [`protocol`] hides which.
 
-use std::{sync::Arc, time::Duration};
+pub mod protocol;
+
+use std::time::Duration;
 
 use edgeward_proto::mqtt::{self as topics, Up};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use tokio::sync::{mpsc, watch, Mutex};
 
+pub use self::protocol::MqttVersion;
+use self::protocol::{Client, EventLoop, Happened, Options};
 use crate::AgentError;
 
 /// How long the agent waits for the server's reply to one request.
@@ -26,7 +31,7 @@ const RECONNECT: Duration = Duration::from_secs(1);
 
 /// A connection to the broker for one enrolled device.
 pub struct MqttLink {
-    client: AsyncClient,
+    client: Client,
     device_id: String,
     /// Messages on the device's reply topics, in arrival order.
     incoming: Mutex<mpsc::Receiver<(String, Vec<u8>)>>,
@@ -68,23 +73,27 @@ pub fn route(method: &reqwest::Method, path: &str) -> Option<Up> {
 
 impl MqttLink {
     /// Connects (and keeps connecting) to `broker` as `device_id` with `tls`, the device's
-    /// mutual-TLS configuration.
+    /// mutual-TLS configuration, speaking MQTT `version`.
     pub fn connect(
         broker: &str,
         tls: rustls::ClientConfig,
         device_id: &str,
+        version: MqttVersion,
     ) -> Result<Self, AgentError> {
         let (host, port) =
             topics::host_port(broker).map_err(|e| AgentError::Config(format!("mqtt_{e}")))?;
-        let mut options = MqttOptions::new(device_id, host, port);
-        options
-            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                Arc::new(tls),
-            )))
-            .set_keep_alive(Duration::from_secs(30))
-            .set_max_packet_size(topics::MAX_PAYLOAD + 4096, topics::MAX_PAYLOAD + 4096)
-            .set_clean_session(true);
-        let (client, eventloop) = AsyncClient::new(options, 16);
+        let (client, eventloop) = protocol::connect(
+            version,
+            Options {
+                client_id: device_id,
+                host: &host,
+                port,
+                tls,
+                max_packet: topics::MAX_PAYLOAD + 4096,
+                keep_alive: Duration::from_secs(30),
+                capacity: 16,
+            },
+        );
         let (tx, rx) = mpsc::channel(64);
         let (ready_tx, ready) = watch::channel(false);
         let task = tokio::spawn(drive(
@@ -117,12 +126,7 @@ impl MqttLink {
         // Replies to earlier requests that timed out are stale now.
         while incoming.try_recv().is_ok() {}
         self.client
-            .publish(
-                topics::request_topic(&self.device_id, up),
-                QoS::AtLeastOnce,
-                false,
-                body,
-            )
+            .publish(topics::request_topic(&self.device_id, up), body)
             .await
             .map_err(|e| AgentError::Unreachable(format!("{what}: {e}")))?;
         let commands = topics::commands_topic(&self.device_id);
@@ -164,8 +168,8 @@ impl MqttLink {
 /// passes what arrives there on; connects again after a loss (a revoked certificate is then
 /// refused at the handshake, over and over, which is logged).
 async fn drive(
-    mut eventloop: rumqttc::EventLoop,
-    client: AsyncClient,
+    mut eventloop: EventLoop,
+    client: Client,
     device_id: String,
     tx: mpsc::Sender<(String, Vec<u8>)>,
     ready: watch::Sender<bool>,
@@ -175,34 +179,27 @@ async fn drive(
         topics::acks_topic(&device_id),
     ];
     loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+        match eventloop.next().await {
+            Happened::Connected => {
                 tracing::info!("connected to the MQTT broker");
-                let filters = subscriptions
-                    .iter()
-                    .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
-                if let Err(e) = client.try_subscribe_many(filters) {
+                if let Err(e) = client.subscribe(&subscriptions) {
                     tracing::warn!(%e, "subscribing at the broker");
                 }
             }
-            Ok(Event::Incoming(Packet::SubAck(s))) => {
-                let granted = s
-                    .return_codes
-                    .iter()
-                    .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)));
+            Happened::Subscribed(granted) => {
                 if !granted {
                     tracing::warn!("the broker refused the reply topics");
                 }
                 ready.send_replace(granted);
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if p.payload.len() <= topics::MAX_PAYLOAD && subscriptions.contains(&p.topic) {
+            Happened::Message { topic, payload } => {
+                if payload.len() <= topics::MAX_PAYLOAD && subscriptions.contains(&topic) {
                     // A full channel means nobody is waiting: the reply is stale.
-                    let _ = tx.try_send((p.topic, p.payload.to_vec()));
+                    let _ = tx.try_send((topic, payload));
                 }
             }
-            Ok(_) => {}
-            Err(e) => {
+            Happened::Other => {}
+            Happened::Lost(e) => {
                 ready.send_replace(false);
                 tracing::warn!(%e, "MQTT broker connection lost; connecting again");
                 tokio::time::sleep(RECONNECT).await;
