@@ -353,12 +353,15 @@ impl Worker {
     }
 
     /// Raises alerts taken from the outbox (id, alert, arrival in Unix ms), deleting each
-    /// from the outbox once raised.
+    /// from the outbox once raised. Each is raised under its entry's name
+    /// (`nats:<stream>:<id>`), so a raise repeated after a crash before the delete stores
+    /// no second alert.
     async fn raise(&self, pending: Vec<(i64, Alert, i64)>) -> Result<(), String> {
         for (id, alert, received_ms) in pending {
             if let Some(d) = self.app.detection.as_ref() {
+                let origin = format!("nats:{}:{id}", self.config.nats.stream);
                 for alert in d.admitted(vec![alert], received_ms.div_euclid(1000)) {
-                    detection::raise(&self.app, alert, received_ms).await;
+                    detection::raise(&self.app, alert, received_ms, Some(&origin)).await;
                 }
             }
             sqlx::query("DELETE FROM detect_alert_outbox WHERE id = $1")
@@ -466,8 +469,8 @@ impl Worker {
     }
 }
 
-/// Scores one message (a telemetry batch as the device sent it) with the partition's
-/// detector, recording what changed and the alerts found in `delta`.
+/// Scores one message (a telemetry batch as the device sent it, or a refusal a replica saw)
+/// with the partition's detector, recording what changed and the alerts found in `delta`.
 async fn score_message(
     app: &App,
     fleet: &mut Fleet,
@@ -503,6 +506,19 @@ async fn score_message(
             Err(e) => return Err(format!("registry lookup for {device}: {e}")),
         },
     };
+    if let Some(kind) = header(publish::REFUSAL_HEADER) {
+        let Some(refusal) = detection::Refusal::from_name(&kind) else {
+            tracing::warn!(device, kind, "a refusal of an unknown kind");
+            return Ok(());
+        };
+        let alert = detection::score_event(fleet, &device, &class, received_at, &refusal.event());
+        delta.scored.entry(device.clone()).or_default().1 += i64::from(alert.is_some());
+        delta
+            .alerts
+            .extend(alert.map(|a| (a, received_at.saturating_mul(1000))));
+        delta.devices.insert(device);
+        return Ok(());
+    }
     let scored = detection::score_batch(
         fleet,
         &detection.config,

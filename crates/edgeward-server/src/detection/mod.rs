@@ -8,7 +8,9 @@
 //! The device gate's refusals of authenticated devices (bad tokens, rate-limit hits) and
 //! failed attestations are fed to the same detector as rule events ([`on_refusal`]), at
 //! most as many per device and kind per burst window as the rule needs to fire, so a flood
-//! of refusals costs a counter increment each, never unbounded detection work.
+//! of refusals costs a counter increment each, never unbounded detection work. With `[nats]`
+//! the refusals go to the stream instead, on the device's subject, so the worker that owns
+//! the device counts the refusals every replica saw in one window.
 
 pub mod config;
 pub mod sinks;
@@ -75,8 +77,20 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every kind.
+    pub const ALL: [Refusal; 3] = [
+        Refusal::AuthFailure,
+        Refusal::RateLimited,
+        Refusal::AttestationFailed,
+    ];
+
+    /// The kind named `name` (as [`Refusal::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Refusal> {
+        Refusal::ALL.into_iter().find(|r| r.name() == name)
+    }
+
     /// The rule event it is.
-    fn event(self) -> Event {
+    pub fn event(self) -> Event {
         match self {
             Refusal::AuthFailure => Event::AuthFailure,
             Refusal::RateLimited => Event::RateLimited,
@@ -84,8 +98,8 @@ impl Refusal {
         }
     }
 
-    /// Its name in metrics.
-    fn name(self) -> &'static str {
+    /// Its name in metrics and on the stream.
+    pub fn name(self) -> &'static str {
         match self {
             Refusal::AuthFailure => "auth_failure",
             Refusal::RateLimited => "rate_limited",
@@ -278,22 +292,13 @@ impl Detection {
     fn observe_event(&self, device: &str, class: &str, at: i64, event: &Event) -> Option<Alert> {
         let found = {
             let mut fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
-            if fleet.cohort_of(device).is_none() {
-                fleet.register(device, class, UNKNOWN_FIRMWARE);
-            }
-            fleet.observe_event(device, at, event, &[])
+            score_event(&mut fleet, device, class, at, event)
         };
         self.dirty
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(device.to_string());
-        match found {
-            Ok(alert) => alert.filter(|a| self.admit(a, at)),
-            Err(e) => {
-                tracing::debug!(device, %e, "event not scored");
-                None
-            }
-        }
+        found.filter(|a| self.admit(a, at))
     }
 
     /// Queues `alerts` for [`dispatch`]; when the queue is full they are counted as dropped.
@@ -497,6 +502,28 @@ pub async fn on_telemetry(app: &App, device: &str, source: Option<IpAddr>, body:
     detection.enqueue(alerts, received_ms);
 }
 
+/// Applies rule event `event` about `device` (hardware class `class`, used when `fleet`
+/// does not know the device yet) at `at`; the alert it raises, before deduplication. The
+/// in-process detector and the NATS workers (for refusals other replicas saw) share it.
+pub fn score_event(
+    fleet: &mut Fleet,
+    device: &str,
+    class: &str,
+    at: i64,
+    event: &Event,
+) -> Option<Alert> {
+    if fleet.cohort_of(device).is_none() {
+        fleet.register(device, class, UNKNOWN_FIRMWARE);
+    }
+    match fleet.observe_event(device, at, event, &[]) {
+        Ok(alert) => alert,
+        Err(e) => {
+            tracing::debug!(device, %e, "event not scored");
+            None
+        }
+    }
+}
+
 /// The hook on the device gate and the attestation endpoint: a refusal of authenticated
 /// `device` becomes a rule event (auth-failure and rate-limit bursts, attestation
 /// failures), fed at most as many times per device, kind and burst window as the rule needs
@@ -518,6 +545,15 @@ pub async fn on_refusal(app: &App, device: &str, kind: Refusal) {
     );
     if !fed {
         return;
+    }
+    // With `[nats]` the worker that owns the device counts it, with every other replica's.
+    if let Some(nats) = &app.nats {
+        match nats.publish_refusal(device, now, kind.name()).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(%e, device, "refusal not published; counted by this replica")
+            }
+        }
     }
     let class = if detection.knows(device) {
         String::new()
@@ -544,7 +580,7 @@ pub async fn dispatch(
     loop {
         tokio::select! {
             next = raised.recv() => match next {
-                Some((alert, received_ms)) => raise(&app, alert, received_ms).await,
+                Some((alert, received_ms)) => raise(&app, alert, received_ms, None).await,
                 None => return,
             },
             _ = shutdown.changed() => return,
@@ -552,30 +588,41 @@ pub async fn dispatch(
     }
 }
 
-/// Raises an alert: stored, counted, sent to the sinks, and given to the playbook.
-pub async fn raise(app: &Shared, alert: Alert, received_ms: i64) {
+/// Raises an alert: stored, counted, sent to the sinks, and given to the playbook. `origin`
+/// names where it was raised from when the raise may be repeated after a crash (a worker's
+/// outbox entry): a repeated raise stores and counts nothing new, sends the sinks the same
+/// message with the same `id` (so a receiver can drop the copy), and runs the playbook only
+/// if the first raise did not get as far as linking the alert to an incident.
+pub async fn raise(app: &Shared, alert: Alert, received_ms: i64, origin: Option<&str>) {
     let Some(detection) = app.detection.as_ref() else {
         return;
     };
-    app.metrics.inc(
-        "edgeward_alerts_total",
-        format!(
-            "kind=\"{}\",severity=\"{}\"",
-            alert.kind.name(),
-            json!(alert.severity).as_str().unwrap_or_default()
-        ),
-    );
-    let id = match store::insert_alert(&app.db, &alert, received_ms).await {
-        Ok(id) => id,
+    let stored = match store::insert_alert(&app.db, &alert, received_ms, origin).await {
+        Ok(stored) => stored,
         Err(e) => {
             tracing::error!(%e, "an alert could not be stored");
-            0
+            store::Stored::New(0)
         }
     };
+    if let store::Stored::New(_) = stored {
+        app.metrics.inc(
+            "edgeward_alerts_total",
+            format!(
+                "kind=\"{}\",severity=\"{}\"",
+                alert.kind.name(),
+                json!(alert.severity).as_str().unwrap_or_default()
+            ),
+        );
+    }
+    let id = stored.id();
     let mut message = json!(alert);
     message["id"] = json!(id);
     message["type"] = json!("alert");
     detection.sinks.send(&alert.device, &message);
+    if let store::Stored::Again(_, Some(incident)) = stored {
+        tracing::info!(id, incident, "an alert raised again was handled before");
+        return;
+    }
     if let Err(e) = crate::incidents::on_alert(app, id, &alert, received_ms).await {
         tracing::error!(%e, device = alert.device, "the playbook could not act on an alert");
     }

@@ -43,19 +43,40 @@ fn alert_from(r: &sqlx::any::AnyRow) -> Result<StoredAlert, sqlx::Error> {
     })
 }
 
-/// Stores an alert; returns its id.
+/// What [`insert_alert`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A new alert, with its id.
+    New(i64),
+    /// An alert of the same origin was stored before (a raise repeated after a crash): its
+    /// id, and the incident it is linked to, if the playbook got that far.
+    Again(i64, Option<i64>),
+}
+
+impl Stored {
+    /// The alert's id.
+    pub fn id(self) -> i64 {
+        match self {
+            Stored::New(id) | Stored::Again(id, _) => id,
+        }
+    }
+}
+
+/// Stores an alert from `origin` (where it was raised from, when a raise may be repeated;
+/// `None` for alerts that cannot come twice); an origin stored before is not stored again.
 pub async fn insert_alert(
     db: &Db,
     alert: &edgeward_detect::alert::Alert,
     received_ms: i64,
-) -> Result<i64, DbError> {
+    origin: Option<&str>,
+) -> Result<Stored, DbError> {
     let body = serde_json::to_string(alert).unwrap_or_default();
     let severity = serde_json::to_value(alert.severity)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
     let row = sqlx::query(
-        "INSERT INTO alerts (device_id, kind, severity, at, received_ms, detail, body) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        "INSERT INTO alerts (device_id, kind, severity, at, received_ms, detail, body, origin) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (origin) DO NOTHING RETURNING id",
     )
     .bind(&alert.device)
     .bind(alert.kind.name())
@@ -64,9 +85,20 @@ pub async fn insert_alert(
     .bind(received_ms)
     .bind(&alert.detail)
     .bind(body)
-    .fetch_one(db.pool())
+    .bind(origin)
+    .fetch_optional(db.pool())
     .await?;
-    Ok(row.try_get("id")?)
+    if let Some(row) = row {
+        return Ok(Stored::New(row.try_get("id")?));
+    }
+    let row = sqlx::query("SELECT id, incident_id FROM alerts WHERE origin = $1")
+        .bind(origin)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(Stored::Again(
+        row.try_get("id")?,
+        row.try_get("incident_id")?,
+    ))
 }
 
 /// Links an alert to its incident.

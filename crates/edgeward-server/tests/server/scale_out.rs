@@ -7,7 +7,8 @@
 //! geography, cohorts, cloned certificates) and raise alerts through the server's own path:
 //! a tamper event and an impossible journey, scored by a worker, are stored, sent to a real
 //! webhook receiver and acted on by the default playbook (the tampered device quarantined);
-//! an alert a dead worker committed but never raised is raised by the partition's next owner.
+//! an alert a dead worker committed but never raised is raised by the partition's next owner;
+//! a burst of bad tokens split over the replicas is counted as one by the device's worker.
 //! Each test has a stream and subjects of its own.
 
 use std::{
@@ -220,15 +221,30 @@ async fn every_point_is_scored_once_across_replicas_workers_and_a_killed_worker(
         at: unix_now() as i64,
         detail: "enclosure opened (committed by a worker that died)".into(),
     };
-    sqlx::query(
-        "INSERT INTO detect_alert_outbox (stream, part, alert, received_ms) VALUES ($1, 3, $2, $3)",
+    let entry: i64 = sqlx::query(
+        "INSERT INTO detect_alert_outbox (stream, part, alert, received_ms) VALUES ($1, 3, $2, $3) RETURNING id",
     )
     .bind(&n.stream)
     .bind(serde_json::to_string(&left).expect("alert"))
     .bind(unix_now() as i64 * 1000)
+    .fetch_one(&pool)
+    .await
+    .expect("outbox")
+    .get("id");
+    // It even got as far as storing the alert (not yet linked to an incident) before it
+    // died: the next owner's raise finds it instead of storing a copy.
+    sqlx::query(
+        "INSERT INTO alerts (device_id, kind, severity, at, received_ms, detail, body, origin) VALUES ($1, 'tamper', 'critical', $2, $3, $4, $5, $6)",
+    )
+    .bind(&orphan.id)
+    .bind(left.at)
+    .bind(unix_now() as i64 * 1000)
+    .bind(&left.detail)
+    .bind(serde_json::to_string(&left).expect("alert"))
+    .bind(format!("nats:{}:{entry}", n.stream))
     .execute(&pool)
     .await
-    .expect("outbox");
+    .expect("the alert stored before the crash");
     let w1 = worker(&n, &config, "w1", &logs.path().join("w1.log"));
     // The first worker takes every partition; one started later gets its share (a worker
     // holding nothing yet still counts, by its heartbeat).
@@ -361,6 +377,30 @@ async fn every_point_is_scored_once_across_replicas_workers_and_a_killed_worker(
         alert(tampered.id.clone(), "tamper")
     })
     .await;
+    // A burst of bad tokens split over the replicas (3 + 2; the rule fires at 5 in a
+    // minute): neither replica alone sees a burst, the device's worker counts all five.
+    let guesser = a.enroll(&device_id("scaleauth"), "cam").await;
+    let gc = a.device_client(&guesser);
+    let commands = [
+        a.device_url("/v1/device/commands"),
+        format!(
+            "https://127.0.0.1:{}/v1/device/commands",
+            b.device_addr.port()
+        ),
+    ];
+    for k in 0..5 {
+        let r = gc
+            .get(&commands[usize::from(k >= 3)])
+            .header("authorization", v1(&guesser, unix_now() - 3600))
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 401);
+    }
+    wait_for(60, "the auth-failure burst counted across replicas", || {
+        alert(guesser.id.clone(), "auth_failure_burst")
+    })
+    .await;
     wait_for(
         60,
         "the dead worker's alert, raised from the outbox",
@@ -380,6 +420,15 @@ async fn every_point_is_scored_once_across_replicas_workers_and_a_killed_worker(
         })
         .await;
     }
+    // Raised again after the crash, stored once; the playbook still acted on it.
+    let (_, v) = a
+        .admin_get(&format!("/v1/admin/alerts?device={}", orphan.id))
+        .await;
+    assert_eq!(
+        v["alerts"].as_array().map(Vec::len),
+        Some(1),
+        "the orphan's tamper alert was stored twice: {v}"
+    );
     // Every raised alert left the outbox.
     wait_for(30, "the outbox to be empty", || async {
         sqlx::query("SELECT id FROM detect_alert_outbox WHERE stream = $1")
