@@ -2,7 +2,10 @@
 //! development PKI), a device enrolled with a CSR, authenticated calls, and the attacks a
 //! compromised or impersonated device would try, each refused.
 
-use super::{fail, StepResult};
+use super::{
+    fail,
+    server::{self, tls_client, AdminApi},
+};
 use std::{path::Path, time::Duration};
 
 use edgeward_proto::token;
@@ -21,35 +24,13 @@ fn now() -> u64 {
     edgeward_core::civil::unix_now()
 }
 
-fn client(ca_pem: &[u8], identity: Option<String>) -> StepResult<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem)?)
-        .timeout(Duration::from_secs(10));
-    if let Some(pem) = identity {
-        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes())?);
-    }
-    Ok(b.build()?)
-}
-
 /// Adds the control-plane steps to `demo`, keeping the server's files in `dir`.
 pub(crate) fn story(demo: &mut Demo, dir: &Path) {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match server::runtime() {
         Ok(rt) => rt,
         Err(e) => return demo.step("start the control plane", || Err(e.into())),
     };
-    let mut config = edgeward_server::Config {
-        data_dir: dir.to_path_buf(),
-        listen: ([127, 0, 0, 1], 0).into(),
-        admin_listen: ([127, 0, 0, 1], 0).into(),
-        enroll_listen: ([127, 0, 0, 1], 0).into(),
-        ..Default::default()
-    };
+    let mut config = server::loopback_config(dir);
     config.class_limits.insert(
         "demo-camera".into(),
         edgeward_server::config::LimitConfig {
@@ -74,37 +55,22 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     let admin_url = |p: &str| format!("https://127.0.0.1:{}{p}", server.admin_addr.port());
     let device_url = |p: &str| format!("https://127.0.0.1:{}{p}", server.device_addr.port());
     let ca = std::fs::read(dir.join("server-ca.pem")).unwrap_or_default();
-    let admin_key = std::fs::read_to_string(dir.join("admin-token")).unwrap_or_default();
-    let admin = |method: &str, path: &str, body: Value| -> StepResult<Value> {
-        let c = client(&ca, None)?;
-        rt.block_on(async {
-            let req = if method == "GET" {
-                c.get(admin_url(path))
-            } else {
-                c.post(admin_url(path)).json(&body)
-            };
-            let r = req.bearer_auth(admin_key.trim()).send().await?;
-            let status = r.status();
-            let v: Value = r.json().await.unwrap_or(Value::Null);
-            if status.is_success() {
-                Ok(v)
-            } else {
-                fail(format!("{status}: {v}"))
-            }
-        })
+    let api = match AdminApi::new(&rt, dir, &server) {
+        Ok(api) => api,
+        Err(e) => return demo.step("reach the admin API", || Err(e)),
     };
 
     let mut device = None;
     demo.step("register and enroll a device (one-time token + CSR)", || {
         let id = "demo-cam-001";
-        let v = admin("POST", "/v1/admin/devices", json!({ "id": id, "hardware_class": "demo-camera" }))?;
+        let v = api.post("/v1/admin/devices", json!({ "id": id, "hardware_class": "demo-camera" }))?;
         let enrollment = v["enrollment_token"].as_str().ok_or("no token")?.to_string();
         let key = rcgen::KeyPair::generate()?;
         let csr = rcgen::CertificateParams::new(Vec::<String>::new())
             .and_then(|p| p.serialize_request(&key))
             .and_then(|c| c.pem())
             ?;
-        let c = client(&ca, None)?;
+        let c = tls_client(&ca, None)?;
         let v: Value = rt.block_on(async {
             let r = c.post(admin_url("/v1/enroll")).json(&json!({ "token": enrollment, "csr": csr })).send().await?;
             r.json().await
@@ -127,7 +93,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         device = Some(Device {
             id: id.to_string(),
             secret: v["secret"].as_str().unwrap_or_default().to_string(),
-            client: client(&ca, Some(format!("{cert}{}", key.serialize_pem())))?,
+            client: tls_client(&ca, Some(format!("{cert}{}", key.serialize_pem())))?,
         });
         Ok(format!("{id} holds a device-CA certificate for a key it generated; reusing the token is refused ({reused}: {why})"))
     });
@@ -158,7 +124,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     demo.step(
         "attack: no client certificate gets no device endpoint",
         || {
-            let anonymous = client(&ca, None)?;
+            let anonymous = tls_client(&ca, None)?;
             match telemetry(Some(v1()), &anonymous) {
                 0 => Ok("the TLS handshake is refused before any HTTP".into()),
                 s => fail(format!("answered {s}")),
@@ -217,7 +183,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     });
     demo.step("quarantine cuts the device off on its next call", || {
         std::thread::sleep(Duration::from_millis(1200));
-        admin("POST", "/v1/admin/devices/demo-cam-001/quarantine", json!({}))?;
+        api.post("/v1/admin/devices/demo-cam-001/quarantine", json!({}))?;
         let after = telemetry(Some(v1()), &dev.client);
         let poll = rt.block_on(async {
             dev.client.get(device_url("/v1/device/commands")).header("authorization", v1()).send().await.map(|r| r.status().as_u16()).unwrap_or(0)

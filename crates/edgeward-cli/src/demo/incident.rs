@@ -5,7 +5,11 @@
 //! operator approves the wipe the playbook held back and closes the incident, and the
 //! post-mortem is written in Markdown and HTML. The story ends with the report's path.
 
-use super::{fail, StepResult};
+use super::{
+    fail,
+    server::{self, tls_client, AdminApi},
+    StepResult,
+};
 use std::{path::Path, time::Duration};
 
 use edgeward_proto::token;
@@ -37,35 +41,13 @@ fn signed_bundle(device: &str, key_pem: &str, command_id: i64, body: &[u8]) -> S
     ))
 }
 
-fn client(ca_pem: &[u8], identity: Option<String>) -> StepResult<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem)?)
-        .timeout(Duration::from_secs(10));
-    if let Some(pem) = identity {
-        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes())?);
-    }
-    Ok(b.build()?)
-}
-
 /// Adds the incident-response steps to `demo`, keeping the server's files in `dir`.
 pub(crate) fn story(demo: &mut Demo, dir: &Path) {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match server::runtime() {
         Ok(rt) => rt,
         Err(e) => return demo.step("start a server with detection", || Err(e.into())),
     };
-    let config = edgeward_server::Config {
-        data_dir: dir.to_path_buf(),
-        listen: ([127, 0, 0, 1], 0).into(),
-        admin_listen: ([127, 0, 0, 1], 0).into(),
-        enroll_listen: ([127, 0, 0, 1], 0).into(),
-        ..Default::default()
-    };
+    let config = server::loopback_config(dir);
     let mut running = None;
     demo.step("start a server with detection and the default playbook", || {
         let r = rt
@@ -75,60 +57,33 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         Ok("baselines per device and metric, cohorts, day-one rules, geography; playbook: contain on tamper, failed attestation, a foreign model or a cloned certificate".into())
     });
     let Some(server) = running else { return };
+    let api = match AdminApi::new(&rt, dir, &server) {
+        Ok(api) => api,
+        Err(e) => return demo.step("reach the admin API", || Err(e)),
+    };
     let admin_url = |p: &str| format!("https://127.0.0.1:{}{p}", server.admin_addr.port());
     let device_url = |p: &str| format!("https://127.0.0.1:{}{p}", server.device_addr.port());
     let ca = std::fs::read(dir.join("server-ca.pem")).unwrap_or_default();
-    let admin_key = std::fs::read_to_string(dir.join("admin-token")).unwrap_or_default();
-    let admin = |method: &str, path: &str, body: Value| -> StepResult<Value> {
-        let c = client(&ca, None)?;
-        rt.block_on(async {
-            let req = if method == "GET" {
-                c.get(admin_url(path))
-            } else {
-                c.post(admin_url(path)).json(&body)
-            };
-            let r = req.bearer_auth(admin_key.trim()).send().await?;
-            let status = r.status();
-            let v: Value = r.json().await.unwrap_or(Value::Null);
-            if status.is_success() {
-                Ok(v)
-            } else {
-                fail(format!("{status}: {v}"))
-            }
-        })
-    };
-    let report = |format: &str| -> StepResult<String> {
-        let c = client(&ca, None)?;
-        rt.block_on(async {
-            let r = c
-                .get(admin_url(&format!(
-                    "/v1/admin/incidents/1/report?format={format}"
-                )))
-                .bearer_auth(admin_key.trim())
-                .send()
-                .await?;
-            Ok(r.text().await?)
-        })
-    };
+    let report = |format: &str| api.text(&format!("/v1/admin/incidents/1/report?format={format}"));
 
     let id = "demo-cam-042";
     let mut device = None;
     demo.step("enroll a camera and report a healthy day", || {
-        let v = admin("POST", "/v1/admin/devices", json!({ "id": id, "hardware_class": "demo-camera" }))?;
+        let v = api.post("/v1/admin/devices", json!({ "id": id, "hardware_class": "demo-camera" }))?;
         let enrollment = v["enrollment_token"].as_str().ok_or("no token")?.to_string();
         let key = rcgen::KeyPair::generate()?;
         let csr = rcgen::CertificateParams::new(Vec::<String>::new())
             .and_then(|p| p.serialize_request(&key))
             .and_then(|c| c.pem())
             ?;
-        let c = client(&ca, None)?;
+        let c = tls_client(&ca, None)?;
         let v: Value = rt.block_on(async {
             let r = c.post(admin_url("/v1/enroll")).json(&json!({ "token": enrollment, "csr": csr })).send().await?;
             r.json().await
         })?;
         let cert = v["certificate"].as_str().ok_or_else(|| format!("enrollment refused: {v}"))?;
         let secret = v["secret"].as_str().unwrap_or_default().to_string();
-        let dev = client(&ca, Some(format!("{cert}{}", key.serialize_pem())))?;
+        let dev = tls_client(&ca, Some(format!("{cert}{}", key.serialize_pem())))?;
         let t = now() as i64;
         let records: Vec<Value> = (0..240)
             .map(|k| {
@@ -141,7 +96,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         let status = rt.block_on(async {
             dev.post(device_url("/v1/device/telemetry")).header("authorization", auth).json(&json!({ "records": records })).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
         });
-        let alerts = admin("GET", &format!("/v1/admin/alerts?device={id}"), Value::Null)?;
+        let alerts = api.get(&format!("/v1/admin/alerts?device={id}"))?;
         let n = alerts["alerts"].as_array().map(Vec::len).unwrap_or(0);
         device = Some((dev, secret, key.serialize_pem()));
         match (status, n) {
@@ -163,7 +118,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
             return fail(format!("the tamper report answered {status}"));
         }
         for _ in 0..100 {
-            let v = admin("GET", "/v1/admin/incidents/1", Value::Null).unwrap_or(Value::Null);
+            let v = api.get("/v1/admin/incidents/1").unwrap_or(Value::Null);
             if let Some(ms) = v["containment_ms"].as_i64() {
                 let after = rt.block_on(async {
                     dev.post(device_url("/v1/device/telemetry")).header("authorization", auth()).json(&json!({"records": [{"type": "device", "metrics": {}}]})).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
@@ -191,7 +146,7 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
             };
             (c, u)
         });
-        let v = admin("GET", "/v1/admin/incidents/1", Value::Null)?;
+        let v = api.get("/v1/admin/incidents/1")?;
         match (commands["commands"][0]["kind"].as_str(), upload, v["incident"]["status"].as_str()) {
             (Some("collect_forensics"), 200, Some("investigating")) => Ok(format!(
                 "signed collect_forensics command fetched while quarantined; bundle stored content-addressed (sha256 {}…); incident investigating",
@@ -201,11 +156,11 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
         }
     });
     demo.step("remediate: an admin approves the wipe and closes the incident", || {
-        let v = admin("POST", "/v1/admin/incidents/1/approve", json!({}))?;
+        let v = api.post("/v1/admin/incidents/1/approve", json!({}))?;
         if v["incident"]["status"] != "remediated" {
             return fail(format!("after approval: {}", v["incident"]["status"]));
         }
-        let v = admin("POST", "/v1/admin/incidents/1/close", json!({
+        let v = api.post("/v1/admin/incidents/1/close", json!({
             "root_cause": "the camera's enclosure was opened on site; the tamper switch fired",
             "lessons": "seal enclosures; keep the tamper rule in the default playbook",
         }))?;

@@ -2,13 +2,16 @@
 //! no services, told in chapters: the key ceremony, signing and verification with two
 //! attacks refused (`signing`); the device (`device`); the model's protection
 //! (`encrypted_model`, `watermark`); the control plane (`control_plane`); signed updates
-//! with staged rollouts (`updates`); and an incident from detection to post-mortem
+//! with staged rollouts (`updates`); two real device agents through quarantine, forensics,
+//! wipe and re-provisioning (`agents`); and an incident from detection to post-mortem
 //! (`incident`).
 
+mod agents;
 mod control_plane;
 mod device;
 mod encrypted_model;
 mod incident;
+mod server;
 mod signing;
 mod updates;
 mod watermark;
@@ -109,6 +112,7 @@ pub(crate) fn run(a: DemoArgs, json: bool) -> Outcome {
     watermark::story(&mut demo, &dir.join("watermark"));
     control_plane::story(&mut demo, &dir.join("server"));
     updates::story(&mut demo, &dir.join("updates"));
+    agents::story(&mut demo, &dir.join("agents"));
     incident::story(&mut demo, &dir.join("incident"));
     let passed = demo.steps.iter().filter(|s| s.ok).count();
     let all_ok = passed == demo.steps.len();
@@ -124,7 +128,7 @@ pub(crate) fn run(a: DemoArgs, json: bool) -> Outcome {
             "\nsummary: {passed}/{} steps as expected — {}",
             demo.steps.len(),
             if all_ok {
-                "signed artifacts verify under the root, tampering and unendorsed keys are refused; the device boots only a signed chain, attests from its element and opens only models encrypted to it; a stolen model carries its owner's mark; the control plane admits only enrolled, authenticated, unquarantined devices within their rate; updates arrive as verified deltas, a downgrade and a tampered target are refused, and a release that fails its health check is reverted and halts its rollout"
+                "signed artifacts verify under the root, tampering and unendorsed keys are refused; the device boots only a signed chain, attests from its element and opens only models encrypted to it; a stolen model carries its owner's mark; the control plane admits only enrolled, authenticated, unquarantined devices within their rate; updates arrive as verified deltas, a downgrade and a tampered target are refused, and a release that fails its health check is reverted and halts its rollout; device agents enroll from their elements and carry out signed quarantine, forensics, wipe and re-provisioning; a tampered device is detected, contained, investigated, remediated and reported"
             } else {
                 "SOMETHING IS WRONG"
             }

@@ -13,7 +13,7 @@
 //! installer's `state.json` the way a boot loader would (docs/updates.md) and checks that
 //! the image starts with its self-test's `EWFW-OK` header.
 
-use super::{fail, StepResult};
+use super::{fail, server, StepResult};
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
@@ -357,11 +357,7 @@ fn sha(path: &Path) -> StepResult<String> {
 
 /// Adds the update steps to `demo`, keeping the repository, server and devices in `dir`.
 pub(crate) fn story(demo: &mut Demo, dir: &Path) {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match server::runtime() {
         Ok(rt) => rt,
         Err(e) => return demo.step("start the update server", || Err(e.into())),
     };
@@ -383,12 +379,8 @@ pub(crate) fn story(demo: &mut Demo, dir: &Path) {
     // The server's default limits: range requests of the delta downloads draw from the
     // devices' download budget (update_limit, by the KiB), not from their request limit.
     let config = edgeward_server::Config {
-        data_dir: dir.join("server"),
-        listen: ([127, 0, 0, 1], 0).into(),
-        admin_listen: ([127, 0, 0, 1], 0).into(),
-        enroll_listen: ([127, 0, 0, 1], 0).into(),
         update_repo: Some(repo_dir.clone()),
-        ..Default::default()
+        ..server::loopback_config(&dir.join("server"))
     };
     let mut running = None;
     let mut fleet = None;
