@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing (idempotent), then runs the whole
-# suite: the dependency audit, the no_std check of edgeward-core, one build of the workspace
-# with every feature the suite needs, the Debian packages installed and purged, the unit,
-# integration and interop tests against the real openssl, Python `cryptography` and `model_signing`, SoftHSM2 and swtpm, the TUF
-# conformance suite, a fuzz smoke run and the demo.
+# suite: one build of the workspace with every feature the suite needs, the Debian packages
+# installed and purged, the unit, integration and interop tests against the real openssl,
+# Python `cryptography` and `model_signing`, SoftHSM2 and swtpm, the TUF conformance suite,
+# the dependency audit, the no_std check of edgeward-core, a fuzz smoke run and the demo.
+# The tool installs, the no_std check and the fuzz build run in the background beside the
+# build and the tests (warm_up below).
 #
 # The console gets one line per phase with its time; everything the tools print goes to
 # $CARGO_TARGET_DIR/test-logs/<phase>.log, and a failing phase shows the end of its log.
@@ -167,15 +169,19 @@ audit() {
     return 0
   fi
   if ! cargo audit --version >/dev/null 2>&1; then
-    cargo install --locked cargo-audit
+    env -u CARGO_TARGET_DIR cargo install --locked --debug cargo-audit
   fi
   cargo audit --db "$db" --no-fetch
   cargo audit --db "$db" --no-fetch --file fuzz/Cargo.lock
   echo "summary: no advisories in Cargo.lock or fuzz/Cargo.lock ($(cargo audit --version), database $(cd "$db" && pwd))"
 }
 
+# The no_std check builds in a target directory of its own (check-mode artifacts of other
+# features), so that the background warm-up below can run it beside the main build.
+NO_STD_TARGET_DIR="$CARGO_TARGET_DIR/no-std"
+
 no_std() {
-  cargo check -p edgeward-core --no-default-features
+  CARGO_TARGET_DIR="$NO_STD_TARGET_DIR" cargo check -p edgeward-core --no-default-features
   if cargo tree -p edgeward-core --no-default-features -e normal,features | grep -q 'feature "std"'; then
     echo "edgeward-core --no-default-features pulls in a dependency's std feature:"
     cargo tree -p edgeward-core --no-default-features -e normal,features -i std 2>&1 | head -20 || true
@@ -224,6 +230,23 @@ demo() {
   "$VENV/bin/python" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["ok"], d; print("summary:", len(d["steps"]), "demo steps ok")' "$LOGS/demo.json"
 }
 
+# The work no later phase waits on until the end — installing cargo-fuzz and cargo-audit,
+# the no_std check, and the nightly fuzz build in its own target directory — runs in the
+# background at the lowest CPU priority from the start: it takes the cores when the build
+# and the tests leave them idle (on a cold two-core machine, minutes of them) instead of
+# adding its own minutes at the end. It only warms caches: the audit, no_std and fuzz-smoke
+# phases do their work again (up to date by then, so in seconds) and report any failure.
+warm_up() {
+  # Installs build in a temporary directory: the suite's target directory is the build's.
+  cargo fuzz --version >/dev/null 2>&1 || env -u CARGO_TARGET_DIR cargo install --locked --debug cargo-fuzz
+  # A debug build: cargo-audit reads one lock file and the advisory database, which takes
+  # well under a second unoptimised, and compiles in far less time.
+  cargo audit --version >/dev/null 2>&1 ||
+    env -u CARGO_TARGET_DIR cargo install --locked --debug cargo-audit
+  CARGO_TARGET_DIR="$NO_STD_TARGET_DIR" cargo check -p edgeward-core --no-default-features
+  FUZZ_BUILD_ONLY=1 scripts/fuzz-smoke.sh
+}
+
 echo "logs in $LOGS"
 phase system system_packages
 phase services services
@@ -231,12 +254,22 @@ phase venv python_venv
 phase worker-user worker_user
 export EDGEWARD_VENV="$VENV" EDGEWARD_PYTHON="$VENV/bin/python"
 export EDGEWARD_MODEL_SIGNING="$VENV/bin/model_signing"
-phase audit audit
-phase no_std no_std
+warm_start=$SECONDS
+nice -n 19 bash -c "$(declare -f warm_up); NO_STD_TARGET_DIR='$NO_STD_TARGET_DIR'; warm_up" \
+  >"$LOGS/warm-up.log" 2>&1 &
+warm_pid=$!
 phase build build
 phase debs debs
 phase tests tests
 phase tuf-conformance tuf
+# The warm-up's own failures show in the phases that redo its work.
+warm_status=0
+wait "$warm_pid" || warm_status=$?
+printf '%-16s %s %3dm%02ds  (background, from the build on; log %s)\n' warm-up \
+  "$([ "$warm_status" -eq 0 ] && echo ok || echo "exit $warm_status")" \
+  $(((SECONDS - warm_start) / 60)) $(((SECONDS - warm_start) % 60)) "$LOGS/warm-up.log"
+phase audit audit
+phase no_std no_std
 phase fuzz-smoke fuzz
 phase demo demo
 took=$((SECONDS - suite_start))
