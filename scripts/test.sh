@@ -255,9 +255,12 @@ phase worker-user worker_user
 export EDGEWARD_VENV="$VENV" EDGEWARD_PYTHON="$VENV/bin/python"
 export EDGEWARD_MODEL_SIGNING="$VENV/bin/model_signing"
 warm_start=$SECONDS
-nice -n 19 bash -c "$(declare -f warm_up); NO_STD_TARGET_DIR='$NO_STD_TARGET_DIR'; warm_up" \
+# In a process group of its own (setsid), so that a phase that fails and ends the suite also
+# ends the warm-up's cargo and rustc processes instead of leaving them building.
+setsid nice -n 19 bash -c "$(declare -f warm_up); NO_STD_TARGET_DIR='$NO_STD_TARGET_DIR'; warm_up" \
   >"$LOGS/warm-up.log" 2>&1 &
 warm_pid=$!
+trap 'kill -- -"$warm_pid" 2>/dev/null || true' EXIT
 phase build build
 phase debs debs
 phase tests tests
