@@ -7,6 +7,10 @@
 #   scripts/fuzz-smoke.sh bundle statement           # some targets
 #   FUZZ_MAX_LEN=65536 scripts/fuzz-smoke.sh          # longest input libFuzzer generates
 #   FUZZ_BUILD_ONLY=1 scripts/fuzz-smoke.sh           # build the targets, run nothing
+#
+# The smoke builds fuzz/Cargo.toml's dev profile (`cargo fuzz build --dev`: opt-level 1, the
+# same sanitizer and coverage instrumentation as a campaign), which compiles in a fraction of
+# the release profile's CPU time; long campaigns use `cargo fuzz run TARGET` (release).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -40,9 +44,9 @@ fi
 # Build every target in one cargo run (shared dependencies built once, both cores busy);
 # `cargo fuzz run` below then finds them up to date.
 if [ "$#" -gt 0 ]; then
-    for target in "${targets[@]}"; do cargo +nightly fuzz build "$target"; done
+    for target in "${targets[@]}"; do cargo +nightly fuzz build --dev "$target"; done
 else
-    cargo +nightly fuzz build
+    cargo +nightly fuzz build --dev
 fi
 
 if [ -n "${FUZZ_BUILD_ONLY:-}" ]; then
@@ -59,7 +63,7 @@ for target in "${targets[@]}"; do
         dirs+=("$root/fuzz/seeds/$target")
     fi
     echo "=== fuzz target $target: $runs runs" >&2
-    if ! cargo +nightly fuzz run "$target" "${dirs[@]}" -- \
+    if ! cargo +nightly fuzz run --dev "$target" "${dirs[@]}" -- \
         -runs="$runs" -max_len="$max_len" -timeout=60 -print_final_stats=1; then
         echo "fuzz-smoke: target $target FAILED (see fuzz/artifacts/$target/)" >&2
         failed+=("$target")

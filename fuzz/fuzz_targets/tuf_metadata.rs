@@ -3,7 +3,6 @@
 //! JSON of a parsed `signed` object must parse back to the same value.
 #![no_main]
 
-use edgeward_update::tuf::canonical;
 use edgeward_update::tuf::envelope::Envelope;
 use edgeward_update::tuf::metadata::{DelegatedRoles, Root, Snapshot, Targets, Timestamp};
 use libfuzzer_sys::fuzz_target;
