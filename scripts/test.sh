@@ -168,9 +168,7 @@ audit() {
     echo "summary: NOT RUN: no RustSec advisory database at ${candidates[*]} (set EDGEWARD_ADVISORY_DB)"
     return 0
   fi
-  if ! cargo audit --version >/dev/null 2>&1; then
-    env -u CARGO_TARGET_DIR cargo install --locked --debug cargo-audit
-  fi
+  cargo audit --version >/dev/null 2>&1 || install_tool cargo-audit
   cargo audit --db "$db" --no-fetch
   cargo audit --db "$db" --no-fetch --file fuzz/Cargo.lock
   echo "summary: no advisories in Cargo.lock or fuzz/Cargo.lock ($(cargo audit --version), database $(cd "$db" && pwd))"
@@ -230,19 +228,24 @@ demo() {
   "$VENV/bin/python" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["ok"], d; print("summary:", len(d["steps"]), "demo steps ok")' "$LOGS/demo.json"
 }
 
+# install_tool CRATE: installs a cargo subcommand the suite needs, as a debug build without
+# debug info (each reads a lock file or drives cargo, which takes well under a second
+# unoptimised, and compiles in a fraction of a release build's time), building in a temporary
+# directory (the suite's target directory is the build's).
+install_tool() {
+  env -u CARGO_TARGET_DIR CARGO_PROFILE_DEV_DEBUG=0 cargo install --locked --debug "$1"
+}
+
 # The work no later phase waits on until the end — installing cargo-fuzz and cargo-audit,
 # the no_std check, and the nightly fuzz build in its own target directory — runs in the
-# background at the lowest CPU priority from the start: it takes the cores when the build
+# background at the lowest CPU priority from the build on: it takes the cores when the build
 # and the tests leave them idle (on a cold two-core machine, minutes of them) instead of
-# adding its own minutes at the end. It only warms caches: the audit, no_std and fuzz-smoke
-# phases do their work again (up to date by then, so in seconds) and report any failure.
+# adding its own minutes at the end, and the build, which the tests wait for, goes first. It
+# only warms caches: the audit, no_std and fuzz-smoke phases do their work again (up to date
+# by then, so in seconds) and report any failure.
 warm_up() {
-  # Installs build in a temporary directory: the suite's target directory is the build's.
-  cargo fuzz --version >/dev/null 2>&1 || env -u CARGO_TARGET_DIR cargo install --locked --debug cargo-fuzz
-  # A debug build: cargo-audit reads one lock file and the advisory database, which takes
-  # well under a second unoptimised, and compiles in far less time.
-  cargo audit --version >/dev/null 2>&1 ||
-    env -u CARGO_TARGET_DIR cargo install --locked --debug cargo-audit
+  cargo fuzz --version >/dev/null 2>&1 || install_tool cargo-fuzz
+  cargo audit --version >/dev/null 2>&1 || install_tool cargo-audit
   CARGO_TARGET_DIR="$NO_STD_TARGET_DIR" cargo check -p edgeward-core --no-default-features
   FUZZ_BUILD_ONLY=1 scripts/fuzz-smoke.sh
 }
@@ -250,19 +253,27 @@ warm_up() {
 echo "logs in $LOGS"
 phase system system_packages
 phase services services
-phase venv python_venv
 phase worker-user worker_user
+# The venv (downloads from PyPI, half a minute on a fresh machine) is made beside the build;
+# the tests are the first to need it.
+phase venv python_venv &
+venv_pid=$!
 export EDGEWARD_VENV="$VENV" EDGEWARD_PYTHON="$VENV/bin/python"
 export EDGEWARD_MODEL_SIGNING="$VENV/bin/model_signing"
 warm_start=$SECONDS
-# In a process group of its own (setsid), so that a phase that fails and ends the suite also
-# ends the warm-up's cargo and rustc processes instead of leaving them building.
-setsid nice -n 19 bash -c "$(declare -f warm_up); NO_STD_TARGET_DIR='$NO_STD_TARGET_DIR'; warm_up" \
+# In a process group of its own (job control on while it starts), so that a phase that fails
+# and ends the suite also ends the warm-up's cargo and rustc processes instead of leaving them
+# building. Not in a session of its own: the kernel's autogroup scheduling would give a new
+# session an equal share of the CPU, and `nice` would no longer put the build first.
+set -m
+nice -n 19 bash -c "$(declare -f install_tool warm_up); NO_STD_TARGET_DIR='$NO_STD_TARGET_DIR'; warm_up" \
   >"$LOGS/warm-up.log" 2>&1 &
 warm_pid=$!
+set +m
 trap 'kill -- -"$warm_pid" 2>/dev/null || true' EXIT
 phase build build
 phase debs debs
+wait "$venv_pid"
 phase tests tests
 phase tuf-conformance tuf
 # The warm-up's own failures show in the phases that redo its work.
