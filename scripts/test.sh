@@ -171,7 +171,7 @@ audit() {
   cargo audit --version >/dev/null 2>&1 || install_tool cargo-audit
   cargo audit --db "$db" --no-fetch
   cargo audit --db "$db" --no-fetch --file fuzz/Cargo.lock
-  echo "summary: no advisories in Cargo.lock or fuzz/Cargo.lock ($(cargo audit --version), database $(cd "$db" && pwd))"
+  echo "summary: no advisories in Cargo.lock or fuzz/Cargo.lock (cargo-audit $(cargo audit --version | awk '{print $NF}'), database $(cd "$db" && pwd))"
 }
 
 # The no_std check builds in a target directory of its own (check-mode artifacts of other
