@@ -254,26 +254,27 @@ echo "logs in $LOGS"
 phase system system_packages
 phase services services
 phase worker-user worker_user
-# The venv (downloads from PyPI, half a minute on a fresh machine) is made beside the build;
-# the tests are the first to need it.
-phase venv python_venv &
-venv_pid=$!
 export EDGEWARD_VENV="$VENV" EDGEWARD_PYTHON="$VENV/bin/python"
 export EDGEWARD_MODEL_SIGNING="$VENV/bin/model_signing"
 warm_start=$SECONDS
-# In a process group of its own (job control on while it starts), so that a phase that fails
-# and ends the suite also ends the warm-up's cargo and rustc processes instead of leaving them
-# building. Not in a session of its own: the kernel's autogroup scheduling would give a new
-# session an equal share of the CPU, and `nice` would no longer put the build first.
+# Beside the build: the venv (downloads from PyPI, half a minute on a fresh machine; the tests
+# are the first to need it) and the warm-up. Each runs in a process group of its own (job
+# control on while they start; stdin from /dev/null, which job control no longer does for
+# them), so that a phase that fails and ends the suite also ends pip, cargo and rustc instead
+# of leaving them running. Not in a session of its own: the kernel's autogroup scheduling
+# would give a new session an equal share of the CPU, and `nice` would no longer put the build
+# first.
 set -m
+phase venv python_venv </dev/null &
+venv_pid=$!
 nice -n 19 bash -c "$(declare -f install_tool warm_up); NO_STD_TARGET_DIR='$NO_STD_TARGET_DIR'; warm_up" \
-  >"$LOGS/warm-up.log" 2>&1 &
+  </dev/null >"$LOGS/warm-up.log" 2>&1 &
 warm_pid=$!
 set +m
-trap 'kill -- -"$warm_pid" 2>/dev/null || true' EXIT
+trap 'kill -- -"$warm_pid" -"$venv_pid" 2>/dev/null || true' EXIT
 phase build build
 phase debs debs
-wait "$venv_pid"
+wait "$venv_pid" || { echo "the venv phase failed (above; $LOGS/venv.log), and the tests need it" >&2; exit 1; }
 phase tests tests
 phase tuf-conformance tuf
 # The warm-up's own failures show in the phases that redo its work.
