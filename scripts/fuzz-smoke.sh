@@ -8,9 +8,9 @@
 #   FUZZ_MAX_LEN=65536 scripts/fuzz-smoke.sh          # longest input libFuzzer generates
 #   FUZZ_BUILD_ONLY=1 scripts/fuzz-smoke.sh           # build the targets, run nothing
 #
-# The smoke builds fuzz/Cargo.toml's dev profile (`cargo fuzz build --dev`: opt-level 1, the
-# same sanitizer and coverage instrumentation as a campaign), which compiles in a fraction of
-# the release profile's CPU time; long campaigns use `cargo fuzz run TARGET` (release).
+# The smoke builds fuzz/Cargo.toml's dev profile (`cargo fuzz build --dev`: opt-level 1 with
+# many codegen units per crate, where cargo-fuzz builds release at one; the same sanitizer and
+# coverage instrumentation as a campaign); long campaigns use `cargo fuzz run TARGET` (release).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

@@ -178,8 +178,12 @@ audit() {
 # features), so that the background warm-up below can run it beside the main build.
 NO_STD_TARGET_DIR="$CARGO_TARGET_DIR/no-std"
 
-no_std() {
+no_std_check() {
   CARGO_TARGET_DIR="$NO_STD_TARGET_DIR" cargo check -p edgeward-core --no-default-features
+}
+
+no_std() {
+  no_std_check
   if cargo tree -p edgeward-core --no-default-features -e normal,features | grep -q 'feature "std"'; then
     echo "edgeward-core --no-default-features pulls in a dependency's std feature:"
     cargo tree -p edgeward-core --no-default-features -e normal,features -i std 2>&1 | head -20 || true
@@ -244,9 +248,9 @@ install_tool() {
 # only warms caches: the audit, no_std and fuzz-smoke phases do their work again (up to date
 # by then, so in seconds) and report any failure.
 warm_up() {
-  cargo fuzz --version >/dev/null 2>&1 || install_tool cargo-fuzz
   cargo audit --version >/dev/null 2>&1 || install_tool cargo-audit
-  CARGO_TARGET_DIR="$NO_STD_TARGET_DIR" cargo check -p edgeward-core --no-default-features
+  no_std_check
+  # Installs cargo-fuzz first when it is missing.
   FUZZ_BUILD_ONLY=1 scripts/fuzz-smoke.sh
 }
 
@@ -267,7 +271,7 @@ warm_start=$SECONDS
 set -m
 phase venv python_venv </dev/null &
 venv_pid=$!
-nice -n 19 bash -c "$(declare -f install_tool warm_up); NO_STD_TARGET_DIR='$NO_STD_TARGET_DIR'; warm_up" \
+nice -n 19 bash -c "$(declare -f install_tool no_std_check warm_up); NO_STD_TARGET_DIR='$NO_STD_TARGET_DIR'; warm_up" \
   </dev/null >"$LOGS/warm-up.log" 2>&1 &
 warm_pid=$!
 set +m
